@@ -1,0 +1,126 @@
+"""The topic map (DESIGN.md, "Topics") and `nurture-topics`, which creates them explicitly.
+
+Brokers run with auto-creation off, so every topic is created here with its partition count and
+retention. Names take the configurable prefix `NURTURE_TOPIC_PREFIX`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from dataclasses import dataclass
+
+from aiokafka.admin import NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from services.common.errors import ConfigError
+from services.common.kafka import make_admin
+from services.common.logging import configure_logging
+from services.common.settings import KafkaSettings, LogSettings, load
+
+log = logging.getLogger(__name__)
+
+DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    retention_ms: int
+    description: str
+
+
+SPECS = (
+    TopicSpec("nurture.events.v1", 30 * DAY_MS, "CloudEvents from ingest and dispatch outcomes"),
+    TopicSpec("nurture.scored-events.v1", 30 * DAY_MS, "events + score snapshot, from scoring"),
+    TopicSpec("nurture.dispatch.v1", 14 * DAY_MS, "dispatch commands, from the orchestrator"),
+    TopicSpec("nurture.stages.v1", 90 * DAY_MS, "lifecycle stage changes, from the orchestrator"),
+    TopicSpec("nurture.deadletter.v1", 90 * DAY_MS, "records no consumer could process"),
+)
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Topic names with the environment's prefix applied."""
+
+    prefix: str = ""
+
+    def _name(self, base: str) -> str:
+        return f"{self.prefix}{base}"
+
+    @property
+    def events(self) -> str:
+        return self._name("nurture.events.v1")
+
+    @property
+    def scored_events(self) -> str:
+        return self._name("nurture.scored-events.v1")
+
+    @property
+    def dispatch(self) -> str:
+        return self._name("nurture.dispatch.v1")
+
+    @property
+    def stages(self) -> str:
+        return self._name("nurture.stages.v1")
+
+    @property
+    def deadletter(self) -> str:
+        return self._name("nurture.deadletter.v1")
+
+
+async def ensure_topics(
+    settings: KafkaSettings, *, partitions: int, replication_factor: int = 1
+) -> list[str]:
+    """Create every topic that does not exist yet; return the names created. Idempotent."""
+    admin = make_admin(settings, client_id="nurture-topics")
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(
+                name=f"{settings.topic_prefix}{spec.name}",
+                num_partitions=partitions,
+                replication_factor=replication_factor,
+                topic_configs={"retention.ms": str(spec.retention_ms)},
+            )
+            for spec in SPECS
+            if f"{settings.topic_prefix}{spec.name}" not in existing
+        ]
+        created = []
+        for topic in wanted:
+            try:
+                await admin.create_topics([topic])
+                created.append(topic.name)
+            except TopicAlreadyExistsError:
+                pass  # another replica created it between list and create
+        return created
+    finally:
+        await admin.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="nurture-topics",
+        description="Create Nurture's Kafka topics (idempotent). Reads KAFKA_BOOTSTRAP_SERVERS, "
+        "NURTURE_TOPIC_PREFIX and the KAFKA_SASL_*/KAFKA_SECURITY_PROTOCOL settings.",
+    )
+    parser.add_argument("--partitions", type=int, default=6, help="partitions per topic (%(default)s)")
+    parser.add_argument("--replication-factor", type=int, default=1, help="(%(default)s)")
+    args = parser.parse_args(argv)
+    try:
+        log_settings = load(LogSettings)
+        kafka = load(KafkaSettings)
+    except ConfigError as exc:
+        print(f"nurture-topics: {exc}", file=sys.stderr)
+        return 2
+    configure_logging("topics", level=log_settings.level, fmt=log_settings.format)
+    created = asyncio.run(ensure_topics(
+        kafka, partitions=args.partitions, replication_factor=args.replication_factor))
+    log.info("topics ready", extra={"topics_created": created, "bootstrap": kafka.bootstrap_servers})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
