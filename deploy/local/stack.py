@@ -95,7 +95,8 @@ def kafka_libs(state_dir: Path = DEFAULT_STATE_DIR) -> Path:
     libs = state_dir / "kafka" / "libs"
     stamp = libs / ".pom.sha256"
     digest = hashlib.sha256(POM.read_bytes()).hexdigest()
-    if stamp.exists() and stamp.read_text() == digest and glob.glob(str(libs / "kafka_2.13-*.jar")):
+    have_jars = bool(glob.glob(str(libs / "kafka_2.13-*.jar")))
+    if have_jars and stamp.exists() and stamp.read_text() == digest:
         return libs
     mvn = shutil.which("mvn")
     if mvn is None:
@@ -109,7 +110,8 @@ def kafka_libs(state_dir: Path = DEFAULT_STATE_DIR) -> Path:
            f"-DoutputDirectory={libs}", "-DincludeScope=runtime"]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        raise StackError(f"mvn failed ({proc.returncode}):\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
+        output = (proc.stdout + proc.stderr)[-6000:]
+        raise StackError(f"mvn failed ({proc.returncode}):\n{output}")
     stamp.write_text(digest)
     return libs
 
@@ -290,7 +292,7 @@ class Postgres:
     @property
     def datadir(self) -> Path:
         if self.as_root:
-            key = hashlib.sha1(str(self.home.resolve()).encode()).hexdigest()[:12]
+            key = hashlib.sha256(str(self.home.resolve()).encode()).hexdigest()[:12]
             return Path("/tmp") / f"nurture-pg-{key}"
         return self.home / "pgdata"
 
@@ -376,7 +378,7 @@ class Postgres:
 # CLI
 # --------------------------------------------------------------------------------------------
 
-def _servers(args: argparse.Namespace) -> tuple[Kafka | None, Postgres | None]:
+def servers(args: argparse.Namespace) -> tuple[Kafka | None, Postgres | None]:
     state = Path(args.state_dir)
     kafka = None
     if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
@@ -404,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "jars":
             kafka_libs(DEFAULT_STATE_DIR)
             return 0
-        kafka, pg = _servers(args)
+        kafka, pg = servers(args)
         if args.command == "up":
             if kafka:
                 kafka.start()
@@ -418,8 +420,14 @@ def main(argv: list[str] | None = None) -> int:
             if args.command == "clean" and kafka:
                 shutil.rmtree(kafka.home, ignore_errors=True)
         elif args.command == "status":
-            print(f"kafka: {'external ' + os.environ['KAFKA_BOOTSTRAP_SERVERS'] if not kafka else ('running on ' + kafka.bootstrap if kafka.running() else 'stopped')}")
-            print(f"postgres: {'external' if not pg else ('running on port ' + str(pg.port) if pg.running() else 'stopped')}")
+            if kafka is None:
+                print(f"kafka: external ({os.environ['KAFKA_BOOTSTRAP_SERVERS']})")
+            else:
+                print(f"kafka: {'running on ' + kafka.bootstrap if kafka.running() else 'stopped'}")
+            if pg is None:
+                print("postgres: external (DATABASE_URL)")
+            else:
+                print(f"postgres: {'running on ' + pg.url if pg.running() else 'stopped'}")
         if args.command in ("up", "env"):
             bootstrap = kafka.bootstrap if kafka else os.environ["KAFKA_BOOTSTRAP_SERVERS"]
             url = pg.url if pg else os.environ["DATABASE_URL"]

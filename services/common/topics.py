@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         description="Create Nurture's Kafka topics (idempotent). Reads KAFKA_BOOTSTRAP_SERVERS, "
         "NURTURE_TOPIC_PREFIX and the KAFKA_SASL_*/KAFKA_SECURITY_PROTOCOL settings.",
     )
-    parser.add_argument("--partitions", type=int, default=6, help="partitions per topic (%(default)s)")
+    parser.add_argument("--partitions", type=int, default=6,
+                        help="partitions per topic (%(default)s)")
     parser.add_argument("--replication-factor", type=int, default=1, help="(%(default)s)")
     args = parser.parse_args(argv)
     try:
@@ -118,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging("topics", level=log_settings.level, fmt=log_settings.format)
     created = asyncio.run(ensure_topics(
         kafka, partitions=args.partitions, replication_factor=args.replication_factor))
-    log.info("topics ready", extra={"topics_created": created, "bootstrap": kafka.bootstrap_servers})
+    log.info("topics ready",
+             extra={"topics_created": created, "bootstrap": kafka.bootstrap_servers})
     return 0
 
 

@@ -1,0 +1,56 @@
+# Nurture — every target sets up what it needs (virtualenv, pinned dependencies, Kafka jars).
+# `make run` starts the local stack and the services; `make test` runs the whole suite.
+# Where KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL are set, those servers are used instead.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+UV     := $(VENV)/bin/uv
+UV_VERSION := 0.13.9
+STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha1sum | cut -c1-12)
+
+.DEFAULT_GOAL := help
+.PHONY: help venv jars up run stop clean test test-unit lint typecheck fmt lock
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
+
+venv: $(STAMP)  ## create .venv with the pinned dependencies (requirements.lock)
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	$(UV) pip sync -q --python $(PY) requirements.lock
+	$(UV) pip install -q --python $(PY) --no-deps -e .
+	@rm -f $(VENV)/.installed-* && touch $@
+
+jars:  ## fetch the Kafka broker jars from Maven Central (deploy/local/pom.xml), once
+	@$(PYTHON) deploy/local/stack.py jars
+
+up: venv jars  ## start (or reuse) the local Kafka broker and PostgreSQL, create the topics
+	@$(PY) deploy/local/run.py --infra-only
+
+run: venv jars  ## the whole stack in the foreground: broker, database, topics, services (Ctrl-C stops)
+	@$(PY) deploy/local/run.py
+
+stop:  ## stop the local broker and database (data kept in .local/)
+	@$(PYTHON) deploy/local/stack.py down
+
+clean: stop  ## stop everything and delete local data, jars and the virtualenv
+	@$(PYTHON) deploy/local/stack.py clean
+	rm -rf .local $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+test: venv jars  ## the whole suite against a real broker and database started for the run
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: venv  ## unit tests only (no broker, no database)
+	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
+
+lint: venv  ## ruff + mypy (strict on services/ and schemas/)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+fmt: venv
+	$(VENV)/bin/ruff check --fix .
+
+lock: venv  ## re-resolve requirements.lock from pyproject.toml
+	$(UV) pip compile -q pyproject.toml --extra dev --generate-hashes --python-version 3.11 -o requirements.lock

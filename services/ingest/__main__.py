@@ -1,0 +1,90 @@
+"""`nurture-ingest` / `python -m services.ingest`: the composition root of the ingest service."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from services.common.errors import ConfigError
+from services.common.logging import configure_logging
+from services.common.settings import KafkaSettings, LogSettings, load
+from services.ingest.domain.auth import generate_key, hash_key
+from services.ingest.settings import IngestSettings
+
+ENVIRONMENT = """\
+environment:
+  NURTURE_INGEST_API_KEYS          JSON list of keys: [{"name","sha256","sources"}] (required)
+  NURTURE_INGEST_HOST / _PORT      listen address (0.0.0.0:8080)
+  NURTURE_INGEST_MAX_BATCH_EVENTS  events per request (500)
+  NURTURE_INGEST_MAX_BODY_BYTES    request body limit (1048576)
+  NURTURE_INGEST_PRODUCE_TIMEOUT_SECONDS  wait for Kafka acks before 503 (10)
+  NURTURE_INGEST_RETRY_AFTER_SECONDS      Retry-After on 503 (5)
+  NURTURE_INGEST_SHUTDOWN_GRACE_SECONDS   drain time for in-flight requests on SIGTERM (20)
+  KAFKA_BOOTSTRAP_SERVERS          broker list (127.0.0.1:9092)
+  KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD,
+  KAFKA_SSL_CAFILE                 TLS / SASL to the brokers
+  NURTURE_TOPIC_PREFIX             prefix for every topic name ("")
+  NURTURE_LOG_LEVEL / _FORMAT      INFO | DEBUG ...; json | text
+"""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="nurture-ingest",
+        description="Nurture ingest: authenticated HTTP intake of CloudEvents and Segment-style "
+                    "batches into Kafka (nurture.events.v1).",
+        epilog=ENVIRONMENT, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command")
+    serve = sub.add_parser("serve", help="run the HTTP server (the default)")
+    serve.add_argument("--host", help="override NURTURE_INGEST_HOST")
+    serve.add_argument("--port", type=int, help="override NURTURE_INGEST_PORT")
+    keygen = sub.add_parser("keygen", help="create an API key and print its config entry")
+    keygen.add_argument("--name", required=True, help="a name for the key, e.g. website")
+    keygen.add_argument("--source", action="append", dest="sources", metavar="PATTERN",
+                        help="allowed CloudEvents source (glob); repeatable; default: any")
+    return parser.parse_args(argv)
+
+
+def keygen(name: str, sources: list[str] | None) -> int:
+    key = generate_key()
+    entry = {"name": name, "sha256": hash_key(key), "sources": sources or ["*"]}
+    print(f"API key (give it to the sender, it is not stored): {key}")
+    print(f"Config entry for NURTURE_INGEST_API_KEYS: {json.dumps([entry])}")
+    return 0
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from services.ingest.app import create_app
+
+    try:
+        log_settings = load(LogSettings)
+        settings = load(IngestSettings)
+        kafka = load(KafkaSettings)
+    except ConfigError as exc:
+        print(f"nurture-ingest: {exc}", file=sys.stderr)
+        return 2
+    configure_logging("ingest", level=log_settings.level, fmt=log_settings.format)
+    app = create_app(settings, kafka)
+    config = uvicorn.Config(
+        app, host=args.host or settings.host, port=args.port or settings.port,
+        log_config=None, access_log=False, proxy_headers=True,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+    )
+    uvicorn.Server(config).run()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.command == "keygen":
+        return keygen(args.name, args.sources)
+    if args.command is None:
+        args.host = args.port = None
+    return serve(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,184 @@
+"""The ingest HTTP application (FastAPI). Route handlers stay thin: read and authenticate the
+request, hand the body to the pure intake code, publish, translate errors to HTTP."""
+
+from __future__ import annotations
+
+import logging
+import time
+import zlib
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry
+
+from services.common.clock import Clock, SystemClock
+from services.common.metrics import exposition, new_registry
+from services.common.settings import KafkaSettings
+from services.common.topics import Topics
+from services.ingest.adapters.publisher import KafkaPublisher, Publisher, PublishUnavailable
+from services.ingest.domain import segment
+from services.ingest.domain.auth import ApiKey, AuthError, authenticate
+from services.ingest.domain.intake import (
+    Rejected,
+    accept,
+    decode_json,
+    events_from_body,
+    media_type,
+)
+from services.ingest.metrics import REASONS, IngestMetrics
+from services.ingest.openapi import BATCH_BODY, EVENTS_BODY, RESPONSES
+from services.ingest.settings import IngestSettings
+
+log = logging.getLogger(__name__)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body (gunzipped if sent gzip), refusing to buffer more than `limit` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise Rejected(413, f"request body over {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise Rejected(413, f"request body over {limit} bytes")
+    if request.headers.get("content-encoding", "").lower() == "gzip":
+        inflater = zlib.decompressobj(wbits=31)
+        try:
+            plain = inflater.decompress(bytes(body), limit + 1)
+        except zlib.error:
+            raise Rejected(400, "body is not valid gzip") from None
+        if len(plain) > limit or inflater.unconsumed_tail:
+            raise Rejected(413, f"request body over {limit} bytes once decompressed")
+        return plain
+    return bytes(body)
+
+
+def create_app(
+    settings: IngestSettings,
+    kafka: KafkaSettings,
+    *,
+    publisher: Publisher | None = None,
+    clock: Clock | None = None,
+    registry: CollectorRegistry | None = None,
+) -> FastAPI:
+    """Build the app. Without an injected `publisher`, a Kafka one is connected at start-up."""
+    keys = tuple(ApiKey(k.name, k.sha256, tuple(k.sources)) for k in settings.api_keys)
+    clock = clock or SystemClock()
+    registry = registry or new_registry()
+    metrics = IngestMetrics(registry)
+    metrics.kafka_connected.set_function(
+        lambda: float(getattr(app.state.publisher, "connected", False)))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if publisher is not None:
+            app.state.publisher = publisher
+            yield
+            return
+        kafka_publisher = KafkaPublisher(kafka, topic=Topics(kafka.topic_prefix).events,
+                                         timeout=settings.produce_timeout_seconds)
+        app.state.publisher = kafka_publisher
+        kafka_publisher.start()
+        try:
+            yield
+        finally:
+            await kafka_publisher.close()
+
+    app = FastAPI(
+        title="Nurture ingest", version="1.0",
+        description="Send behavioral events (CloudEvents 1.0, or Segment-style batches) into "
+                    "Nurture. Every 2xx means Kafka has the events.",
+        lifespan=lifespan,
+    )
+    app.state.publisher = publisher
+
+    async def handle(request: Request, route: str,
+                     to_events: Callable[[bytes, ApiKey], list[dict[str, Any]]],
+                     ok_status: int, ok_body: Callable[[int], dict[str, Any]]) -> Response:
+        started = time.perf_counter()
+        try:
+            key = authenticate(keys, request.headers.get("authorization"))
+            body = await read_body(request, settings.max_body_bytes)
+            received_at = clock.now()
+            records = accept(to_events(body, key), key=key, received_at=received_at)
+            produce_started = time.perf_counter()
+            await app.state.publisher.publish(records)
+            metrics.produce.observe(time.perf_counter() - produce_started)
+        except AuthError as exc:
+            response = problem(exc.status, exc.message)
+            if exc.status == 401:
+                response.headers["WWW-Authenticate"] = 'Bearer realm="nurture"'
+        except Rejected as exc:
+            response = problem(exc.status, exc.message, [
+                {"index": p.index, "path": p.path, "message": p.message} for p in exc.problems])
+        except PublishUnavailable as exc:
+            log.warning("publish failed, answering 503", extra={"reason": str(exc)})
+            response = problem(503, "event store unavailable, nothing was accepted; retry later")
+            response.headers["Retry-After"] = str(settings.retry_after_seconds)
+        else:
+            for record in records:
+                metrics.accepted.labels(record.event_type).inc()
+            response = JSONResponse(ok_body(len(records)), status_code=ok_status)
+        if response.status_code >= 400:
+            metrics.rejected.labels(REASONS.get(response.status_code, "other")).inc()
+        metrics.requests.labels(route, str(response.status_code)).observe(
+            time.perf_counter() - started)
+        return response
+
+    @app.post("/v1/events", status_code=202, openapi_extra=EVENTS_BODY, responses=RESPONSES,
+              summary="Send one CloudEvent or a batch")
+    async def post_events(request: Request) -> Response:
+        """One event (`application/cloudevents+json` or `application/json`) or a batch
+        (`application/cloudevents-batch+json`, or a JSON array). All-or-nothing."""
+        ctype = request.headers.get("content-type")
+
+        def to_events(body: bytes, _key: ApiKey) -> list[dict[str, Any]]:
+            return events_from_body(body, ctype, max_events=settings.max_batch_events)
+
+        return await handle(request, "/v1/events", to_events, 202, lambda n: {"accepted": n})
+
+    @app.post("/v1/batch", status_code=200, openapi_extra=BATCH_BODY, responses=RESPONSES,
+              summary="Segment-compatible batch (identify, track, page, screen, group)")
+    async def post_batch(request: Request) -> Response:
+        """The Segment HTTP API's batch call, so Segment and RudderStack SDKs work unchanged.
+        Answers 200 (what those SDKs expect) once Kafka has every event."""
+        ctype = media_type(request.headers.get("content-type"))
+
+        def to_events(body: bytes, key: ApiKey) -> list[dict[str, Any]]:
+            if ctype not in ("application/json", "text/plain"):
+                raise Rejected(415, f"unsupported content type '{ctype}': use application/json")
+            return segment.map_batch(decode_json(body), key_name=key.name,
+                                     received_at=clock.now(),
+                                     max_events=settings.max_batch_events)
+
+        return await handle(request, "/v1/batch", to_events, 200,
+                            lambda n: {"success": True, "accepted": n})
+
+    @app.get("/healthz", summary="Liveness: the process is serving")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="Readiness: connected to Kafka and the broker answers")
+    async def readyz() -> Response:
+        if await app.state.publisher.ping():
+            return JSONResponse({"status": "ready"})
+        return problem(503, "not connected to Kafka")
+
+    @app.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+    async def metrics_endpoint() -> Response:
+        body, ctype = exposition(registry)
+        return Response(body, media_type=ctype)
+
+    return app
+
+
+def problem(status: int, detail: str, errors: list[dict[str, Any]] | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"detail": detail}
+    if errors:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status)
+

@@ -1,0 +1,127 @@
+"""Turning a request body into events ready for Kafka (pure: no I/O, `received_at` passed in).
+
+All-or-nothing: a batch with any invalid event is rejected whole, with every problem listed as
+`{index, path, message}` so the client can fix and resend."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from schemas import validate_event
+from services.ingest.domain.auth import ApiKey
+
+CLOUDEVENT = "application/cloudevents+json"
+CLOUDEVENT_BATCH = "application/cloudevents-batch+json"
+JSON = "application/json"
+RECORD_CONTENT_TYPE = b"application/cloudevents+json; charset=utf-8"
+MAX_PROBLEMS = 100
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    index: int
+    path: str
+    message: str
+
+
+class Rejected(Exception):
+    """The request cannot be accepted; `status` is the HTTP status that says why."""
+
+    def __init__(self, status: int, message: str, problems: Sequence[FieldProblem] = ()) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.problems = list(problems)
+
+
+@dataclass(frozen=True)
+class Record:
+    """One Kafka record: keyed by lead id, value is the structured-mode CloudEvent."""
+
+    key: bytes
+    value: bytes
+    event_type: str
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+def media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def decode_json(body: bytes) -> Any:
+    if not body.strip():
+        raise Rejected(400, "empty request body")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise Rejected(400, f"body is not valid JSON: {exc}") from None
+
+
+def events_from_body(body: bytes, content_type: str | None, *, max_events: int) -> list[Any]:
+    """The raw events of a `POST /v1/events` body, by content type (single or batch)."""
+    kind = media_type(content_type)
+    if kind not in (CLOUDEVENT, CLOUDEVENT_BATCH, JSON):
+        raise Rejected(415, f"unsupported content type '{kind or '(none)'}': use {CLOUDEVENT}, "
+                            f"{CLOUDEVENT_BATCH} or {JSON}")
+    doc = decode_json(body)
+    if kind == CLOUDEVENT and not isinstance(doc, dict):
+        raise Rejected(400, f"{CLOUDEVENT} carries one event: a JSON object")
+    if kind == CLOUDEVENT_BATCH and not isinstance(doc, list):
+        raise Rejected(400, f"{CLOUDEVENT_BATCH} carries a JSON array of events")
+    if not isinstance(doc, list | dict):
+        raise Rejected(400, "body must be a JSON object (one event) or array (a batch)")
+    events = doc if isinstance(doc, list) else [doc]
+    check_count(len(events), max_events)
+    return events
+
+
+def check_count(count: int, max_events: int) -> None:
+    if count == 0:
+        raise Rejected(400, "the batch is empty")
+    if count > max_events:
+        raise Rejected(413, f"too many events in one request: {count} > {max_events}")
+
+
+def validate_all(events: Sequence[Any]) -> None:
+    """Raise Rejected(422) listing every problem of every event, if there is any."""
+    problems: list[FieldProblem] = []
+    for index, event in enumerate(events):
+        problems += [FieldProblem(index, p.path, p.message) for p in validate_event(event)]
+    if problems:
+        raise Rejected(422, f"{len({p.index for p in problems})} of {len(events)} events are "
+                            "invalid; nothing was accepted", problems[:MAX_PROBLEMS])
+
+
+def check_sources(events: Sequence[dict[str, Any]], key: ApiKey) -> None:
+    for index, event in enumerate(events):
+        if not key.allows_source(event["source"]):
+            raise Rejected(403, f"API key '{key.name}' may not send events with source "
+                                f"'{event['source']}' (event {index})")
+
+
+def rfc3339(when: datetime) -> str:
+    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def to_record(event: dict[str, Any], *, received_at: datetime) -> Record:
+    """Normalize a valid event (event time defaults to receipt) and encode it for Kafka."""
+    if "time" not in event:
+        event = {**event, "time": rfc3339(received_at)}
+    return Record(
+        key=str(event["subject"]).encode(),
+        value=orjson.dumps(event),
+        event_type=str(event["type"]),
+        headers=[("content-type", RECORD_CONTENT_TYPE), ("ce_type", str(event["type"]).encode())],
+    )
+
+
+def accept(events: Sequence[Any], *, key: ApiKey, received_at: datetime) -> list[Record]:
+    """Validate all, check the key may send them, and return the records to publish."""
+    validate_all(events)
+    check_sources(events, key)
+    return [to_record(e, received_at=received_at) for e in events]

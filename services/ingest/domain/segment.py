@@ -1,0 +1,238 @@
+"""Segment-compatible batches (`POST /v1/batch`) mapped onto Nurture's CloudEvents (pure).
+
+Any Segment or RudderStack SDK pointed at Nurture works unchanged. The mapping (also in the README):
+
+| Segment call                       | Nurture type              | lead id (`subject`)        |
+|------------------------------------|---------------------------|----------------------------|
+| identify (traits)                  | crm.lead_upserted         | userId, else anonymousId   |
+| group (traits of the company)      | crm.lead_upserted         | "                          |
+| page / screen                      | web.page_viewed           | "                          |
+| track "Form Submitted"             | web.form_submitted        | "                          |
+| track "Demo Requested"             | web.form_submitted (demo) | "                          |
+| track "Content/File Downloaded"    | web.content_downloaded    | "                          |
+| track "Webinar Registered/Attended"| web.webinar_*             | "                          |
+| any other track                    | product.activity          | "                          |
+
+`messageId` becomes the event `id`, `segment:<api key name>` its `source`, `timestamp` its `time`.
+An `alias` call (identity merge) is refused: Nurture keys leads by one id.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from schemas import validate_event
+from services.ingest.domain.intake import FieldProblem, Rejected, check_count, rfc3339
+
+Mapped = tuple[str, dict[str, Any], dict[str, str]]  # (type, data, data field -> segment path)
+
+PROFILE_TRAITS = {  # Nurture profile field -> Segment trait spellings, first match wins
+    "email": ("email",), "phone": ("phone",), "title": ("title",),
+    "first_name": ("firstName", "first_name"), "last_name": ("lastName", "last_name"),
+    "seniority": ("seniority",), "industry": ("industry",),
+    "company_domain": ("companyDomain", "company_domain", "website"),
+    "company_size": ("employees", "company_size", "companySize"),
+    "owner_id": ("ownerId", "owner_id"), "lead_source": ("leadSource", "lead_source"),
+    "contract_renewal_date": ("contractRenewalDate", "contract_renewal_date"),
+    "timezone": ("timezone",),
+}
+IGNORED_TRAITS = {"address", "company", "createdAt", "created_at", "name", "id", "consent"}
+
+
+def _norm(event_name: str) -> str:
+    return re.sub(r"[\s_-]+", " ", event_name.strip().lower())
+
+
+def _scalar(value: Any) -> Any:
+    return value if isinstance(value, str | int | float | bool) or value is None \
+        else orjson.dumps(value).decode()
+
+
+def _pick(source: dict[str, Any], fields: Mapping[str, tuple[str, ...]],
+          base: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """Copy the first present spelling of each field; remember where each value came from."""
+    data: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for field, spellings in fields.items():
+        for spelling in spellings:
+            if source.get(spelling) is not None:
+                data[field], origin[field] = source[spelling], f"{base}.{spelling}"
+                break
+    return data, origin
+
+
+def _profile(traits: dict[str, Any], context: dict[str, Any],
+             base: str) -> tuple[dict[str, Any], dict[str, str]]:
+    data, origin = _pick(traits, PROFILE_TRAITS, base)
+    company = traits.get("company")
+    if isinstance(company, str):
+        data["company"], origin["company"] = company, f"{base}.company"
+    elif isinstance(company, dict):
+        for key, field in (("name", "company"), ("industry", "industry"),
+                           ("employee_count", "company_size")):
+            if company.get(key) is not None:
+                data[field], origin[field] = company[key], f"{base}.company.{key}"
+    address = traits.get("address")
+    if isinstance(address, dict) and isinstance(address.get("country"), str):
+        data["country"], origin["country"] = address["country"].upper(), f"{base}.address.country"
+    if "timezone" not in data and isinstance(context.get("timezone"), str):
+        data["timezone"], origin["timezone"] = context["timezone"], "context.timezone"
+    consumed = {s for spellings in PROFILE_TRAITS.values() for s in spellings} | IGNORED_TRAITS
+    extra = {k: _scalar(v) for k, v in traits.items() if k not in consumed and v is not None}
+    if extra:
+        data["attributes"], origin["attributes"] = extra, base
+    return data, origin
+
+
+def _identify(call: dict[str, Any]) -> Mapped:
+    data, origin = _profile(_obj(call, "traits"), _obj(call, "context"), "traits")
+    return "crm.lead_upserted", data, origin
+
+
+def _group(call: dict[str, Any]) -> Mapped:
+    fields = {"company": ("name",), "industry": ("industry",), "company_size": ("employees",),
+              "company_domain": ("website",)}
+    data, origin = _pick(_obj(call, "traits"), fields, "traits")
+    return "crm.lead_upserted", data, origin
+
+
+def _page(call: dict[str, Any]) -> Mapped:
+    props, page = _obj(call, "properties"), _obj(_obj(call, "context"), "page")
+    data: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for field in ("url", "path", "title", "referrer"):
+        if props.get(field) is not None:
+            data[field], origin[field] = props[field], f"properties.{field}"
+        elif page.get(field) is not None:
+            data[field], origin[field] = page[field], f"context.page.{field}"
+    if "title" not in data and isinstance(call.get("name"), str):
+        data["title"], origin["title"] = call["name"], "name"
+    campaign = _obj(_obj(call, "context"), "campaign")
+    utm = {("campaign" if k == "name" else k): v for k, v in campaign.items()
+           if k in ("name", "source", "medium", "term", "content") and isinstance(v, str)}
+    if utm:
+        data["utm"], origin["utm"] = utm, "context.campaign"
+    for field in ("content_topics", "content_stage"):
+        if props.get(field) is not None:
+            data[field], origin[field] = props[field], f"properties.{field}"
+    return "web.page_viewed", data, origin
+
+
+TOPICS = ("content_topics", "topics")
+TRACK_FIELDS: dict[str, tuple[str, dict[str, tuple[str, ...]]]] = {
+    "form submitted": ("web.form_submitted", {
+        "form_id": ("form_id", "formId"), "form_type": ("form_type", "formType"),
+        "page_url": ("page_url", "url")}),
+    "demo requested": ("web.form_submitted", {
+        "form_id": ("form_id", "formId"), "page_url": ("page_url", "url")}),
+    "content downloaded": ("web.content_downloaded", {
+        "content_id": ("content_id", "contentId", "id"), "title": ("title", "name"),
+        "content_type": ("content_type", "contentType"), "content_topics": TOPICS,
+        "content_stage": ("content_stage", "stage")}),
+    "webinar registered": ("web.webinar_registered", {
+        "webinar_id": ("webinar_id", "webinarId", "id"), "title": ("title", "name"),
+        "content_topics": TOPICS}),
+    "webinar attended": ("web.webinar_attended", {
+        "webinar_id": ("webinar_id", "webinarId", "id"), "title": ("title", "name"),
+        "attended_seconds": ("attended_seconds", "duration"), "content_topics": TOPICS}),
+}
+TRACK_ALIASES = {"file downloaded": "content downloaded", "whitepaper downloaded":
+                 "content downloaded", "webinar joined": "webinar attended"}
+
+
+def _track(call: dict[str, Any]) -> Mapped:
+    name = call.get("event")
+    if not isinstance(name, str) or not name.strip():
+        raise _CallError("event", "is required for a track call")
+    props = _obj(call, "properties")
+    key = TRACK_ALIASES.get(_norm(name), _norm(name))
+    if key in TRACK_FIELDS:
+        etype, fields = TRACK_FIELDS[key]
+        data, origin = _pick(props, fields, "properties")
+        if key == "demo requested":
+            data["form_type"] = "demo_request"
+            data.setdefault("form_id", "demo-request")
+        return etype, data, origin
+    data = {"action": name, "properties": props}
+    return "product.activity", data, {"action": "event", "properties": "properties"}
+
+
+class _CallError(Exception):
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message)
+        self.path, self.message = path, message
+
+
+def _obj(parent: dict[str, Any], key: str) -> dict[str, Any]:
+    value = parent.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _CallError(key, "must be an object")
+    return value
+
+
+MAPPERS: dict[str, Callable[[dict[str, Any]], Mapped]] = {
+    "identify": _identify, "group": _group, "page": _page, "screen": _page, "track": _track,
+}
+
+
+def _envelope(call: dict[str, Any], etype: str, data: dict[str, Any], *, source: str,
+              received_at: datetime) -> dict[str, Any]:
+    lead = call.get("userId") if call.get("userId") not in (None, "") else call.get("anonymousId")
+    if lead in (None, ""):
+        raise _CallError("userId", "userId or anonymousId is required")
+    if not isinstance(call.get("messageId"), str) or not call["messageId"]:
+        raise _CallError("messageId", "is required (it makes retries safe)")
+    when = call.get("timestamp") or call.get("originalTimestamp") or rfc3339(received_at)
+    return {"specversion": "1.0", "id": call["messageId"], "source": source, "type": etype,
+            "subject": str(lead), "time": when, "datacontenttype": "application/json",
+            "data": data}
+
+
+def _translate(path: str, origin: dict[str, str]) -> str:
+    if not path.startswith("data."):
+        return {"subject": "userId", "id": "messageId", "time": "timestamp"}.get(path, path)
+    field, sep, rest = path[5:].partition(".")
+    head = field.split("[", 1)[0]
+    if head in origin:
+        return origin[head] + field[len(head):] + (sep + rest)
+    return path
+
+
+def map_batch(
+    doc: Any, *, key_name: str, received_at: datetime, max_events: int
+) -> list[dict[str, Any]]:
+    """CloudEvents for a Segment batch body, or Rejected listing every call that cannot map."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("batch"), list):
+        raise Rejected(400, "a Segment batch is a JSON object with a 'batch' array")
+    calls = doc["batch"]
+    check_count(len(calls), max_events)
+    events: list[dict[str, Any]] = []
+    problems: list[FieldProblem] = []
+    for index, call in enumerate(calls):
+        try:
+            if not isinstance(call, dict):
+                raise _CallError("", "each call must be an object")
+            mapper = MAPPERS.get(str(call.get("type")))
+            if mapper is None:
+                raise _CallError("type", f"unsupported call type {call.get('type')!r}; "
+                                         "supported: identify, track, page, screen, group")
+            etype, data, origin = mapper(call)
+            event = _envelope(call, etype, data, source=f"segment:{key_name}",
+                              received_at=received_at)
+        except _CallError as exc:
+            problems.append(FieldProblem(index, exc.path, exc.message))
+            continue
+        problems += [FieldProblem(index, _translate(p.path, origin), p.message)
+                     for p in validate_event(event)]
+        events.append(event)
+    if problems:
+        raise Rejected(422, f"{len({p.index for p in problems})} of {len(calls)} calls cannot be "
+                            "accepted; nothing was accepted", problems)
+    return events

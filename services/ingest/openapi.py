@@ -1,0 +1,56 @@
+"""OpenAPI documentation for the raw-body endpoints (bodies are validated against the JSON
+Schemas in `schemas/`, not by FastAPI, so the spec is written out here)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+EXAMPLE_EVENT: dict[str, Any] = {
+    "specversion": "1.0",
+    "id": "8f1c2a8e-0d7b-4a53-9d8c-3a1f5b2e7c11",
+    "source": "https://www.example.com",
+    "type": "web.page_viewed",
+    "subject": "lead-42",
+    "time": "2026-11-24T09:30:00Z",
+    "data": {"url": "https://www.example.com/pricing", "title": "Pricing"},
+}
+
+_EVENT = {"type": "object", "description": "A CloudEvent: see schemas/cloudevent.schema.json "
+          "and schemas/data/<type>.schema.json", "example": EXAMPLE_EVENT}
+_BATCH = {"type": "array", "items": _EVENT, "maxItems": 500, "example": [EXAMPLE_EVENT]}
+
+EVENTS_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
+    "application/cloudevents+json": {"schema": _EVENT},
+    "application/cloudevents-batch+json": {"schema": _BATCH},
+    "application/json": {"schema": {"oneOf": [_EVENT, _BATCH]}},
+}}}
+
+BATCH_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": {
+        "type": "object", "required": ["batch"],
+        "properties": {"batch": {"type": "array", "items": {"type": "object"}}},
+        "example": {"batch": [{
+            "type": "track", "event": "Demo Requested", "userId": "lead-42",
+            "messageId": "a1b2c3", "timestamp": "2026-11-24T09:30:00Z",
+            "properties": {"url": "https://www.example.com/demo"}}]},
+    }},
+}}}
+
+_ERROR = {"application/json": {"schema": {"type": "object", "properties": {
+    "detail": {"type": "string"},
+    "errors": {"type": "array", "items": {"type": "object", "properties": {
+        "index": {"type": "integer"}, "path": {"type": "string"},
+        "message": {"type": "string"}}}},
+}}}}
+
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Body is not JSON / empty / wrong shape", "content": _ERROR},
+    401: {"description": "Missing or unknown API key", "content": _ERROR},
+    403: {"description": "The key may not send this event source", "content": _ERROR},
+    413: {"description": "Over 1 MiB or 500 events", "content": _ERROR},
+    415: {"description": "Unsupported content type", "content": _ERROR},
+    422: {"description": "Invalid events: every problem as {index, path, message}",
+          "content": _ERROR},
+    503: {"description": "Kafka unavailable; nothing accepted; see Retry-After",
+          "content": _ERROR},
+}

@@ -1,0 +1,47 @@
+"""ingest settings: environment variables with the `NURTURE_INGEST_` prefix (plus the shared
+`KAFKA_*`, `NURTURE_TOPIC_PREFIX` and `NURTURE_LOG_*` ones)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ApiKeyConfig(BaseModel):
+    """One API key as configured: never the key itself, only its SHA-256 (hex)."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    sources: list[str] = Field(
+        default=["*"], min_length=1,
+        description="glob patterns of the CloudEvents `source` values this key may send",
+    )
+
+
+class IngestSettings(BaseSettings):
+    """HTTP server, API keys, request limits and produce timeouts for the ingest service."""
+
+    model_config = SettingsConfigDict(env_prefix="NURTURE_INGEST_", extra="ignore")
+
+    host: str = "0.0.0.0"  # noqa: S104 - a server in a container listens on all interfaces
+    port: int = Field(default=8080, ge=1, le=65535)
+    api_keys: list[ApiKeyConfig] = Field(
+        default_factory=list,
+        description='JSON list: [{"name": "website", "sha256": "<hex>", "sources": ["*"]}]',
+    )
+    max_batch_events: int = Field(default=500, ge=1, le=10_000)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    produce_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    retry_after_seconds: int = Field(default=5, ge=1, le=3600)
+    shutdown_grace_seconds: float = Field(default=20.0, ge=0)
+
+    @field_validator("api_keys")
+    @classmethod
+    def _keys_present_and_unique(cls, keys: list[ApiKeyConfig]) -> list[ApiKeyConfig]:
+        if not keys:
+            raise ValueError("at least one API key is required; create one with "
+                             "`nurture-ingest keygen --name NAME`")
+        names = [k.name for k in keys]
+        if len(names) != len(set(names)):
+            raise ValueError("API key names must be unique")
+        return keys

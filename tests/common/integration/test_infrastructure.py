@@ -1,0 +1,32 @@
+"""The session's real broker and database answer (the fixtures every integration test uses)."""
+
+from __future__ import annotations
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+
+from services.common.topics import SPECS, Topics
+from tests.support import isolated_kafka, read_topic
+
+
+async def test_topics_are_created_and_round_trip_a_record(kafka_bootstrap: str) -> None:
+    settings = await isolated_kafka(kafka_bootstrap)
+    topics = Topics(settings.topic_prefix)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=True)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topics.deadletter, b"v", key=b"k")
+    finally:
+        await producer.stop()
+    records = await read_topic(kafka_bootstrap, topics.deadletter, until=lambda r: len(r) >= 1)
+    assert [(r.key, r.value) for r in records] == [(b"k", b"v")]
+    assert len(SPECS) == 5
+
+
+async def test_postgres_accepts_connections(database_url: str) -> None:
+    dsn = database_url.replace("postgresql+asyncpg://", "postgresql://")
+    conn = await asyncpg.connect(dsn)
+    try:
+        assert await conn.fetchval("select current_database()") == "nurture"
+    finally:
+        await conn.close()

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pytest
+
+from services.ingest.domain.auth import ApiKey
+from services.ingest.domain.intake import Rejected, accept, events_from_body
+
+NOW = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
+KEY = ApiKey("web", "0" * 64, ("https://www.example.com*",))
+
+
+def event(**overrides: Any) -> dict[str, Any]:
+    base = {"specversion": "1.0", "id": "e-1", "source": "https://www.example.com",
+            "type": "web.page_viewed", "subject": "lead-1",
+            "data": {"url": "https://www.example.com/pricing"}}
+    return base | overrides
+
+
+def body(doc: Any) -> bytes:
+    return orjson.dumps(doc)
+
+
+@pytest.mark.parametrize(("ctype", "doc", "count"), [
+    ("application/cloudevents+json", event(), 1),
+    ("application/cloudevents+json; charset=utf-8", event(), 1),
+    ("application/json", event(), 1),
+    ("application/json", [event(), event(id="e-2")], 2),
+    ("application/cloudevents-batch+json", [event(), event(id="e-2")], 2),
+])
+def test_content_types_single_and_batch(ctype: str, doc: Any, count: int) -> None:
+    assert len(events_from_body(body(doc), ctype, max_events=500)) == count
+
+
+@pytest.mark.parametrize(("ctype", "raw", "status", "message"), [
+    ("text/plain", body(event()), 415, "unsupported content type 'text/plain'"),
+    (None, body(event()), 415, "(none)"),
+    ("application/json", b"{not json", 400, "not valid JSON"),
+    ("application/json", b"", 400, "empty request body"),
+    ("application/json", b"42", 400, "JSON object"),
+    ("application/cloudevents+json", body([event()]), 400, "carries one event"),
+    ("application/cloudevents-batch+json", body(event()), 400, "JSON array"),
+    ("application/json", body([]), 400, "batch is empty"),
+    ("application/json", body([event()] * 3), 413, "3 > 2"),
+])
+def test_body_refusals(ctype: str | None, raw: bytes, status: int, message: str) -> None:
+    with pytest.raises(Rejected) as info:
+        events_from_body(raw, ctype, max_events=2)
+    assert info.value.status == status
+    assert message in info.value.message
+
+
+def test_batch_with_one_invalid_event_is_rejected_whole_with_index_and_path() -> None:
+    bad = event(id="e-2", data={"title": "no url"})
+    with pytest.raises(Rejected) as info:
+        accept([event(), bad, event(id="e-3", type="web.nope")], key=KEY, received_at=NOW)
+    assert info.value.status == 422
+    found = {(p.index, p.path) for p in info.value.problems}
+    assert (1, "data.url") in found
+    assert (2, "type") in found
+    assert all(p.index != 0 for p in info.value.problems)
+
+
+def test_source_not_allowed_for_key_is_403_naming_it() -> None:
+    with pytest.raises(Rejected) as info:
+        accept([event(source="https://elsewhere.org")], key=KEY, received_at=NOW)
+    assert info.value.status == 403
+    assert "https://elsewhere.org" in info.value.message and "'web'" in info.value.message
+
+
+def test_records_are_keyed_by_lead_and_time_defaults_to_receipt() -> None:
+    (rec,) = accept([event()], key=KEY, received_at=NOW)
+    assert rec.key == b"lead-1"
+    value = orjson.loads(rec.value)
+    assert value["time"] == "2026-11-24T09:30:00.000Z"
+    assert value["data"] == {"url": "https://www.example.com/pricing"}
+    assert ("content-type", b"application/cloudevents+json; charset=utf-8") in rec.headers
+    assert ("ce_type", b"web.page_viewed") in rec.headers
+
+
+def test_event_time_sent_by_client_is_kept() -> None:
+    (rec,) = accept([event(time="2026-10-01T08:00:00+02:00")], key=KEY, received_at=NOW)
+    assert orjson.loads(rec.value)["time"] == "2026-10-01T08:00:00+02:00"

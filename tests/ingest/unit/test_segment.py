@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from services.ingest.domain.intake import Rejected
+from services.ingest.domain.segment import map_batch
+
+NOW = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
+
+
+def call(kind: str, **fields: Any) -> dict[str, Any]:
+    return {"type": kind, "userId": "lead-7", "messageId": f"m-{kind}",
+            "timestamp": "2026-11-20T10:00:00+00:00"} | fields
+
+
+def one(c: dict[str, Any]) -> dict[str, Any]:
+    (event,) = map_batch({"batch": [c]}, key_name="site", received_at=NOW, max_events=500)
+    return event
+
+
+def test_identify_maps_traits_onto_the_profile() -> None:
+    event = one(call("identify", traits={
+        "email": "ada@example.com", "firstName": "Ada", "lastName": "Lovelace",
+        "company": {"name": "Analytical Engines", "employee_count": 40},
+        "address": {"country": "gb"}, "plan": "pro", "tags": ["a", "b"]},
+        context={"timezone": "Europe/London"}))
+    assert event["type"] == "crm.lead_upserted"
+    assert event["subject"] == "lead-7" and event["id"] == "m-identify"
+    assert event["source"] == "segment:site"
+    assert event["time"] == "2026-11-20T10:00:00+00:00"
+    assert event["data"] == {
+        "email": "ada@example.com", "first_name": "Ada", "last_name": "Lovelace",
+        "company": "Analytical Engines", "company_size": 40, "country": "GB",
+        "timezone": "Europe/London", "attributes": {"plan": "pro", "tags": '["a","b"]'}}
+
+
+def test_page_uses_properties_then_context_and_campaign_as_utm() -> None:
+    event = one(call("page", name="Pricing", properties={"url": "https://x.io/pricing"},
+                     context={"page": {"referrer": "https://google.com"},
+                              "campaign": {"name": "q4", "source": "ads"}}))
+    assert event["type"] == "web.page_viewed"
+    assert event["data"] == {"url": "https://x.io/pricing", "referrer": "https://google.com",
+                             "title": "Pricing", "utm": {"campaign": "q4", "source": "ads"}}
+
+
+@pytest.mark.parametrize(("name", "props", "etype", "data"), [
+    ("Demo Requested", {}, "web.form_submitted",
+     {"form_type": "demo_request", "form_id": "demo-request"}),
+    ("form_submitted", {"formId": "contact-us", "form_type": "contact"}, "web.form_submitted",
+     {"form_id": "contact-us", "form_type": "contact"}),
+    ("File Downloaded", {"id": "wp-9", "name": "ROI guide"}, "web.content_downloaded",
+     {"content_id": "wp-9", "title": "ROI guide"}),
+    ("Webinar Attended", {"webinar_id": "w1"}, "web.webinar_attended", {"webinar_id": "w1"}),
+    ("Report Exported", {"rows": 10}, "product.activity",
+     {"action": "Report Exported", "properties": {"rows": 10}}),
+])
+def test_track_names_map_to_types(name: str, props: dict[str, Any], etype: str,
+                                  data: dict[str, Any]) -> None:
+    event = one(call("track", event=name, properties=props))
+    assert (event["type"], event["data"]) == (etype, data)
+
+
+def test_anonymous_id_is_the_lead_when_there_is_no_user_id() -> None:
+    event = one(call("page", userId=None, anonymousId="anon-1", properties={"url": "https://x.io"}))
+    assert event["subject"] == "anon-1"
+
+
+def test_problems_point_at_segment_fields_and_reject_the_whole_batch() -> None:
+    batch = {"batch": [
+        call("page", properties={"url": "https://x.io"}),
+        call("identify", traits={"email": "not-an-email"}),
+        call("alias", previousId="a"),
+        call("track", event="Signed Up", userId=None, anonymousId=None),
+        call("page"),
+    ]}
+    with pytest.raises(Rejected) as info:
+        map_batch(batch, key_name="site", received_at=NOW, max_events=500)
+    assert info.value.status == 422
+    paths = {(p.index, p.path) for p in info.value.problems}
+    assert (1, "traits.email") in paths
+    assert (2, "type") in paths
+    assert (3, "userId") in paths
+    assert (4, "data.url") in paths
+    assert not any(p.index == 0 for p in info.value.problems)
+
+
+@pytest.mark.parametrize("doc", [[], {"batch": "x"}, {"nobatch": []}])
+def test_wrong_shape_is_400(doc: Any) -> None:
+    with pytest.raises(Rejected) as info:
+        map_batch(doc, key_name="site", received_at=NOW, max_events=500)
+    assert info.value.status == 400
