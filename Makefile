@@ -39,7 +39,7 @@ clean: stop  ## stop everything and delete local data, jars and the virtualenv
 	@$(PYTHON) deploy/local/stack.py clean
 	rm -rf .local $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
-test: venv jars  ## the whole suite against a real broker and database started for the run
+test: venv jars lint  ## lint, then the whole suite against a real broker and database started for the run
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: venv  ## unit tests only (no broker, no database)

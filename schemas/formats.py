@@ -17,8 +17,9 @@ from urllib.parse import urlsplit
 
 from jsonschema import FormatChecker
 
-# The same pattern strings appear in the JSON Schema files (tests assert they are in this list).
-NO_CONTROL_CHARS = r"^[^\x00-\x1F\x7F]+$"
+# The same pattern strings appear in the JSON Schema files (tests assert each one is listed in
+# PATTERN_MESSAGES, so every pattern failure gets a readable message).
+NO_CONTROL_CHARS = r"^[^\x00-\x1F\x7F]*$"
 PHONE_E164 = r"^\+[1-9][0-9]{6,14}$"
 COUNTRY_ALPHA2 = r"^[A-Z]{2}$"
 CURRENCY_ISO4217 = r"^[A-Z]{3}$"
@@ -26,10 +27,15 @@ DOMAIN = r"^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$"
 TIMEZONE_NAME = r"^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$"
 EXTENSION_NAME = r"^[a-z0-9]{1,20}$"
 
-PATTERNS: frozenset[str] = frozenset(
-    {NO_CONTROL_CHARS, PHONE_E164, COUNTRY_ALPHA2, CURRENCY_ISO4217, DOMAIN, TIMEZONE_NAME,
-     EXTENSION_NAME}
-)
+PATTERN_MESSAGES: dict[str, str] = {
+    NO_CONTROL_CHARS: "must not contain control characters",
+    PHONE_E164: "must be an E.164 phone number, e.g. +14155550123",
+    COUNTRY_ALPHA2: "must be an ISO 3166-1 alpha-2 country code, e.g. DE",
+    CURRENCY_ISO4217: "must be an ISO 4217 currency code, e.g. EUR",
+    DOMAIN: "must be a domain name, e.g. example.com",
+    TIMEZONE_NAME: "must be an IANA time zone name, e.g. Europe/Berlin",
+    EXTENSION_NAME: "must be 1-20 lowercase letters or digits",
+}
 
 _RFC3339 = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"

@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -142,6 +142,8 @@ class Kafka:
     libs: Path
     heap_mb: int = 512
     partitions: int = 3
+    # The JVM we started, kept so it is reaped (and not reported as leaked) when stopped.
+    _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
     def bootstrap(self) -> str:
@@ -219,6 +221,7 @@ class Kafka:
             proc = subprocess.Popen(self._java("kafka.Kafka", str(cfg)), stdout=out,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True)
+        self._proc = proc
         self.pidfile.write_text(str(proc.pid))
 
         def started() -> bool:
@@ -245,6 +248,9 @@ class Kafka:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             _reap(pid)
+        if self._proc is not None:
+            self._proc.wait()
+            self._proc = None
         self.pidfile.unlink(missing_ok=True)
 
 

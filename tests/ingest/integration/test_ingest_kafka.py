@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from cloudevents.conversion import to_structured
-from cloudevents.http import CloudEvent as SdkCloudEvent
+from cloudevents.core.bindings.http import to_structured_event
+from cloudevents.core.v1.event import CloudEvent as SdkCloudEvent
 from segment.analytics.client import Client as SegmentClient
 
 from services.common.settings import KafkaSettings
@@ -120,10 +120,10 @@ async def test_segment_sdk_and_cloudevents_sdk_reach_the_topic(
 
     ce = SdkCloudEvent({"id": "sdk-ce-1", "source": "urn:sdk:test", "type": "product.activity",
                         "subject": "lead-sdk"}, {"action": "report_exported", "count": 2})
-    headers, body = to_structured(ce)
+    message = to_structured_event(ce)
     async with httpx.AsyncClient() as client:
-        r = await client.post(f"{ingest}/v1/events", content=body,
-                              headers=headers | {"Authorization": f"Bearer {SDK_KEY}"})
+        headers = dict(message.headers) | {"Authorization": f"Bearer {SDK_KEY}"}
+        r = await client.post(f"{ingest}/v1/events", content=message.body, headers=headers)
     assert r.status_code == 202, r.text
 
     topic = Topics(kafka.topic_prefix).events
