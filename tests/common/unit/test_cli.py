@@ -1,0 +1,45 @@
+"""Every command answers --help, and a bad setting stops start-up naming the variable."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+COMMANDS = ["services.ingest", "services.scoring", "services.orchestrator", "services.dispatch",
+            "services.common.topics"]
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True,
+                          timeout=60, env=env, check=False)
+
+
+@pytest.mark.parametrize("module", COMMANDS)
+def test_help(module: str) -> None:
+    proc = run(module, "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: nurture-")
+
+
+def test_ingest_refuses_to_start_without_api_keys_and_names_the_variable() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NURTURE_")}
+    proc = run("services.ingest", "serve", env=env)
+    assert proc.returncode == 2
+    assert "NURTURE_INGEST_API_KEYS" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_keygen_prints_a_key_whose_hash_is_the_config_entry() -> None:
+    import hashlib
+    import json
+
+    proc = run("services.ingest", "keygen", "--name", "site", "--source", "https://a.example/*")
+    assert proc.returncode == 0
+    key_line, entry_line = proc.stdout.strip().splitlines()
+    key = key_line.rsplit(" ", 1)[1]
+    (entry,) = json.loads(entry_line.split(": ", 1)[1])
+    assert entry == {"name": "site", "sha256": hashlib.sha256(key.encode()).hexdigest(),
+                     "sources": ["https://a.example/*"]}
