@@ -12,7 +12,8 @@ import sys
 from dataclasses import dataclass
 
 from aiokafka.admin import NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from services.common.errors import ConfigError
 from services.common.kafka import make_admin
@@ -98,6 +99,39 @@ async def ensure_topics(
         return created
     finally:
         await admin.close()
+
+
+class TopicMissing(Exception):
+    """A topic the service consumes does not exist (yet)."""
+
+
+async def partition_count(settings: KafkaSettings, topic: str) -> int:
+    admin = make_admin(settings, client_id="nurture-topics")
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    if described.get("error_code") or not described.get("partitions"):
+        raise TopicMissing(f"topic '{topic}' does not exist; create it with `nurture-topics`")
+    return len(described["partitions"])
+
+
+async def wait_for_partitions(settings: KafkaSettings, topic: str) -> int:
+    """The partition count of `topic`, waiting (with backoff, logging why) until the broker is
+    reachable and the topic exists: a consumer started before its topics waits, not crash-loops."""
+    retrying = AsyncRetrying(
+        wait=wait_exponential(multiplier=0.5, max=10),
+        retry=retry_if_exception_type((KafkaError, TopicMissing, OSError)),
+        before_sleep=lambda state: log.warning(
+            "waiting for topic", extra={"topic": topic, "attempt": state.attempt_number,
+                                        "reason": str(state.outcome.exception()) if state.outcome
+                                        else ""}),
+    )
+    async for attempt in retrying:
+        with attempt:
+            return await partition_count(settings, topic)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def main(argv: list[str] | None = None) -> int:

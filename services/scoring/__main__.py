@@ -1,21 +1,128 @@
-"""`nurture-scoring` / `python -m services.scoring`."""
+"""`nurture-scoring` / `python -m services.scoring`: the composition root of the scoring service.
+
+    nurture-scoring worker                 run the streaming scorer (faust worker)
+    nurture-scoring check [MODEL ...]      validate model files, report every problem
+    nurture-scoring backtest --model M --events E.jsonl   replay recorded events, no Kafka
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
+from collections.abc import Sequence
 
-DESCRIPTION = (
-    "Nurture scoring: streaming lead scoring (faust-streaming): per-lead scores, decay, "
-    "thresholds and explanations; nurture.events.v1 -> nurture.scored-events.v1."
-)
+from services.common.errors import ConfigError
+from services.common.settings import KafkaSettings, LogSettings, load
+from services.scoring.settings import ScoringSettings
+
+ENVIRONMENT = """\
+environment (worker):
+  NURTURE_SCORING_MODELS           model files / directories, comma-separated (config/scoring)
+  NURTURE_SCORING_APP_ID           consumer group and changelog prefix (nurture-scoring)
+  NURTURE_SCORING_STORE            memory | rocksdb (memory)
+  NURTURE_SCORING_STATE_DIR        local state directory (/tmp/nurture-scoring)
+  NURTURE_SCORING_METRICS_PORT     Prometheus /metrics port, 0 = off (9102)
+  NURTURE_SCORING_RECENT_IDS       per-lead dedupe window, in events (64)
+  NURTURE_SCORING_REPLICATION_FACTOR   of the changelog topic (1)
+  NURTURE_SCORING_SESSION_TIMEOUT_SECONDS  consumer group session timeout (30)
+  NURTURE_SCORING_COMMIT_INTERVAL_SECONDS  offset commit interval (1)
+  KAFKA_BOOTSTRAP_SERVERS, KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*, KAFKA_SSL_CAFILE,
+  NURTURE_TOPIC_PREFIX, NURTURE_LOG_LEVEL, NURTURE_LOG_FORMAT   (see README)
+"""
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="nurture-scoring", description=DESCRIPTION)
-    parser.parse_args(argv)
-    print("nurture-scoring: not implemented yet (tracked in issue #3)", file=sys.stderr)
-    return 1
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="nurture-scoring",
+        description="Nurture scoring: streaming lead scoring (faust-streaming). Consumes "
+                    "nurture.events.v1, produces nurture.scored-events.v1 with each lead's "
+                    "score snapshot: fit, decayed engagement, thresholds crossed, breakdown.",
+        epilog=ENVIRONMENT, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("worker", help="run the streaming scorer")
+    check = sub.add_parser("check", help="validate scoring model files")
+    check.add_argument("models", nargs="*", help="files or directories (NURTURE_SCORING_MODELS)")
+    backtest = sub.add_parser(
+        "backtest", help="replay recorded events (JSON lines) through models, without Kafka")
+    backtest.add_argument("--model", action="append", dest="models", required=True,
+                          help="model file or directory; repeatable")
+    backtest.add_argument("--events", required=True,
+                          help="JSON-lines file of CloudEvents (or scored events); - for stdin")
+    backtest.add_argument("--json", action="store_true", help="print the report as JSON")
+    backtest.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    return parser.parse_args(argv)
+
+
+def model_paths(models: str) -> list[str]:
+    return [p.strip() for p in models.split(",") if p.strip()]
+
+
+def check(paths: list[str]) -> int:
+    from services.scoring.adapters.model_files import ModelFileError, load_models
+
+    try:
+        models = load_models(paths)
+    except ModelFileError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    for model in models:
+        print(f"ok: {model.id} v{model.version}: {len(model.fit)} fit rules, "
+              f"{len(model.engagement)} engagement rules, thresholds "
+              + ", ".join(f"{k}={v:g}" for k, v in model.thresholds.items()))
+    return 0
+
+
+def worker() -> int:
+    from services.common.logging import configure_logging
+    from services.scoring.adapters.model_files import ModelFileError, load_models
+
+    try:
+        log_settings = load(LogSettings)
+        kafka = load(KafkaSettings)
+        settings = load(ScoringSettings)
+        models = load_models(model_paths(settings.models))
+    except (ConfigError, ModelFileError) as exc:
+        print(f"nurture-scoring: {exc}", file=sys.stderr)
+        return 2
+    configure_logging("scoring", level=log_settings.level, fmt=log_settings.format)
+
+    import faust
+    from prometheus_client import start_http_server
+
+    from services.common.metrics import new_registry
+    from services.common.topics import Topics, wait_for_partitions
+    from services.scoring.metrics import ScoringMetrics
+    from services.scoring.processor import Processor
+    from services.scoring.worker import create_app
+
+    partitions = asyncio.run(wait_for_partitions(kafka, Topics(kafka.topic_prefix).events))
+    registry = new_registry()
+    metrics = ScoringMetrics(registry)
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, registry=registry)
+    processor = Processor(models, Topics(kafka.topic_prefix), recent_ids=settings.recent_ids)
+    app = create_app(settings, kafka, processor, metrics, partitions=partitions)
+    runner = faust.Worker(app, loglevel=log_settings.level, override_logging=False)
+    runner.execute_from_commandline()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.command == "check":
+        if args.models:
+            return check(args.models)
+        try:
+            return check(model_paths(load(ScoringSettings).models))
+        except ConfigError as exc:
+            print(f"nurture-scoring: {exc}", file=sys.stderr)
+            return 2
+    if args.command == "backtest":
+        from services.scoring.backtest_cli import run_backtest
+
+        return run_backtest(args.models, args.events, as_json=args.json, quiet=args.quiet)
+    return worker()
 
 
 if __name__ == "__main__":

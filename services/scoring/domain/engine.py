@@ -1,0 +1,262 @@
+"""The scoring engine: one event in, the lead's score snapshot out. Pure: no I/O, no clock (time is
+the event's own), no randomness. It updates the caller's `LeadState` in place.
+
+Semantics (also in the README):
+- **Fit** is the sum of the fit rules matching the merged profile. Profile fields merge from
+  `crm.lead_upserted` by event time: the newest value of each field wins, whatever the arrival
+  order. Fit never decays.
+- **Engagement** is the sum of engagement-rule points, each decaying continuously with the model's
+  half-life in event time. Scores are reported as of the lead's newest event time; a late event
+  is folded in with the decay it would have had, so arrival order does not change the sum.
+  Events older than the newest by more than `late_tolerance` add no engagement (`late`).
+- **Caps**: a rule with `cap` awards at most `cap.points` per tumbling window of event time
+  (windows aligned to the Unix epoch: days start at UTC midnight). `engagement_cap` bounds the
+  model's engagement: an award is cut so the sum stays within [min, max].
+- **Thresholds** are crossed by comparing the new total with the total last reported for the lead
+  (0 for a new lead): up when previous < threshold <= new, down when new < threshold <= previous.
+- **Duplicates** (same `source` + `id` within the recent-id window) change nothing; the snapshot
+  is reported again with `duplicate: true`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from services.scoring.domain.model import JOURNEY_STAGES, EngagementRule, ScoringModel
+from services.scoring.domain.state import LeadState, ModelState
+
+PROFILE_EVENT = "crm.lead_upserted"
+MAX_INTERESTS = 50
+REPORTED_INTERESTS = 10
+LN2 = math.log(2.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Crossing:
+    threshold: str
+    direction: str  # "up" | "down"
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class ModelScore:
+    model: str
+    version: int
+    fit: float
+    engagement: float
+    total: float
+    previous_total: float | None
+    crossed: tuple[Crossing, ...]
+    above: tuple[str, ...]
+    breakdown: tuple[tuple[str, float], ...]  # (rule id, points now), largest first
+    interests: tuple[str, ...]
+    journey_stage: str | None
+    late: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model, "version": self.version, "fit": _r(self.fit),
+            "engagement": _r(self.engagement), "total": _r(self.total),
+            "previous_total": None if self.previous_total is None else _r(self.previous_total),
+            "crossed": [{"threshold": c.threshold, "direction": c.direction, "score": c.score}
+                        for c in self.crossed],
+            "above": list(self.above),
+            "breakdown": [{"rule": rule, "points": _r(pts)} for rule, pts in self.breakdown],
+            "interests": list(self.interests), "journey_stage": self.journey_stage,
+            "late": self.late,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    lead_id: str
+    as_of: float  # epoch seconds: the lead's newest event time
+    duplicate: bool
+    models: tuple[ModelScore, ...]
+
+
+def _r(value: float) -> float:
+    return round(value, 2) + 0.0  # + 0.0 turns -0.0 into 0.0
+
+
+def event_key(event: Mapping[str, Any]) -> int:
+    """Stable 64-bit dedupe key of an event: its `source` and `id`."""
+    raw = f"{event.get('source')}\x00{event.get('id')}".encode()
+    return int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "big")
+
+
+def merge_profile(state: LeadState, data: Mapping[str, Any], t: float) -> bool:
+    """Newest value per field wins (by event time). Nested objects flatten to dotted keys."""
+    changed = False
+    for key, value in _flatten(data):
+        if t >= state.profile_time.get(key, -math.inf):
+            if state.profile.get(key) != value:
+                changed = True
+            state.profile[key] = value
+            state.profile_time[key] = t
+    return changed
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            out += _flatten(value, f"{prefix}{key}.")
+        else:
+            out.append((f"{prefix}{key}", value))
+    return out
+
+
+def _recompute_fit(ms: ModelState, model: ScoringModel, profile: Mapping[str, Any]) -> None:
+    ms.fit_points = {r.id: float(r.points) for r in model.fit if r.when(profile)}
+    ms.fit = float(sum(ms.fit_points.values()))
+
+
+def _engagement_at(ms: ModelState, k: float, now: float) -> float:
+    return sum(v * math.exp(-k * (now - at)) for v, at in ms.engagement.values())
+
+
+def _award(ms: ModelState, model: ScoringModel, rule: EngagementRule, t: float, now: float,
+           k: float) -> None:
+    points = rule.points
+    if rule.cap is not None:
+        window = int(t // rule.cap.window_seconds)
+        windows = ms.caps.setdefault(rule.id, {})
+        room = max(0.0, rule.cap.points - windows.get(window, 0.0))
+        points = math.copysign(min(abs(points), room), points)
+        if points == 0.0:
+            return
+        windows[window] = windows.get(window, 0.0) + abs(points)
+    factor = math.exp(-k * (now - t))  # the award's worth at `now` (1 unless the event is late)
+    worth = points * factor
+    if model.engagement_max is not None or model.engagement_min is not None:
+        current = _engagement_at(ms, k, now)
+        if worth > 0 and model.engagement_max is not None:
+            worth = max(0.0, min(worth, model.engagement_max - current))
+        elif worth < 0 and model.engagement_min is not None:
+            worth = min(0.0, max(worth, model.engagement_min - current))
+        if worth == 0.0:
+            return
+    slot = ms.engagement.get(rule.id)
+    if slot is None:
+        ms.engagement[rule.id] = [worth, now]
+    else:
+        slot[0] = slot[0] * math.exp(-k * (now - slot[1])) + worth
+        slot[1] = now
+
+
+def _prune_caps(ms: ModelState, model: ScoringModel, now: float) -> None:
+    horizon = now - model.late_tolerance_days * 86400.0
+    for rule in model.engagement:
+        windows = ms.caps.get(rule.id)
+        if windows and rule.cap is not None:
+            oldest = int(horizon // rule.cap.window_seconds)
+            for window in [w for w in windows if w < oldest]:
+                del windows[window]
+
+
+def _note_interests_and_journey(ms: ModelState, model: ScoringModel, etype: str,
+                                data: Mapping[str, Any], t: float) -> None:
+    if etype in model.interest_on:
+        for field in model.interest_fields:
+            value = data.get(field)
+            for topic in ([value] if isinstance(value, str) else value or ()):
+                if isinstance(topic, str) and topic:
+                    ms.interests[topic] = ms.interests.get(topic, 0) + 1
+        if len(ms.interests) > MAX_INTERESTS:
+            keep = sorted(ms.interests.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_INTERESTS]
+            ms.interests = dict(keep)
+    stages = set()
+    if data.get("content_stage") in JOURNEY_STAGES:
+        stages.add(data["content_stage"])
+    for rule in model.journey:
+        if etype in rule.on and rule.when(data):
+            stages.add(rule.stage)
+    for stage in stages:
+        ms.journey[stage] = max(ms.journey.get(stage, -math.inf), t)
+
+
+def _journey_stage(ms: ModelState, model: ScoringModel, now: float) -> str | None:
+    since = now - model.journey_window_days * 86400.0
+    for stage in reversed(JOURNEY_STAGES):
+        if ms.journey.get(stage, -math.inf) >= since:
+            return stage
+    return None
+
+
+def _score(ms: ModelState, model: ScoringModel, now: float, late: bool,
+           report: bool) -> ModelScore:
+    k = LN2 / model.half_life_seconds
+    parts = {rule: v * math.exp(-k * (now - at)) for rule, (v, at) in ms.engagement.items()}
+    engagement = sum(parts.values())
+    total = ms.fit + engagement
+    previous = ms.total
+    before = previous if previous is not None else 0.0
+    crossed = tuple(
+        Crossing(name, "up" if total >= at else "down", at)
+        for name, at in sorted(model.thresholds.items(), key=lambda kv: kv[1])
+        if (before < at <= total) or (total < at <= before)
+    )
+    if report:
+        ms.total = total
+    breakdown = sorted([*ms.fit_points.items(), *parts.items()], key=lambda kv: -abs(kv[1]))
+    interests = sorted(ms.interests.items(), key=lambda kv: (-kv[1], kv[0]))
+    return ModelScore(
+        model=model.id, version=model.version, fit=ms.fit, engagement=engagement, total=total,
+        previous_total=previous, crossed=crossed if report else (),
+        above=tuple(n for n, at in sorted(model.thresholds.items(), key=lambda kv: kv[1])
+                    if total >= at),
+        breakdown=tuple((r, p) for r, p in breakdown if abs(p) >= 0.005),
+        interests=tuple(t for t, _ in interests[:REPORTED_INTERESTS]),
+        journey_stage=_journey_stage(ms, model, now), late=late,
+    )
+
+
+def apply(state: LeadState, event: Mapping[str, Any], *, lead_id: str, event_time: float,
+          models: Sequence[ScoringModel], recent_ids: int = 64) -> Snapshot:
+    """Score one event for one lead (updating `state`) and return the lead's snapshot."""
+    key = event_key(event)
+    if key in state.seen:
+        now = state.last_time if state.last_time is not None else event_time
+        return Snapshot(lead_id, now, True, tuple(
+            _score(_model_state(state, m), m, now, False, report=False) for m in models))
+    state.seen[key] = None
+    if len(state.seen) > recent_ids:
+        del state.seen[next(iter(state.seen))]
+    etype = str(event.get("type", ""))
+    data = event.get("data")
+    data = data if isinstance(data, Mapping) else {}
+    profile_changed = etype == PROFILE_EVENT and merge_profile(state, data, event_time)
+    newest = state.last_time
+    now = event_time if newest is None else max(newest, event_time)
+    state.last_time = now
+    scores = []
+    for model in models:
+        ms = _model_state(state, model)
+        if profile_changed or ms.version != model.version:
+            if ms.version != model.version:
+                ms.engagement = {r: v for r, v in ms.engagement.items()
+                                 if any(e.id == r for e in model.engagement)}
+            ms.version = model.version
+            _recompute_fit(ms, model, state.profile)
+        late = newest is not None and event_time < newest - model.late_tolerance_days * 86400.0
+        if not late:
+            k = LN2 / model.half_life_seconds
+            for rule in model.rules_by_type.get(etype, ()):
+                if rule.when(data):
+                    _award(ms, model, rule, event_time, now, k)
+            _note_interests_and_journey(ms, model, etype, data, event_time)
+            _prune_caps(ms, model, now)
+        scores.append(_score(ms, model, now, late, report=True))
+    return Snapshot(lead_id, now, False, tuple(scores))
+
+
+def _model_state(state: LeadState, model: ScoringModel) -> ModelState:
+    ms = state.models.get(model.id)
+    if ms is None:
+        ms = state.models[model.id] = ModelState()
+    return ms

@@ -1,0 +1,27 @@
+"""scoring's Prometheus metrics (bounded labels: event type, outcome, model, threshold)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from services.common.metrics import LATENCY_BUCKETS_SECONDS
+
+
+class ScoringMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.events = Counter(
+            "nurture_scoring_events_total",
+            "Events consumed, by type and outcome (scored, duplicate, late, dead_lettered).",
+            ["type", "outcome"], registry=registry)
+        self.crossings = Counter(
+            "nurture_scoring_threshold_crossings_total",
+            "Threshold crossings, by model, threshold and direction (up, down).",
+            ["model", "threshold", "direction"], registry=registry)
+        self.latency = Histogram(
+            "nurture_scoring_processing_duration_seconds",
+            "Time to score one event and hand its output to the producer.",
+            buckets=LATENCY_BUCKETS_SECONDS, registry=registry)
+        self.leads = Gauge(
+            "nurture_scoring_table_leads",
+            "Leads held in this worker's state table (its assigned partitions).",
+            registry=registry)

@@ -1,0 +1,120 @@
+"""One consumed record in, the new table value and the records to produce out. No faust, no I/O:
+the worker (worker.py) does the table read/write and the sends; tests call this directly."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from services.common.deadletter import Origin, dead_letter
+from services.common.topics import Topics
+from services.scoring.domain.engine import Snapshot, apply
+from services.scoring.domain.model import ScoringModel
+from services.scoring.domain.state import LeadState
+
+CONSUMER = "nurture-scoring"
+OUT_CONTENT_TYPE = b"application/json"
+
+
+class BadEvent(ValueError):
+    """The record is not an event the scorer can use; it goes to the dead-letter topic."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    outcome: str  # scored | duplicate | late | dead_lettered
+    event_type: str
+    state: bytes | None  # new table value; None = leave the table alone
+    out: list[Outgoing]
+    snapshot: Snapshot | None = None
+
+
+def rfc3339(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z")
+
+
+def decode_event(value: bytes | None) -> dict[str, Any]:
+    """The event of a record, checked just enough to score it safely (ingest validated it)."""
+    if not value:
+        raise BadEvent("empty record value")
+    try:
+        event = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise BadEvent(f"value is not JSON: {exc}") from None
+    if not isinstance(event, dict):
+        raise BadEvent("value is not a JSON object")
+    for attr in ("id", "source", "type", "subject"):
+        if not isinstance(event.get(attr), str) or not event[attr]:
+            raise BadEvent(f"missing or empty '{attr}'")
+    if "data" in event and not isinstance(event["data"], dict):
+        raise BadEvent("'data' is not an object")
+    return event
+
+
+def event_time(event: Mapping[str, Any], fallback_ms: int) -> float:
+    raw = event.get("time")
+    if raw is None:
+        return fallback_ms / 1000.0
+    try:
+        when = datetime.fromisoformat(str(raw))
+    except ValueError:
+        raise BadEvent(f"'time' is not an RFC 3339 date-time: {str(raw)[:40]!r}") from None
+    if when.tzinfo is None:
+        raise BadEvent("'time' has no timezone")
+    return when.timestamp()
+
+
+class Processor:
+    """Scores records for the worker; holds the loaded models and the output topics."""
+
+    def __init__(self, models: Sequence[ScoringModel], topics: Topics, *,
+                 recent_ids: int = 64) -> None:
+        self.models = tuple(models)
+        self.topics = topics
+        self.recent_ids = recent_ids
+
+    def process(self, *, key: bytes | None, value: bytes | None, origin: Origin,
+                timestamp_ms: int, state: bytes | None, now: datetime) -> Result:
+        try:
+            event = decode_event(value)
+            t = event_time(event, timestamp_ms)
+            if key != event["subject"].encode():
+                raise BadEvent("record key is not the event's subject (the lead id)")
+        except BadEvent as exc:
+            dl_key, dl_value, headers = dead_letter(
+                key=key, value=value, origin=origin, error=str(exc), consumer=CONSUMER,
+                failed_at=now)
+            return Result("dead_lettered", "unknown", None,
+                          [Outgoing(self.topics.deadletter, dl_key, dl_value, headers)])
+        lead_id = event["subject"]
+        lead = LeadState.from_bytes(state) if state else LeadState()
+        snapshot = apply(lead, event, lead_id=lead_id, event_time=t, models=self.models,
+                         recent_ids=self.recent_ids)
+        out_value = orjson.dumps({"event": event, "score": snapshot_dict(snapshot)})
+        headers = [("content-type", OUT_CONTENT_TYPE), ("ce_type", event["type"].encode())]
+        outcome = "duplicate" if snapshot.duplicate else (
+            "late" if any(m.late for m in snapshot.models) else "scored")
+        return Result(outcome, event["type"], None if snapshot.duplicate else lead.to_bytes(),
+                      [Outgoing(self.topics.scored_events, key, out_value, headers)], snapshot)
+
+
+def snapshot_dict(snapshot: Snapshot) -> dict[str, Any]:
+    return {
+        "lead_id": snapshot.lead_id,
+        "as_of": rfc3339(snapshot.as_of),
+        "duplicate": snapshot.duplicate,
+        "models": {m.model: m.to_dict() for m in snapshot.models},
+    }

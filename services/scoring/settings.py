@@ -1,0 +1,29 @@
+"""scoring settings: environment variables with the `NURTURE_SCORING_` prefix (plus the shared
+`KAFKA_*`, `NURTURE_TOPIC_PREFIX` and `NURTURE_LOG_*` ones)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ScoringSettings(BaseSettings):
+    """Where the models are, how the faust worker keeps its state, and how it joins its group."""
+
+    model_config = SettingsConfigDict(env_prefix="NURTURE_SCORING_", extra="ignore")
+
+    models: str = Field(
+        default="config/scoring",
+        description="comma-separated model files or directories of *.yaml files")
+    app_id: str = Field(default="nurture-scoring", pattern=r"^[A-Za-z0-9._-]+$",
+                        description="faust app id: the consumer group and changelog topic prefix")
+    store: Literal["memory", "rocksdb"] = "memory"
+    state_dir: str = "/tmp/nurture-scoring"  # noqa: S108 - an emptyDir / volume in Kubernetes
+    metrics_port: int = Field(default=9102, ge=0, le=65535, description="0 disables /metrics")
+    recent_ids: int = Field(default=64, ge=1, le=10_000,
+                            description="per-lead window of event ids remembered for dedupe")
+    replication_factor: int = Field(default=1, ge=1, description="of the changelog topic")
+    session_timeout_seconds: float = Field(default=30.0, ge=3)
+    commit_interval_seconds: float = Field(default=1.0, gt=0)

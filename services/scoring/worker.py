@@ -1,0 +1,100 @@
+"""The faust-streaming adapter: a worker that consumes `nurture.events.v1`, keeps per-lead state in
+a changelog-backed table and produces `nurture.scored-events.v1` (and dead letters).
+
+Lead state is one table entry per lead id, co-partitioned with the input topic, so a restarted
+or rebalanced worker restores exactly the leads of its partitions from the changelog before it
+processes anything. Offsets are committed after the outputs are flushed (at-least-once); the
+engine's per-lead dedupe window makes a redelivered event a no-op."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+from faust.types import StreamT
+
+from schemas import EVENT_TYPES
+from services.common.deadletter import Origin
+from services.common.kafka import connection_options
+from services.common.settings import KafkaSettings
+from services.common.topics import Topics
+from services.scoring.metrics import ScoringMetrics
+from services.scoring.processor import Processor
+from services.scoring.settings import ScoringSettings
+
+log = logging.getLogger(__name__)
+
+
+def _credentials(kafka: KafkaSettings) -> Any:
+    opts = connection_options(kafka, client_id="nurture-scoring")
+    if kafka.sasl_mechanism:
+        return faust.SASLCredentials(
+            username=opts["sasl_plain_username"], password=opts["sasl_plain_password"],
+            mechanism=kafka.sasl_mechanism, ssl_context=opts.get("ssl_context"))
+    if "ssl_context" in opts:
+        return faust.SSLCredentials(opts["ssl_context"])
+    return None
+
+
+def create_app(settings: ScoringSettings, kafka: KafkaSettings, processor: Processor,
+               metrics: ScoringMetrics, *, partitions: int) -> faust.App:
+    """The faust app; `partitions` must equal the input topic's partition count."""
+    topics = Topics(kafka.topic_prefix)
+    app = faust.App(
+        f"{kafka.topic_prefix}{settings.app_id}",
+        broker=[f"kafka://{host}" for host in kafka.bootstrap_servers.split(",")],
+        broker_credentials=_credentials(kafka),
+        store="rocksdb://" if settings.store == "rocksdb" else "memory://",
+        datadir=settings.state_dir,
+        topic_partitions=partitions,
+        topic_replication_factor=settings.replication_factor,
+        topic_allow_declare=True,
+        processing_guarantee="at_least_once",
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.session_timeout_seconds,
+        broker_heartbeat_interval=max(1.0, settings.session_timeout_seconds / 10),
+        broker_commit_interval=settings.commit_interval_seconds,
+        producer_acks=-1,
+        web_enabled=False,
+    )
+    raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes,
+                           "key_serializer": "raw", "value_serializer": "raw"}
+    source = app.topic(topics.events, **raw)
+    outputs = {name: app.topic(name, **raw) for name in (topics.scored_events, topics.deadletter)}
+    table = app.Table("lead-state", partitions=partitions, default=None, **raw)
+    metrics.leads.set_function(lambda: float(len(table)))
+
+    @app.agent(source)
+    async def score(stream: StreamT[bytes]) -> None:
+        async for event in stream.events():
+            started = time.perf_counter()
+            msg = event.message
+            result = processor.process(
+                key=msg.key, value=msg.value,
+                origin=Origin(msg.topic, msg.partition, msg.offset),
+                timestamp_ms=int(msg.timestamp * 1000) if msg.timestamp else 0,
+                state=table.get(msg.key) if msg.key is not None else None,
+                now=datetime.now(UTC))
+            if result.state is not None:
+                table[msg.key] = result.state
+            for out in result.out:
+                await outputs[out.topic].send(key=out.key, value=out.value, headers=out.headers)
+            _observe(metrics, result, time.perf_counter() - started)
+
+    return app
+
+
+def _observe(metrics: ScoringMetrics, result: Any, seconds: float) -> None:
+    etype = result.event_type if result.event_type in EVENT_TYPES else "other"
+    metrics.events.labels(etype, result.outcome).inc()
+    metrics.latency.observe(seconds)
+    if result.snapshot is not None:
+        for model in result.snapshot.models:
+            for crossing in model.crossed:
+                metrics.crossings.labels(model.model, crossing.threshold,
+                                         crossing.direction).inc()
+    if result.outcome == "dead_lettered":
+        log.warning("dead-lettered a record", extra={"reason": result.out[0].headers[1][1]})

@@ -1,0 +1,87 @@
+"""A record in → table value and output records out; malformed records become dead letters."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from services.common.deadletter import Origin
+from services.common.topics import Topics
+from services.scoring.domain.model import EngagementRule, ScoringModel
+from services.scoring.processor import Processor, Result
+
+MODEL = ScoringModel(id="m", version=1, half_life_days=30, thresholds={"mql": 10},
+                     engagement=(EngagementRule("dl", frozenset({"web.content_downloaded"}), 10),))
+TOPICS = Topics("p.")
+NOW = datetime(2026, 11, 24, tzinfo=UTC)
+ORIGIN = Origin("p.nurture.events.v1", 2, 41)
+
+
+def process(value: bytes | None, key: bytes | None = b"lead-1",
+            state: bytes | None = None) -> Result:
+    return Processor([MODEL], TOPICS).process(key=key, value=value, origin=ORIGIN,
+                                              timestamp_ms=1_790_000_000_000, state=state, now=NOW)
+
+
+EVENT = {"specversion": "1.0", "id": "e1", "source": "s", "type": "web.content_downloaded",
+         "subject": "lead-1", "time": "2026-11-20T10:00:00Z", "data": {"content_id": "c"}}
+
+
+def test_scored_event_carries_the_event_and_the_snapshot() -> None:
+    result = process(orjson.dumps(EVENT))
+    assert result.outcome == "scored"
+    (out,) = result.out
+    assert (out.topic, out.key) == ("p.nurture.scored-events.v1", b"lead-1")
+    body = orjson.loads(out.value)
+    assert body["event"] == EVENT
+    score = body["score"]
+    assert score["lead_id"] == "lead-1"
+    assert score["as_of"] == "2026-11-20T10:00:00.000Z"
+    model = score["models"]["m"]
+    assert (model["total"], model["previous_total"], model["above"]) == (10.0, None, ["mql"])
+    assert model["crossed"] == [{"threshold": "mql", "direction": "up", "score": 10}]
+    assert model["breakdown"] == [{"rule": "dl", "points": 10.0}]
+    assert result.state is not None
+
+
+def test_redelivery_is_a_duplicate_that_leaves_the_table_alone() -> None:
+    first = process(orjson.dumps(EVENT))
+    again = process(orjson.dumps(EVENT), state=first.state)
+    assert again.outcome == "duplicate"
+    assert again.state is None
+    assert orjson.loads(again.out[0].value)["score"]["duplicate"] is True
+
+
+def test_missing_time_falls_back_to_the_record_timestamp() -> None:
+    event = {k: v for k, v in EVENT.items() if k != "time"}
+    body = orjson.loads(process(orjson.dumps(event)).out[0].value)
+    assert body["score"]["as_of"].startswith("2026-09-21T")
+
+
+@pytest.mark.parametrize(("value", "key", "reason"), [
+    (b"not json", b"lead-1", "not JSON"),
+    (b"[1]", b"lead-1", "not a JSON object"),
+    (None, b"lead-1", "empty record value"),
+    (orjson.dumps({**EVENT, "subject": ""}), b"lead-1", "'subject'"),
+    (orjson.dumps({**EVENT, "data": [1]}), b"lead-1", "'data' is not an object"),
+    (orjson.dumps({**EVENT, "time": "yesterday"}), b"lead-1", "RFC 3339"),
+    (orjson.dumps({**EVENT, "time": "2026-11-20T10:00:00"}), b"lead-1", "no timezone"),
+    (orjson.dumps(EVENT), b"someone-else", "key is not the event's subject"),
+    (orjson.dumps(EVENT), None, "key is not the event's subject"),
+])
+def test_malformed_records_are_dead_lettered_with_bytes_reason_and_origin(
+        value: bytes | None, key: bytes | None, reason: str) -> None:
+    result = process(value, key=key)
+    assert result.outcome == "dead_lettered"
+    assert result.state is None
+    (out,) = result.out
+    assert out.topic == "p.nurture.deadletter.v1"
+    letter = orjson.loads(out.value)
+    assert reason in letter["error"]
+    assert letter["origin"] == {"topic": "p.nurture.events.v1", "partition": 2, "offset": 41}
+    assert letter["consumer"] == "nurture-scoring"
+    original = base64.b64decode(letter["value_b64"]) if letter["value_b64"] else None
+    assert original == value
