@@ -9,6 +9,7 @@ Local development defaults (override any of them in the environment):
   NURTURE_INGEST_API_KEYS   one key, `nurture-dev-key`, allowed any source
   NURTURE_INGEST_PORT       8080
   NURTURE_LOG_FORMAT        text
+  NURTURE_SCORING_STATE_DIR .local/scoring
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ DEV_KEY = "nurture-dev-key"
 # Services that exist so far; each later service adds its command here.
 SERVICES: dict[str, list[str]] = {
     "ingest": [sys.executable, "-m", "services.ingest", "serve"],
+    "scoring": [sys.executable, "-m", "services.scoring", "worker"],
 }
 COLORS = ("36", "35", "33", "32", "34")
 
@@ -48,6 +50,7 @@ def infra(args: argparse.Namespace) -> dict[str, str]:
         pg.start()
         env["DATABASE_URL"] = pg.url
     env.setdefault("NURTURE_LOG_FORMAT", "text")
+    env.setdefault("NURTURE_SCORING_STATE_DIR", str(stack.DEFAULT_STATE_DIR / "scoring"))
     env.setdefault("NURTURE_INGEST_API_KEYS", json.dumps([{
         "name": "dev", "sha256": hashlib.sha256(DEV_KEY.encode()).hexdigest(), "sources": ["*"]}]))
     env["PYTHONUNBUFFERED"] = "1"

@@ -103,7 +103,7 @@ def worker() -> int:
         start_http_server(settings.metrics_port, registry=registry)
     processor = Processor(models, Topics(kafka.topic_prefix), recent_ids=settings.recent_ids)
     app = create_app(settings, kafka, processor, metrics, partitions=partitions)
-    runner = faust.Worker(app, loglevel=log_settings.level, override_logging=False)
+    runner = faust.Worker(app, loglevel=log_settings.level, override_logging=False, quiet=True)
     runner.execute_from_commandline()
     return 0
 

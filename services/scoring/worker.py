@@ -64,7 +64,12 @@ def create_app(settings: ScoringSettings, kafka: KafkaSettings, processor: Proce
                            "key_serializer": "raw", "value_serializer": "raw"}
     source = app.topic(topics.events, **raw)
     outputs = {name: app.topic(name, **raw) for name in (topics.scored_events, topics.deadletter)}
-    table = app.Table("lead-state", partitions=partitions, default=None, **raw)
+    table = app.Table("lead-state", partitions=partitions, default=None,
+                      key_type=bytes, value_type=bytes)
+    # Tables take their codec from key/value *models*; ours are opaque bytes (LeadState JSON),
+    # so the changelog must carry them as they are.
+    codec_holder: Any = table
+    codec_holder.key_serializer = codec_holder.value_serializer = "raw"
     metrics.leads.set_function(lambda: float(len(table)))
 
     @app.agent(source)

@@ -1,0 +1,260 @@
+"""The real faust worker (a subprocess) against the real broker: scores come out right, survive a
+kill -9 through the changelog, and stay right when two workers share the partitions."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from deploy.local.stack import free_port
+from services.common.settings import KafkaSettings
+from services.common.topics import Topics
+from services.scoring.adapters.model_files import load_models
+from services.scoring.domain.engine import apply
+from services.scoring.domain.state import LeadState
+from tests.support import isolated_kafka, read_topic, wait_until
+
+ROOT = Path(__file__).resolve().parents[3]
+MODEL = """\
+id: itest
+version: 1
+half_life: 30d
+thresholds: {mql: 50, sql: 100}
+fit:
+  - id: senior
+    points: 10
+    when: {seniority: {in: [manager, director, vp]}}
+engagement:
+  - id: download
+    on: web.content_downloaded
+    points: 10
+  - id: pricing
+    on: web.page_viewed
+    when: {path: {matches: "^/pricing"}}
+    points: 20
+    cap: {points: 20, per: 1d}
+  - id: demo
+    on: web.form_submitted
+    when: {form_type: demo_request}
+    points: 50
+"""
+T0 = 1_790_000_000.0
+
+
+class Worker:
+    """`nurture-scoring worker` as a child process, its output in a log file."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env, self.log = env, log
+        self.metrics_port = int(env["NURTURE_SCORING_METRICS_PORT"])
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._mark = 0
+
+    def start(self) -> None:
+        self._mark = self.log.stat().st_size if self.log.exists() else 0
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "services.scoring", "worker"],
+                                         env=self.env, cwd=ROOT, stdout=out,
+                                         stderr=subprocess.STDOUT)
+
+    async def ready(self) -> None:
+        def started() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited:\n{self.log.read_text()[-3000:]}")
+            return b"Worker ready" in self.log.read_bytes()[self._mark:]
+        await wait_until(started, timeout=90, what="scoring worker Ready")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    async def events_scored(self) -> float:
+        async with httpx.AsyncClient() as client:
+            text = (await client.get(f"http://127.0.0.1:{self.metrics_port}/metrics")).text
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("nurture_scoring_events_total{"))
+
+
+@pytest.fixture
+async def kafka(kafka_bootstrap: str) -> KafkaSettings:
+    return await isolated_kafka(kafka_bootstrap, partitions=3)
+
+
+@pytest.fixture
+def model_file(tmp_path: Path) -> Path:
+    path = tmp_path / "itest.yaml"
+    path.write_text(MODEL)
+    return path
+
+
+@pytest.fixture
+def workers(kafka: KafkaSettings, model_file: Path, tmp_path: Path) -> Iterator[Any]:
+    started: list[Worker] = []
+
+    def make(name: str) -> Worker:
+        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+               "NURTURE_TOPIC_PREFIX": kafka.topic_prefix,
+               "NURTURE_SCORING_MODELS": str(model_file),
+               "NURTURE_SCORING_STATE_DIR": str(tmp_path / name),
+               "NURTURE_SCORING_METRICS_PORT": str(free_port()),
+               "NURTURE_SCORING_SESSION_TIMEOUT_SECONDS": "6",
+               "NURTURE_LOG_FORMAT": "text", "PYTHONUNBUFFERED": "1"}
+        worker = Worker(env, tmp_path / f"{name}.log")
+        started.append(worker)
+        return worker
+
+    yield make
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture
+async def producer(kafka: KafkaSettings) -> AsyncIterator[AIOKafkaProducer]:
+    p = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, enable_idempotence=True)
+    await p.start()
+    yield p
+    await p.stop()
+
+
+def event(lead: str, n: int, etype: str, data: dict[str, Any], minute: int) -> dict[str, Any]:
+    return {"specversion": "1.0", "id": f"{lead}-{n}", "source": "itest", "type": etype,
+            "subject": lead, "time": _iso(T0 + 60 * minute), "data": data}
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
+
+
+KINDS = [("crm.lead_upserted", {"seniority": "vp"}),
+         ("web.content_downloaded", {"content_id": "c"}),
+         ("web.page_viewed", {"url": "u", "path": "/pricing"}),
+         ("web.form_submitted", {"form_id": "f", "form_type": "demo_request"})]
+
+
+def batch(leads: int, per_lead: int, first: int) -> list[dict[str, Any]]:
+    return [event(f"lead-{i}", n, *KINDS[(i + n) % len(KINDS)], minute=n)
+            for n in range(first, first + per_lead) for i in range(leads)]
+
+
+async def send(producer: AIOKafkaProducer, topic: str, events: list[dict[str, Any]]) -> None:
+    futures = [await producer.send(topic, orjson.dumps(e), key=e["subject"].encode())
+               for e in events]
+    for f in futures:
+        await f
+
+
+def expected_totals(model_file: Path, events: list[dict[str, Any]]) -> dict[str, float]:
+    models = load_models([model_file])
+    states: dict[str, LeadState] = {}
+    totals: dict[str, float] = {}
+    for e in events:
+        state = states.setdefault(e["subject"], LeadState())
+        when = datetime.fromisoformat(e["time"]).timestamp()
+        snap = apply(state, e, lead_id=e["subject"], event_time=when, models=models)
+        totals[e["subject"]] = round(snap.models[0].total, 2)
+    return totals
+
+
+async def scored(kafka: KafkaSettings, want_ids: set[str]) -> list[Any]:
+    def done(records: list[Any]) -> bool:
+        return want_ids <= {orjson.loads(r.value)["event"]["id"] for r in records}
+    return await read_topic(kafka.bootstrap_servers, Topics(kafka.topic_prefix).scored_events,
+                            until=done, timeout=120)
+
+
+def last_scores(records: list[Any]) -> dict[str, float]:
+    latest: dict[str, tuple[int, int, float]] = {}
+    for r in records:
+        body = orjson.loads(r.value)
+        if body["score"]["duplicate"]:
+            continue
+        lead = body["score"]["lead_id"]
+        if lead not in latest or (r.partition, r.offset) > latest[lead][:2]:
+            latest[lead] = (r.partition, r.offset, body["score"]["models"]["itest"]["total"])
+    return {lead: v[2] for lead, v in latest.items()}
+
+
+async def test_events_in_scored_events_out(workers: Any, kafka: KafkaSettings,
+                                           producer: AIOKafkaProducer) -> None:
+    worker = workers("w1")
+    worker.start()
+    await worker.ready()
+    topics = Topics(kafka.topic_prefix)
+    events = batch(leads=1, per_lead=4, first=0)
+    await send(producer, topics.events, events)
+    await producer.send_and_wait(topics.events, b"{broken", key=b"lead-0")
+    records = await scored(kafka, {e["id"] for e in events})
+    bodies = [orjson.loads(r.value) for r in sorted(records, key=lambda r: r.offset)]
+    assert [b["event"]["id"] for b in bodies] == [e["id"] for e in events]
+    totals = [b["score"]["models"]["itest"]["total"] for b in bodies]
+    assert totals == [10.0, 20.0, 40.0, 90.0]
+    final = bodies[-1]["score"]["models"]["itest"]
+    assert final["above"] == ["mql"]
+    assert final["crossed"] == [{"threshold": "mql", "direction": "up", "score": 50}]
+    assert {(b["rule"], b["points"]) for b in final["breakdown"]} == {
+        ("senior", 10.0), ("download", 10.0), ("pricing", 20.0), ("demo", 50.0)}
+    assert {r.key for r in records} == {b"lead-0"}
+    letters = await read_topic(kafka.bootstrap_servers, topics.deadletter,
+                               until=lambda rs: len(rs) >= 1)
+    assert orjson.loads(letters[0].value)["error"].startswith("value is not JSON")
+
+
+async def test_kill_9_and_restart_recovers_state_from_the_changelog(
+        workers: Any, kafka: KafkaSettings, producer: AIOKafkaProducer, model_file: Path) -> None:
+    topics = Topics(kafka.topic_prefix)
+    first, second = batch(leads=6, per_lead=4, first=0), batch(leads=6, per_lead=4, first=4)
+    worker = workers("w1")
+    worker.start()
+    await worker.ready()
+    await send(producer, topics.events, first)
+    await scored(kafka, {e["id"] for e in first})
+    worker.kill()
+
+    await send(producer, topics.events, second)
+    restarted = workers("w1-again")
+    restarted.start()
+    await restarted.ready()
+    records = await scored(kafka, {e["id"] for e in second})
+    assert last_scores(records) == expected_totals(model_file, first + second)
+
+
+async def test_two_workers_share_partitions_and_scores_stay_right(
+        workers: Any, kafka: KafkaSettings, producer: AIOKafkaProducer, model_file: Path) -> None:
+    topics = Topics(kafka.topic_prefix)
+    first, second = batch(leads=12, per_lead=3, first=0), batch(leads=12, per_lead=3, first=3)
+    a = workers("a")
+    a.start()
+    await a.ready()
+    await send(producer, topics.events, first)
+    await scored(kafka, {e["id"] for e in first})
+
+    b = workers("b")
+    b.start()
+    await b.ready()
+    await send(producer, topics.events, second)
+    records = await scored(kafka, {e["id"] for e in second})
+    assert last_scores(records) == expected_totals(model_file, first + second)
+    assert await b.events_scored() > 0, "the second worker never got a partition"
+    assert await a.events_scored() > 0
