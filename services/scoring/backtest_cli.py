@@ -12,7 +12,7 @@ from typing import IO, Any
 import orjson
 
 from services.scoring.domain.backtest import Replay
-from services.scoring.processor import BadEvent, decode_event, event_time
+from services.scoring.processor import BadEvent, check_event, event_time
 
 PROGRESS_EVERY_SECONDS = 5.0
 SHOWN_BAD_LINES = 5
@@ -26,7 +26,7 @@ def _events(stream: IO[bytes], bad: list[str]) -> Iterator[tuple[dict[str, Any],
             doc = orjson.loads(line)
             if isinstance(doc, dict) and isinstance(doc.get("event"), dict) and "score" in doc:
                 doc = doc["event"]  # a record of nurture.scored-events.v1
-            event = decode_event(orjson.dumps(doc))
+            event = check_event(doc)
             yield event, event_time(event, 0)
         except (orjson.JSONDecodeError, BadEvent) as exc:
             bad.append(f"line {number}: {exc}")

@@ -54,6 +54,11 @@ def decode_event(value: bytes | None) -> dict[str, Any]:
         event = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
         raise BadEvent(f"value is not JSON: {exc}") from None
+    return check_event(event)
+
+
+def check_event(event: Any) -> dict[str, Any]:
+    """`event` if it is a JSON object with what scoring needs, else BadEvent saying what lacks."""
     if not isinstance(event, dict):
         raise BadEvent("value is not a JSON object")
     for attr in ("id", "source", "type", "subject"):

@@ -294,11 +294,11 @@ class _Builder:
 
     def __init__(self, source: _Source) -> None:
         self.source = source
-        self.rule_ids: dict[str, Parts] = {}
 
     def model(self, data: dict[str, Any]) -> ScoringModel | None:
         cap, interests = data.get("engagement_cap", {}), data.get("interests", {})
         journey = data.get("journey", {})
+        self.check_rule_ids(data)
         if "max" in cap and "min" in cap and not cap["max"] > cap["min"]:
             self.source.add(("engagement_cap", "max"), f"must be greater than min ({cap['min']})")
         model = ScoringModel(
@@ -320,13 +320,13 @@ class _Builder:
         return None if self.source.problems else model
 
     def fit(self, rule: dict[str, Any], at: Parts) -> FitRule:
-        return FitRule(self.rule_id(rule["id"], at), float(rule["points"]),
+        return FitRule(rule["id"], float(rule["points"]),
                        self.when(rule.get("when"), at), rule.get("description", ""))
 
     def engagement(self, rule: dict[str, Any], at: Parts) -> EngagementRule:
         cap = rule.get("cap")
         return EngagementRule(
-            self.rule_id(rule["id"], at), self.types(rule["on"], (*at, "on")),
+            rule["id"], self.types(rule["on"], (*at, "on")),
             float(rule["points"]), self.when(rule.get("when"), at),
             None if cap is None else Cap(float(cap["points"]),
                                          self.seconds(cap["per"], (*at, "cap", "per"))),
@@ -336,12 +336,16 @@ class _Builder:
         return JourneyRule(rule["stage"], self.types(rule["on"], (*at, "on")),
                            self.when(rule.get("when"), at))
 
-    def rule_id(self, rule_id: str, at: Parts) -> str:
-        first = self.rule_ids.setdefault(rule_id, at)
-        if first != at:
-            self.source.add((*at, "id"), f"duplicate rule id '{rule_id}' (first used at "
-                            f"{_format_path(first)}, line {self.source.line(first)})")
-        return rule_id
+    def check_rule_ids(self, data: dict[str, Any]) -> None:
+        """Rule ids are unique across fit and engagement; the later one (by line) is reported."""
+        rules = [((section, i), rule["id"]) for section in ("fit", "engagement")
+                 for i, rule in enumerate(data.get(section, []))]
+        first: dict[str, Parts] = {}
+        for at, rule_id in sorted(rules, key=lambda rule: self.source.line(rule[0]) or 0):
+            earlier = first.setdefault(rule_id, at)
+            if earlier != at:
+                self.source.add((*at, "id"), f"duplicate rule id '{rule_id}' (first used at "
+                                f"{_format_path(earlier)}, line {self.source.line(earlier)})")
 
     def types(self, on: str | list[str], at: Parts) -> frozenset[str]:
         """The event types matching `on` (a type, a glob or a list of them)."""

@@ -5,6 +5,7 @@ when, how long after first seen) and the rules that make up the scores. Pure: ev
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from services.scoring.domain.engine import apply
+from services.scoring.domain.engine import apply, describe
 from services.scoring.domain.model import ScoringModel
 from services.scoring.domain.state import LeadState
 
@@ -36,15 +37,13 @@ class Replay:
     recent_ids: int = 64
     leads: dict[str, LeadState] = field(default_factory=dict)
     first_seen: dict[str, float] = field(default_factory=dict)
-    totals: dict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(dict))
-    breakdowns: dict[str, dict[str, dict[str, float]]] = field(
-        default_factory=lambda: defaultdict(dict))
     thresholds: dict[tuple[str, str], ThresholdStats] = field(
         default_factory=lambda: defaultdict(ThresholdStats))
     events: int = 0
     duplicates: int = 0
     late: int = 0
-    span: list[float] = field(default_factory=list)
+    first: float = math.inf
+    last: float = -math.inf
 
     def feed(self, event: Mapping[str, Any], event_time: float) -> None:
         lead_id = str(event["subject"])
@@ -53,18 +52,15 @@ class Replay:
             state = self.leads[lead_id] = LeadState()
             self.first_seen[lead_id] = event_time
         snap = apply(state, event, lead_id=lead_id, event_time=event_time, models=self.models,
-                     recent_ids=self.recent_ids)
+                     recent_ids=self.recent_ids, detail=False)
         self.events += 1
-        if not self.span:
-            self.span = [event_time, event_time]
-        self.span = [min(self.span[0], event_time), max(self.span[1], event_time)]
+        self.first = min(self.first, event_time)
+        self.last = max(self.last, event_time)
         if snap.duplicate:
             self.duplicates += 1
             return
         self.late += any(m.late for m in snap.models)
         for score in snap.models:
-            self.totals[score.model][lead_id] = score.total
-            self.breakdowns[score.model][lead_id] = dict(score.breakdown)
             for crossing in score.crossed:
                 stats = self.thresholds[(score.model, crossing.threshold)]
                 if crossing.direction == "down":
@@ -80,17 +76,18 @@ class Replay:
         return {
             "events": self.events, "leads": len(self.leads), "duplicates": self.duplicates,
             "late": self.late,
-            "from": _iso(self.span[0]) if self.span else None,
-            "to": _iso(self.span[1]) if self.span else None,
+            "from": _iso(self.first) if self.events else None,
+            "to": _iso(self.last) if self.events else None,
             "models": [self._model_report(m) for m in self.models],
         }
 
     def _model_report(self, model: ScoringModel) -> dict[str, Any]:
-        totals = sorted(self.totals[model.id].values())
+        latest = [describe(state, model) for state in self.leads.values() if state.models]
+        totals = sorted(score.total for score in latest)
         contributions: dict[str, float] = defaultdict(float)
         holders: Counter[str] = Counter()
-        for breakdown in self.breakdowns[model.id].values():
-            for rule, points in breakdown.items():
+        for score in latest:
+            for rule, points in score.breakdown:
                 contributions[rule] += points
                 holders[rule] += 1
         top = sorted(contributions.items(), key=lambda kv: -abs(kv[1]))[:15]

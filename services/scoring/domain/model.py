@@ -77,6 +77,10 @@ class ScoringModel:
     description: str = ""
     # derived: engagement rules by event type, so an event only meets the rules that can match it
     rules_by_type: Mapping[str, tuple[EngagementRule, ...]] = field(default_factory=dict)
+    # derived: thresholds in ascending order of score
+    ordered_thresholds: tuple[tuple[str, float], ...] = ()
+    # derived: rule id -> its cap, for the rules that have one
+    caps: Mapping[str, Cap] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         index: dict[str, list[EngagementRule]] = {}
@@ -84,6 +88,9 @@ class ScoringModel:
             for etype in rule.on:
                 index.setdefault(etype, []).append(rule)
         object.__setattr__(self, "rules_by_type", {k: tuple(v) for k, v in index.items()})
+        object.__setattr__(self, "ordered_thresholds",
+                           tuple(sorted(self.thresholds.items(), key=lambda kv: kv[1])))
+        object.__setattr__(self, "caps", {r.id: r.cap for r in self.engagement if r.cap})
 
     @property
     def half_life_seconds(self) -> float:
