@@ -24,6 +24,8 @@ from typing import Any, cast
 
 import yaml  # type: ignore[import-untyped]  # PyYAML ships no type hints
 from jsonschema import Draft202012Validator, ValidationError
+from jsonschema.protocols import Validator
+from jsonschema.validators import extend
 
 import schemas
 from schemas import EVENT_TYPES
@@ -240,10 +242,18 @@ def _map_lines(source: _Source, node: Any, parts: Parts, active: set[int]) -> No
 # -- JSON Schema -----------------------------------------------------------------------------
 
 
+def _pattern(_: Validator, pattern: str, instance: Any, __: Any) -> Iterator[ValidationError]:
+    # JSON Schema's `$` matches only at the very end, Python's also before a final newline; our
+    # patterns use `$` only as that anchor
+    if isinstance(instance, str) and not re.search(pattern.replace("$", r"\Z"), instance):
+        yield ValidationError(f"does not match {pattern}")
+
+
 @cache
-def _validator() -> Draft202012Validator:
+def _validator() -> Validator:
     schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
-    return Draft202012Validator(schema)
+    cls = extend(Draft202012Validator, validators={"pattern": _pattern})  # type: ignore[no-untyped-call]
+    return cast(Validator, cls(schema))
 
 
 def _describe(error: ValidationError) -> Iterator[tuple[Parts, str]]:

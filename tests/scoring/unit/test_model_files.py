@@ -190,6 +190,8 @@ BROKEN = [
     pytest.param(VALID + "journey:\n  rules:\n    - {stage: buying, on: web.page_viewed}\n",
                  [(11, "journey.rules[0].stage", "must be one of: awareness, consideration, "
                                                  "decision")], id="journey-stage"),
+    pytest.param(VALID.replace("id: demo", 'id: "demo\\n"'),
+                 [(1, "id", "must be a lowercase letter")], id="trailing-newline-in-id"),
     pytest.param(VALID.replace("version: 1", "version: one"),
                  [(2, "version", "must be a whole number")], id="version-type"),
     pytest.param(VALID + "id: other\n", [(9, "id", "duplicate key")], id="duplicate-yaml-key"),
@@ -223,6 +225,18 @@ def test_yaml_1_1_booleans_stay_text(tmp_path: Path) -> None:
     assert model.engagement[0].on == {"web.page_viewed"}  # `on:` is a key, not True
     assert model.fit[0].when({"country": "NO"})
     assert model.fit[1].when({"opted": "yes"}) and not model.fit[1].when({"opted": True})
+
+
+def test_anchors_and_merge_keys_share_settings(tmp_path: Path) -> None:
+    (model,) = load_models([write(tmp_path, "m.yaml", VALID + (
+        "    when: &pricing {path: {matches: '^/pricing'}}\n"
+        "    cap: &daily {points: 20, per: 1d}\n"
+        "  - {id: pricing-email, on: email.clicked, points: 5, when: *pricing, cap: *daily}\n"
+        "  - <<: {on: email.opened, points: 1}\n"
+        "    id: opened\n"))])
+    rules = {rule.id: rule for rule in model.engagement}
+    assert rules["pricing-email"].when({"path": "/pricing"}) and rules["pricing-email"].cap
+    assert rules["opened"].on == {"email.opened"} and rules["opened"].points == 1
 
 
 def test_defaults(tmp_path: Path) -> None:
