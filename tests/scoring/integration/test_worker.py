@@ -113,8 +113,8 @@ def model_file(tmp_path: Path) -> Path:
 def workers(kafka: KafkaSettings, model_file: Path, tmp_path: Path) -> Iterator[Any]:
     started: list[Worker] = []
 
-    def make(name: str) -> Worker:
-        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+    def make(name: str, store: str = "memory") -> Worker:
+        env = {**os.environ, "NURTURE_SCORING_STORE": store, "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
                "NURTURE_TOPIC_PREFIX": kafka.topic_prefix,
                "NURTURE_SCORING_MODELS": str(model_file),
                "NURTURE_SCORING_STATE_DIR": str(tmp_path / name),
@@ -196,9 +196,10 @@ def last_scores(records: list[Any]) -> dict[str, float]:
     return {lead: v[2] for lead, v in latest.items()}
 
 
+@pytest.mark.parametrize("store", ["memory", "rocksdb"])
 async def test_events_in_scored_events_out(workers: Any, kafka: KafkaSettings,
-                                           producer: AIOKafkaProducer) -> None:
-    worker = workers("w1")
+                                           producer: AIOKafkaProducer, store: str) -> None:
+    worker = workers("w1", store)
     worker.start()
     await worker.ready()
     topics = Topics(kafka.topic_prefix)
@@ -219,6 +220,8 @@ async def test_events_in_scored_events_out(workers: Any, kafka: KafkaSettings,
     letters = await read_topic(kafka.bootstrap_servers, topics.deadletter,
                                until=lambda rs: len(rs) >= 1)
     assert orjson.loads(letters[0].value)["error"].startswith("value is not JSON")
+    rocksdb_files = list(Path(worker.env["NURTURE_SCORING_STATE_DIR"]).rglob("lead-state-*.db"))
+    assert bool(rocksdb_files) == (store == "rocksdb")
 
 
 async def test_kill_9_and_restart_recovers_state_from_the_changelog(
