@@ -43,3 +43,15 @@ def test_keygen_prints_a_key_whose_hash_is_the_config_entry() -> None:
     (entry,) = json.loads(entry_line.split(": ", 1)[1])
     assert entry == {"name": "site", "sha256": hashlib.sha256(key.encode()).hexdigest(),
                      "sources": ["https://a.example/*"]}
+
+
+def test_scoring_worker_refuses_an_invalid_model_naming_file_and_line(tmp_path: object) -> None:
+    from pathlib import Path
+
+    bad = Path(str(tmp_path)) / "bad.yaml"
+    bad.write_text("id: m\nversion: 1\nhalf_life: 30days\nthresholds: {mql: 10}\n")
+    env = {**os.environ, "NURTURE_SCORING_MODELS": str(bad)}
+    proc = run("services.scoring", "worker", env=env)
+    assert proc.returncode == 2
+    assert f"{bad}:3: half_life:" in proc.stderr
+    assert "Traceback" not in proc.stderr
