@@ -1,0 +1,208 @@
+"""The orchestrator's decisions (pure): given a lead, what happened and `now`, change the lead
+and return the effects. No I/O, no clock reads: the adapters load the lead, call one of
+`Decider.on_event` / `on_timer` / `enroll` / `unenroll`, then persist the lead and the effects
+in one transaction.
+
+Program edits: an enrollment keeps the version it entered with in `program_version`; when a
+program file changes, running enrollments continue by step *id* in the new version (a step that
+no longer exists ends the enrollment with reason "program changed")."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from services.orchestrator.domain import steps
+from services.orchestrator.domain.effects import Effects, EnrollmentChange, StageChange, Timer
+from services.orchestrator.domain.lead import Enrollment, Lead
+from services.orchestrator.domain.policy import ContactPolicy
+from services.orchestrator.domain.program import Program
+from services.orchestrator.domain.stages import (
+    crossed,
+    initial_stage,
+    next_stage,
+    update_record,
+)
+
+
+class Decider:
+    def __init__(self, programs: Sequence[Program], policy: ContactPolicy,
+                 stage_model: str = "b2b") -> None:
+        # highest priority first: when programs compete for the contact budget in one decision,
+        # the more important one gets the slot and the others are deferred
+        self.programs = {p.id: p for p in sorted(programs, key=lambda p: (-p.priority, p.id))}
+        self.policy = policy
+        self.stage_model = stage_model
+
+    # --- entry points -------------------------------------------------------------------------
+
+    def new_lead(self, lead_id: str, etype: str, data: Mapping[str, Any], now: float) -> Lead:
+        return Lead(lead_id=lead_id, stage=initial_stage(etype, data), stage_entered_at=now,
+                    created_at=now)
+
+    def on_event(self, lead: Lead, event: Mapping[str, Any], score: Mapping[str, Any], *,
+                 event_time: float, now: float) -> Effects:
+        """A scored event for this lead."""
+        fx = Effects()
+        etype = str(event.get("type"))
+        data = event.get("data") if isinstance(event.get("data"), Mapping) else {}
+        assert isinstance(data, Mapping)
+        previous_activity = lead.last_activity_at
+        profile_changed = update_record(lead, etype, data, score, event_time)
+        change = next_stage(lead, etype, data, score, self.stage_model)
+        if change:
+            self.set_stage(lead, change[0], change[1], now, fx)
+        for enr in sorted(lead.active_enrollments(), key=self._rank):
+            self._event_for_enrollment(lead, enr, etype, data, now, fx)
+        for program in self.programs.values():
+            if self._triggered(program, lead, etype, data, score):
+                self._enroll(lead, program, now, fx, cause=f"event {etype}")
+        if lead.last_activity_at != previous_activity:
+            self._schedule_inactivity(lead, fx)
+        if profile_changed:
+            self._schedule_dates(lead, now, fx)
+        return fx
+
+    def on_timer(self, lead: Lead, timer: Timer, now: float) -> Effects:
+        fx = Effects()
+        program = self.programs.get(timer.program_id)
+        if program is None:
+            return fx
+        if timer.kind == "step":
+            enr = lead.enrollments.get(program.id)
+            if enr and enr.active and enr.generation == timer.generation and enr.waiting:
+                enr.waiting = "fired"
+                self._advance(lead, program, enr, now, fx)
+        elif timer.kind == "inactivity":
+            idle = program.trigger.inactive_seconds
+            if lead.last_activity_at is not None and lead.last_activity_at + idle <= now:
+                self._enroll(lead, program, now, fx, cause="inactivity")
+        elif timer.kind == "date" and lead.scheduled_dates.get(program.id) == timer.due_at:
+            self._enroll(lead, program, now, fx, cause="date")
+        return fx
+
+    def enroll(self, lead: Lead, program_id: str, now: float, *, cause: str = "manual") -> Effects:
+        """Enroll through the API; raises KeyError for an unknown program."""
+        fx = Effects()
+        self._enroll(lead, self.programs[program_id], now, fx, cause=cause, manual=True)
+        return fx
+
+    def unenroll(self, lead: Lead, program_id: str, now: float) -> Effects:
+        fx = Effects()
+        enr = lead.enrollments.get(program_id)
+        if enr and enr.active:
+            steps.finish(lead, enr, "exited", "removed manually", now, fx)
+        return fx
+
+    def _rank(self, enr: Enrollment) -> int:
+        program = self.programs.get(enr.program_id)
+        return -(program.priority if program else 0)
+
+    # --- stages -------------------------------------------------------------------------------
+
+    def set_stage(self, lead: Lead, stage: str, cause: str, now: float, fx: Effects) -> None:
+        if stage == lead.stage:
+            return
+        fx.stage_changes.append(StageChange(lead.lead_id, lead.stage, stage, now, cause))
+        lead.stage, lead.stage_entered_at = stage, now
+        if stage == "cold":
+            lead.suppressed["all"] = "cold"
+        elif lead.suppressed.get("all") == "cold":
+            del lead.suppressed["all"]
+        for enr in lead.active_enrollments():
+            program = self.programs.get(enr.program_id)
+            if program and stage in program.exclude_stages:
+                steps.finish(lead, enr, "exited", f"stage changed to {stage}", now, fx)
+        for program in self.programs.values():
+            if program.trigger.kind == "stage" and program.trigger.stage == stage:
+                self._enroll(lead, program, now, fx, cause=f"entered {stage}")
+
+    # --- enrollments --------------------------------------------------------------------------
+
+    def _triggered(self, program: Program, lead: Lead, etype: str, data: Mapping[str, Any],
+                   score: Mapping[str, Any]) -> bool:
+        trig = program.trigger
+        if trig.kind == "event" and trig.event is not None:
+            return trig.event.matches(etype, data)
+        if trig.kind == "threshold" and trig.model and trig.threshold:
+            return crossed(score, trig.model, trig.threshold) == "up"
+        return False
+
+    def eligible(self, lead: Lead, program: Program, now: float) -> str | None:
+        """Why `lead` may not enter `program` now, or None if it may."""
+        current = lead.enrollments.get(program.id)
+        if current and current.active:
+            return "already enrolled"
+        ended = lead.last_exit.get(program.id)
+        if ended is not None and program.reentry == "never":
+            return "no re-entry"
+        if ended is not None and program.reentry == "after" \
+                and now - ended < program.reentry_after_seconds:
+            return "re-entry too soon"
+        if program.stages is not None and lead.stage not in program.stages:
+            return f"stage {lead.stage} not allowed"
+        if lead.stage in program.exclude_stages:
+            return f"stage {lead.stage} excluded"
+        if not program.entry(steps.facts(lead, None)):
+            return "entry conditions not met"
+        return None
+
+    def _enroll(self, lead: Lead, program: Program, now: float, fx: Effects, *, cause: str,
+                manual: bool = False) -> None:
+        if program.trigger.kind == "manual" and not manual:
+            return
+        if self.eligible(lead, program, now) is not None:
+            return
+        enr = Enrollment(program.id, program.version, entered_at=now)
+        lead.enrollments[program.id] = enr
+        fx.enrollments.append(EnrollmentChange(program.id, "entered", cause, now))
+        self._advance(lead, program, enr, now, fx)
+
+    def _event_for_enrollment(self, lead: Lead, enr: Enrollment, etype: str,
+                              data: Mapping[str, Any], now: float, fx: Effects) -> None:
+        program = self.programs.get(enr.program_id)
+        if program is None:
+            return
+        enr.since[etype] = enr.since.get(etype, 0) + 1
+        if program.goal and program.goal.matches(etype, data):
+            steps.finish(lead, enr, "exited", "goal", now, fx)
+        elif etype == "email.unsubscribed" and program.exit_on_unsubscribe:
+            steps.finish(lead, enr, "exited", "unsubscribed", now, fx)
+        elif enr.waiting == "event" and enr.step < len(program.steps):
+            step = program.steps[enr.step]
+            if step.event and step.event.matches(etype, data):
+                steps.goto(enr, program.index_of(step.on_event, enr.step))
+                self._advance(lead, program, enr, now, fx)
+
+    def _advance(self, lead: Lead, program: Program, enr: Enrollment, now: float,
+                 fx: Effects) -> None:
+        for kind, arg in steps.advance(lead, program, enr, now, fx, self.policy):
+            if kind == "set_stage":
+                self.set_stage(lead, arg, f"program {program.id}", now, fx)
+            elif kind == "enroll" and arg in self.programs:
+                self._enroll(lead, self.programs[arg], now, fx, cause=f"program {program.id}",
+                             manual=True)
+
+    def _schedule_inactivity(self, lead: Lead, fx: Effects) -> None:
+        assert lead.last_activity_at is not None
+        for program in self.programs.values():
+            if program.trigger.kind == "inactivity":
+                fx.timers.append(Timer(lead.last_activity_at + program.trigger.inactive_seconds,
+                                       "inactivity", program.id))
+
+    def _schedule_dates(self, lead: Lead, now: float, fx: Effects) -> None:
+        for program in self.programs.values():
+            trig = program.trigger
+            if trig.kind != "date" or not trig.date_field:
+                continue
+            raw = lead.profile.get(trig.date_field)
+            try:
+                day = datetime.fromisoformat(str(raw)).replace(tzinfo=UTC)
+            except ValueError:
+                continue
+            due = day.timestamp() + trig.offset_seconds
+            if due > now and lead.scheduled_dates.get(program.id) != due:
+                lead.scheduled_dates[program.id] = due
+                fx.timers.append(Timer(due, "date", program.id))
+

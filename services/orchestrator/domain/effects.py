@@ -1,0 +1,77 @@
+"""What a decision asks the adapters to do: commands to publish (via the outbox), stage changes
+to record and publish, timers to set, and a log of what was held back and why."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A dispatch command (`nurture.dispatch.v1`). `message_id` is deterministic: the same
+    decision replayed yields the same id, and dispatch delivers each id once."""
+
+    message_id: str
+    lead_id: str
+    channel: str  # email | sms | crm_task | webhook
+    program_id: str
+    program_version: int
+    step_id: str
+    template: str | None
+    context: dict[str, Any]
+    created_at: float
+    expires_at: float | None = None
+    subject: str | None = None
+    due_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StageChange:
+    lead_id: str
+    from_stage: str | None
+    to_stage: str
+    at: float
+    cause: str
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    """Wake the lead at `due_at`: a program step (`generation` must still match), an inactivity
+    check, or a date-relative trigger."""
+
+    due_at: float
+    kind: str  # step | inactivity | date
+    program_id: str
+    generation: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """A line of the lead's message log: scheduled, deferred (held) or dropped, with why."""
+
+    program_id: str
+    step_id: str
+    channel: str
+    status: str  # sent | deferred | dropped
+    reason: str | None
+    at: float
+    until: float | None = None
+    message_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EnrollmentChange:
+    program_id: str
+    status: str  # entered | exited | completed
+    reason: str | None
+    at: float
+
+
+@dataclass
+class Effects:
+    commands: list[Command] = field(default_factory=list)
+    stage_changes: list[StageChange] = field(default_factory=list)
+    timers: list[Timer] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
+    enrollments: list[EnrollmentChange] = field(default_factory=list)

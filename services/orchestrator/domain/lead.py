@@ -1,0 +1,89 @@
+"""The lead aggregate the orchestrator owns: profile, consent, stage, scores, enrollments and
+the recent contact history the contact policy needs. Persisted as one JSON document per lead
+(plus history tables for reporting); decisions load it, change it and return effects."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+STAGES = ("subscriber", "lead", "mql", "sql", "opportunity", "customer", "recycled",
+          "disqualified", "cold")
+FUNNEL = ("lead", "mql", "sql", "opportunity", "customer")  # the conversion path, in order
+
+
+@dataclass
+class Enrollment:
+    """A lead's passage through one program."""
+
+    program_id: str
+    program_version: int
+    entered_at: float
+    step: int = 0
+    status: str = "active"  # active | exited | completed
+    exit_reason: str | None = None
+    exited_at: float | None = None
+    # what the enrollment waits for: "timer" (wait / deferred send) or "event" (wait_for)
+    waiting: str | None = None
+    wake_at: float | None = None
+    generation: int = 0  # bumped on every move; a timer for an older generation is stale
+    held_since: float | None = None  # when the current (held) send was first due
+    since: dict[str, int] = field(default_factory=dict)  # event type -> count since entering
+
+    @property
+    def active(self) -> bool:
+        return self.status == "active"
+
+    @property
+    def key(self) -> str:
+        """Stable id of this enrollment (a lead may enter a program again later)."""
+        return f"{self.program_id}@{int(self.entered_at)}"
+
+
+@dataclass
+class Contact:
+    at: float
+    channel: str
+    program_id: str
+
+
+@dataclass
+class Lead:
+    lead_id: str
+    stage: str = "lead"
+    stage_entered_at: float = 0.0
+    created_at: float = 0.0
+    profile: dict[str, Any] = field(default_factory=dict)
+    profile_time: dict[str, float] = field(default_factory=dict)
+    scores: dict[str, dict[str, Any]] = field(default_factory=dict)  # model -> snapshot subset
+    interests: list[str] = field(default_factory=list)
+    journey_stage: str | None = None
+    tags: list[str] = field(default_factory=list)
+    suppressed: dict[str, str] = field(default_factory=dict)  # channel | "all" -> reason
+    last_activity_at: float | None = None
+    enrollments: dict[str, Enrollment] = field(default_factory=dict)  # by program id
+    last_exit: dict[str, float] = field(default_factory=dict)  # program id -> when it ended
+    contacts: list[Contact] = field(default_factory=list)  # recent sends, for the caps
+    scheduled_dates: dict[str, float] = field(default_factory=dict)  # date-trigger bookkeeping
+
+    @property
+    def timezone(self) -> str | None:
+        tz = self.profile.get("timezone")
+        return tz if isinstance(tz, str) else None
+
+    def consent(self, channel: str) -> str:
+        value = self.profile.get(f"consent.{channel}")
+        return value if isinstance(value, str) else "unknown"
+
+    def active_enrollments(self) -> list[Enrollment]:
+        return [e for e in self.enrollments.values() if e.active]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Lead:
+        data = dict(raw)
+        data["enrollments"] = {k: Enrollment(**v) for k, v in raw.get("enrollments", {}).items()}
+        data["contacts"] = [Contact(**c) for c in raw.get("contacts", [])]
+        return cls(**data)

@@ -1,0 +1,115 @@
+"""What an event does to the lead record, and the lifecycle stage transitions (pure).
+
+Stage rules, in order (first match wins):
+| event / condition                                   | from                         | to          |
+|-----------------------------------------------------|------------------------------|-------------|
+| crm.deal_won                                        | any but customer             | customer    |
+| crm.deal_lost                                       | opportunity, sql             | recycled    |
+| crm.opportunity_opened                              | any but opportunity/customer | opportunity |
+| score crosses the stage model's `sql` upward        | subscriber, lead, mql, recycled,
+|                                                     | cold                         | sql         |
+| score crosses the stage model's `mql` upward        | subscriber, lead, recycled, cold | mql     |
+| score falls below `mql` (crossed downward)          | mql                          | lead        |
+| any behavioral event                                | cold                         | lead        |
+| a form other than newsletter                        | subscriber                   | lead        |
+A new lead starts as `subscriber` if its first event is a newsletter sign-up, else `lead`.
+Programs can also set a stage (`set_stage` step), e.g. `cold` after re-engagement fails."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from services.orchestrator.domain.lead import Lead
+
+BEHAVIORAL_PREFIXES = ("web.", "product.")
+BEHAVIORAL_TYPES = frozenset({"email.opened", "email.clicked", "email.replied", "sms.replied"})
+SUPPRESSING = {  # event type -> (channel, reason), and a data condition where needed
+    "email.unsubscribed": ("email", "unsubscribed"),
+    "email.complained": ("email", "complaint"),
+    "sms.opted_out": ("sms", "opted out"),
+}
+
+
+def is_behavioral(etype: str) -> bool:
+    return etype.startswith(BEHAVIORAL_PREFIXES) or etype in BEHAVIORAL_TYPES
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            out += _flatten(value, f"{prefix}{key}.")
+        else:
+            out.append((f"{prefix}{key}", value))
+    return out
+
+
+def update_record(lead: Lead, etype: str, data: Mapping[str, Any], score: Mapping[str, Any],
+                  event_time: float) -> bool:
+    """Fold the event into the lead; True when the profile changed."""
+    changed = False
+    if etype == "crm.lead_upserted":
+        for key, value in _flatten(data):
+            if event_time >= lead.profile_time.get(key, -math.inf):
+                changed |= lead.profile.get(key) != value
+                lead.profile[key] = value
+                lead.profile_time[key] = event_time
+    elif etype == "crm.owner_assigned" and isinstance(data.get("owner_id"), str):
+        lead.profile["owner_id"] = data["owner_id"]
+    if etype in SUPPRESSING:
+        channel, reason = SUPPRESSING[etype]
+        lead.suppressed[channel] = reason
+    elif etype == "email.bounced" and data.get("bounce_type") == "hard":
+        lead.suppressed["email"] = "hard bounce"
+    if is_behavioral(etype):
+        lead.last_activity_at = max(lead.last_activity_at or event_time, event_time)
+    for model, snap in (score.get("models") or {}).items():
+        if isinstance(snap, Mapping):
+            lead.scores[model] = {k: snap.get(k) for k in
+                                  ("total", "fit", "engagement", "above", "breakdown")}
+            if snap.get("interests"):
+                lead.interests = list(snap["interests"])
+            if snap.get("journey_stage"):
+                lead.journey_stage = snap["journey_stage"]
+    return changed
+
+
+def crossed(score: Mapping[str, Any], model: str, threshold: str) -> str | None:
+    snap = (score.get("models") or {}).get(model) or {}
+    for crossing in snap.get("crossed") or ():
+        if crossing.get("threshold") == threshold:
+            return str(crossing.get("direction"))
+    return None
+
+
+def initial_stage(etype: str, data: Mapping[str, Any]) -> str:
+    newsletter = etype == "web.form_submitted" and data.get("form_type") == "newsletter"
+    return "subscriber" if newsletter else "lead"
+
+
+def next_stage(lead: Lead, etype: str, data: Mapping[str, Any], score: Mapping[str, Any],
+               stage_model: str) -> tuple[str, str] | None:
+    """(new stage, cause) for this event, or None. See the table in the module docstring."""
+    stage = lead.stage
+    if etype == "crm.deal_won" and stage != "customer":
+        return "customer", "deal won"
+    if etype == "crm.deal_lost" and stage in ("opportunity", "sql"):
+        return "recycled", "deal lost"
+    if etype == "crm.opportunity_opened" and stage not in ("opportunity", "customer"):
+        return "opportunity", "opportunity opened"
+    if crossed(score, stage_model, "sql") == "up" and stage in (
+            "subscriber", "lead", "mql", "recycled", "cold"):
+        return "sql", f"{stage_model} score crossed sql"
+    if crossed(score, stage_model, "mql") == "up" and stage in (
+            "subscriber", "lead", "recycled", "cold"):
+        return "mql", f"{stage_model} score crossed mql"
+    if crossed(score, stage_model, "mql") == "down" and stage == "mql":
+        return "lead", f"{stage_model} score fell below mql"
+    if stage == "cold" and is_behavioral(etype):
+        return "lead", "active again"
+    if stage == "subscriber" and etype == "web.form_submitted" \
+            and data.get("form_type") != "newsletter":
+        return "lead", "submitted a form"
+    return None
