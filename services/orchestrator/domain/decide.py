@@ -37,9 +37,26 @@ class Decider:
 
     # --- entry points -------------------------------------------------------------------------
 
-    def new_lead(self, lead_id: str, etype: str, data: Mapping[str, Any], now: float) -> Lead:
-        return Lead(lead_id=lead_id, stage=initial_stage(etype, data), stage_entered_at=now,
-                    created_at=now)
+    def new_lead(self, lead_id: str, etype: str, data: Mapping[str, Any], now: float,
+                 fx: Effects) -> Lead:
+        """A lead seen for the first time; its first stage goes into the history."""
+        stage = initial_stage(etype, data)
+        fx.stage_changes.append(StageChange(lead_id, None, stage, now, "first seen"))
+        return Lead(lead_id=lead_id, stage=stage, stage_entered_at=now, created_at=now)
+
+    def on_event_for(self, lead: Lead | None, lead_id: str, event: Mapping[str, Any],
+                     score: Mapping[str, Any], *, event_time: float,
+                     now: float) -> tuple[Lead, Effects]:
+        """`on_event`, creating the lead when `lead` is None."""
+        fx = Effects()
+        if lead is None:
+            data = event.get("data")
+            lead = self.new_lead(lead_id, str(event.get("type")),
+                                 data if isinstance(data, Mapping) else {}, now, fx)
+        more = self.on_event(lead, event, score, event_time=event_time, now=now)
+        for name in ("commands", "stage_changes", "timers", "notes", "enrollments"):
+            getattr(fx, name).extend(getattr(more, name))
+        return lead, fx
 
     def on_event(self, lead: Lead, event: Mapping[str, Any], score: Mapping[str, Any], *,
                  event_time: float, now: float) -> Effects:

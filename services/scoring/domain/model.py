@@ -5,18 +5,12 @@ line and path); the engine never sees raw configuration."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
-Predicate = Callable[[Mapping[str, Any]], bool]
-"""A compiled `when:` condition, applied to a flat mapping (event `data`, or the lead profile)."""
+from services.common.conditions import Predicate, always
 
 JOURNEY_STAGES = ("awareness", "consideration", "decision")
-
-
-def always(_: Mapping[str, Any]) -> bool:
-    return True
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""Durations in scoring models: a positive whole number and a unit, e.g. `30d` or `12h`."""
+"""Durations in config files: a positive whole number and a unit, e.g. `30d` or `12h`."""
 
 from __future__ import annotations
 
@@ -7,6 +7,11 @@ import re
 SECONDS_PER_DAY = 86400
 UNITS = {"m": 60, "h": 3600, "d": SECONDS_PER_DAY, "w": 7 * SECONDS_PER_DAY}
 """Seconds per unit: m (minutes), h (hours), d (days), w (weeks)."""
+
+DURATION_PATTERN = "^[1-9][0-9]*(m|h|d|w)$"
+"""The JSON Schema `pattern` of a duration, as config schemas spell it."""
+DURATION_PROBLEM = "must be a duration: a positive whole number and a unit m, h, d or w (e.g. 30d)"
+"""The short problem message for a value that is not a duration."""
 
 _DURATION = re.compile(r"([1-9][0-9]*)([mhdw])")
 _MAX_SHOWN = 40

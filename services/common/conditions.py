@@ -1,4 +1,5 @@
-"""`when:` conditions of scoring models, compiled once into fast predicates (pure, no I/O).
+"""`when:` conditions of config files (scoring models, orchestrator programs), compiled once
+into fast predicates (pure, no I/O).
 
 A condition is a mapping of field name -> matcher, all of which must hold; `any: [cond, ...]`,
 `all: [cond, ...]` and `not: cond` combine conditions. Field names are dotted paths: the exact
@@ -16,8 +17,8 @@ Semantics, chosen so that a predicate never raises whatever the data:
 - `in` on a list-valued field holds when any element is in the set; `contains` holds for a list
   holding the value or for text containing the text.
 
-Predicates run on the scoring hot path, so everything is decided at compile time: regexes are
-compiled, sets are frozen, an undotted field is a plain `dict.get`.
+Predicates run on hot paths (every event a scoring rule may match), so everything is decided at
+compile time: regexes are compiled, sets are frozen, an undotted field is a plain `dict.get`.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from services.scoring.domain.model import Predicate, always
-
+Predicate = Callable[[Mapping[str, Any]], bool]
+"""A compiled `when:` condition, applied to a flat mapping (event `data`, or the lead profile)."""
 Test = Callable[[Any], bool]
 """A compiled matcher, applied to one field's value (`MISSING` when the field is absent)."""
 PathPart = str | int
@@ -49,6 +50,11 @@ class _Missing:
 
 MISSING: Any = _Missing()
 """The value a test sees for an absent field; equal to nothing but itself."""
+
+
+def always(_: Mapping[str, Any]) -> bool:
+    """The predicate of an empty (or absent) condition."""
+    return True
 
 
 class ConditionError(ValueError):

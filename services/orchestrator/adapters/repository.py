@@ -1,0 +1,193 @@
+"""PostgreSQL access for the orchestrator. Keyword-only, typed functions on a connection the
+caller owns, so one transaction can hold a whole batch: lead state, processed-event marks,
+history, timers and outbox rows commit together or not at all. Set-based: one statement per
+table per batch."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import delete, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.common.topics import Topics
+from services.orchestrator.adapters import tables as t
+from services.orchestrator.domain.effects import Effects, Timer
+from services.orchestrator.domain.lead import Lead
+
+
+def ts(epoch: float | None) -> datetime | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
+
+
+def epoch(value: datetime) -> float:
+    return value.timestamp()
+
+
+async def clock_offset(conn: AsyncConnection) -> float:
+    value = await conn.scalar(select(t.clock.c.offset_seconds).where(t.clock.c.id == 1))
+    return float(value or 0.0)
+
+
+async def advance_clock(conn: AsyncConnection, *, seconds: float) -> float:
+    new = await conn.scalar(update(t.clock).where(t.clock.c.id == 1).values(
+        offset_seconds=t.clock.c.offset_seconds + seconds).returning(t.clock.c.offset_seconds))
+    return float(new or 0.0)
+
+
+async def claim_events(conn: AsyncConnection, *, keys: Sequence[str], now: float) -> set[str]:
+    """Mark events processed; return the keys that were not processed before (the rest are
+    redeliveries and change nothing)."""
+    if not keys:
+        return set()
+    stmt = insert(t.processed_events).values(
+        [{"event_key": k, "processed_at": ts(now)} for k in dict.fromkeys(keys)]
+    ).on_conflict_do_nothing().returning(t.processed_events.c.event_key)
+    return set((await conn.execute(stmt)).scalars())
+
+
+async def lock_leads(conn: AsyncConnection, *, lead_ids: Iterable[str]) -> dict[str, Lead]:
+    """Load and lock (FOR UPDATE, in id order so concurrent batches never deadlock)."""
+    ids = sorted(set(lead_ids))
+    if not ids:
+        return {}
+    rows = await conn.execute(select(t.leads.c.lead_id, t.leads.c.state)
+                              .where(t.leads.c.lead_id.in_(ids))
+                              .order_by(t.leads.c.lead_id).with_for_update())
+    return {row.lead_id: Lead.from_dict(row.state) for row in rows}
+
+
+async def get_lead(conn: AsyncConnection, *, lead_id: str) -> Lead | None:
+    state = await conn.scalar(select(t.leads.c.state).where(t.leads.c.lead_id == lead_id))
+    return Lead.from_dict(state) if state else None
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, str]]
+
+
+def outbox_rows(lead_id: str, fx: Effects, topics: Topics) -> list[Outgoing]:
+    rows = []
+    for cmd in fx.commands:
+        body = {"message_id": cmd.message_id, "lead_id": lead_id, "channel": cmd.channel,
+                "template": cmd.template, "program_id": cmd.program_id,
+                "program_version": cmd.program_version, "step_id": cmd.step_id,
+                "context": cmd.context, "created_at": ts(cmd.created_at),
+                "expires_at": ts(cmd.expires_at), "subject": cmd.subject,
+                "due_at": ts(cmd.due_at)}
+        rows.append(Outgoing(topics.dispatch, lead_id.encode(), orjson.dumps(body),
+                             [("content-type", "application/json")]))
+    for change in fx.stage_changes:
+        body = {"lead_id": lead_id, "from_stage": change.from_stage,
+                "to_stage": change.to_stage, "at": ts(change.at), "cause": change.cause}
+        rows.append(Outgoing(topics.stages, lead_id.encode(), orjson.dumps(body),
+                             [("content-type", "application/json")]))
+    return rows
+
+
+async def save(conn: AsyncConnection, *, leads: dict[str, Lead],
+               effects: Sequence[tuple[str, Effects]], extra_outbox: Sequence[Outgoing] = (),
+               topics: Topics, now: float) -> None:
+    """Persist changed leads and everything their decisions asked for, set-based."""
+    if leads:
+        rows = [{"lead_id": lid, "stage": lead.stage, "state": lead.to_dict(),
+                 "stage_entered_at": ts(lead.stage_entered_at),
+                 "last_activity_at": ts(lead.last_activity_at), "updated_at": ts(now)}
+                for lid, lead in leads.items()]
+        stmt = insert(t.leads).values(rows)
+        await conn.execute(stmt.on_conflict_do_update(
+            index_elements=[t.leads.c.lead_id],
+            set_={c: stmt.excluded[c] for c in ("stage", "state", "stage_entered_at",
+                                                "last_activity_at", "updated_at")}))
+    history: list[dict[str, Any]] = []
+    timers: list[dict[str, Any]] = []
+    notes: list[dict[str, Any]] = []
+    out = list(extra_outbox)
+    for lead_id, fx in effects:
+        history += [{"lead_id": lead_id, "from_stage": c.from_stage, "to_stage": c.to_stage,
+                     "at": ts(c.at), "cause": c.cause} for c in fx.stage_changes]
+        timers += [{"lead_id": lead_id, "due_at": ts(tm.due_at), "kind": tm.kind,
+                    "program_id": tm.program_id, "generation": tm.generation}
+                   for tm in fx.timers]
+        notes += [{"lead_id": lead_id, "program_id": n.program_id, "step_id": n.step_id,
+                   "channel": n.channel, "status": n.status, "reason": n.reason,
+                   "at": ts(n.at), "until": ts(n.until), "message_id": n.message_id}
+                  for n in fx.notes]
+        out += outbox_rows(lead_id, fx, topics)
+    for table, batch in ((t.stage_history, history), (t.timers, timers), (t.messages, notes)):
+        if batch:
+            await conn.execute(insert(table), batch)
+    if out:
+        await conn.execute(insert(t.outbox), [
+            {"topic": o.topic, "key": o.key, "value": o.value, "headers": o.headers,
+             "created_at": ts(now)} for o in out])
+    await _mirror_enrollments(conn, leads)
+
+
+async def _mirror_enrollments(conn: AsyncConnection, leads: dict[str, Lead]) -> None:
+    """Keep the enrollments table (for the API and reports) in step with the lead documents."""
+    rows = [{"lead_id": lid, "program_id": e.program_id, "entered_at": ts(e.entered_at),
+             "program_version": e.program_version, "status": e.status,
+             "step_id": str(e.step), "exit_reason": e.exit_reason,
+             "exited_at": ts(e.exited_at)}
+            for lid, lead in leads.items() for e in lead.enrollments.values()]
+    if rows:
+        stmt = insert(t.enrollments).values(rows)
+        await conn.execute(stmt.on_conflict_do_update(
+            index_elements=[t.enrollments.c.lead_id, t.enrollments.c.program_id,
+                            t.enrollments.c.entered_at],
+            set_={c: stmt.excluded[c] for c in ("status", "step_id", "exit_reason",
+                                                "exited_at", "program_version")}))
+
+
+@dataclass(frozen=True, slots=True)
+class DueTimer:
+    id: int
+    lead_id: str
+    timer: Timer
+
+
+async def claim_due_timers(conn: AsyncConnection, *, now: float, limit: int) -> list[DueTimer]:
+    """Due timers, locked so no other replica takes them (FOR UPDATE SKIP LOCKED), and deleted:
+    if the transaction fails they come back."""
+    rows = await conn.execute(
+        select(t.timers).where(t.timers.c.due_at <= ts(now)).order_by(t.timers.c.due_at)
+        .limit(limit).with_for_update(skip_locked=True))
+    due = [DueTimer(r.id, r.lead_id, Timer(epoch(r.due_at), r.kind, r.program_id, r.generation))
+           for r in rows]
+    if due:
+        await conn.execute(delete(t.timers).where(t.timers.c.id.in_([d.id for d in due])))
+    return due
+
+
+async def claim_outbox(conn: AsyncConnection, *, limit: int) -> list[tuple[int, Outgoing]]:
+    rows = await conn.execute(select(t.outbox).order_by(t.outbox.c.id).limit(limit)
+                              .with_for_update(skip_locked=True))
+    return [(r.id, Outgoing(r.topic, r.key, r.value, [(h[0], h[1]) for h in r.headers]))
+            for r in rows]
+
+
+async def delete_outbox(conn: AsyncConnection, *, ids: Sequence[int]) -> None:
+    await conn.execute(delete(t.outbox).where(t.outbox.c.id.in_(ids)))
+
+
+async def backlog(conn: AsyncConnection) -> dict[str, float]:
+    """Outbox rows waiting, timers pending and the oldest overdue timer's lateness (seconds)."""
+    row = (await conn.execute(text(
+        "SELECT (SELECT count(*) FROM outbox) AS outbox, (SELECT count(*) FROM timers) AS timers"
+    ))).one()
+    return {"outbox": float(row.outbox), "timers": float(row.timers)}
+
+
+async def count_by(conn: AsyncConnection, column: Any) -> dict[str, int]:
+    rows = await conn.execute(select(column, func.count()).group_by(column))
+    return {str(k): int(v) for k, v in rows}

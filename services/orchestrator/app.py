@@ -1,0 +1,215 @@
+"""The orchestrator process: the HTTP API (FastAPI) and, in its lifespan, the scored-event
+consumer, the timer poller and the outbox relay."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from aiokafka.errors import KafkaError
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry
+from pydantic import BaseModel, Field
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
+
+from services.common.kafka import make_consumer, make_producer
+from services.common.metrics import exposition, new_registry
+from services.common.settings import KafkaSettings
+from services.common.topics import Topics
+from services.orchestrator.adapters import queries
+from services.orchestrator.adapters import repository as repo
+from services.orchestrator.domain.decide import Decider
+from services.orchestrator.domain.effects import Effects
+from services.orchestrator.domain.lead import Lead
+from services.orchestrator.metrics import OrchestratorMetrics
+from services.orchestrator.runtime import Orchestrator, consume, loop
+from services.orchestrator.settings import OrchestratorSettings
+
+log = logging.getLogger(__name__)
+
+
+class EnrollRequest(BaseModel):
+    program: str = Field(min_length=1, description="program id")
+
+
+class ClockAdvance(BaseModel):
+    seconds: float = Field(gt=0, le=10 * 365 * 86400)
+
+
+def make_engine(settings: OrchestratorSettings) -> AsyncEngine:
+    return create_async_engine(
+        settings.database_url, pool_size=10, pool_pre_ping=True,
+        connect_args={"server_settings": {"search_path": settings.db_schema}})
+
+
+async def _run_workers(app: FastAPI, settings: OrchestratorSettings, kafka: KafkaSettings,
+                       orch: Orchestrator, stop: asyncio.Event) -> None:
+    """Connect to Kafka (waiting out an unreachable broker) and run the three loops."""
+    topics = Topics(kafka.topic_prefix)
+    consumer = make_consumer(kafka, topics.scored_events, client_id="nurture-orchestrator",
+                             group_id=f"{kafka.topic_prefix}{settings.group_id}")
+    producer = make_producer(kafka, client_id="nurture-orchestrator")
+    async for attempt in AsyncRetrying(wait=wait_exponential(multiplier=0.5, max=10),
+                                       retry=retry_if_exception_type(KafkaError)):
+        with attempt:
+            await producer.start()
+            await consumer.start()
+    app.state.kafka_ready = True
+    try:
+        await asyncio.gather(
+            consume(orch, consumer, stop),
+            loop(orch.fire_timers, stop, settings.timer_poll_seconds, what="timers"),
+            loop(lambda: orch.relay_outbox(producer), stop, settings.relay_idle_seconds,
+                 wake=orch.outbox_ready, what="outbox"))
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+def create_app(settings: OrchestratorSettings, kafka: KafkaSettings, decider: Decider, *,
+               registry: CollectorRegistry | None = None, run_workers: bool = True) -> FastAPI:
+    registry = registry or new_registry()
+    metrics = OrchestratorMetrics(registry)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings)
+        orch = Orchestrator(engine, decider, Topics(kafka.topic_prefix), metrics)
+        app.state.orch, app.state.kafka_ready = orch, not run_workers
+        stop = asyncio.Event()
+        workers = asyncio.create_task(_run_workers(app, settings, kafka, orch, stop)) \
+            if run_workers else None
+        try:
+            yield
+        finally:
+            stop.set()
+            if workers is not None:
+                try:
+                    await asyncio.wait_for(workers, settings.shutdown_grace_seconds or None)
+                except (TimeoutError, KafkaError):
+                    workers.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, KafkaError):
+                        await workers
+            await engine.dispose()
+
+    app = FastAPI(title="Nurture orchestrator", version="1.0", lifespan=lifespan,
+                  description="Leads, lifecycle stages, nurture programs and the funnel.")
+
+    def authorized(request: Request) -> None:
+        given = request.headers.get("authorization", "")
+        expected = f"Bearer {settings.api_token.get_secret_value()}"
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise HTTPException(401, "missing or wrong bearer token",
+                                headers={"WWW-Authenticate": 'Bearer realm="nurture"'})
+
+    def admin(request: Request) -> None:
+        if settings.admin_token is None:
+            raise HTTPException(404, "admin endpoints are disabled "
+                                     "(set NURTURE_ORCHESTRATOR_ADMIN_TOKEN to enable them)")
+        given = request.headers.get("authorization", "")
+        expected = f"Bearer {settings.admin_token.get_secret_value()}"
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise HTTPException(401, "missing or wrong admin token")
+
+    Auth = Annotated[None, Depends(authorized)]
+    Admin = Annotated[None, Depends(admin)]
+
+    def orch_of(request: Request) -> Orchestrator:
+        return request.app.state.orch  # type: ignore[no-any-return]
+
+    @app.get("/v1/leads/{lead_id}", summary="A lead: profile, scores, stage, enrollments, "
+                                            "messages")
+    async def get_lead(lead_id: str, request: Request, _: Auth) -> dict[str, Any]:
+        async with orch_of(request).engine.connect() as conn:
+            view = await queries.lead_view(conn, lead_id=lead_id)
+        if view is None:
+            raise HTTPException(404, f"no lead '{lead_id}'")
+        return view
+
+    @app.post("/v1/leads/{lead_id}/enrollments", status_code=201,
+              summary="Enroll a lead in a program (what a sales rep does)")
+    async def enroll(lead_id: str, body: EnrollRequest, request: Request,
+                     _: Auth) -> dict[str, Any]:
+        if body.program not in decider.programs:
+            raise HTTPException(404, f"no program '{body.program}'")
+        program = decider.programs[body.program]
+        orch = orch_of(request)
+        refused: list[str] = []
+
+        def decide(lead: Lead, now: float) -> Effects:
+            why = decider.eligible(lead, program, now)
+            if why:
+                refused.append(why)
+                return Effects()
+            return decider.enroll(lead, body.program, now, cause="api")
+
+        lead, _fx = await orch.apply(lead_id, decide)
+        if refused:
+            raise HTTPException(409, f"not enrolled: {refused[0]}")
+        enr = lead.enrollments[body.program]
+        return {"lead_id": lead_id, "program": body.program, "status": enr.status,
+                "step": enr.step, "program_version": enr.program_version}
+
+    @app.delete("/v1/leads/{lead_id}/enrollments/{program}", summary="End an enrollment")
+    async def unenroll(lead_id: str, program: str, request: Request, _: Auth) -> dict[str, Any]:
+        async with orch_of(request).engine.connect() as conn:
+            exists = await repo.get_lead(conn, lead_id=lead_id)
+        if exists is None or program not in exists.enrollments \
+                or not exists.enrollments[program].active:
+            raise HTTPException(404, f"lead '{lead_id}' is not enrolled in '{program}'")
+        await orch_of(request).apply(lead_id, lambda lead, now: decider.unenroll(lead, program,
+                                                                                 now))
+        return {"lead_id": lead_id, "program": program, "status": "exited"}
+
+    @app.get("/v1/programs", summary="Programs with per-step counts")
+    async def programs(request: Request, _: Auth) -> list[dict[str, Any]]:
+        async with orch_of(request).engine.connect() as conn:
+            stats = await queries.program_stats(conn)
+        return [{"id": p.id, "version": p.version, "name": p.name, "priority": p.priority,
+                 "trigger": p.trigger.kind, "steps": [s.id for s in p.steps],
+                 **stats.get(p.id, {"entered": 0, "active": 0, "waiting_at_step": {},
+                                    "exited": {}, "messages": {}})}
+                for p in decider.programs.values()]
+
+    @app.get("/v1/funnel", summary="Leads per stage, conversion, time in stage, sales cycle")
+    async def funnel(request: Request, _: Auth) -> dict[str, Any]:
+        async with orch_of(request).engine.connect() as conn:
+            return await queries.funnel(conn)
+
+    @app.post("/v1/admin/clock/advance", summary="Move the shared clock forward (tests, demos)")
+    async def advance(body: ClockAdvance, request: Request, _: Admin) -> dict[str, float]:
+        orch = orch_of(request)
+        async with orch.engine.begin() as conn:
+            offset = await repo.advance_clock(conn, seconds=body.seconds)
+            now = await orch.clock.now(conn)
+        return {"offset_seconds": offset, "now": now}
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz(request: Request) -> Response:
+        try:
+            async with orch_of(request).engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready", reported
+            return JSONResponse({"detail": f"database unavailable: {type(exc).__name__}"}, 503)
+        if not request.app.state.kafka_ready:
+            return JSONResponse({"detail": "not connected to Kafka yet"}, 503)
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics_endpoint() -> Response:
+        body, ctype = exposition(registry)
+        return Response(body, media_type=ctype)
+
+    return app

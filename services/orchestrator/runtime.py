@@ -1,0 +1,201 @@
+"""The orchestrator's moving parts (I/O): the scored-event consumer, the timer poller and the
+outbox relay. Each unit of work is one PostgreSQL transaction: lock the leads, call the pure
+Decider, write state + processed marks + history + timers + outbox together. Kafka offsets are
+committed only after that transaction; outbox rows are deleted only after Kafka acknowledged."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.common.deadletter import Origin, dead_letter
+from services.common.topics import Topics
+from services.orchestrator.adapters import repository as repo
+from services.orchestrator.domain.decide import Decider
+from services.orchestrator.domain.effects import Effects
+from services.orchestrator.domain.lead import Lead
+from services.orchestrator.metrics import OrchestratorMetrics
+
+log = logging.getLogger(__name__)
+CONSUMER = "nurture-orchestrator"
+
+
+class DbClock:
+    """Wall clock plus an offset stored in the database, shared by every replica; moved by
+    `POST /v1/admin/clock/advance` so a 90-day program runs in seconds."""
+
+    async def now(self, conn: AsyncConnection) -> float:
+        return time.time() + await repo.clock_offset(conn)
+
+
+@dataclass
+class Parsed:
+    key: str  # dedupe key: source + id
+    lead_id: str
+    event: dict[str, Any]
+    score: dict[str, Any]
+    event_time: float | None
+
+
+def parse(record: ConsumerRecord[bytes, bytes]) -> Parsed:
+    """A scored event, or ValueError saying why it is not one."""
+    try:
+        doc = orjson.loads(record.value or b"")
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"value is not JSON: {exc}") from None
+    event = doc.get("event") if isinstance(doc, dict) else None
+    if not isinstance(event, dict):
+        raise ValueError("not a scored event: no 'event' object")
+    for attr in ("id", "source", "type", "subject"):
+        if not isinstance(event.get(attr), str) or not event[attr]:
+            raise ValueError(f"event has no '{attr}'")
+    score = doc.get("score") if isinstance(doc.get("score"), dict) else {}
+    when = None
+    if isinstance(event.get("time"), str):
+        with contextlib.suppress(ValueError):
+            when = datetime.fromisoformat(event["time"]).timestamp()
+    return Parsed(f"{event['source']}\x1f{event['id']}", event["subject"], event, score, when)
+
+
+@dataclass
+class Orchestrator:
+    """Everything the loops share."""
+
+    engine: AsyncEngine
+    decider: Decider
+    topics: Topics
+    metrics: OrchestratorMetrics
+    clock: DbClock = field(default_factory=DbClock)
+    outbox_ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def handle_batch(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        """One transaction for a polled batch of scored events."""
+        parsed: list[Parsed] = []
+        letters: list[repo.Outgoing] = []
+        for record in records:
+            try:
+                parsed.append(parse(record))
+            except ValueError as exc:
+                key, value, headers = dead_letter(
+                    key=record.key, value=record.value, error=str(exc), consumer=CONSUMER,
+                    origin=Origin(record.topic, record.partition, record.offset),
+                    failed_at=datetime.now(UTC))
+                letters.append(repo.Outgoing(self.topics.deadletter, key, value,
+                                             [(k, v.decode()) for k, v in headers]))
+                self.metrics.events.labels("dead_lettered").inc()
+        async with self.engine.begin() as conn:
+            now = await self.clock.now(conn)
+            fresh = await repo.claim_events(conn, keys=[p.key for p in parsed], now=now)
+            todo = []
+            for p in parsed:  # the first occurrence of a fresh key; redeliveries change nothing
+                if p.key in fresh:
+                    fresh.discard(p.key)
+                    todo.append(p)
+            self.metrics.events.labels("duplicate").inc(len(parsed) - len(todo))
+            leads = await repo.lock_leads(conn, lead_ids=[p.lead_id for p in todo])
+            effects: list[tuple[str, Effects]] = []
+            for p in todo:
+                lead, fx = self.decider.on_event_for(leads.get(p.lead_id), p.lead_id, p.event,
+                                                     p.score, event_time=p.event_time or now,
+                                                     now=now)
+                leads[p.lead_id] = lead
+                effects.append((p.lead_id, fx))
+            await repo.save(conn, leads=leads, effects=effects, extra_outbox=letters,
+                            topics=self.topics, now=now)
+        self.metrics.events.labels("processed").inc(len(todo))
+        self.metrics.observe(effects)
+        self.outbox_ready.set()
+
+    async def fire_timers(self, limit: int = 200) -> int:
+        """Fire due timers in one transaction; the number fired."""
+        async with self.engine.begin() as conn:
+            now = await self.clock.now(conn)
+            due = await repo.claim_due_timers(conn, now=now, limit=limit)
+            if not due:
+                return 0
+            leads = await repo.lock_leads(conn, lead_ids=[d.lead_id for d in due])
+            effects = []
+            for item in due:
+                lead = leads.get(item.lead_id)
+                if lead is None:
+                    continue
+                # a late timer fires as of its due time, so a program keeps its rhythm (and a
+                # clock moved forward by days replays every step in between)
+                fx = self.decider.on_timer(lead, item.timer, item.timer.due_at)
+                effects.append((item.lead_id, fx))
+                self.metrics.timer_lateness.observe(max(0.0, now - item.timer.due_at))
+            await repo.save(conn, leads=leads, effects=effects, topics=self.topics, now=now)
+        self.metrics.observe(effects)
+        self.outbox_ready.set()
+        return len(due)
+
+    async def apply(self, lead_id: str,
+                    decide: Callable[[Lead, float], Effects]) -> tuple[Lead, Effects]:
+        """Run one decision for one lead (API commands), creating the lead if needed."""
+        async with self.engine.begin() as conn:
+            now = await self.clock.now(conn)
+            leads = await repo.lock_leads(conn, lead_ids=[lead_id])
+            lead = leads.get(lead_id) or Lead(lead_id, stage_entered_at=now, created_at=now)
+            fx = decide(lead, now)
+            await repo.save(conn, leads={lead_id: lead}, effects=[(lead_id, fx)],
+                            topics=self.topics, now=now)
+        self.metrics.observe([(lead_id, fx)])
+        self.outbox_ready.set()
+        return lead, fx
+
+    async def relay_outbox(self, producer: AIOKafkaProducer, limit: int = 500) -> int:
+        """Publish pending outbox rows; delete them once Kafka acknowledged every one."""
+        async with self.engine.begin() as conn:
+            rows = await repo.claim_outbox(conn, limit=limit)
+            if not rows:
+                return 0
+            futures = [await producer.send(o.topic, o.value, key=o.key,
+                                           headers=[(k, v.encode()) for k, v in o.headers])
+                       for _, o in rows]
+            await asyncio.gather(*futures)
+            await repo.delete_outbox(conn, ids=[i for i, _ in rows])
+        self.metrics.published.inc(len(rows))
+        return len(rows)
+
+
+async def consume(orch: Orchestrator, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        batches = await consumer.getmany(timeout_ms=500, max_records=500)
+        records = [r for part in batches.values() for r in part]
+        if records:
+            await orch.handle_batch(records)
+            await consumer.commit()  # only after the batch's transaction committed
+
+
+async def loop(work: Callable[[], Awaitable[int]], stop: asyncio.Event, idle: float,
+               wake: asyncio.Event | None = None, what: str = "") -> None:
+    """Run `work` until `stop`; sleep `idle` seconds (or until `wake`) when it found nothing.
+    A failing round is logged and retried: a database or broker outage is waited out."""
+    while not stop.is_set():
+        try:
+            done = await work()
+        except Exception:  # one failed round must not stop the loop; it is logged
+            log.exception("round failed, retrying", extra={"loop": what})
+            done = 0
+            await asyncio.sleep(min(idle * 10, 5))
+        if done:
+            continue
+        waiters = [asyncio.ensure_future(stop.wait())]
+        if wake is not None:
+            wake.clear()
+            waiters.append(asyncio.ensure_future(wake.wait()))
+        _, pending = await asyncio.wait(waiters, timeout=idle,
+                                        return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()

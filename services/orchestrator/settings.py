@@ -1,0 +1,31 @@
+"""orchestrator settings: environment variables with the `NURTURE_ORCHESTRATOR_` prefix, plus
+`DATABASE_URL` and the shared `KAFKA_*`, `NURTURE_TOPIC_PREFIX`, `NURTURE_LOG_*`."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class OrchestratorSettings(BaseSettings):
+    """Database, program files, API tokens and loop timings of the orchestrator."""
+
+    model_config = SettingsConfigDict(env_prefix="NURTURE_ORCHESTRATOR_", extra="ignore")
+
+    database_url: str = Field(validation_alias=AliasChoices("DATABASE_URL"),
+                              pattern=r"^postgresql\+asyncpg://")
+    db_schema: str = Field(default="nurture", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    programs: str = Field(default="config/programs",
+                          description="program files / directories, comma-separated")
+    policy: str = Field(default="config/contact-policy.yaml", description="contact policy file")
+    stage_model: str = Field(default="b2b", description="scoring model whose mql/sql "
+                                                        "thresholds move lifecycle stages")
+    host: str = "0.0.0.0"  # noqa: S104 - a server in a container listens on all interfaces
+    port: int = Field(default=8081, ge=1, le=65535)
+    api_token: SecretStr = Field(description="bearer token for the /v1 API")
+    admin_token: SecretStr | None = Field(
+        default=None, description="enables /v1/admin (the controllable clock); off when unset")
+    group_id: str = "nurture-orchestrator"
+    timer_poll_seconds: float = Field(default=0.5, gt=0)
+    relay_idle_seconds: float = Field(default=0.2, gt=0)
+    shutdown_grace_seconds: float = Field(default=20.0, ge=0)
