@@ -9,7 +9,7 @@ import hmac
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Any
 
 from aiokafka.errors import KafkaError
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
@@ -119,25 +119,23 @@ def create_app(settings: OrchestratorSettings, kafka: KafkaSettings, decider: De
         if not hmac.compare_digest(given.encode(), expected.encode()):
             raise HTTPException(401, "missing or wrong admin token")
 
-    Auth = Annotated[None, Depends(authorized)]
-    Admin = Annotated[None, Depends(admin)]
+    auth = [Depends(authorized)]
 
     def orch_of(request: Request) -> Orchestrator:
         return request.app.state.orch  # type: ignore[no-any-return]
 
-    @app.get("/v1/leads/{lead_id}", summary="A lead: profile, scores, stage, enrollments, "
-                                            "messages")
-    async def get_lead(lead_id: str, request: Request, _: Auth) -> dict[str, Any]:
+    @app.get("/v1/leads/{lead_id}", dependencies=auth,
+             summary="A lead: profile, scores, stage, enrollments, messages")
+    async def get_lead(lead_id: str, request: Request) -> dict[str, Any]:
         async with orch_of(request).engine.connect() as conn:
             view = await queries.lead_view(conn, lead_id=lead_id)
         if view is None:
             raise HTTPException(404, f"no lead '{lead_id}'")
         return view
 
-    @app.post("/v1/leads/{lead_id}/enrollments", status_code=201,
+    @app.post("/v1/leads/{lead_id}/enrollments", status_code=201, dependencies=auth,
               summary="Enroll a lead in a program (what a sales rep does)")
-    async def enroll(lead_id: str, body: EnrollRequest, request: Request,
-                     _: Auth) -> dict[str, Any]:
+    async def enroll(lead_id: str, body: EnrollRequest, request: Request) -> dict[str, Any]:
         if body.program not in decider.programs:
             raise HTTPException(404, f"no program '{body.program}'")
         program = decider.programs[body.program]
@@ -158,8 +156,9 @@ def create_app(settings: OrchestratorSettings, kafka: KafkaSettings, decider: De
         return {"lead_id": lead_id, "program": body.program, "status": enr.status,
                 "step": enr.step, "program_version": enr.program_version}
 
-    @app.delete("/v1/leads/{lead_id}/enrollments/{program}", summary="End an enrollment")
-    async def unenroll(lead_id: str, program: str, request: Request, _: Auth) -> dict[str, Any]:
+    @app.delete("/v1/leads/{lead_id}/enrollments/{program}", dependencies=auth,
+                summary="End an enrollment")
+    async def unenroll(lead_id: str, program: str, request: Request) -> dict[str, Any]:
         async with orch_of(request).engine.connect() as conn:
             exists = await repo.get_lead(conn, lead_id=lead_id)
         if exists is None or program not in exists.enrollments \
@@ -169,8 +168,8 @@ def create_app(settings: OrchestratorSettings, kafka: KafkaSettings, decider: De
                                                                                  now))
         return {"lead_id": lead_id, "program": program, "status": "exited"}
 
-    @app.get("/v1/programs", summary="Programs with per-step counts")
-    async def programs(request: Request, _: Auth) -> list[dict[str, Any]]:
+    @app.get("/v1/programs", dependencies=auth, summary="Programs with per-step counts")
+    async def programs(request: Request) -> list[dict[str, Any]]:
         async with orch_of(request).engine.connect() as conn:
             stats = await queries.program_stats(conn)
         return [{"id": p.id, "version": p.version, "name": p.name, "priority": p.priority,
@@ -179,13 +178,15 @@ def create_app(settings: OrchestratorSettings, kafka: KafkaSettings, decider: De
                                     "exited": {}, "messages": {}})}
                 for p in decider.programs.values()]
 
-    @app.get("/v1/funnel", summary="Leads per stage, conversion, time in stage, sales cycle")
-    async def funnel(request: Request, _: Auth) -> dict[str, Any]:
+    @app.get("/v1/funnel", dependencies=auth,
+             summary="Leads per stage, conversion, time in stage, sales cycle")
+    async def funnel(request: Request) -> dict[str, Any]:
         async with orch_of(request).engine.connect() as conn:
             return await queries.funnel(conn)
 
-    @app.post("/v1/admin/clock/advance", summary="Move the shared clock forward (tests, demos)")
-    async def advance(body: ClockAdvance, request: Request, _: Admin) -> dict[str, float]:
+    @app.post("/v1/admin/clock/advance", dependencies=[Depends(admin)],
+              summary="Move the shared clock forward (tests, demos)")
+    async def advance(body: ClockAdvance, request: Request) -> dict[str, float]:
         orch = orch_of(request)
         async with orch.engine.begin() as conn:
             offset = await repo.advance_clock(conn, seconds=body.seconds)
@@ -201,7 +202,7 @@ def create_app(settings: OrchestratorSettings, kafka: KafkaSettings, decider: De
         try:
             async with orch_of(request).engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
-        except Exception as exc:  # noqa: BLE001 - any failure means "not ready", reported
+        except Exception as exc:  # any failure means "not ready"; the reason is reported
             return JSONResponse({"detail": f"database unavailable: {type(exc).__name__}"}, 503)
         if not request.app.state.kafka_ready:
             return JSONResponse({"detail": "not connected to Kafka yet"}, 503)

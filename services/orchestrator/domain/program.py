@@ -59,10 +59,12 @@ class Step:
     wait: seconds · wait_for: event, seconds (timeout), on_event, on_timeout ·
     branch: branches, otherwise · send: channel, template, expires_seconds ·
     task: subject, due_seconds · set_stage: stage · tag: tag · enroll: program · exit: reason.
-    `goto` fields name a step id; None means the next step."""
+    `goto` fields name a step id; None means the next step. `next` (any step that continues)
+    jumps somewhere other than the following step, so branches can converge."""
 
     id: str
     kind: StepKind
+    next: str | None = None
     seconds: int = 0
     event: EventMatch | None = None
     on_event: str | None = None

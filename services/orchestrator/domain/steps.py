@@ -101,7 +101,7 @@ def _run(lead: Lead, program: Program, enr: Enrollment, step: Step, now: float, 
     here = enr.step
     if step.kind == "wait":
         if enr.waiting == "fired":
-            return here + 1
+            return program.index_of(step.next, here)
         wait_until(enr, "timer", now + step.seconds, program.id, fx)
         return None
     if step.kind == "wait_for":
@@ -114,7 +114,8 @@ def _run(lead: Lead, program: Program, enr: Enrollment, step: Step, now: float, 
         target = next((b.goto for b in step.branches if b.when(seen)), step.otherwise)
         return program.index_of(target, here)
     if step.kind in ("send", "task"):
-        return here + 1 if _send(lead, program, enr, step, now, fx, policy) else None
+        if not _send(lead, program, enr, step, now, fx, policy):
+            return None
     if step.kind == "tag":
         if step.tag and step.tag not in lead.tags:
             lead.tags.append(step.tag)
@@ -123,7 +124,7 @@ def _run(lead: Lead, program: Program, enr: Enrollment, step: Step, now: float, 
     elif step.kind == "exit":
         finish(lead, enr, "exited", step.reason or "exit step", now, fx)
         return None
-    return here + 1
+    return program.index_of(step.next, here)
 
 
 def advance(lead: Lead, program: Program, enr: Enrollment, now: float, fx: Effects,
