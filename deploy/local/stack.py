@@ -209,7 +209,9 @@ class Kafka:
             cfg = self._write_config()
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             proc = subprocess.run(
-                self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(cfg)),
+                # "=" form: a random id may start with "-", which would read as an option
+                self._java("kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
+                           f"--config={cfg}"),
                 capture_output=True, text=True, check=False)
             if proc.returncode != 0:
                 raise StackError(f"formatting Kafka storage failed:\n{proc.stdout}{proc.stderr}")

@@ -1,21 +1,129 @@
-"""`nurture-orchestrator` / `python -m services.orchestrator`."""
+"""`nurture-orchestrator` / `python -m services.orchestrator`: the composition root.
+
+    nurture-orchestrator serve       API + scored-event consumer + timers + outbox relay
+    nurture-orchestrator migrate     bring the database schema up to date (Alembic)
+    nurture-orchestrator check       validate program files and the contact policy
+    nurture-orchestrator simulate    dry-run programs over recorded events, no side effects
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 
-DESCRIPTION = (
-    "Nurture orchestrator: lifecycle stages, nurture programs, durable timers and the contact "
-    "policy, with effectively-once state in PostgreSQL."
-)
+from services.common.errors import ConfigError
+from services.common.settings import KafkaSettings, LogSettings, load
+from services.orchestrator.domain.decide import Decider
+
+ENVIRONMENT = """\
+environment (serve, migrate):
+  DATABASE_URL                         postgresql+asyncpg://user@host:port/db (required)
+  NURTURE_ORCHESTRATOR_DB_SCHEMA       schema for the tables (nurture)
+  NURTURE_ORCHESTRATOR_API_TOKEN       bearer token for the /v1 API (required for serve)
+  NURTURE_ORCHESTRATOR_ADMIN_TOKEN     enables /v1/admin/clock/advance (unset: disabled)
+  NURTURE_ORCHESTRATOR_PROGRAMS        program files / directories (config/programs)
+  NURTURE_ORCHESTRATOR_POLICY          contact policy file (config/contact-policy.yaml)
+  NURTURE_ORCHESTRATOR_STAGE_MODEL     scoring model whose mql/sql move stages (b2b)
+  NURTURE_ORCHESTRATOR_HOST / _PORT    listen address (0.0.0.0:8081)
+  NURTURE_ORCHESTRATOR_GROUP_ID        consumer group (nurture-orchestrator)
+  NURTURE_ORCHESTRATOR_TIMER_POLL_SECONDS, _RELAY_IDLE_SECONDS, _SHUTDOWN_GRACE_SECONDS
+  KAFKA_BOOTSTRAP_SERVERS, KAFKA_*, NURTURE_TOPIC_PREFIX, NURTURE_LOG_LEVEL, NURTURE_LOG_FORMAT
+"""
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="nurture-orchestrator", description=DESCRIPTION)
-    parser.parse_args(argv)
-    print("nurture-orchestrator: not implemented yet (tracked in issue #4)", file=sys.stderr)
-    return 1
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="nurture-orchestrator",
+        description="Nurture orchestrator: lifecycle stages, nurture programs, durable timers "
+                    "and the contact policy, with effectively-once state in PostgreSQL.",
+        epilog=ENVIRONMENT, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the API, consumer, timers and outbox relay")
+    serve.add_argument("--migrate", action="store_true", help="run migrations first")
+    sub.add_parser("migrate", help="apply the database migrations")
+    for name, text in (("check", "validate program files and the contact policy"),
+                       ("simulate", "dry-run programs over recorded events")):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("--programs", action="append",
+                         help="program file or directory; repeatable (default: config/programs)")
+        cmd.add_argument("--policy", default="config/contact-policy.yaml",
+                         help="contact policy file (%(default)s)")
+        cmd.add_argument("--stage-model", default="b2b", help="(%(default)s)")
+    simulate = sub.choices["simulate"]
+    simulate.add_argument("--events", required=True,
+                          help="JSON lines of scored events (or CloudEvents); - for stdin")
+    simulate.add_argument("--tail-days", type=float, default=90,
+                          help="keep time running this long after the last event (%(default)s)")
+    simulate.add_argument("--json", action="store_true", help="print the report as JSON")
+    simulate.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    return parser.parse_args(argv)
+
+
+def build_decider(programs: Sequence[str], policy: str, stage_model: str) -> Decider:
+    from services.orchestrator.adapters.program_files import load_policy, load_programs
+
+    return Decider(load_programs(programs), load_policy(policy), stage_model=stage_model)
+
+
+def offline(args: argparse.Namespace) -> int:
+    from services.common.config_files import ConfigFileError
+
+    try:
+        decider = build_decider(args.programs or ["config/programs"], args.policy,
+                                args.stage_model)
+    except ConfigFileError as exc:
+        print(exc, file=sys.stderr)
+        return 1 if args.command == "check" else 2
+    if args.command == "check":
+        for program in decider.programs.values():
+            print(f"ok: {program.id} v{program.version} ({program.trigger.kind} trigger, "
+                  f"{len(program.steps)} steps, priority {program.priority})")
+        return 0
+    from services.orchestrator.simulate_cli import simulate
+
+    return simulate(decider, args.events, tail_days=args.tail_days, as_json=args.json,
+                    quiet=args.quiet)
+
+
+def online(args: argparse.Namespace) -> int:
+    from services.common.config_files import ConfigFileError
+    from services.common.logging import configure_logging
+    from services.orchestrator.settings import OrchestratorSettings
+
+    try:
+        log_settings = load(LogSettings)
+        kafka = load(KafkaSettings)
+        settings = load(OrchestratorSettings)
+        decider = None if args.command == "migrate" else build_decider(
+            [p for p in settings.programs.split(",") if p], settings.policy, settings.stage_model)
+    except (ConfigError, ConfigFileError) as exc:
+        print(f"nurture-orchestrator: {exc}", file=sys.stderr)
+        return 2
+    configure_logging("orchestrator", level=log_settings.level, fmt=log_settings.format)
+    from services.orchestrator.adapters.migrate import upgrade
+
+    if args.command == "migrate" or args.migrate:
+        upgrade(settings.database_url, settings.db_schema)
+        if args.command == "migrate":
+            return 0
+    import uvicorn
+
+    from services.orchestrator.app import create_app
+
+    assert decider is not None
+    app = create_app(settings, kafka, decider)
+    uvicorn.Server(uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_config=None, access_log=False,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds))).run()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.command in ("check", "simulate"):
+        return offline(args)
+    return online(args)
 
 
 if __name__ == "__main__":

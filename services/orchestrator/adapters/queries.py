@@ -94,8 +94,8 @@ WHERE won IS NOT NULL AND opened IS NOT NULL
 
 
 async def funnel(conn: AsyncConnection) -> dict[str, Any]:
-    counts: dict[str, int] = dict((await conn.execute(select(t.leads.c.stage, func.count())
-                                      .group_by(t.leads.c.stage))).tuples().all())
+    rows = await conn.execute(select(t.leads.c.stage, func.count()).group_by(t.leads.c.stage))
+    counts: dict[str, int] = {stage: n for stage, n in rows}
     reached: dict[str, int] = {}
     median: dict[str, float | None] = {}
     for stage, n, seconds in await conn.execute(FUNNEL_SQL):

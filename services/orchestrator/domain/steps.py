@@ -113,9 +113,8 @@ def _run(lead: Lead, program: Program, enr: Enrollment, step: Step, now: float, 
         seen = facts(lead, enr)
         target = next((b.goto for b in step.branches if b.when(seen)), step.otherwise)
         return program.index_of(target, here)
-    if step.kind in ("send", "task"):
-        if not _send(lead, program, enr, step, now, fx, policy):
-            return None
+    if step.kind in ("send", "task") and not _send(lead, program, enr, step, now, fx, policy):
+        return None
     if step.kind == "tag":
         if step.tag and step.tag not in lead.tags:
             lead.tags.append(step.tag)

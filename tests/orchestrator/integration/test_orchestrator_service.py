@@ -1,0 +1,201 @@
+"""The orchestrator against the real PostgreSQL and Kafka: scored events in, dispatch commands
+out at the right (controllable) time; redeliveries change nothing; replicas share timers."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from services.common.settings import KafkaSettings
+from services.common.topics import Topics
+from services.orchestrator.adapters.migrate import upgrade
+from services.orchestrator.app import create_app
+from services.orchestrator.domain.decide import Decider
+from services.orchestrator.domain.policy import ContactPolicy
+from services.orchestrator.domain.program import EventMatch, Program, Step, Trigger
+from services.orchestrator.settings import OrchestratorSettings
+from tests.support import isolated_kafka, read_topic, serve, wait_until
+
+H, D = 3600, 86400
+API = {"Authorization": "Bearer api-token"}
+ADMIN = {"Authorization": "Bearer admin-token"}
+PRICING = Program(
+    id="pricing", version=1, name="Pricing abandoner",
+    trigger=Trigger("event", event=EventMatch(
+        frozenset({"web.page_viewed"}), lambda d: str(d.get("path", "")).startswith("/pricing"))),
+    steps=(Step("wait-1h", "wait", seconds=H),
+           Step("email-1", "send", channel="email", template="pricing-followup"),
+           Step("wait-2d", "wait", seconds=2 * D),
+           Step("case-study", "send", channel="email", template="case-study")))
+
+
+def decider() -> Decider:
+    return Decider([PRICING], ContactPolicy(caps=(), quiet_hours=None))
+
+
+@pytest.fixture
+async def schema(database_url: str) -> str:
+    name = f"o_{uuid.uuid4().hex[:10]}"
+    await asyncio.to_thread(upgrade, database_url, name)
+    return name
+
+
+@pytest.fixture
+async def kafka(kafka_bootstrap: str) -> KafkaSettings:
+    return await isolated_kafka(kafka_bootstrap)
+
+
+@pytest.fixture
+async def orchestrators(database_url: str, schema: str,
+                        kafka: KafkaSettings) -> AsyncIterator[Callable[[], Any]]:
+    """Start orchestrator replicas (real uvicorn servers) sharing one schema and group."""
+    async with AsyncExitStack() as stack:
+        async def start() -> str:
+            settings = OrchestratorSettings(  # type: ignore[call-arg]
+                DATABASE_URL=database_url, db_schema=schema, api_token="api-token",
+                admin_token="admin-token", timer_poll_seconds=0.1, relay_idle_seconds=0.05)
+            url = await stack.enter_async_context(serve(create_app(settings, kafka, decider())))
+            async with httpx.AsyncClient() as client:
+                async def ready() -> bool:
+                    return (await client.get(f"{url}/readyz")).status_code == 200
+                await wait_until(ready, timeout=60, what="orchestrator ready")
+            return url
+        yield start
+
+
+def scored(lead: str, eid: str, path: str) -> bytes:
+    return scored_event(lead, eid, "web.page_viewed", {"url": f"https://x.io{path}", "path": path})
+
+
+def profile(lead: str) -> tuple[str, bytes]:
+    return lead, scored_event(lead, f"{lead}-profile", "crm.lead_upserted",
+                              {"email": f"{lead}@example.com", "first_name": "Ada"})
+
+
+def scored_event(lead: str, eid: str, etype: str, data: dict[str, Any]) -> bytes:
+    return orjson.dumps({
+        "event": {"specversion": "1.0", "id": eid, "source": "itest", "type": etype,
+                  "subject": lead, "time": "2026-11-20T10:00:00Z", "data": data},
+        "score": {"lead_id": lead, "models": {"b2b": {"total": 21.0, "crossed": []}}}})
+
+
+async def produce(kafka: KafkaSettings, records: list[tuple[str, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers)
+    await producer.start()
+    try:
+        for key, value in records:
+            await producer.send_and_wait(Topics(kafka.topic_prefix).scored_events, value,
+                                         key=key.encode())
+    finally:
+        await producer.stop()
+
+
+def commands(records: list[Any]) -> list[dict[str, Any]]:
+    return [orjson.loads(r.value) for r in records]
+
+
+async def test_events_in_commands_out_on_the_controllable_clock(
+        orchestrators: Callable[[], Any], kafka: KafkaSettings) -> None:
+    url = await orchestrators()
+    topics = Topics(kafka.topic_prefix)
+    await produce(kafka, [profile("lead-1"), ("lead-1", scored("lead-1", "e1", "/pricing"))])
+    async with httpx.AsyncClient() as client:
+        async def enrolled() -> bool:
+            r = await client.get(f"{url}/v1/leads/lead-1", headers=API)
+            return r.status_code == 200 and bool(r.json()["enrollments"])
+        await wait_until(enrolled, timeout=30, what="lead enrolled")
+        view = (await client.get(f"{url}/v1/leads/lead-1", headers=API)).json()
+        assert view["messages"] == []
+        assert [e["status"] for e in view["enrollments"]] == ["active"]
+
+        # a redelivered event (same source + id) changes nothing
+        await produce(kafka, [("lead-1", scored("lead-1", "e1", "/pricing")),
+                              ("lead-1", scored("lead-1", "e2", "/docs"))])
+        assert (await client.post(f"{url}/v1/admin/clock/advance", json={"seconds": H},
+                                  headers=ADMIN)).status_code == 200
+        first = await read_topic(kafka.bootstrap_servers, topics.dispatch,
+                                 until=lambda rs: len(rs) >= 1)
+        (cmd,) = commands(first)
+        assert (cmd["lead_id"], cmd["channel"], cmd["template"], cmd["step_id"]) == (
+            "lead-1", "email", "pricing-followup", "email-1")
+        assert cmd["context"]["email"] == "lead-1@example.com"
+        assert first[0].key == b"lead-1"
+
+        await client.post(f"{url}/v1/admin/clock/advance", json={"seconds": 2 * D},
+                          headers=ADMIN)
+        both = await read_topic(kafka.bootstrap_servers, topics.dispatch,
+                                until=lambda rs: len(rs) >= 2)
+        assert [c["template"] for c in commands(both)] == ["pricing-followup", "case-study"]
+        assert len({c["message_id"] for c in commands(both)}) == 2
+
+        view = (await client.get(f"{url}/v1/leads/lead-1", headers=API)).json()
+        assert [e["status"] for e in view["enrollments"]] == ["completed"]
+        assert [m["status"] for m in view["messages"]] == ["sent", "sent"]
+        assert view["stage_history"][0]["to_stage"] == "lead"
+        programs = (await client.get(f"{url}/v1/programs", headers=API)).json()
+        assert programs[0]["entered"] == 1
+        assert programs[0]["messages"] == {"email-1": {"sent": 1}, "case-study": {"sent": 1}}
+        funnel = (await client.get(f"{url}/v1/funnel", headers=API)).json()
+        assert funnel["leads_by_stage"]["lead"] == 1
+        stages = await read_topic(kafka.bootstrap_servers, topics.stages,
+                                  until=lambda rs: len(rs) >= 1)
+        assert orjson.loads(stages[0].value)["to_stage"] == "lead"
+
+
+async def test_api_auth_enrollment_and_disabled_admin(
+        orchestrators: Callable[[], Any]) -> None:
+    url = await orchestrators()
+    async with httpx.AsyncClient() as client:
+        assert (await client.get(f"{url}/v1/funnel")).status_code == 401
+        r = await client.post(f"{url}/v1/leads/lead-9/enrollments", json={"program": "nope"},
+                              headers=API)
+        assert (r.status_code, r.json()["detail"]) == (404, "no program 'nope'")
+        r = await client.post(f"{url}/v1/leads/lead-9/enrollments", json={"program": "pricing"},
+                              headers=API)
+        assert r.status_code == 201
+        r = await client.post(f"{url}/v1/leads/lead-9/enrollments", json={"program": "pricing"},
+                              headers=API)
+        assert (r.status_code, r.json()["detail"]) == (409, "not enrolled: already enrolled")
+        assert (await client.delete(f"{url}/v1/leads/lead-9/enrollments/pricing",
+                                    headers=API)).status_code == 200
+        view = (await client.get(f"{url}/v1/leads/lead-9", headers=API)).json()
+        assert [e["exit_reason"] for e in view["enrollments"]] == ["removed manually"]
+        wrong = await client.post(f"{url}/v1/admin/clock/advance", json={"seconds": 1},
+                                  headers=API)
+        assert wrong.status_code == 401
+
+
+async def test_two_replicas_share_timers_without_double_firing(
+        orchestrators: Callable[[], Any], kafka: KafkaSettings) -> None:
+    first, second = await orchestrators(), await orchestrators()
+    leads = [f"lead-{i}" for i in range(20)]
+    await produce(kafka, [profile(lead) for lead in leads]
+                  + [(lead, scored(lead, f"{lead}-e", "/pricing")) for lead in leads])
+    async with httpx.AsyncClient() as client:
+        async def all_enrolled() -> bool:
+            programs = (await client.get(f"{first}/v1/programs", headers=API)).json()
+            return bool(programs[0]["entered"] == len(leads))
+        await wait_until(all_enrolled, timeout=60, what="every lead enrolled")
+        await client.post(f"{second}/v1/admin/clock/advance", json={"seconds": H + 1},
+                          headers=ADMIN)
+        records = await read_topic(kafka.bootstrap_servers, Topics(kafka.topic_prefix).dispatch,
+                                   until=lambda rs: len(rs) >= len(leads))
+        got = commands(records)
+        assert sorted(c["lead_id"] for c in got) == sorted(leads)
+        assert len({c["message_id"] for c in got}) == len(leads)
+        programs = (await client.get(f"{second}/v1/programs", headers=API)).json()
+        assert programs[0]["messages"] == {"email-1": {"sent": len(leads)}}
+        fired = 0.0
+        for url in (first, second):
+            text = (await client.get(f"{url}/metrics")).text
+            fired += sum(float(line.split()[-1]) for line in text.splitlines()
+                         if line.startswith("nurture_orchestrator_timer_lateness_seconds_count"))
+        assert fired == len(leads)
