@@ -10,6 +10,8 @@ Local development defaults (override any of them in the environment):
   NURTURE_INGEST_PORT       8080
   NURTURE_LOG_FORMAT        text
   NURTURE_SCORING_STATE_DIR .local/scoring
+  NURTURE_ORCHESTRATOR_API_TOKEN    nurture-dev-token (the orchestrator API on :8081)
+  NURTURE_ORCHESTRATOR_ADMIN_TOKEN  nurture-dev-admin (enables the clock endpoint)
 """
 
 from __future__ import annotations
@@ -29,10 +31,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import stack
 
 DEV_KEY = "nurture-dev-key"
+DEV_TOKEN = "nurture-dev-token"  # orchestrator API
+DEV_ADMIN_TOKEN = "nurture-dev-admin"  # orchestrator admin API (the controllable clock)
 # Services that exist so far; each later service adds its command here.
 SERVICES: dict[str, list[str]] = {
     "ingest": [sys.executable, "-m", "services.ingest", "serve"],
     "scoring": [sys.executable, "-m", "services.scoring", "worker"],
+    "orchestrator": [sys.executable, "-m", "services.orchestrator", "serve"],
 }
 COLORS = ("36", "35", "33", "32", "34")
 
@@ -51,6 +56,8 @@ def infra(args: argparse.Namespace) -> dict[str, str]:
         env["DATABASE_URL"] = pg.url
     env.setdefault("NURTURE_LOG_FORMAT", "text")
     env.setdefault("NURTURE_SCORING_STATE_DIR", str(stack.DEFAULT_STATE_DIR / "scoring"))
+    env.setdefault("NURTURE_ORCHESTRATOR_API_TOKEN", DEV_TOKEN)
+    env.setdefault("NURTURE_ORCHESTRATOR_ADMIN_TOKEN", DEV_ADMIN_TOKEN)
     env.setdefault("NURTURE_INGEST_API_KEYS", json.dumps([{
         "name": "dev", "sha256": hashlib.sha256(DEV_KEY.encode()).hexdigest(), "sources": ["*"]}]))
     env["PYTHONUNBUFFERED"] = "1"
@@ -58,6 +65,10 @@ def infra(args: argparse.Namespace) -> dict[str, str]:
                             env=env, cwd=stack.ROOT, check=False)
     if topics.returncode != 0:
         raise stack.StackError("creating topics failed (see above)")
+    migrate = subprocess.run([sys.executable, "-m", "services.orchestrator", "migrate"],
+                             env=env, cwd=stack.ROOT, check=False)
+    if migrate.returncode != 0:
+        raise stack.StackError("database migrations failed (see above)")
     return env
 
 
@@ -127,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     port = env.get("NURTURE_INGEST_PORT", "8080")
     print(f"[run] ingest on http://127.0.0.1:{port} (docs: /docs); dev API key: {DEV_KEY}")
+    print(f"[run] orchestrator API on http://127.0.0.1:8081 (docs: /docs); token: {DEV_TOKEN}")
     return supervise(env)
 
 

@@ -97,6 +97,9 @@ def online(args: argparse.Namespace) -> int:
         settings = load(OrchestratorSettings)
         decider = None if args.command == "migrate" else build_decider(
             [p for p in settings.programs.split(",") if p], settings.policy, settings.stage_model)
+        if args.command == "serve" and settings.api_token is None:
+            raise ConfigError("invalid configuration:\n  NURTURE_ORCHESTRATOR_API_TOKEN: "
+                              "required to serve the API")
     except (ConfigError, ConfigFileError) as exc:
         print(f"nurture-orchestrator: {exc}", file=sys.stderr)
         return 2

@@ -103,9 +103,13 @@ def create_app(settings: OrchestratorSettings, kafka: KafkaSettings, decider: De
     app = FastAPI(title="Nurture orchestrator", version="1.0", lifespan=lifespan,
                   description="Leads, lifecycle stages, nurture programs and the funnel.")
 
+    token = settings.api_token.get_secret_value() if settings.api_token else None
+
     def authorized(request: Request) -> None:
+        if token is None:
+            raise HTTPException(401, "the API has no token configured")
         given = request.headers.get("authorization", "")
-        expected = f"Bearer {settings.api_token.get_secret_value()}"
+        expected = f"Bearer {token}"
         if not hmac.compare_digest(given.encode(), expected.encode()):
             raise HTTPException(401, "missing or wrong bearer token",
                                 headers={"WWW-Authenticate": 'Bearer realm="nurture"'})

@@ -22,7 +22,8 @@ class OrchestratorSettings(BaseSettings):
                                                         "thresholds move lifecycle stages")
     host: str = "0.0.0.0"  # noqa: S104 - a server in a container listens on all interfaces
     port: int = Field(default=8081, ge=1, le=65535)
-    api_token: SecretStr = Field(description="bearer token for the /v1 API")
+    api_token: SecretStr | None = Field(
+        default=None, description="bearer token for the /v1 API (required to serve)")
     admin_token: SecretStr | None = Field(
         default=None, description="enables /v1/admin (the controllable clock); off when unset")
     group_id: str = "nurture-orchestrator"
