@@ -137,3 +137,35 @@ def test_no_lead_ever_exceeds_its_caps(attempts: list[tuple[str, float]]) -> Non
             in_window = [c for s, c in sent if t - cap.window_seconds < s <= t
                          and (cap.channel == "any" or c == cap.channel)]
             assert len(in_window) <= cap.max
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["web.a", "web.b"]), st.floats(0, 20 * D)),
+                min_size=1, max_size=40))
+def test_programs_competing_for_one_lead_never_exceed_the_caps(
+        visits: list[tuple[str, float]]) -> None:
+    """Two always-re-entering programs that send on every visit, fired through the Decider with
+    its timers (deferred sends come back later): the sends still respect every cap."""
+    from tests.orchestrator.unit.test_decide import fire_due
+
+    def program(pid: str, etype: str, priority: int) -> Program:
+        return Program(id=pid, version=1, name=pid, priority=priority, reentry="always",
+                       trigger=Trigger("event", event=EventMatch(frozenset({etype}))),
+                       steps=(Step("s", "send", channel="email", template=pid),))
+    decider = Decider([program("a", "web.a", 70), program("b", "web.b", 30)], POLICY)
+    the_lead = lead()
+    start = datetime(2026, 6, 1, tzinfo=UTC).timestamp()
+    sent: list[float] = []
+    timers: list = []  # type: ignore[type-arg]
+    for n, (etype, offset) in enumerate(sorted(visits, key=lambda v: v[1])):
+        now = start + offset
+        fired = fire_due(decider, the_lead, timers, now)
+        timers = fired.timers
+        sent += [c.created_at for c in fired.commands]
+        fx = decider.on_event(the_lead, {"type": etype, "data": {}, "id": str(n)}, {},
+                              event_time=now, now=now)
+        sent += [c.created_at for c in fx.commands]
+        timers += fx.timers
+    sent += [c.created_at for c in fire_due(decider, the_lead, timers, start + 60 * D).commands]
+    for t in sent:
+        assert len([s for s in sent if t - 7 * D < s <= t]) <= 3
