@@ -59,10 +59,11 @@ async def test_kill_9_mid_batch_loses_nothing_and_duplicates_nothing(
         futures = []
         for i in range(LEADS):
             lead = f"lead-{i}"
-            futures.append(await producer.send(topics.scored_events, key=lead.encode(), value=scored(
-                lead, f"{lead}-p", "crm.lead_upserted", {"email": f"{lead}@example.com"})))
-            futures.append(await producer.send(topics.scored_events, key=lead.encode(), value=scored(
-                lead, f"{lead}-v", "web.page_viewed", {"url": "https://x.io/"})))
+            for value in (scored(lead, f"{lead}-p", "crm.lead_upserted",
+                                 {"email": f"{lead}@example.com"}),
+                          scored(lead, f"{lead}-v", "web.page_viewed", {"url": "https://x.io/"})):
+                futures.append(await producer.send(topics.scored_events, value,
+                                                   key=lead.encode()))
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
