@@ -4,12 +4,17 @@ Everything waits by polling with a deadline; nothing sleeps for a fixed time to 
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
@@ -17,6 +22,8 @@ from aiokafka.structs import ConsumerRecord
 from deploy.local.stack import free_port
 from services.common.settings import KafkaSettings
 from services.common.topics import ensure_topics
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def unique(prefix: str) -> str:
@@ -80,3 +87,48 @@ async def serve(app: Any) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 30)
+
+
+class ScoringWorker:
+    """`nurture-scoring worker` as a child process, its output in a log file."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env, self.log = env, log
+        self.metrics_port = int(env["NURTURE_SCORING_METRICS_PORT"])
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._mark = 0
+
+    def start(self) -> None:
+        self._mark = self.log.stat().st_size if self.log.exists() else 0
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "services.scoring", "worker"],
+                                         env=self.env, cwd=ROOT, stdout=out,
+                                         stderr=subprocess.STDOUT)
+
+    async def ready(self) -> None:
+        def started() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited:\n{self.log.read_text()[-3000:]}")
+            return b"Worker ready" in self.log.read_bytes()[self._mark:]
+        await wait_until(started, timeout=90, what="scoring worker Ready")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    async def events_scored(self) -> float:
+        async with httpx.AsyncClient() as client:
+            text = (await client.get(f"http://127.0.0.1:{self.metrics_port}/metrics")).text
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("nurture_scoring_events_total{"))

@@ -4,15 +4,11 @@ kill -9 through the changelog, and stay right when two workers share the partiti
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -23,7 +19,7 @@ from services.common.topics import Topics
 from services.scoring.adapters.model_files import load_models
 from services.scoring.domain.engine import apply
 from services.scoring.domain.state import LeadState
-from tests.support import isolated_kafka, read_topic, wait_until
+from tests.support import ScoringWorker, isolated_kafka, read_topic
 
 ROOT = Path(__file__).resolve().parents[3]
 MODEL = """\
@@ -52,51 +48,6 @@ engagement:
 T0 = 1_790_000_000.0
 
 
-class Worker:
-    """`nurture-scoring worker` as a child process, its output in a log file."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.env, self.log = env, log
-        self.metrics_port = int(env["NURTURE_SCORING_METRICS_PORT"])
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._mark = 0
-
-    def start(self) -> None:
-        self._mark = self.log.stat().st_size if self.log.exists() else 0
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "services.scoring", "worker"],
-                                         env=self.env, cwd=ROOT, stdout=out,
-                                         stderr=subprocess.STDOUT)
-
-    async def ready(self) -> None:
-        def started() -> bool:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise AssertionError(f"worker exited:\n{self.log.read_text()[-3000:]}")
-            return b"Worker ready" in self.log.read_bytes()[self._mark:]
-        await wait_until(started, timeout=90, what="scoring worker Ready")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(30)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
-    async def events_scored(self) -> float:
-        async with httpx.AsyncClient() as client:
-            text = (await client.get(f"http://127.0.0.1:{self.metrics_port}/metrics")).text
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith("nurture_scoring_events_total{"))
-
-
 @pytest.fixture
 async def kafka(kafka_bootstrap: str) -> KafkaSettings:
     return await isolated_kafka(kafka_bootstrap, partitions=3)
@@ -111,9 +62,9 @@ def model_file(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def workers(kafka: KafkaSettings, model_file: Path, tmp_path: Path) -> Iterator[Any]:
-    started: list[Worker] = []
+    started: list[ScoringWorker] = []
 
-    def make(name: str, store: str = "memory") -> Worker:
+    def make(name: str, store: str = "memory") -> ScoringWorker:
         env = {**os.environ, "NURTURE_SCORING_STORE": store,
                "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
                "NURTURE_TOPIC_PREFIX": kafka.topic_prefix,
@@ -122,7 +73,7 @@ def workers(kafka: KafkaSettings, model_file: Path, tmp_path: Path) -> Iterator[
                "NURTURE_SCORING_METRICS_PORT": str(free_port()),
                "NURTURE_SCORING_SESSION_TIMEOUT_SECONDS": "6",
                "NURTURE_LOG_FORMAT": "text", "PYTHONUNBUFFERED": "1"}
-        worker = Worker(env, tmp_path / f"{name}.log")
+        worker = ScoringWorker(env, tmp_path / f"{name}.log")
         started.append(worker)
         return worker
 
