@@ -31,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import stack
 
 DEV_KEY = "nurture-dev-key"
-DEV_TOKEN = "nurture-dev-token"  # orchestrator API
-DEV_ADMIN_TOKEN = "nurture-dev-admin"  # orchestrator admin API (the controllable clock)
+DEV_TOKEN = "nurture-dev-token"  # noqa: S105 - a documented local-only token
+DEV_ADMIN_TOKEN = "nurture-dev-admin"  # noqa: S105 - local-only, enables the clock endpoint
 # Services that exist so far; each later service adds its command here.
 SERVICES: dict[str, list[str]] = {
     "ingest": [sys.executable, "-m", "services.ingest", "serve"],

@@ -20,6 +20,7 @@ from aiokafka.structs import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common.deadletter import Origin, dead_letter
+from services.common.eventtime import event_epoch
 from services.common.topics import Topics
 from services.orchestrator.adapters import repository as repo
 from services.orchestrator.domain.decide import Decider
@@ -62,9 +63,8 @@ def parse(record: ConsumerRecord[bytes, bytes]) -> Parsed:
             raise ValueError(f"event has no '{attr}'")
     score = doc.get("score") if isinstance(doc.get("score"), dict) else {}
     when = None
-    if isinstance(event.get("time"), str):
-        with contextlib.suppress(ValueError):
-            when = datetime.fromisoformat(event["time"]).timestamp()
+    with contextlib.suppress(ValueError):
+        when = event_epoch(event.get("time"))
     return Parsed(f"{event['source']}\x1f{event['id']}", event["subject"], event, score, when)
 
 

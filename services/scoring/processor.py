@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
 
 from services.common.deadletter import Origin, dead_letter
+from services.common.eventtime import event_epoch, rfc3339
 from services.common.topics import Topics
 from services.scoring.domain.engine import Snapshot, apply
 from services.scoring.domain.model import ScoringModel
@@ -41,11 +42,6 @@ class Result:
     snapshot: Snapshot | None = None
 
 
-def rfc3339(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z")
-
-
 def decode_event(value: bytes | None) -> dict[str, Any]:
     """The event of a record, checked just enough to score it safely (ingest validated it)."""
     if not value:
@@ -69,17 +65,23 @@ def check_event(event: Any) -> dict[str, Any]:
     return event
 
 
+FUTURE_TOLERANCE_SECONDS = 86400.0
+
+
 def event_time(event: Mapping[str, Any], fallback_ms: int) -> float:
+    """The event's time; without one, the record's. A time far past the record's own (a wrong
+    client clock) is capped there, so one bad event cannot push a lead's clock into the future
+    and freeze its score."""
     raw = event.get("time")
     if raw is None:
         return fallback_ms / 1000.0
     try:
-        when = datetime.fromisoformat(str(raw))
-    except ValueError:
-        raise BadEvent(f"'time' is not an RFC 3339 date-time: {str(raw)[:40]!r}") from None
-    if when.tzinfo is None:
-        raise BadEvent("'time' has no timezone")
-    return when.timestamp()
+        epoch = event_epoch(raw)
+    except ValueError as exc:
+        raise BadEvent(str(exc)) from None
+    if fallback_ms and epoch > fallback_ms / 1000.0 + FUTURE_TOLERANCE_SECONDS:
+        return fallback_ms / 1000.0
+    return epoch
 
 
 class Processor:
@@ -93,17 +95,24 @@ class Processor:
 
     def process(self, *, key: bytes | None, value: bytes | None, origin: Origin,
                 timestamp_ms: int, state: bytes | None, now: datetime) -> Result:
+        """Score one record; anything that goes wrong with it becomes a dead letter (with the
+        reason), so one bad record can neither stop the worker nor vanish."""
         try:
-            event = decode_event(value)
-            t = event_time(event, timestamp_ms)
-            if key != event["subject"].encode():
-                raise BadEvent("record key is not the event's subject (the lead id)")
-        except BadEvent as exc:
+            return self._score(key, value, timestamp_ms, state)
+        except Exception as exc:  # every failure of one record is dead-lettered, with why
+            reason = str(exc) if isinstance(exc, BadEvent) else f"{type(exc).__name__}: {exc}"
             dl_key, dl_value, headers = dead_letter(
-                key=key, value=value, origin=origin, error=str(exc), consumer=CONSUMER,
+                key=key, value=value, origin=origin, error=reason, consumer=CONSUMER,
                 failed_at=now)
             return Result("dead_lettered", "unknown", None,
                           [Outgoing(self.topics.deadletter, dl_key, dl_value, headers)])
+
+    def _score(self, key: bytes | None, value: bytes | None, timestamp_ms: int,
+               state: bytes | None) -> Result:
+        event = decode_event(value)
+        t = event_time(event, timestamp_ms)
+        if key != event["subject"].encode():
+            raise BadEvent("record key is not the event's subject (the lead id)")
         lead_id = event["subject"]
         lead = LeadState.from_bytes(state) if state else LeadState()
         snapshot = apply(lead, event, lead_id=lead_id, event_time=t, models=self.models,

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
+import orjson
 from faust.types import StreamT
 
 from schemas import EVENT_TYPES
@@ -102,4 +103,6 @@ def _observe(metrics: ScoringMetrics, result: Any, seconds: float) -> None:
                 metrics.crossings.labels(model.model, crossing.threshold,
                                          crossing.direction).inc()
     if result.outcome == "dead_lettered":
-        log.warning("dead-lettered a record", extra={"reason": result.out[0].headers[1][1]})
+        letter = orjson.loads(result.out[0].value)
+        log.warning("dead-lettered a record", extra={
+            "reason": letter["error"], **{f"origin_{k}": v for k, v in letter["origin"].items()}})

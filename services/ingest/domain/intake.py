@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
 
 from schemas import validate_event
+from services.common.eventtime import rfc3339
 from services.ingest.domain.auth import ApiKey
 
 CLOUDEVENT = "application/cloudevents+json"
@@ -104,14 +105,10 @@ def check_sources(events: Sequence[dict[str, Any]], key: ApiKey) -> None:
                                 f"'{event['source']}' (event {index})")
 
 
-def rfc3339(when: datetime) -> str:
-    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def to_record(event: dict[str, Any], *, received_at: datetime) -> Record:
     """Normalize a valid event (event time defaults to receipt) and encode it for Kafka."""
     if "time" not in event:
-        event = {**event, "time": rfc3339(received_at)}
+        event = {**event, "time": rfc3339(received_at.timestamp())}
     return Record(
         key=str(event["subject"]).encode(),
         value=orjson.dumps(event),

@@ -27,7 +27,8 @@ from typing import Any
 import orjson
 
 from schemas import validate_event
-from services.ingest.domain.intake import FieldProblem, Rejected, check_count, rfc3339
+from services.common.eventtime import rfc3339
+from services.ingest.domain.intake import FieldProblem, Rejected, check_count
 
 Mapped = tuple[str, dict[str, Any], dict[str, str]]  # (type, data, data field -> segment path)
 
@@ -189,7 +190,8 @@ def _envelope(call: dict[str, Any], etype: str, data: dict[str, Any], *, source:
         raise _CallError("userId", "userId or anonymousId is required")
     if not isinstance(call.get("messageId"), str) or not call["messageId"]:
         raise _CallError("messageId", "is required (it makes retries safe)")
-    when = call.get("timestamp") or call.get("originalTimestamp") or rfc3339(received_at)
+    when = call.get("timestamp") or call.get("originalTimestamp") or rfc3339(
+        received_at.timestamp())
     return {"specversion": "1.0", "id": call["messageId"], "source": source, "type": etype,
             "subject": str(lead), "time": when, "datacontenttype": "application/json",
             "data": data}

@@ -68,7 +68,7 @@ def zone(lead: Lead, policy: ContactPolicy) -> ZoneInfo:
         if name:
             try:
                 return ZoneInfo(name)
-            except (ZoneInfoNotFoundError, ValueError):
+            except (ZoneInfoNotFoundError, ValueError, OSError):
                 continue
     return ZoneInfo("UTC")
 

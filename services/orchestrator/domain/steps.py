@@ -34,6 +34,8 @@ def facts(lead: Lead, enr: Enrollment | None) -> dict[str, Any]:
         "score": {m: s.get("total") for m, s in lead.scores.items()},
         "above": {m: s.get("above") or [] for m, s in lead.scores.items()},
         "since": dict(enr.since) if enr else {},
+        # event types contain dots, so `since.product.activity` is looked up as a flat key
+        **({f"since.{etype}": n for etype, n in enr.since.items()} if enr else {}),
     }
 
 

@@ -122,6 +122,7 @@ def _engagement_at(ms: ModelState, k: float, now: float) -> float:
 def _award(ms: ModelState, model: ScoringModel, rule: EngagementRule, t: float, now: float,
            k: float) -> None:
     points = rule.points
+    window = windows = None
     if rule.cap is not None:
         window = int(t // rule.cap.window_seconds)
         windows = ms.caps.setdefault(rule.id, {})
@@ -129,9 +130,6 @@ def _award(ms: ModelState, model: ScoringModel, rule: EngagementRule, t: float, 
         points = math.copysign(min(abs(points), room), points)
         if points == 0.0:
             return
-        if window not in windows and windows:
-            _prune_caps(ms, model, now)
-        windows[window] = windows.get(window, 0.0) + abs(points)
     factor = math.exp(-k * (now - t))  # the award's worth at `now` (1 unless the event is late)
     worth = points * factor
     if model.engagement_max is not None or model.engagement_min is not None:
@@ -142,6 +140,11 @@ def _award(ms: ModelState, model: ScoringModel, rule: EngagementRule, t: float, 
             worth = min(0.0, max(worth, model.engagement_min - current))
         if worth == 0.0:
             return
+    if windows is not None and window is not None:
+        if window not in windows and windows:
+            _prune_caps(ms, model, now)
+        # the rule's window is charged with what was really awarded (after the model cap)
+        windows[window] = windows.get(window, 0.0) + abs(worth / factor)
     slot = ms.engagement.get(rule.id)
     if slot is None:
         ms.engagement[rule.id] = [worth, now]
@@ -166,7 +169,8 @@ def _note_interests_and_journey(ms: ModelState, model: ScoringModel, etype: str,
     if etype in model.interest_on:
         for field in model.interest_fields:
             value = data.get(field)
-            for topic in ([value] if isinstance(value, str) else value or ()):
+            topics = [value] if isinstance(value, str) else value if isinstance(value, list) else ()
+            for topic in topics:
                 if isinstance(topic, str) and topic:
                     ms.interests[topic] = ms.interests.get(topic, 0) + 1
         if len(ms.interests) > MAX_INTERESTS:

@@ -303,3 +303,29 @@ def test_engagement_decays_monotonically_between_events(
     current = snap.models[0].engagement
     assert abs(far) <= abs(near) + 1e-9 <= abs(current) + 2e-9
     assert math.copysign(1, far) == math.copysign(1, current) or abs(far) < 1e-9
+
+
+def test_interest_fields_of_the_wrong_type_are_ignored() -> None:
+    _, snap = run([(ev("web.page_viewed", {"url": "u", "content_topics": 7}), T0)])
+    assert snap.models[0].interests == ()
+
+
+UNCAPPED = ScoringModel(
+    id="u", version=1, half_life_days=10, thresholds={"t": 50}, late_tolerance_days=30,
+    engagement=tuple(r for r in CLASSIC.engagement if r.cap is None))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, len(EVENT_KINDS) - 1), st.floats(0, 20 * DAY)),
+                min_size=1, max_size=25, unique_by=lambda x: x[1]), st.randoms())
+def test_arrival_order_does_not_change_engagement_within_the_late_tolerance(
+        spec: list[tuple[int, float]], rnd: Any) -> None:
+    events = [({"id": f"id{n}", "source": "s", "type": EVENT_KINDS[k][0], "subject": "lead",
+                "data": EVENT_KINDS[k][1]}, T0 + dt) for n, (k, dt) in enumerate(spec)]
+    shuffled = list(events)
+    rnd.shuffle(shuffled)
+    _, in_order = run(sorted(events, key=lambda e: e[1]), UNCAPPED)
+    _, any_order = run(shuffled, UNCAPPED)
+    assert any_order.as_of == in_order.as_of
+    assert any_order.models[0].engagement == pytest.approx(in_order.models[0].engagement,
+                                                           rel=1e-9, abs=1e-9)

@@ -18,12 +18,13 @@ MODEL = ScoringModel(id="m", version=1, half_life_days=30, thresholds={"mql": 10
 TOPICS = Topics("p.")
 NOW = datetime(2026, 11, 24, tzinfo=UTC)
 ORIGIN = Origin("p.nurture.events.v1", 2, 41)
+RECORD_MS = int(datetime(2026, 11, 20, 10, 0, 5, tzinfo=UTC).timestamp() * 1000)
 
 
 def process(value: bytes | None, key: bytes | None = b"lead-1",
             state: bytes | None = None) -> Result:
     return Processor([MODEL], TOPICS).process(key=key, value=value, origin=ORIGIN,
-                                              timestamp_ms=1_790_000_000_000, state=state, now=NOW)
+                                              timestamp_ms=RECORD_MS, state=state, now=NOW)
 
 
 EVENT = {"specversion": "1.0", "id": "e1", "source": "s", "type": "web.content_downloaded",
@@ -58,7 +59,13 @@ def test_redelivery_is_a_duplicate_that_leaves_the_table_alone() -> None:
 def test_missing_time_falls_back_to_the_record_timestamp() -> None:
     event = {k: v for k, v in EVENT.items() if k != "time"}
     body = orjson.loads(process(orjson.dumps(event)).out[0].value)
-    assert body["score"]["as_of"].startswith("2026-09-21T")
+    assert body["score"]["as_of"] == "2026-11-20T10:00:05.000Z"
+
+
+def test_a_time_far_in_the_future_is_capped_at_the_record_time() -> None:
+    body = orjson.loads(process(orjson.dumps({**EVENT, "time": "2099-01-01T00:00:00Z"}))
+                        .out[0].value)
+    assert body["score"]["as_of"] == "2026-11-20T10:00:05.000Z"
 
 
 @pytest.mark.parametrize(("value", "key", "reason"), [
@@ -68,7 +75,9 @@ def test_missing_time_falls_back_to_the_record_timestamp() -> None:
     (orjson.dumps({**EVENT, "subject": ""}), b"lead-1", "'subject'"),
     (orjson.dumps({**EVENT, "data": [1]}), b"lead-1", "'data' is not an object"),
     (orjson.dumps({**EVENT, "time": "yesterday"}), b"lead-1", "RFC 3339"),
-    (orjson.dumps({**EVENT, "time": "2026-11-20T10:00:00"}), b"lead-1", "no timezone"),
+    (orjson.dumps({**EVENT, "time": "2026-11-20T10:00:00"}), b"lead-1", "with a timezone"),
+    (orjson.dumps({**EVENT, "time": "0001-01-01T00:30:00+01:00"}), b"lead-1", "2000-2099"),
+    (orjson.dumps({**EVENT, "time": 17}), b"lead-1", "not a string"),
     (orjson.dumps(EVENT), b"someone-else", "key is not the event's subject"),
     (orjson.dumps(EVENT), None, "key is not the event's subject"),
 ])
@@ -85,3 +94,18 @@ def test_malformed_records_are_dead_lettered_with_bytes_reason_and_origin(
     assert letter["consumer"] == "nurture-scoring"
     original = base64.b64decode(letter["value_b64"]) if letter["value_b64"] else None
     assert original == value
+
+
+def test_an_unexpected_failure_on_one_record_is_dead_lettered_not_raised() -> None:
+    class Exploding(ScoringModel):
+        @property
+        def half_life_seconds(self) -> float:
+            raise ZeroDivisionError("boom")
+
+    broken = Exploding(id="x", version=1, half_life_days=30, thresholds={"t": 1},
+                       engagement=MODEL.engagement)
+    result = Processor([broken], TOPICS).process(
+        key=b"lead-1", value=orjson.dumps(EVENT), origin=ORIGIN, timestamp_ms=RECORD_MS,
+        state=None, now=NOW)
+    assert result.outcome == "dead_lettered"
+    assert orjson.loads(result.out[0].value)["error"] == "ZeroDivisionError: boom"
