@@ -81,7 +81,7 @@ def supervise(env: dict[str, str]) -> int:
         procs[name] = proc
         assert proc.stdout is not None
         sel.register(proc.stdout, selectors.EVENT_READ, (name, COLORS[i % len(COLORS)]))
-    stopping = False
+    stopping = crashed = False
 
     def stop(_sig: int, _frame: object) -> None:
         nonlocal stopping
@@ -108,6 +108,7 @@ def supervise(env: dict[str, str]) -> int:
             sys.stdout.flush()
         if not stopping and any(p.poll() is not None for p in procs.values()):
             dead = [n for n, p in procs.items() if p.poll() is not None]
+            crashed = True
             print(f"[run] {', '.join(dead)} exited; stopping the others", flush=True)
             stop(0, None)
         if stopping:
@@ -117,7 +118,7 @@ def supervise(env: dict[str, str]) -> int:
                     proc.kill()
     codes = {name: proc.wait() for name, proc in procs.items()}
     print(f"[run] stopped: {codes}. Broker and database keep running; `make stop` stops them.")
-    return 0 if stopping else 1
+    return 1 if crashed else 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,6 +21,7 @@ import glob
 import hashlib
 import os
 import pwd
+import shlex
 import shutil
 import signal
 import socket
@@ -66,12 +67,23 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def read_pid(path: Path) -> int | None:
+def read_pid(path: Path, expect: str | None = None) -> int | None:
+    """The live pid recorded in `path`; with `expect`, only if that process's command line
+    contains it (after a reboot the number may belong to something else)."""
     try:
         pid = int(path.read_text().split()[0])
     except (FileNotFoundError, ValueError, IndexError):
         return None
-    return pid if pid_alive(pid) else None
+    if not pid_alive(pid):
+        return None
+    if expect is not None:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return None
+        if expect.encode() not in cmdline:
+            return None
+    return pid
 
 
 def wait_for(what: str, check: object, timeout: float, logfile: Path | None = None) -> None:
@@ -158,7 +170,11 @@ class Kafka:
         return self.home / "kafka.log"
 
     def _write_config(self) -> Path:
-        ctrl = free_port()
+        """(Re)write the broker config. The controller port is chosen once and kept, so a broker
+        restarted on another KAFKA_PORT keeps its quorum."""
+        saved = self.home / "controller.port"
+        ctrl = int(saved.read_text()) if saved.exists() else free_port()
+        saved.write_text(str(ctrl))
         props = {
             "process.roles": "broker,controller",
             "node.id": "1",
@@ -197,16 +213,15 @@ class Kafka:
         ]
 
     def running(self) -> bool:
-        return read_pid(self.pidfile) is not None and port_open(self.port)
+        return read_pid(self.pidfile, "kafka.Kafka") is not None and port_open(self.port)
 
     def start(self, timeout: float = 90.0) -> None:
         if self.running():
             log(f"Kafka already running on {self.bootstrap}")
             return
         self.home.mkdir(parents=True, exist_ok=True)
-        cfg = self.home / "server.properties"
+        cfg = self._write_config()
         if not (self.home / "data" / "meta.properties").exists():
-            cfg = self._write_config()
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             proc = subprocess.run(
                 # "=" form: a random id may start with "-", which would read as an option
@@ -236,7 +251,7 @@ class Kafka:
         wait_for("Kafka", started, timeout, self.logfile)
 
     def stop(self, timeout: float = 30.0) -> None:
-        pid = read_pid(self.pidfile)
+        pid = read_pid(self.pidfile, "kafka.Kafka")
         if pid is None:
             return
         log(f"stopping Kafka (pid {pid})")
@@ -347,7 +362,7 @@ class Postgres:
                 "unix_socket_directories = ''\nfsync = off\nsynchronous_commit = off\n"
                 "full_page_writes = off\nmax_connections = 200\n")
         auto = self.datadir / "postgresql.auto.conf"
-        self._run("sh", "-c", f"printf %s \"$0\" > {auto}", conf)
+        self._run("sh", "-c", f"printf %s \"$0\" > {shlex.quote(str(auto))}", conf)
         if port_open(self.port):
             raise StackError(f"port {self.port} is taken by another process; set PG_PORT")
         log(f"starting PostgreSQL on 127.0.0.1:{self.port} (log: {self.logfile})")

@@ -123,9 +123,12 @@ def verify(token: str, *, keys: Sequence[bytes], now: float,
             or _SHAPE.fullmatch(token) is None:
         raise MalformedToken("not a tracking token")
     payload, signature = token.split(".")
-    given = _b64decode(signature)
-    # every key is tried (no early exit), so timing does not tell which key matched
-    matched = [hmac.compare_digest(_mac(key, payload), given) for key in keys]
+    # the encoded signature is compared as text: a non-canonical base64 spelling of the right
+    # bytes is refused, so a token has exactly one valid form. Every key is tried (no early
+    # exit), so timing does not tell which key matched.
+    given = signature.encode("ascii")
+    matched = [hmac.compare_digest(_b64encode(_mac(key, payload)).encode("ascii"), given)
+               for key in keys]
     if not any(matched):
         raise BadSignature("tracking token signature does not match")
     claims = _claims(_b64decode(payload))

@@ -43,12 +43,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     keygen.add_argument("--name", required=True, help="a name for the key, e.g. website")
     keygen.add_argument("--source", action="append", dest="sources", metavar="PATTERN",
                         help="allowed CloudEvents source (glob); repeatable; default: any")
+    keygen.add_argument("--type", action="append", dest="types", metavar="PATTERN",
+                        help="allowed event type (glob, e.g. 'web.*'); repeatable; default: any")
     return parser.parse_args(argv)
 
 
-def keygen(name: str, sources: list[str] | None) -> int:
+def keygen(name: str, sources: list[str] | None, types: list[str] | None) -> int:
     key = generate_key()
-    entry = {"name": name, "sha256": hash_key(key), "sources": sources or ["*"]}
+    entry = {"name": name, "sha256": hash_key(key), "sources": sources or ["*"],
+             "types": types or ["*"]}
     print(f"API key (give it to the sender, it is not stored): {key}")
     print(f"Config entry for NURTURE_INGEST_API_KEYS: {json.dumps([entry])}")
     return 0
@@ -80,7 +83,7 @@ def serve(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.command == "keygen":
-        return keygen(args.name, args.sources)
+        return keygen(args.name, args.sources, args.types)
     if args.command is None:
         args.host = args.port = None
     return serve(args)

@@ -18,7 +18,12 @@ from services.common.clock import Clock, SystemClock
 from services.common.metrics import exposition, new_registry
 from services.common.settings import KafkaSettings
 from services.common.topics import Topics
-from services.ingest.adapters.publisher import KafkaPublisher, Publisher, PublishUnavailable
+from services.ingest.adapters.publisher import (
+    KafkaPublisher,
+    Publisher,
+    PublishRefused,
+    PublishUnavailable,
+)
 from services.ingest.domain import segment
 from services.ingest.domain.auth import ApiKey, AuthError, authenticate
 from services.ingest.domain.intake import (
@@ -66,7 +71,8 @@ def create_app(
     registry: CollectorRegistry | None = None,
 ) -> FastAPI:
     """Build the app. Without an injected `publisher`, a Kafka one is connected at start-up."""
-    keys = tuple(ApiKey(k.name, k.sha256, tuple(k.sources)) for k in settings.api_keys)
+    keys = tuple(ApiKey(k.name, k.sha256, tuple(k.sources), tuple(k.types))
+                 for k in settings.api_keys)
     clock = clock or SystemClock()
     registry = registry or new_registry()
     metrics = IngestMetrics(registry)
@@ -104,7 +110,9 @@ def create_app(
             key = authenticate(keys, request.headers.get("authorization"))
             body = await read_body(request, settings.max_body_bytes)
             received_at = clock.now()
-            records = accept(to_events(body, key), key=key, received_at=received_at)
+            records = accept(to_events(body, key), key=key, received_at=received_at,
+                             max_future_seconds=settings.max_future_seconds,
+                             max_event_bytes=settings.max_event_bytes)
             produce_started = time.perf_counter()
             await app.state.publisher.publish(records)
             metrics.produce.observe(time.perf_counter() - produce_started)
@@ -115,9 +123,12 @@ def create_app(
         except Rejected as exc:
             response = problem(exc.status, exc.message, [
                 {"index": p.index, "path": p.path, "message": p.message} for p in exc.problems])
+        except PublishRefused as exc:
+            response = problem(413, f"{exc}; nothing was accepted")
         except PublishUnavailable as exc:
             log.warning("publish failed, answering 503", extra={"reason": str(exc)})
-            response = problem(503, "event store unavailable, nothing was accepted; retry later")
+            response = problem(503, "Kafka did not acknowledge the events in time: they are "
+                                    "not accepted; retry them (id + source make a retry safe)")
             response.headers["Retry-After"] = str(settings.retry_after_seconds)
         else:
             for record in records:

@@ -16,6 +16,10 @@ class ApiKeyConfig(BaseModel):
         default=["*"], min_length=1,
         description="glob patterns of the CloudEvents `source` values this key may send",
     )
+    types: list[str] = Field(
+        default=["*"], min_length=1,
+        description="glob patterns of the event types this key may send (a browser key: web.*)",
+    )
 
 
 class IngestSettings(BaseSettings):
@@ -30,7 +34,11 @@ class IngestSettings(BaseSettings):
         description='JSON list: [{"name": "website", "sha256": "<hex>", "sources": ["*"]}]',
     )
     max_batch_events: int = Field(default=500, ge=1, le=10_000)
-    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=4 * 1024 * 1024)
+    max_event_bytes: int = Field(default=256 * 1024, ge=1024, le=900 * 1024,
+                                 description="one event, encoded (Kafka's record limit is ~1 MiB)")
+    max_future_seconds: int = Field(default=300, ge=0,
+                                    description="how far `time` may lie ahead of receipt")
     produce_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     retry_after_seconds: int = Field(default=5, ge=1, le=3600)
     shutdown_grace_seconds: float = Field(default=20.0, ge=0)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from services.common.kafka import make_producer
@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 class PublishUnavailable(Exception):
     """Kafka did not acknowledge in time (or is not connected): nothing may be reported as
     accepted. Clients retry; `id` + `source` make the retry safe."""
+
+
+class PublishRefused(Exception):
+    """Kafka will never take this record (e.g. too large): retrying cannot help (HTTP 413)."""
 
 
 class Publisher(Protocol):
@@ -58,6 +62,7 @@ class KafkaPublisher:
         """Connect in the background, retrying with backoff: the HTTP server starts (and
         answers 503 / not-ready) even while the broker is unreachable - no crash loop."""
         self._connector = asyncio.create_task(self._connect(), name="kafka-connect")
+        self._connector.add_done_callback(_log_failure)
 
     async def _connect(self) -> None:
         retrying = AsyncRetrying(
@@ -92,6 +97,8 @@ class KafkaPublisher:
             raise PublishUnavailable("not connected to Kafka yet")
         try:
             await asyncio.wait_for(self._send_all(producer, records), self._timeout)
+        except MessageSizeTooLargeError as exc:
+            raise PublishRefused("an event is larger than the broker accepts") from exc
         except (TimeoutError, KafkaError) as exc:
             raise PublishUnavailable(f"Kafka did not acknowledge: {type(exc).__name__}") from exc
 
@@ -110,6 +117,12 @@ class KafkaPublisher:
             return bool(await asyncio.wait_for(producer.client.fetch_all_metadata(), 2.0))
         except (TimeoutError, KafkaError):
             return False
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("cannot connect to Kafka; the service stays not-ready",
+                  exc_info=task.exception())
 
 
 class FakePublisher:

@@ -21,9 +21,13 @@ class ApiKey:
     name: str
     sha256: str
     sources: tuple[str, ...]
+    types: tuple[str, ...] = ("*",)
 
     def allows_source(self, source: str) -> bool:
         return any(fnmatchcase(source, pattern) for pattern in self.sources)
+
+    def allows_type(self, etype: str) -> bool:
+        return any(fnmatchcase(etype, pattern) for pattern in self.types)
 
 
 class AuthError(Exception):

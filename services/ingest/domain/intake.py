@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from schemas import validate_event
-from services.common.eventtime import rfc3339
+from services.common.eventtime import event_epoch, rfc3339
 from services.ingest.domain.auth import ApiKey
 
 CLOUDEVENT = "application/cloudevents+json"
@@ -103,6 +103,30 @@ def check_sources(events: Sequence[dict[str, Any]], key: ApiKey) -> None:
         if not key.allows_source(event["source"]):
             raise Rejected(403, f"API key '{key.name}' may not send events with source "
                                 f"'{event['source']}' (event {index})")
+        if not key.allows_type(event["type"]):
+            raise Rejected(403, f"API key '{key.name}' may not send events of type "
+                                f"'{event['type']}' (event {index})")
+
+
+def check_times(events: Sequence[dict[str, Any]], received_at: datetime,
+                max_future_seconds: int) -> None:
+    """A `time` ahead of receipt (beyond clock skew) or outside 2000-2099 is refused: a wrong
+    client clock would otherwise push a lead's score clock into the future."""
+    problems = []
+    latest = received_at.timestamp() + max_future_seconds
+    for index, event in enumerate(events):
+        if "time" not in event:
+            continue
+        try:
+            when = event_epoch(event["time"])
+        except ValueError as exc:
+            problems.append(FieldProblem(index, "time", str(exc).replace("'time' ", "")))
+            continue
+        if when > latest:
+            problems.append(FieldProblem(index, "time", "is in the future (check the clock)"))
+    if problems:
+        raise Rejected(422, f"{len(problems)} of {len(events)} events have an unusable time; "
+                            "nothing was accepted", problems)
 
 
 def to_record(event: dict[str, Any], *, received_at: datetime) -> Record:
@@ -117,8 +141,15 @@ def to_record(event: dict[str, Any], *, received_at: datetime) -> Record:
     )
 
 
-def accept(events: Sequence[Any], *, key: ApiKey, received_at: datetime) -> list[Record]:
+def accept(events: Sequence[Any], *, key: ApiKey, received_at: datetime,
+           max_future_seconds: int = 300, max_event_bytes: int = 256 * 1024) -> list[Record]:
     """Validate all, check the key may send them, and return the records to publish."""
     validate_all(events)
+    check_times(events, received_at, max_future_seconds)
     check_sources(events, key)
-    return [to_record(e, received_at=received_at) for e in events]
+    records = [to_record(e, received_at=received_at) for e in events]
+    for index, record in enumerate(records):
+        if len(record.value) > max_event_bytes:
+            raise Rejected(413, f"event {index} is {len(record.value)} bytes encoded; "
+                                f"the limit is {max_event_bytes}")
+    return records

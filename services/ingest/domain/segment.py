@@ -13,7 +13,8 @@ Any Segment or RudderStack SDK pointed at Nurture works unchanged. The mapping (
 | track "Webinar Registered/Attended"| web.webinar_*             | "                          |
 | any other track                    | product.activity          | "                          |
 
-`messageId` becomes the event `id`, `segment:<api key name>` its `source`, `timestamp` its `time`.
+`messageId` becomes the event `id`, `segment:<api key name>` its `source`, `timestamp` its `time`
+(corrected for the device's clock skew with `sentAt`, as Segment does).
 An `alias` call (identity merge) is refused: Nurture keys leads by one id.
 """
 
@@ -27,7 +28,7 @@ from typing import Any
 import orjson
 
 from schemas import validate_event
-from services.common.eventtime import rfc3339
+from services.common.eventtime import event_epoch, rfc3339
 from services.ingest.domain.intake import FieldProblem, Rejected, check_count
 
 Mapped = tuple[str, dict[str, Any], dict[str, str]]  # (type, data, data field -> segment path)
@@ -183,15 +184,28 @@ MAPPERS: dict[str, Callable[[dict[str, Any]], Mapped]] = {
 }
 
 
+def _corrected_time(call: dict[str, Any], sent_at: Any, received_at: datetime) -> str:
+    """Segment's clock-skew correction: timestamp - sentAt + receivedAt, both stamps being the
+    device's clock. Without `sentAt` the timestamp is taken as it is."""
+    when = call.get("timestamp") or call.get("originalTimestamp")
+    if not isinstance(when, str):
+        return rfc3339(received_at.timestamp())
+    sent = call.get("sentAt") or sent_at
+    try:
+        skew = received_at.timestamp() - event_epoch(sent)
+        return rfc3339(event_epoch(when) + skew)
+    except ValueError:
+        return when  # validated (and refused if unusable) with the rest of the event
+
+
 def _envelope(call: dict[str, Any], etype: str, data: dict[str, Any], *, source: str,
-              received_at: datetime) -> dict[str, Any]:
+              received_at: datetime, sent_at: Any = None) -> dict[str, Any]:
     lead = call.get("userId") if call.get("userId") not in (None, "") else call.get("anonymousId")
     if lead in (None, ""):
         raise _CallError("userId", "userId or anonymousId is required")
     if not isinstance(call.get("messageId"), str) or not call["messageId"]:
         raise _CallError("messageId", "is required (it makes retries safe)")
-    when = call.get("timestamp") or call.get("originalTimestamp") or rfc3339(
-        received_at.timestamp())
+    when = _corrected_time(call, sent_at, received_at)
     return {"specversion": "1.0", "id": call["messageId"], "source": source, "type": etype,
             "subject": str(lead), "time": when, "datacontenttype": "application/json",
             "data": data}
@@ -227,7 +241,7 @@ def map_batch(
                                          "supported: identify, track, page, screen, group")
             etype, data, origin = mapper(call)
             event = _envelope(call, etype, data, source=f"segment:{key_name}",
-                              received_at=received_at)
+                              received_at=received_at, sent_at=doc.get("sentAt"))
         except _CallError as exc:
             problems.append(FieldProblem(index, exc.path, exc.message))
             continue

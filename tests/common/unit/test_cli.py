@@ -42,7 +42,7 @@ def test_keygen_prints_a_key_whose_hash_is_the_config_entry() -> None:
     key = key_line.rsplit(" ", 1)[1]
     (entry,) = json.loads(entry_line.split(": ", 1)[1])
     assert entry == {"name": "site", "sha256": hashlib.sha256(key.encode()).hexdigest(),
-                     "sources": ["https://a.example/*"]}
+                     "sources": ["https://a.example/*"], "types": ["*"]}
 
 
 def test_scoring_worker_refuses_an_invalid_model_naming_file_and_line(tmp_path: object) -> None:

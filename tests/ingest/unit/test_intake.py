@@ -84,3 +84,36 @@ def test_records_are_keyed_by_lead_and_time_defaults_to_receipt() -> None:
 def test_event_time_sent_by_client_is_kept() -> None:
     (rec,) = accept([event(time="2026-10-01T08:00:00+02:00")], key=KEY, received_at=NOW)
     assert orjson.loads(rec.value)["time"] == "2026-10-01T08:00:00+02:00"
+
+
+@pytest.mark.parametrize(("when", "message"), [
+    ("2026-11-24T09:40:00Z", "is in the future (check the clock)"),
+    ("1999-12-31T23:59:59Z", "is outside 2000-2099"),
+])
+def test_unusable_times_are_422_naming_the_field(when: str, message: str) -> None:
+    with pytest.raises(Rejected) as info:
+        accept([event(time=when)], key=KEY, received_at=NOW)
+    assert info.value.status == 422
+    assert [(p.index, p.path, p.message) for p in info.value.problems] == [(0, "time", message)]
+
+
+def test_a_little_clock_skew_is_fine() -> None:
+    assert accept([event(time="2026-11-24T09:34:00Z")], key=KEY, received_at=NOW)
+
+
+def test_an_oversized_event_is_413() -> None:
+    big = event(data={"url": "https://www.example.com/", "notes": "x" * 2000})
+    with pytest.raises(Rejected) as info:
+        accept([event(), big], key=KEY, received_at=NOW, max_event_bytes=1024)
+    assert info.value.status == 413
+    assert info.value.message.startswith("event 1 is ")
+
+
+def test_a_key_limited_to_web_events_cannot_send_crm_events() -> None:
+    browser = ApiKey("browser", "0" * 64, ("*",), ("web.*",))
+    assert accept([event()], key=browser, received_at=NOW)
+    with pytest.raises(Rejected) as info:
+        accept([event(type="crm.lead_upserted", data={"email": "a@b.io"})], key=browser,
+               received_at=NOW)
+    assert info.value.status == 403
+    assert "'crm.lead_upserted'" in info.value.message

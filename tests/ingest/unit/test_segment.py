@@ -92,3 +92,12 @@ def test_wrong_shape_is_400(doc: Any) -> None:
     with pytest.raises(Rejected) as info:
         map_batch(doc, key_name="site", received_at=NOW, max_events=500)
     assert info.value.status == 400
+
+
+def test_device_clock_skew_is_corrected_with_sent_at() -> None:
+    doc = {"sentAt": "2026-11-24T10:30:00Z",  # the device clock runs an hour ahead
+           "batch": [call("page", properties={"url": "https://x.io"},
+                          timestamp="2026-11-24T10:29:00Z")]}
+    (event,) = map_batch(doc, key_name="s", received_at=datetime(2026, 11, 24, 9, 30, tzinfo=UTC),
+                         max_events=500)
+    assert event["time"] == "2026-11-24T09:29:00.000Z"
