@@ -9,6 +9,7 @@ import sys
 from services.common.errors import ConfigError
 from services.common.logging import configure_logging
 from services.common.settings import KafkaSettings, LogSettings, load
+from services.common.tracking import TrackingSettings
 from services.ingest.domain.auth import generate_key, hash_key
 from services.ingest.settings import IngestSettings
 
@@ -26,6 +27,8 @@ environment:
   KAFKA_SSL_CAFILE                 TLS / SASL to the brokers
   NURTURE_TOPIC_PREFIX             prefix for every topic name ("")
   NURTURE_LOG_LEVEL / _FORMAT      INFO | DEBUG ...; json | text
+  NURTURE_TRACKING_SECRET          verifies open/click/unsubscribe links (same as dispatch);
+                                   the /t/ endpoints are off without it
 """
 
 
@@ -66,11 +69,12 @@ def serve(args: argparse.Namespace) -> int:
         log_settings = load(LogSettings)
         settings = load(IngestSettings)
         kafka = load(KafkaSettings)
+        tracking = load(TrackingSettings)
     except ConfigError as exc:
         print(f"nurture-ingest: {exc}", file=sys.stderr)
         return 2
     configure_logging("ingest", level=log_settings.level, fmt=log_settings.format)
-    app = create_app(settings, kafka)
+    app = create_app(settings, kafka, tracking_keys=tracking.keys())
     config = uvicorn.Config(
         app, host=args.host or settings.host, port=args.port or settings.port,
         log_config=None, access_log=False, proxy_headers=True,

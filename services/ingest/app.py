@@ -27,6 +27,7 @@ from services.ingest.adapters.publisher import (
 from services.ingest.domain import segment
 from services.ingest.domain.auth import ApiKey, AuthError, authenticate
 from services.ingest.domain.intake import (
+    Record,
     Rejected,
     accept,
     decode_json,
@@ -36,6 +37,7 @@ from services.ingest.domain.intake import (
 from services.ingest.metrics import REASONS, IngestMetrics
 from services.ingest.openapi import BATCH_BODY, EVENTS_BODY, RESPONSES
 from services.ingest.settings import IngestSettings
+from services.ingest.tracking import add_tracking_routes
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,7 @@ def create_app(
     publisher: Publisher | None = None,
     clock: Clock | None = None,
     registry: CollectorRegistry | None = None,
+    tracking_keys: list[bytes] | None = None,
 ) -> FastAPI:
     """Build the app. Without an injected `publisher`, a Kafka one is connected at start-up."""
     keys = tuple(ApiKey(k.name, k.sha256, tuple(k.sources), tuple(k.types))
@@ -168,6 +171,12 @@ def create_app(
 
         return await handle(request, "/v1/batch", to_events, 200,
                             lambda n: {"success": True, "accepted": n})
+
+    if tracking_keys:
+        async def publish(records: list[Record]) -> None:
+            await app.state.publisher.publish(records)
+
+        add_tracking_routes(app, keys=tracking_keys, publish=publish)
 
     @app.get("/healthz", summary="Liveness: the process is serving")
     async def healthz() -> dict[str, str]:
