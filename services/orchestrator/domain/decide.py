@@ -88,7 +88,8 @@ class Decider:
             return fx
         if timer.kind == "step":
             enr = lead.enrollments.get(program.id)
-            if enr and enr.active and enr.generation == timer.generation and enr.waiting:
+            if enr and enr.active and enr.generation == timer.generation and enr.waiting \
+                    and self._current(lead, program, enr, now, fx):
                 enr.waiting = "fired"
                 self._advance(lead, program, enr, now, fx)
         elif timer.kind == "inactivity":
@@ -179,7 +180,7 @@ class Decider:
     def _event_for_enrollment(self, lead: Lead, enr: Enrollment, etype: str,
                               data: Mapping[str, Any], now: float, fx: Effects) -> None:
         program = self.programs.get(enr.program_id)
-        if program is None:
+        if program is None or not self._current(lead, program, enr, now, fx):
             return
         enr.since[etype] = enr.since.get(etype, 0) + 1
         if program.goal and program.goal.matches(etype, data):
@@ -191,6 +192,20 @@ class Decider:
             if step.event and step.event.matches(etype, data):
                 steps.goto(enr, program.index_of(step.on_event, enr.step))
                 self._advance(lead, program, enr, now, fx)
+
+    def _current(self, lead: Lead, program: Program, enr: Enrollment, now: float,
+                 fx: Effects) -> bool:
+        """Carry an enrollment over a program edit: it continues at the step with the same id
+        in the new version (waiting as it was); if that step is gone it ends ("program
+        changed"). False when the enrollment ended here."""
+        if enr.program_version == program.version:
+            return True
+        index = program.step_index.get(enr.step_id or "")
+        if index is None:
+            steps.finish(lead, enr, "exited", "program changed", now, fx)
+            return False
+        enr.step, enr.program_version = index, program.version
+        return True
 
     def _advance(self, lead: Lead, program: Program, enr: Enrollment, now: float,
                  fx: Effects) -> None:

@@ -20,6 +20,7 @@ class Enrollment:
     program_version: int
     entered_at: float
     step: int = 0
+    step_id: str | None = None  # the current step's id: survives program edits
     status: str = "active"  # active | exited | completed
     exit_reason: str | None = None
     exited_at: float | None = None

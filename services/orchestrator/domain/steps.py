@@ -138,6 +138,7 @@ def advance(lead: Lead, program: Program, enr: Enrollment, now: float, fx: Effec
         if enr.step >= len(program.steps):
             finish(lead, enr, "completed", "completed", now, fx)
             break
+        enr.step_id = program.steps[enr.step].id
         nxt = _run(lead, program, enr, program.steps[enr.step], now, fx, policy, handoff)
         if nxt is None:
             break

@@ -264,3 +264,27 @@ def test_stage_transitions(stage: str, etype: str, score: Mapping[str, Any],
     the_lead = Lead("x", stage=stage)
     change = next_stage(the_lead, etype, {}, score, "b2b")
     assert (change[0] if change else None) == expected
+
+
+def test_an_edited_program_carries_enrollments_over_by_step_id() -> None:
+    decider, the_lead = Decider([PRICING], NO_LIMITS), lead()
+    fx = decider.on_event(the_lead, event("web.page_viewed", path="/pricing"), {},
+                          event_time=T0, now=T0)
+    (timer,) = fx.timers
+    # v2 puts a new step first and rewords the email; the lead waits in "wait-1h" still
+    v2 = Program(id="pricing", version=2, name="Pricing", trigger=PRICING.trigger,
+                 steps=(Step("intro", "tag", tag="new-first-step"), *PRICING.steps[:1],
+                        Step("email-1", "send", channel="email", template="pricing-v2")))
+    edited = Decider([v2], NO_LIMITS)
+    out = edited.on_timer(the_lead, timer, T0 + H)
+    assert [c.template for c in out.commands] == ["pricing-v2"]
+    assert the_lead.enrollments["pricing"].program_version == 2
+    assert "new-first-step" not in the_lead.tags
+
+    other = lead()
+    fx = decider.on_event(other, event("web.page_viewed", path="/pricing"), {},
+                          event_time=T0, now=T0)
+    gone = Program(id="pricing", version=3, name="Pricing", trigger=PRICING.trigger,
+                   steps=(Step("only", "send", channel="email", template="x"),))
+    out = Decider([gone], NO_LIMITS).on_timer(other, fx.timers[0], T0 + H)
+    assert [(e.status, e.reason) for e in out.enrollments] == [("exited", "program changed")]
