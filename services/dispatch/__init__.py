@@ -1,4 +1,2 @@
-"""dispatch: delivers email, SMS, CRM tasks and webhooks exactly once, with
-templates, tracking and feedback events.
-
-Not built yet: see issue #5."""
+"""dispatch: delivers email, SMS, CRM tasks and webhooks exactly once, with templates, tracking
+links and outcome events. See runtime.py for how a message goes from command to provider."""

@@ -1,21 +1,112 @@
-"""`nurture-dispatch` / `python -m services.dispatch`."""
+"""`nurture-dispatch` / `python -m services.dispatch`: the composition root.
+
+    nurture-dispatch serve      consume dispatch commands and deliver them (+ /metrics, /readyz)
+    nurture-dispatch migrate    bring dispatch's database schema up to date (Alembic)
+    nurture-dispatch check      templates parse, and every template programs use exists
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
+
+from services.common.errors import ConfigError
+from services.common.settings import KafkaSettings, LogSettings, load
 
 DESCRIPTION = (
     "Nurture dispatch: delivers email, SMS, CRM tasks and webhooks exactly once, with "
     "templates, tracking and feedback events."
 )
+SHARED = """\
+  NURTURE_TRACKING_SECRET                    tracking-link signing secret, shared with ingest
+                                             (unset: a random key, links will not verify)
+  NURTURE_TRACKING_PREVIOUS_SECRETS          retired secrets still accepted (comma-separated)
+  KAFKA_BOOTSTRAP_SERVERS, KAFKA_*, NURTURE_TOPIC_PREFIX, NURTURE_LOG_LEVEL, NURTURE_LOG_FORMAT
+"""
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="nurture-dispatch", description=DESCRIPTION)
-    parser.parse_args(argv)
-    print("nurture-dispatch: not implemented yet (tracked in issue #5)", file=sys.stderr)
-    return 1
+def environment() -> str:
+    """The `--help` epilog: every setting with its default, from the settings class."""
+    from services.common.settings import env_name
+    from services.dispatch.settings import DispatchSettings
+
+    lines = ["environment (serve, migrate):"]
+    for field, info in DispatchSettings.model_fields.items():
+        default = "required" if info.is_required() else (
+            "unset" if info.default is None else str(info.default).lower()
+            if isinstance(info.default, bool) else str(info.default))
+        text = f"({default})" + (f" {info.description}" if info.description else "")
+        lines.append(f"  {env_name(DispatchSettings, field):<42} {text}")
+    return "\n".join(lines) + "\n" + SHARED
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="nurture-dispatch", description=DESCRIPTION,
+                                     epilog=environment(),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="consume dispatch commands and deliver them")
+    serve.add_argument("--migrate", action="store_true", help="run migrations first")
+    sub.add_parser("migrate", help="apply the database migrations")
+    check = sub.add_parser("check", help="check templates against the program files")
+    check.add_argument("--templates", default="config/templates", help="(%(default)s)")
+    check.add_argument("--programs", action="append",
+                       help="program file or directory; repeatable (default: config/programs)")
+    return parser.parse_args(argv)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from services.dispatch.adapters.templates import TemplateStore
+    from services.dispatch.check import check
+
+    store = TemplateStore(Path(args.templates))
+    problems = check(store, args.programs or ["config/programs"])
+    for line in problems:
+        print(line, file=sys.stderr)
+    if not problems:
+        print(f"ok: {len(store.names())} templates in {args.templates}")
+    return 1 if problems else 0
+
+
+def online(args: argparse.Namespace) -> int:
+    from services.common.logging import configure_logging
+    from services.common.tracking import TrackingSettings
+    from services.dispatch.settings import DispatchSettings
+
+    try:
+        log_settings = load(LogSettings)
+        kafka = load(KafkaSettings)
+        settings = load(DispatchSettings)
+        tracking = load(TrackingSettings)
+    except ConfigError as exc:
+        print(f"nurture-dispatch: {exc}", file=sys.stderr)
+        return 2
+    configure_logging("dispatch", level=log_settings.level, fmt=log_settings.format)
+    from services.dispatch.adapters.migrate import upgrade
+
+    if args.command == "migrate" or args.migrate:
+        upgrade(settings.database_url, settings.db_schema)
+        if args.command == "migrate":
+            return 0
+    import uvicorn
+
+    from services.dispatch.app import create_app
+
+    app = create_app(settings, kafka, tracking)
+    uvicorn.Server(uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_config=None, access_log=False,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds))).run()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.command == "check":
+        return run_check(args)
+    return online(args)
 
 
 if __name__ == "__main__":
