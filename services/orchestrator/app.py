@@ -68,7 +68,9 @@ async def _run_workers(app: FastAPI, settings: OrchestratorSettings, kafka: Kafk
             consume(orch, consumer, stop),
             loop(orch.fire_timers, stop, settings.timer_poll_seconds, what="timers"),
             loop(lambda: orch.relay_outbox(producer), stop, settings.relay_idle_seconds,
-                 wake=orch.outbox_ready, what="outbox"))
+                 wake=orch.outbox_ready, what="outbox"),
+            loop(lambda: orch.prune(settings.dedupe_retention_days * 86400), stop, 3600,
+                 what="prune"))
     finally:
         await consumer.stop()
         await producer.stop()

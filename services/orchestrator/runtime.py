@@ -154,6 +154,13 @@ class Orchestrator:
         self.outbox_ready.set()
         return lead, fx
 
+    async def prune(self, retention_seconds: float, limit: int = 5000) -> int:
+        """Delete old processed-event marks, a bounded chunk per round."""
+        async with self.engine.begin() as conn:
+            now = await self.clock.now(conn)
+            return await repo.prune_processed(conn, older_than=now - retention_seconds,
+                                              limit=limit)
+
     async def relay_outbox(self, producer: AIOKafkaProducer, limit: int = 500) -> int:
         """Publish pending outbox rows; delete them once Kafka acknowledged every one."""
         async with self.engine.begin() as conn:

@@ -176,6 +176,14 @@ async def claim_outbox(conn: AsyncConnection, *, limit: int) -> list[tuple[int, 
             for r in rows]
 
 
+async def prune_processed(conn: AsyncConnection, *, older_than: float, limit: int) -> int:
+    """Forget processed-event marks older than any redelivery can be (the topic's retention)."""
+    result = await conn.execute(text(
+        "DELETE FROM processed_events WHERE event_key IN (SELECT event_key FROM processed_events "
+        "WHERE processed_at < :cutoff LIMIT :limit)"), {"cutoff": ts(older_than), "limit": limit})
+    return int(result.rowcount or 0)
+
+
 async def delete_outbox(conn: AsyncConnection, *, ids: Sequence[int]) -> None:
     await conn.execute(delete(t.outbox).where(t.outbox.c.id.in_(ids)))
 
