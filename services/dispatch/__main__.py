@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from services.common.errors import ConfigError
 from services.common.settings import KafkaSettings, LogSettings, load
@@ -57,8 +58,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from services.dispatch.adapters.templates import TemplateStore
     from services.dispatch.check import check
 
@@ -81,6 +80,9 @@ def online(args: argparse.Namespace) -> int:
         kafka = load(KafkaSettings)
         settings = load(DispatchSettings)
         tracking = load(TrackingSettings)
+        if args.command == "serve" and not Path(settings.templates).is_dir():
+            raise ConfigError("invalid configuration:\n  NURTURE_DISPATCH_TEMPLATES: no "
+                              f"directory {settings.templates!r}")
     except ConfigError as exc:
         print(f"nurture-dispatch: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,208 @@
+"""PostgreSQL access for dispatch: keyword-only, typed functions on a connection the caller
+owns, so a status change and the events it causes (outbox rows) commit together.
+
+A delivery row is the durable record of one message id: inserted once (a redelivered command
+finds it and changes nothing), claimed by one replica at a time (`FOR UPDATE SKIP LOCKED` plus
+a lease on `next_attempt_at`), marked `sending` right before the provider call and given its
+final status right after. The raw command (`payload`) is kept while the message may still be
+attempted and cleared once it is final: it holds personal data."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.dispatch.adapters import tables as t
+from services.dispatch.domain.suppressions import Change
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A Kafka record to publish (through the outbox)."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class NewDelivery:
+    message_id: str
+    lead_id: str
+    channel: str
+    payload: bytes
+    origin_topic: str
+    origin_partition: int
+    origin_offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A delivery row as the loops see it."""
+
+    message_id: str
+    lead_id: str
+    channel: str
+    status: str
+    attempts: int
+    payload: bytes | None
+    origin_topic: str
+    origin_partition: int
+    origin_offset: int
+    last_error: str | None = None
+    provider_id: str | None = None
+
+
+def _delivery(row: Any) -> Delivery:
+    return Delivery(row.message_id, row.lead_id, row.channel, row.status, row.attempts,
+                    row.payload, row.origin_topic, row.origin_partition, row.origin_offset,
+                    row.last_error, row.provider_id)
+
+
+async def insert_deliveries(conn: AsyncConnection, *, rows: Sequence[NewDelivery],
+                            now: datetime) -> set[str]:
+    """Insert pending deliveries, due now; the message ids that were new (the others were
+    already known: redeliveries, which change nothing)."""
+    if not rows:
+        return set()
+    unique = {r.message_id: r for r in reversed(rows)}  # the first record of an id wins
+    stmt = insert(t.deliveries).values([
+        {"message_id": r.message_id, "lead_id": r.lead_id, "channel": r.channel,
+         "status": "pending", "attempts": 0, "next_attempt_at": now, "payload": r.payload,
+         "origin_topic": r.origin_topic, "origin_partition": r.origin_partition,
+         "origin_offset": r.origin_offset, "created_at": now, "updated_at": now}
+        for r in unique.values()]).on_conflict_do_nothing().returning(t.deliveries.c.message_id)
+    return set((await conn.execute(stmt)).scalars())
+
+
+async def claim_due(conn: AsyncConnection, *, channel: str, now: datetime, limit: int,
+                    lease_until: datetime) -> list[Delivery]:
+    """Pending deliveries of `channel` that are due, oldest first, locked against other
+    replicas and leased (`next_attempt_at` moved to `lease_until`), so that if this process
+    dies before attempting them they come back when the lease ends."""
+    d = t.deliveries
+    rows = (await conn.execute(
+        select(d).where(d.c.status == "pending", d.c.channel == channel,
+                        d.c.next_attempt_at <= now)
+        .order_by(d.c.next_attempt_at).limit(limit).with_for_update(skip_locked=True))).all()
+    if rows:
+        await conn.execute(update(d).where(d.c.message_id.in_([r.message_id for r in rows]))
+                           .values(next_attempt_at=lease_until))
+    return [_delivery(r) for r in rows]
+
+
+async def start_attempt(conn: AsyncConnection, *, message_id: str, now: datetime) -> int | None:
+    """Mark a claimed delivery `sending` (right before the provider call); its attempt number,
+    or None when it is no longer pending (another replica took it after the lease ran out)."""
+    d = t.deliveries
+    attempt = await conn.scalar(
+        update(d).where(d.c.message_id == message_id, d.c.status == "pending")
+        .values(status="sending", attempts=d.c.attempts + 1, updated_at=now)
+        .returning(d.c.attempts))
+    return None if attempt is None else int(attempt)
+
+
+async def finish(conn: AsyncConnection, *, message_id: str, status: str, now: datetime,
+                 provider_id: str | None = None, error: str | None = None) -> None:
+    """Give a delivery its final status and forget the command."""
+    if status not in t.FINAL_STATUSES:
+        raise ValueError(f"{status!r} is not a final status")
+    d = t.deliveries
+    await conn.execute(update(d).where(d.c.message_id == message_id).values(
+        status=status, provider_id=provider_id, last_error=error, updated_at=now,
+        next_attempt_at=None, payload=None))
+
+
+async def reschedule(conn: AsyncConnection, *, message_id: str, at: datetime, now: datetime,
+                     error: str) -> None:
+    """Back to pending, due again `at`."""
+    d = t.deliveries
+    await conn.execute(update(d).where(d.c.message_id == message_id).values(
+        status="pending", next_attempt_at=at, last_error=error, updated_at=now))
+
+
+async def claim_stale_sending(conn: AsyncConnection, *, before: datetime,
+                              limit: int) -> list[Delivery]:
+    """Deliveries left `sending` since before `before` (the process died mid-attempt), locked."""
+    d = t.deliveries
+    rows = await conn.execute(
+        select(d).where(d.c.status == "sending", d.c.updated_at < before)
+        .order_by(d.c.updated_at).limit(limit).with_for_update(skip_locked=True))
+    return [_delivery(r) for r in rows]
+
+
+async def get_delivery(conn: AsyncConnection, *, message_id: str) -> Delivery | None:
+    row = (await conn.execute(select(t.deliveries)
+                              .where(t.deliveries.c.message_id == message_id))).first()
+    return _delivery(row) if row is not None else None
+
+
+async def suppressions_for(conn: AsyncConnection, *,
+                           lead_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+    """lead id -> channel (or '*') -> reason, for the leads that have any suppression."""
+    if not lead_ids:
+        return {}
+    s = t.suppressions
+    rows = await conn.execute(select(s.c.lead_id, s.c.channel, s.c.reason)
+                              .where(s.c.lead_id.in_(sorted(set(lead_ids)))))
+    found: dict[str, dict[str, str]] = {}
+    for row in rows:
+        found.setdefault(row.lead_id, {})[row.channel] = row.reason
+    return found
+
+
+async def suppress(conn: AsyncConnection, *, lead_id: str, channel: str, reason: str,
+                   at: datetime) -> None:
+    """Suppress `channel` ('*' for all) for a lead; a newer reason replaces an older one."""
+    stmt = insert(t.suppressions).values(lead_id=lead_id, channel=channel, reason=reason, at=at)
+    await conn.execute(stmt.on_conflict_do_update(
+        index_elements=[t.suppressions.c.lead_id, t.suppressions.c.channel],
+        set_={"reason": stmt.excluded.reason, "at": stmt.excluded.at}))
+
+
+async def apply_suppressions(conn: AsyncConnection, *, changes: Sequence[Change]) -> None:
+    """Suppress and lift, each only over an older record (a late event changes nothing)."""
+    s = t.suppressions
+    adds = [c for c in changes if c.reason is not None]
+    if adds:
+        stmt = insert(s).values([{"lead_id": c.lead_id, "channel": c.channel,
+                                  "reason": c.reason, "at": c.at} for c in adds])
+        await conn.execute(stmt.on_conflict_do_update(
+            index_elements=[s.c.lead_id, s.c.channel],
+            set_={"reason": stmt.excluded.reason, "at": stmt.excluded.at},
+            where=s.c.at <= stmt.excluded.at))
+    for lift in (c for c in changes if c.reason is None):
+        await conn.execute(delete(s).where(s.c.lead_id == lift.lead_id,
+                                           s.c.channel == lift.channel, s.c.at <= lift.at))
+
+
+async def enqueue(conn: AsyncConnection, *, records: Sequence[Outgoing], now: datetime) -> None:
+    """Add records to the outbox (published by the relay after this transaction commits)."""
+    if records:
+        await conn.execute(insert(t.outbox), [
+            {"topic": o.topic, "key": o.key, "value": o.value, "headers": o.headers,
+             "created_at": now} for o in records])
+
+
+async def claim_outbox(conn: AsyncConnection, *, limit: int) -> list[tuple[int, Outgoing]]:
+    rows = await conn.execute(select(t.outbox).order_by(t.outbox.c.id).limit(limit)
+                              .with_for_update(skip_locked=True))
+    return [(r.id, Outgoing(r.topic, r.key, r.value, [(h[0], h[1]) for h in r.headers]))
+            for r in rows]
+
+
+async def delete_outbox(conn: AsyncConnection, *, ids: Sequence[int]) -> None:
+    await conn.execute(delete(t.outbox).where(t.outbox.c.id.in_(ids)))
+
+
+async def count_by_status(conn: AsyncConnection) -> dict[str, int]:
+    rows = await conn.execute(select(t.deliveries.c.status, func.count())
+                              .group_by(t.deliveries.c.status))
+    return {str(k): int(v) for k, v in rows}

@@ -1,0 +1,158 @@
+"""Email over SMTP (aiosmtplib): one connection, reused between messages and checked with NOOP
+before each reuse; STARTTLS, implicit TLS and AUTH as configured. SMTP replies and socket
+errors are translated into ProviderUnavailable (connection problems, 4xx) and ProviderRejected
+(5xx); the reply text, which may echo the address, is not kept.
+
+SMTP has no idempotency key: a message the server accepted but whose acceptance we never saw
+(the connection dropped after DATA) cannot be told from one never sent. `Message-ID` is
+derived from the dispatch message id, so receiving systems can spot a duplicate."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.utils import getaddresses, parseaddr
+from typing import Literal, Protocol
+
+import aiosmtplib
+
+from services.dispatch.domain.email import POLICY
+from services.dispatch.domain.errors import ProviderError, ProviderRejected, ProviderUnavailable
+
+log = logging.getLogger(__name__)
+Security = Literal["none", "starttls", "tls"]
+
+
+class Mailer(Protocol):
+    """Hands emails to a mail server."""
+
+    async def send(self, message: EmailMessage) -> str:
+        """Send `message`; the provider's id of it (its Message-ID). Raises ProviderError."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpConfig:
+    """Where and how to connect. `security`: none (plain, e.g. a local relay), starttls
+    (upgrade a plain connection, required) or tls (implicit TLS, usually port 465)."""
+
+    host: str = "127.0.0.1"
+    port: int = 1025
+    security: Security = "none"
+    username: str | None = None
+    password: str | None = None
+    timeout: float = 30.0
+    validate_certs: bool = True
+    ca_file: str | None = None
+
+
+class SmtpMailer:
+    """The real Mailer. Sends are serialized on the one connection."""
+
+    def __init__(self, config: SmtpConfig) -> None:
+        self.config = config
+        self._client: aiosmtplib.SMTP | None = None
+        self._lock = asyncio.Lock()
+
+    async def send(self, message: EmailMessage) -> str:
+        async with self._lock:
+            sender, recipients, raw = envelope(message)
+            try:
+                client = await self._connected()
+                errors, _reply = await client.sendmail(sender, recipients, raw)
+            except aiosmtplib.SMTPException as exc:
+                await self._drop()
+                raise translate(exc) from None
+            except OSError as exc:  # refused, reset, unreachable, TLS handshake
+                await self._drop()
+                raise ProviderUnavailable("connection_failed", type(exc).__name__) from None
+        if errors:  # a refused recipient with others accepted: we send to one, so never here
+            raise ProviderRejected("smtp_recipient_refused", "recipient refused")
+        return str(message["Message-ID"])
+
+    async def close(self) -> None:
+        async with self._lock:
+            if self._client is not None and self._client.is_connected:
+                try:  # a polite QUIT, but never a long wait for it on shutdown
+                    await self._client.quit(timeout=min(5.0, self.config.timeout))
+                except (aiosmtplib.SMTPException, OSError):
+                    self._client.close()
+            self._client = None
+
+    async def _connected(self) -> aiosmtplib.SMTP:
+        if self._client is not None and self._client.is_connected:
+            try:
+                await self._client.noop()
+                return self._client
+            except (aiosmtplib.SMTPException, OSError):  # the server closed an idle connection
+                await self._drop()
+        cfg = self.config
+        client = aiosmtplib.SMTP(
+            hostname=cfg.host, port=cfg.port, timeout=cfg.timeout,
+            use_tls=cfg.security == "tls", start_tls=cfg.security == "starttls",
+            validate_certs=cfg.validate_certs, cert_bundle=cfg.ca_file, username=cfg.username,
+            password=cfg.password)
+        await client.connect()
+        self._client = client
+        return client
+
+    async def _drop(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+def envelope(message: EmailMessage) -> tuple[str, list[str], bytes]:
+    """Envelope sender, recipients and the wire bytes. The message is flattened with our own
+    policy (not the client's default), which keeps `List-Unsubscribe` URLs on one line."""
+    sender = parseaddr(str(message["From"]))[1]
+    recipients = [addr for _, addr in getaddresses([str(v) for v in message.get_all("To", [])])]
+    return sender, recipients, message.as_bytes(policy=POLICY)
+
+
+def translate(exc: aiosmtplib.SMTPException) -> ProviderError:
+    """A domain error for an SMTP failure. Trouble with the server itself (connection, greeting,
+    HELO, AUTH, timeouts) and 4xx replies are transient: the message is fine, the server is not,
+    so it waits for a retry. A 5xx reply to MAIL, RCPT or DATA is about this message: permanent."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused) and exc.recipients:
+        return translate(exc.recipients[0])
+    if isinstance(exc, aiosmtplib.SMTPTimeoutError):
+        return ProviderUnavailable("timeout", type(exc).__name__)
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        step = _MESSAGE_STEPS.get(type(exc))
+        if step is None:
+            return ProviderUnavailable("smtp_server_refused",
+                                       f"SMTP {exc.code} ({type(exc).__name__})")
+        if 500 <= exc.code < 600:
+            return ProviderRejected("smtp_5xx", f"SMTP {exc.code} on {step}")
+        return ProviderUnavailable("smtp_4xx", f"SMTP {exc.code} on {step}")
+    if isinstance(exc, aiosmtplib.SMTPNotSupported):
+        return ProviderUnavailable("smtp_not_supported", type(exc).__name__)
+    return ProviderUnavailable("connection_failed", type(exc).__name__)
+
+
+_MESSAGE_STEPS = {aiosmtplib.SMTPSenderRefused: "MAIL FROM",
+                  aiosmtplib.SMTPRecipientRefused: "RCPT TO", aiosmtplib.SMTPDataError: "DATA"}
+
+
+@dataclass
+class FakeMailer:
+    """A Mailer that keeps what it is sent (`sent`) and raises the errors queued in `failures`
+    first, one per send, like a flaky server."""
+
+    sent: list[EmailMessage] = field(default_factory=list)
+    failures: list[ProviderError] = field(default_factory=list)
+    closed: bool = False
+
+    async def send(self, message: EmailMessage) -> str:
+        if self.failures:
+            raise self.failures.pop(0)
+        self.sent.append(message)
+        return str(message["Message-ID"])
+
+    async def close(self) -> None:
+        self.closed = True

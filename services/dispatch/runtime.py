@@ -1,0 +1,278 @@
+"""Dispatch's moving parts (I/O): the command consumer, one delivery loop per channel, the
+recovery of interrupted attempts and the outbox relay.
+
+Exactly-once, step by step:
+1. The consumer inserts a `pending` delivery per command (`ON CONFLICT DO NOTHING` on the
+   message id: a redelivered command changes nothing) and dead-letters malformed records, in one
+   transaction; Kafka offsets are committed after it.
+2. A channel loop claims due rows (`FOR UPDATE SKIP LOCKED`, then leased by moving
+   `next_attempt_at`), checks expiry and suppressions and renders; for each message it records
+   `sending` (attempt + 1), calls the provider, then records `sent`, a retry at
+   `next_attempt_at`, or `failed` plus a dead letter. Outcome events and dead letters go through
+   the outbox, in the same transaction as the status, and a relay publishes them. A failing
+   provider only pushes its own rows into the future: other channels have their own loops.
+
+The crash window: if the process dies after the provider accepted a message but before `sent`
+was recorded, the row stays `sending`. Nothing resends it blindly: once it is older than the
+sending timeout, the recovery loop resends it only for channels whose provider dedupes on the
+idempotency key we send (`Idempotency-Key` / `webhook-id` = message id; by default CRM tasks
+and webhooks); email (SMTP has no such key) and SMS are marked `failed` with reason
+`sent_unconfirmed` and reported as `message.failed`, so a human can check, instead of risking a
+duplicate."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.common.clock import Clock, SystemClock
+from services.common.deadletter import Origin, dead_letter
+from services.common.topics import Topics
+from services.dispatch.adapters import repository as repo
+from services.dispatch.delivery import Channels, Composer, Prepared, send
+from services.dispatch.domain.command import (
+    CHANNELS,
+    MalformedCommand,
+    SendMessage,
+    parse_command,
+)
+from services.dispatch.domain.errors import DispatchError, ProviderUnavailable
+from services.dispatch.domain.messages import triage
+from services.dispatch.domain.outcomes import Result, outcome_event
+from services.dispatch.domain.retry import RetryPolicy
+from services.dispatch.metrics import DispatchMetrics, dead_letter_reason
+
+log = logging.getLogger(__name__)
+CONSUMER = "nurture-dispatch"
+EVENT_HEADERS = [("content-type", "application/cloudevents+json; charset=utf-8")]
+UNCONFIRMED = "sent_unconfirmed"
+Work = tuple[repo.Delivery, SendMessage, Prepared]
+
+
+@dataclass
+class Dispatcher:
+    """Everything the loops share."""
+
+    engine: AsyncEngine
+    composer: Composer
+    channels: Channels
+    topics: Topics
+    metrics: DispatchMetrics
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    clock: Clock = field(default_factory=SystemClock)
+    jitter: Callable[[], float] = random.random
+    reconcile: frozenset[str] = frozenset({"crm_task", "webhook"})
+    batch_size: int = 50
+    lease: timedelta = timedelta(seconds=120)
+    sending_timeout: timedelta = timedelta(seconds=300)
+    http_concurrency: int = 8
+    wake: dict[str, asyncio.Event] = field(
+        default_factory=lambda: {c: asyncio.Event() for c in CHANNELS})
+    outbox_ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def handle_batch(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        """Record a polled batch of commands as pending deliveries, in one transaction."""
+        now = self.clock.now()
+        rows: list[repo.NewDelivery] = []
+        letters: list[repo.Outgoing] = []
+        for record in records:
+            try:
+                cmd = parse_command(record.value)
+            except MalformedCommand as exc:
+                letters.append(self._letter(record.key, record.value, Origin(
+                    record.topic, record.partition, record.offset), str(exc), now))
+                self.metrics.dead_letters.labels("malformed").inc()
+                continue
+            rows.append(repo.NewDelivery(cmd.message_id, cmd.lead_id, cmd.channel,
+                                         record.value or b"", record.topic, record.partition,
+                                         record.offset))
+        async with self.engine.begin() as conn:
+            fresh = await repo.insert_deliveries(conn, rows=rows, now=now)
+            await repo.enqueue(conn, records=letters, now=now)
+        self.metrics.duplicates.inc(len(rows) - len(fresh))
+        for row in rows:
+            if row.message_id in fresh:
+                self.wake[row.channel].set()
+        if letters:
+            self.outbox_ready.set()
+
+    async def deliver_due(self, channel: str) -> int:
+        """One round of a channel loop: claim due deliveries and attempt them; how many."""
+        now = self.clock.now()
+        work: list[Work] = []
+        async with self.engine.begin() as conn:
+            claimed = await repo.claim_due(conn, channel=channel, now=now, limit=self.batch_size,
+                                           lease_until=now + self.lease)
+            suppressed = await repo.suppressions_for(conn, lead_ids=[d.lead_id for d in claimed])
+            for d in claimed:
+                item = await self._ready(conn, d, suppressed.get(d.lead_id, {}), now)
+                if item is not None:
+                    work.append(item)
+        if len(work) < len(claimed):
+            self.outbox_ready.set()
+        limit = asyncio.Semaphore(1 if channel == "email" else self.http_concurrency)
+
+        async def attempt(item: Work) -> None:
+            async with limit:
+                await self._attempt(*item)
+
+        results = await asyncio.gather(*(attempt(item) for item in work), return_exceptions=True)
+        for (d, _, _), result in zip(work, results, strict=True):
+            if isinstance(result, Exception):  # a bug or the database: the row stays 'sending'
+                log.error("delivery attempt crashed; recovery will settle it", exc_info=result,
+                          extra={"message_id": d.message_id, "lead_id": d.lead_id})
+        return len(claimed)
+
+    async def _ready(self, conn: AsyncConnection, d: repo.Delivery,
+                     suppressions: dict[str, str], now: datetime) -> Work | None:
+        """The message to attempt, or None when it ends here (expired, suppressed, or it cannot
+        be built: failed and dead-lettered)."""
+        try:
+            cmd = parse_command(d.payload)
+        except MalformedCommand as exc:  # stored commands were valid; a model change could bite
+            await self._give_up(conn, d, None, DispatchError("malformed", str(exc)), now,
+                                attempt=d.attempts + 1, label="malformed")
+            return None
+        skip = triage(cmd, now=now, suppressions=suppressions)
+        if skip is not None:
+            await repo.finish(conn, message_id=d.message_id, status=skip.status, now=now,
+                              error=skip.reason)
+            result = Result("suppressed", d.attempts + 1, reason=skip.reason)
+            await repo.enqueue(conn, records=[self._event(cmd, result, now)], now=now)
+            self.metrics.messages.labels(d.channel, skip.status).inc()
+            return None
+        try:
+            return d, cmd, self.composer.prepare(cmd, channels=self.channels, now=now)
+        except DispatchError as exc:
+            await self._give_up(conn, d, cmd, exc, now, attempt=d.attempts + 1,
+                                label=dead_letter_reason(exc.reason))
+            return None
+
+    async def _attempt(self, d: repo.Delivery, cmd: SendMessage, message: Prepared) -> None:
+        """`sending`, the provider call, then the outcome; each record its own transaction."""
+        async with self.engine.begin() as conn:
+            attempt = await repo.start_attempt(conn, message_id=d.message_id,
+                                               now=self.clock.now())
+        if attempt is None:
+            return
+        started = time.monotonic()
+        try:
+            provider_id = await send(self.channels, message, now=self.clock.now())
+        except DispatchError as exc:
+            self.metrics.duration.labels(d.channel).observe(time.monotonic() - started)
+            await self._failed(d, cmd, exc, attempt)
+            return
+        self.metrics.duration.labels(d.channel).observe(time.monotonic() - started)
+        now = self.clock.now()
+        async with self.engine.begin() as conn:
+            await repo.finish(conn, message_id=d.message_id, status="sent", now=now,
+                              provider_id=provider_id or None)
+            result = Result("sent", attempt, provider_message_id=provider_id or None)
+            await repo.enqueue(conn, records=[self._event(cmd, result, now)], now=now)
+        self.metrics.messages.labels(d.channel, "sent").inc()
+        self.outbox_ready.set()
+
+    async def _failed(self, d: repo.Delivery, cmd: SendMessage, exc: DispatchError,
+                      attempt: int) -> None:
+        now = self.clock.now()
+        hint = exc.retry_after if isinstance(exc, ProviderUnavailable) else None
+        at = self.policy.next_attempt(attempt, now=now, jitter=self.jitter(), retry_after=hint) \
+            if exc.transient else None
+        async with self.engine.begin() as conn:
+            if at is None:
+                label = "exhausted" if exc.transient else dead_letter_reason(exc.reason)
+                await self._give_up(conn, d, cmd, exc, now, attempt=attempt, label=label)
+            else:
+                await repo.reschedule(conn, message_id=d.message_id, at=at, now=now,
+                                      error=f"{exc.reason}: {exc.detail}")
+                result = Result("failed", attempt, reason=exc.reason, retryable=True)
+                await repo.enqueue(conn, records=[self._event(cmd, result, now)], now=now)
+        if at is not None:
+            self.metrics.retries.labels(d.channel).inc()
+        log.warning("delivery attempt failed", extra={
+            "message_id": d.message_id, "lead_id": d.lead_id, "channel": d.channel,
+            "attempt": attempt, "reason": exc.reason, "detail": exc.detail,
+            "retry_at": at.isoformat() if at else None})
+        self.outbox_ready.set()
+
+    async def _give_up(self, conn: AsyncConnection, d: repo.Delivery, cmd: SendMessage | None,
+                       exc: DispatchError, now: datetime, *, attempt: int, label: str) -> None:
+        """Failed for good: the status, a dead letter with the original command, and a
+        `message.failed` event (when the command could be read)."""
+        error = f"{exc.reason}: {exc.detail}" if exc.detail != exc.reason else exc.reason
+        if label == "exhausted":
+            error = f"gave up after {attempt} attempts; last: {error}"
+        await repo.finish(conn, message_id=d.message_id, status="failed", now=now, error=error)
+        records = [self._letter(d.lead_id.encode(), d.payload, Origin(
+            d.origin_topic, d.origin_partition, d.origin_offset), error, now)]
+        if cmd is not None:
+            records.append(self._event(cmd, Result("failed", attempt, reason=exc.reason), now))
+        await repo.enqueue(conn, records=records, now=now)
+        self.metrics.messages.labels(d.channel, "failed").inc()
+        self.metrics.dead_letters.labels(label).inc()
+
+    async def recover_stale(self, limit: int = 100) -> int:
+        """Settle attempts interrupted by a crash (see the module docstring); how many."""
+        now = self.clock.now()
+        async with self.engine.begin() as conn:
+            stale = await repo.claim_stale_sending(conn, before=now - self.sending_timeout,
+                                                   limit=limit)
+            for d in stale:
+                if d.channel in self.reconcile:
+                    await repo.reschedule(conn, message_id=d.message_id, at=now, now=now,
+                                          error="interrupted; resent with its idempotency key")
+                    continue
+                await repo.finish(conn, message_id=d.message_id, status="failed", now=now,
+                                  error=f"{UNCONFIRMED}: interrupted after the hand-off to the "
+                                        "provider began; not resent to avoid a duplicate")
+                try:
+                    cmd = parse_command(d.payload)
+                except MalformedCommand:
+                    continue
+                result = Result("failed", d.attempts, reason=UNCONFIRMED)
+                await repo.enqueue(conn, records=[self._event(cmd, result, now)], now=now)
+                self.metrics.messages.labels(d.channel, "unconfirmed").inc()
+        for d in stale:
+            log.warning("interrupted delivery settled", extra={
+                "message_id": d.message_id, "lead_id": d.lead_id, "channel": d.channel,
+                "resent": d.channel in self.reconcile})
+            if d.channel in self.reconcile:
+                self.wake[d.channel].set()
+        self.outbox_ready.set()
+        return len(stale)
+
+    async def relay_outbox(self, producer: AIOKafkaProducer, limit: int = 500) -> int:
+        """Publish pending outbox rows; delete them once Kafka acknowledged every one."""
+        async with self.engine.begin() as conn:
+            rows = await repo.claim_outbox(conn, limit=limit)
+            if not rows:
+                return 0
+            futures = [await producer.send(o.topic, o.value, key=o.key,
+                                           headers=[(k, v.encode()) for k, v in o.headers])
+                       for _, o in rows]
+            await asyncio.gather(*futures)
+            await repo.delete_outbox(conn, ids=[i for i, _ in rows])
+        self.metrics.published.inc(len(rows))
+        return len(rows)
+
+    def _event(self, cmd: SendMessage, result: Result, now: datetime) -> repo.Outgoing:
+        event = outcome_event(cmd, result, now=now)
+        return repo.Outgoing(self.topics.events, cmd.lead_id.encode(), orjson.dumps(event),
+                             [*EVENT_HEADERS, ("ce_type", event["type"])])
+
+    def _letter(self, key: bytes | None, value: bytes | None, origin: Origin, error: str,
+                now: datetime) -> repo.Outgoing:
+        k, v, headers = dead_letter(key=key, value=value, origin=origin, error=error,
+                                    consumer=CONSUMER, failed_at=now)
+        return repo.Outgoing(self.topics.deadletter, k, v,
+                             [(name, raw.decode()) for name, raw in headers])

@@ -1,0 +1,125 @@
+"""dispatch settings: environment variables with the `NURTURE_DISPATCH_` prefix, plus
+`DATABASE_URL`, the tracking secret `NURTURE_TRACKING_SECRET` (services.common.tracking) and the
+shared `KAFKA_*`, `NURTURE_TOPIC_PREFIX`, `NURTURE_LOG_*`.
+
+The defaults run against a local SMTP server on 127.0.0.1:1025 without TLS or auth (e.g.
+`python -m aiosmtpd -n -l 127.0.0.1:1025`), with ingest on 127.0.0.1:8080 for tracking links.
+SMS, CRM tasks and webhooks are off until their URL / credentials are set: a message for a
+channel that is not configured fails with `channel_not_configured`."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_URL = r"^https?://[^\s/]+(/[^\s]*)?$"
+
+
+class DispatchSettings(BaseSettings):
+    """Database, Kafka group, templates, SMTP, the HTTP channels, tracking and retry timings."""
+
+    model_config = SettingsConfigDict(env_prefix="NURTURE_DISPATCH_", extra="ignore")
+
+    database_url: str = Field(validation_alias=AliasChoices("DATABASE_URL"),
+                              pattern=r"^postgresql\+asyncpg://")
+    db_schema: str = Field(default="nurture_dispatch", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    host: str = "0.0.0.0"  # noqa: S104 - a server in a container listens on all interfaces
+    port: int = Field(default=8082, ge=1, le=65535)
+    group_id: str = Field(default="nurture-dispatch",
+                          description="Kafka consumer group (prefixed by NURTURE_TOPIC_PREFIX)")
+    templates: str = Field(default="config/templates", description="template directory")
+
+    # what templates and emails say about the sender
+    from_address: str = Field(default="Nurture <nurture@localhost>", min_length=3,
+                              description="From: of emails, may carry a display name")
+    reply_to: str | None = None
+    message_id_domain: str | None = Field(
+        default=None, description="right-hand side of Message-ID (default: from the sender)")
+    brand: str = Field(default="Nurture", description="{{ brand }} in templates")
+    sender_name: str = Field(default="The Nurture team",
+                             description="{{ sender_name }} in templates")
+    site_url: str = Field(default="https://www.example.com", pattern=_URL,
+                          description="{{ site_url }} in templates")
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=1025, ge=1, le=65535)
+    smtp_security: Literal["none", "starttls", "tls"] = Field(
+        default="none", description="none | starttls | tls (implicit TLS)")
+    smtp_username: str | None = Field(default=None, description="SMTP AUTH (off when unset)")
+    smtp_password: SecretStr | None = None
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0)
+    smtp_validate_certs: bool = True
+    smtp_ca_file: str | None = Field(default=None,
+                                     description="CA bundle for the SMTP server's certificate")
+
+    tracking_base_url: str = Field(default="http://127.0.0.1:8080", pattern=_URL,
+                                   description="ingest's public URL, where tracking links point")
+    tracking_ttl_days: int = Field(default=90, ge=1, le=3650,
+                                   description="how long tracking and unsubscribe links work")
+    track_opens: bool = True
+    track_clicks: bool = True
+    unsubscribe_mailto: str | None = Field(default=None, pattern=r"^[^\s@<>]+@[^\s@<>]+$",
+                                           description="adds a mailto: to List-Unsubscribe")
+
+    sms_base_url: str = Field(default="https://api.twilio.com", pattern=_URL,
+                              description="Twilio-compatible API")
+    sms_account_sid: str | None = Field(
+        default=None, description="SMS is on when SID, auth token and from number are set")
+    sms_auth_token: SecretStr | None = None
+    sms_from: str | None = None
+    crm_url: str | None = Field(default=None, pattern=_URL,
+                                description="CRM task endpoint (CRM tasks off when unset)")
+    crm_token: SecretStr | None = Field(default=None, description="bearer token for the CRM")
+    webhook_url: str | None = Field(default=None, pattern=_URL,
+                                    description="webhook endpoint (webhooks off when unset)")
+    webhook_secret: SecretStr | None = Field(default=None,
+                                             description="signing secret: whsec_<base64> or text")
+    http_timeout_seconds: float = Field(default=10.0, gt=0)
+    follow_suppressions: bool = Field(
+        default=True, description="read unsubscribes, complaints, hard bounces and SMS "
+                                  "opt-outs from the events topic into the suppression list")
+
+    max_attempts: int = Field(default=5, ge=1, le=100,
+                              description="attempts per message, the first included")
+    retry_base_seconds: float = Field(
+        default=30.0, ge=0, description="first retry delay; doubles per attempt, jittered")
+    retry_max_seconds: float = Field(default=3600.0, gt=0)
+    reconcile_channels: str = Field(
+        default="crm_task,webhook", pattern=r"^((email|sms|crm_task|webhook)(,|$))*$",
+        description="channels whose interrupted attempts are resent (their providers dedupe "
+                    "on the idempotency key); others are failed as sent_unconfirmed")
+    sending_timeout_seconds: float = Field(
+        default=300.0, gt=0, description="an attempt still 'sending' after this was interrupted")
+    lease_seconds: float = Field(
+        default=120.0, gt=0, description="claimed rows come back after this if the claimer dies")
+    poll_seconds: float = Field(default=1.0, gt=0,
+                                description="how often each channel looks for due retries")
+    recovery_poll_seconds: float = Field(default=30.0, gt=0)
+    relay_idle_seconds: float = Field(default=0.2, gt=0)
+    batch_size: int = Field(default=50, ge=1, le=1000)
+    http_concurrency: int = Field(default=8, ge=1, le=100,
+                                  description="parallel requests per HTTP channel")
+    shutdown_grace_seconds: float = Field(default=20.0, ge=0)
+
+    @model_validator(mode="after")
+    def _complete(self) -> DispatchSettings:
+        if self.retry_max_seconds < self.retry_base_seconds:
+            raise ValueError("NURTURE_DISPATCH_RETRY_MAX_SECONDS must not be below "
+                             "NURTURE_DISPATCH_RETRY_BASE_SECONDS")
+        sms = (self.sms_account_sid, self.sms_auth_token, self.sms_from)
+        if any(sms) and not all(sms):
+            raise ValueError("SMS needs all of NURTURE_DISPATCH_SMS_ACCOUNT_SID, "
+                             "NURTURE_DISPATCH_SMS_AUTH_TOKEN and NURTURE_DISPATCH_SMS_FROM")
+        if self.webhook_url and not self.webhook_secret:
+            raise ValueError("NURTURE_DISPATCH_WEBHOOK_URL needs NURTURE_DISPATCH_WEBHOOK_SECRET")
+        if self.sending_timeout_seconds <= self.smtp_timeout_seconds \
+                or self.sending_timeout_seconds <= self.http_timeout_seconds:
+            raise ValueError("NURTURE_DISPATCH_SENDING_TIMEOUT_SECONDS must exceed the SMTP "
+                             "and HTTP timeouts")
+        return self
+
+    @property
+    def reconcile(self) -> frozenset[str]:
+        return frozenset(c for c in self.reconcile_channels.split(",") if c)

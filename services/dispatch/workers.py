@@ -1,0 +1,113 @@
+"""Running the Dispatcher: connect to Kafka (waiting out an unreachable broker), then the
+command consumer, one delivery loop per channel, the recovery loop and the outbox relay, until
+`stop`."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeAlias
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
+from aiokafka.structs import ConsumerRecord
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
+
+from services.common.kafka import make_consumer, make_producer
+from services.common.settings import KafkaSettings
+from services.dispatch.domain.command import CHANNELS
+from services.dispatch.feedback import record_suppressions
+from services.dispatch.runtime import Dispatcher
+from services.dispatch.settings import DispatchSettings
+
+log = logging.getLogger(__name__)
+Record: TypeAlias = ConsumerRecord[bytes, bytes]
+
+
+async def run_workers(dispatcher: Dispatcher, settings: DispatchSettings, kafka: KafkaSettings,
+                      stop: asyncio.Event, ready: Callable[[], None]) -> None:
+    """Connect, call `ready()`, and run every loop until `stop`."""
+    group = f"{kafka.topic_prefix}{settings.group_id}"
+    consumer = make_consumer(kafka, dispatcher.topics.dispatch, client_id="nurture-dispatch",
+                             group_id=group)
+    events = make_consumer(kafka, dispatcher.topics.events, client_id="nurture-dispatch",
+                           group_id=f"{group}-suppressions") if settings.follow_suppressions \
+        else None
+    producer = make_producer(kafka, client_id="nurture-dispatch")
+    async for attempt in AsyncRetrying(wait=wait_exponential(multiplier=0.5, max=10),
+                                       retry=retry_if_exception_type(KafkaError)):
+        with attempt:
+            await producer.start()
+            await consumer.start()
+            if events is not None:
+                await events.start()
+    ready()
+
+    async def suppressions(records: list[Record]) -> int:
+        return await record_suppressions(dispatcher.engine, records, now=dispatcher.clock.now())
+
+    try:
+        await asyncio.gather(
+            consume(dispatcher.handle_batch, consumer, stop),
+            *([consume(suppressions, events, stop)] if events is not None else []),
+            *(loop(functools.partial(dispatcher.deliver_due, channel), stop,
+                   settings.poll_seconds, wake=dispatcher.wake[channel],
+                   what=f"deliver-{channel}")
+              for channel in CHANNELS),
+            loop(dispatcher.recover_stale, stop, settings.recovery_poll_seconds, what="recover"),
+            loop(lambda: dispatcher.relay_outbox(producer), stop, settings.relay_idle_seconds,
+                 wake=dispatcher.outbox_ready, what="outbox"))
+    finally:
+        await consumer.stop()
+        if events is not None:
+            await events.stop()
+        await producer.stop()
+
+
+async def consume(handle: Callable[[list[Record]], Awaitable[object]],
+                  consumer: AIOKafkaConsumer, stop: asyncio.Event, backoff: float = 1.0) -> None:
+    """Poll until `stop`, `handle` each batch, commit offsets after it. When a batch cannot be
+    recorded (database outage) nothing was committed: the consumer goes back to
+    its committed offsets and reads the batch again, after a pause."""
+    while not stop.is_set():
+        batches = await consumer.getmany(timeout_ms=500, max_records=500)
+        records = [r for part in batches.values() for r in part]
+        if not records:
+            continue
+        try:
+            await handle(records)
+        except Exception:  # retried from the committed offsets; the outage is logged
+            log.exception("recording a batch failed; reading it again")
+            await consumer.seek_to_committed()
+            await asyncio.sleep(backoff)
+            continue
+        try:
+            await consumer.commit()
+        except KafkaError as exc:  # e.g. a rebalance: redelivered records are no-ops
+            log.warning("offset commit failed", extra={"reason": type(exc).__name__})
+
+
+async def loop(work: Callable[[], Awaitable[int]], stop: asyncio.Event, idle: float,
+               wake: asyncio.Event | None = None, what: str = "") -> None:
+    """Run `work` until `stop`; wait `idle` seconds (or until `wake`) when it found nothing.
+    A failing round is logged and retried: a database or broker outage is waited out."""
+    while not stop.is_set():
+        if wake is not None:
+            wake.clear()  # before the work: a wake-up during it makes the next wait return
+        try:
+            done = await work()
+        except Exception:  # one failed round must not stop the loop; it is logged
+            log.exception("round failed, retrying", extra={"loop": what})
+            done = 0
+            await asyncio.sleep(min(idle * 10, 5))
+        if done:
+            continue
+        waiters = [asyncio.ensure_future(stop.wait())]
+        if wake is not None:
+            waiters.append(asyncio.ensure_future(wake.wait()))
+        _, pending = await asyncio.wait(waiters, timeout=idle,
+                                        return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
