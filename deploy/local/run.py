@@ -12,6 +12,8 @@ Local development defaults (override any of them in the environment):
   NURTURE_SCORING_STATE_DIR .local/scoring
   NURTURE_ORCHESTRATOR_API_TOKEN    nurture-dev-token (the orchestrator API on :8081)
   NURTURE_ORCHESTRATOR_ADMIN_TOKEN  nurture-dev-admin (enables the clock endpoint)
+  NURTURE_TRACKING_SECRET           a fixed local secret shared by ingest and dispatch
+Dispatch sends email to a local SMTP sink on 127.0.0.1:1025 that prints what it receives.
 """
 
 from __future__ import annotations
@@ -32,12 +34,16 @@ import stack
 
 DEV_KEY = "nurture-dev-key"
 DEV_TOKEN = "nurture-dev-token"  # noqa: S105 - a documented local-only token
+DEV_TRACKING_SECRET = "nurture-dev-tracking-secret"  # noqa: S105 - local only; set your own
 DEV_ADMIN_TOKEN = "nurture-dev-admin"  # noqa: S105 - local-only, enables the clock endpoint
 # Services that exist so far; each later service adds its command here.
 SERVICES: dict[str, list[str]] = {
     "ingest": [sys.executable, "-m", "services.ingest", "serve"],
     "scoring": [sys.executable, "-m", "services.scoring", "worker"],
     "orchestrator": [sys.executable, "-m", "services.orchestrator", "serve"],
+    # a local SMTP sink that prints every message dispatch sends (the dev "inbox")
+    "smtp-sink": [sys.executable, "-m", "aiosmtpd", "-n", "-l", "127.0.0.1:1025"],
+    "dispatch": [sys.executable, "-m", "services.dispatch", "serve", "--migrate"],
 }
 COLORS = ("36", "35", "33", "32", "34")
 
@@ -58,6 +64,7 @@ def infra(args: argparse.Namespace) -> dict[str, str]:
     env.setdefault("NURTURE_SCORING_STATE_DIR", str(stack.DEFAULT_STATE_DIR / "scoring"))
     env.setdefault("NURTURE_ORCHESTRATOR_API_TOKEN", DEV_TOKEN)
     env.setdefault("NURTURE_ORCHESTRATOR_ADMIN_TOKEN", DEV_ADMIN_TOKEN)
+    env.setdefault("NURTURE_TRACKING_SECRET", DEV_TRACKING_SECRET)
     env.setdefault("NURTURE_INGEST_API_KEYS", json.dumps([{
         "name": "dev", "sha256": hashlib.sha256(DEV_KEY.encode()).hexdigest(), "sources": ["*"]}]))
     env["PYTHONUNBUFFERED"] = "1"
