@@ -16,6 +16,7 @@ from aiokafka.structs import ConsumerRecord
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from services.common.kafka import make_consumer, make_producer
+from services.common.loops import loop
 from services.common.settings import KafkaSettings
 from services.dispatch.domain.command import CHANNELS
 from services.dispatch.feedback import record_suppressions
@@ -87,27 +88,3 @@ async def consume(handle: Callable[[list[Record]], Awaitable[object]],
             await consumer.commit()
         except KafkaError as exc:  # e.g. a rebalance: redelivered records are no-ops
             log.warning("offset commit failed", extra={"reason": type(exc).__name__})
-
-
-async def loop(work: Callable[[], Awaitable[int]], stop: asyncio.Event, idle: float,
-               wake: asyncio.Event | None = None, what: str = "") -> None:
-    """Run `work` until `stop`; wait `idle` seconds (or until `wake`) when it found nothing.
-    A failing round is logged and retried: a database or broker outage is waited out."""
-    while not stop.is_set():
-        if wake is not None:
-            wake.clear()  # before the work: a wake-up during it makes the next wait return
-        try:
-            done = await work()
-        except Exception:  # one failed round must not stop the loop; it is logged
-            log.exception("round failed, retrying", extra={"loop": what})
-            done = 0
-            await asyncio.sleep(min(idle * 10, 5))
-        if done:
-            continue
-        waiters = [asyncio.ensure_future(stop.wait())]
-        if wake is not None:
-            waiters.append(asyncio.ensure_future(wake.wait()))
-        _, pending = await asyncio.wait(waiters, timeout=idle,
-                                        return_when=asyncio.FIRST_COMPLETED)
-        for task in pending:
-            task.cancel()

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from services.common.kafka import make_consumer, make_producer
+from services.common.loops import loop
 from services.common.metrics import exposition, new_registry
 from services.common.settings import KafkaSettings
 from services.common.topics import Topics
@@ -30,7 +31,7 @@ from services.orchestrator.domain.decide import Decider
 from services.orchestrator.domain.effects import Effects
 from services.orchestrator.domain.lead import Lead
 from services.orchestrator.metrics import OrchestratorMetrics
-from services.orchestrator.runtime import Orchestrator, consume, loop
+from services.orchestrator.runtime import Orchestrator, consume
 from services.orchestrator.settings import OrchestratorSettings
 
 log = logging.getLogger(__name__)

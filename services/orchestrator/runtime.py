@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -183,26 +183,3 @@ async def consume(orch: Orchestrator, consumer: AIOKafkaConsumer, stop: asyncio.
         if records:
             await orch.handle_batch(records)
             await consumer.commit()  # only after the batch's transaction committed
-
-
-async def loop(work: Callable[[], Awaitable[int]], stop: asyncio.Event, idle: float,
-               wake: asyncio.Event | None = None, what: str = "") -> None:
-    """Run `work` until `stop`; sleep `idle` seconds (or until `wake`) when it found nothing.
-    A failing round is logged and retried: a database or broker outage is waited out."""
-    while not stop.is_set():
-        try:
-            done = await work()
-        except Exception:  # one failed round must not stop the loop; it is logged
-            log.exception("round failed, retrying", extra={"loop": what})
-            done = 0
-            await asyncio.sleep(min(idle * 10, 5))
-        if done:
-            continue
-        waiters = [asyncio.ensure_future(stop.wait())]
-        if wake is not None:
-            wake.clear()
-            waiters.append(asyncio.ensure_future(wake.wait()))
-        _, pending = await asyncio.wait(waiters, timeout=idle,
-                                        return_when=asyncio.FIRST_COMPLETED)
-        for task in pending:
-            task.cancel()
