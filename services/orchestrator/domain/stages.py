@@ -21,6 +21,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from services.common.flatten import flatten
 from services.orchestrator.domain.lead import Lead
 
 BEHAVIORAL_PREFIXES = ("web.", "product.")
@@ -36,22 +37,12 @@ def is_behavioral(etype: str) -> bool:
     return etype.startswith(BEHAVIORAL_PREFIXES) or etype in BEHAVIORAL_TYPES
 
 
-def _flatten(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    out: list[tuple[str, Any]] = []
-    for key, value in data.items():
-        if isinstance(value, Mapping):
-            out += _flatten(value, f"{prefix}{key}.")
-        else:
-            out.append((f"{prefix}{key}", value))
-    return out
-
-
 def update_record(lead: Lead, etype: str, data: Mapping[str, Any], score: Mapping[str, Any],
                   event_time: float) -> bool:
     """Fold the event into the lead; True when the profile changed."""
     changed = False
     if etype == "crm.lead_upserted":
-        for key, value in _flatten(data):
+        for key, value in flatten(data):
             if event_time >= lead.profile_time.get(key, -math.inf):
                 changed |= lead.profile.get(key) != value
                 lead.profile[key] = value

@@ -25,6 +25,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
+from services.common.flatten import flatten
 from services.scoring.domain.model import JOURNEY_STAGES, EngagementRule, ScoringModel
 from services.scoring.domain.state import LeadState, ModelState
 
@@ -91,23 +92,13 @@ def event_key(event: Mapping[str, Any]) -> int:
 def merge_profile(state: LeadState, data: Mapping[str, Any], t: float) -> bool:
     """Newest value per field wins (by event time). Nested objects flatten to dotted keys."""
     changed = False
-    for key, value in _flatten(data):
+    for key, value in flatten(data):
         if t >= state.profile_time.get(key, -math.inf):
             if state.profile.get(key) != value:
                 changed = True
             state.profile[key] = value
             state.profile_time[key] = t
     return changed
-
-
-def _flatten(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    out: list[tuple[str, Any]] = []
-    for key, value in data.items():
-        if isinstance(value, Mapping):
-            out += _flatten(value, f"{prefix}{key}.")
-        else:
-            out.append((f"{prefix}{key}", value))
-    return out
 
 
 def _recompute_fit(ms: ModelState, model: ScoringModel, profile: Mapping[str, Any]) -> None:
