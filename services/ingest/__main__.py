@@ -29,6 +29,8 @@ environment:
   NURTURE_LOG_LEVEL / _FORMAT      INFO | DEBUG ...; json | text
   NURTURE_TRACKING_SECRET          verifies open/click/unsubscribe links (same as dispatch);
                                    the /t/ endpoints are off without it
+  NURTURE_INGEST_EMAIL_WEBHOOK_SECRET  verifies POST /v1/webhooks/email (Standard Webhooks;
+                                   whsec_<base64> or plain text); the endpoint is off without it
 """
 
 

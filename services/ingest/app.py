@@ -38,6 +38,7 @@ from services.ingest.metrics import REASONS, IngestMetrics
 from services.ingest.openapi import BATCH_BODY, EVENTS_BODY, RESPONSES
 from services.ingest.settings import IngestSettings
 from services.ingest.tracking import add_tracking_routes
+from services.ingest.webhooks import add_webhook_routes, secret_key
 
 log = logging.getLogger(__name__)
 
@@ -107,10 +108,12 @@ def create_app(
 
     async def handle(request: Request, route: str,
                      to_events: Callable[[bytes, ApiKey], list[dict[str, Any]]],
-                     ok_status: int, ok_body: Callable[[int], dict[str, Any]]) -> Response:
+                     ok_status: int, ok_body: Callable[[int], dict[str, Any]], *,
+                     identify: Callable[[Request], ApiKey] | None = None) -> Response:
         started = time.perf_counter()
         try:
-            key = authenticate(keys, request.headers.get("authorization"))
+            key = (identify(request) if identify is not None
+                   else authenticate(keys, request.headers.get("authorization")))
             body = await read_body(request, settings.max_body_bytes)
             received_at = clock.now()
             records = accept(to_events(body, key), key=key, received_at=received_at,
@@ -171,6 +174,11 @@ def create_app(
 
         return await handle(request, "/v1/batch", to_events, 200,
                             lambda n: {"success": True, "accepted": n})
+
+    email_secret = settings.email_webhook_secret
+    add_webhook_routes(app, handle=handle, clock=clock, max_events=settings.max_batch_events,
+                       email_key=secret_key(email_secret.get_secret_value())
+                       if email_secret is not None else None)
 
     if tracking_keys:
         async def publish(records: list[Record]) -> None:

@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, field_validator
+import base64
+import binascii
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -42,6 +45,28 @@ class IngestSettings(BaseSettings):
     produce_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     retry_after_seconds: int = Field(default=5, ge=1, le=3600)
     shutdown_grace_seconds: float = Field(default=20.0, ge=0)
+    email_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="verifies POST /v1/webhooks/email (Standard Webhooks: whsec_<base64> or "
+                    "plain text); the endpoint answers 404 without it",
+    )
+
+    @field_validator("email_webhook_secret")
+    @classmethod
+    def _usable_secret(cls, secret: SecretStr | None) -> SecretStr | None:
+        if secret is None:
+            return None
+        value = secret.get_secret_value()
+        if value.startswith("whsec_"):
+            try:
+                key = base64.b64decode(value.removeprefix("whsec_"), validate=True)
+            except (binascii.Error, ValueError):
+                raise ValueError("whsec_ secret is not base64 after the prefix") from None
+        else:
+            key = value.encode()
+        if len(key) < 16:
+            raise ValueError("the email webhook secret is too short (at least 16 bytes)")
+        return secret
 
     @field_validator("api_keys")
     @classmethod

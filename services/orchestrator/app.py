@@ -10,6 +10,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import parse_qsl
 
 from aiokafka.errors import KafkaError
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
@@ -25,6 +26,7 @@ from services.common.loops import loop
 from services.common.metrics import exposition, new_registry
 from services.common.settings import KafkaSettings
 from services.common.topics import Topics
+from services.orchestrator import sms_inbound
 from services.orchestrator.adapters import queries
 from services.orchestrator.adapters import repository as repo
 from services.orchestrator.domain.decide import Decider
@@ -199,6 +201,31 @@ def create_app(settings: OrchestratorSettings, kafka: KafkaSettings, decider: De
             offset = await repo.advance_clock(conn, seconds=body.seconds)
             now = await orch.clock.now(conn)
         return {"offset_seconds": offset, "now": now}
+
+    @app.post("/v1/webhooks/sms", summary="Inbound SMS (Twilio-compatible): STOP, START, HELP")
+    async def sms_webhook(request: Request) -> Response:
+        """Signed with `X-Twilio-Signature` over NURTURE_ORCHESTRATOR_PUBLIC_URL; answers TwiML."""
+        if settings.sms_auth_token is None or not settings.public_url:
+            raise HTTPException(404, "inbound SMS is disabled (set NURTURE_ORCHESTRATOR_"
+                                     "SMS_AUTH_TOKEN and NURTURE_ORCHESTRATOR_PUBLIC_URL)")
+        body = (await request.body())[:64 * 1024].decode(errors="replace")
+        form = dict(parse_qsl(body, keep_blank_values=True))
+        url = settings.public_url.rstrip("/") + "/v1/webhooks/sms"
+        if not sms_inbound.verified(settings.sms_auth_token.get_secret_value(), url, form,
+                                    request.headers.get("x-twilio-signature")):
+            raise HTTPException(401, "missing or wrong X-Twilio-Signature")
+        orch = orch_of(request)
+        async with orch.engine.begin() as conn:
+            now = await orch.clock.now(conn)
+            leads = await sms_inbound.leads_with_phone(conn, form.get("From", ""))
+            events = sms_inbound.events_for(form, leads, now)
+            if events:
+                await repo.save(conn, leads={}, effects=[], topics=orch.topics, now=now,
+                                extra_outbox=sms_inbound.outgoing(events, orch.topics))
+        orch.outbox_ready.set()
+        word = sms_inbound.keyword(form.get("Body", ""))
+        reply = sms_inbound.HELP_REPLY if word in sms_inbound.HELP else None
+        return Response(sms_inbound.twiml(reply), media_type="text/xml")
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

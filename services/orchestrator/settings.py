@@ -30,6 +30,10 @@ class OrchestratorSettings(BaseSettings):
     timer_poll_seconds: float = Field(default=0.5, gt=0)
     relay_idle_seconds: float = Field(default=0.2, gt=0)
     shutdown_grace_seconds: float = Field(default=20.0, ge=0)
+    public_url: str | None = Field(
+        default=None, description="the URL the SMS provider calls us at (it signs that URL)")
+    sms_auth_token: SecretStr | None = Field(
+        default=None, description="the SMS provider's auth token: enables /v1/webhooks/sms")
     dedupe_retention_days: float = Field(
         default=35.0, gt=0, description="keep processed-event marks this long: longer than the "
                                         "scored-events topic keeps records (30 days)")

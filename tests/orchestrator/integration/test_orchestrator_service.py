@@ -14,6 +14,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from schemas import validate_event
 from services.common.settings import KafkaSettings
 from services.common.topics import Topics
 from services.orchestrator.adapters.migrate import upgrade
@@ -199,3 +200,42 @@ async def test_two_replicas_share_timers_without_double_firing(
             fired += sum(float(line.split()[-1]) for line in text.splitlines()
                          if line.startswith("nurture_orchestrator_timer_lateness_seconds_count"))
         assert fired == len(leads)
+
+
+async def test_inbound_sms_stop_becomes_an_opt_out_event_for_the_lead(
+        database_url: str, schema: str, kafka: KafkaSettings) -> None:
+    from services.orchestrator.sms_inbound import signature
+
+    settings = OrchestratorSettings(  # type: ignore[call-arg]
+        DATABASE_URL=database_url, db_schema=schema, api_token="api-token",
+        public_url="https://nurture.example.com", sms_auth_token="twilio-token",
+        timer_poll_seconds=0.1, relay_idle_seconds=0.05)
+    phone = "+14155550123"
+    await produce(kafka, [("lead-sms", scored_event("lead-sms", "p", "crm.lead_upserted",
+                                                    {"phone": phone}))])
+    async with serve(create_app(settings, kafka, decider())) as url, \
+            httpx.AsyncClient() as client:
+        async def known() -> bool:
+            r = await client.get(f"{url}/v1/leads/lead-sms", headers=API)
+            return r.status_code == 200
+        await wait_until(known, timeout=30, what="lead stored")
+        form = {"From": phone, "To": "+15005550006", "Body": " stop please",
+                "MessageSid": "SM123"}
+        signed = signature("twilio-token", "https://nurture.example.com/v1/webhooks/sms", form)
+        forged = await client.post(f"{url}/v1/webhooks/sms", data=form,
+                                   headers={"X-Twilio-Signature": "bm9wZQ=="})
+        assert forged.status_code == 401
+        ok = await client.post(f"{url}/v1/webhooks/sms", data=form,
+                               headers={"X-Twilio-Signature": signed})
+        assert (ok.status_code, ok.headers["content-type"]) == (200, "text/xml; charset=utf-8")
+        records = await read_topic(kafka.bootstrap_servers, Topics(kafka.topic_prefix).events,
+                                   until=lambda rs: len(rs) >= 1)
+        (event,) = [orjson.loads(r.value) for r in records]
+        assert (event["type"], event["subject"], event["data"]) == (
+            "sms.opted_out", "lead-sms", {"keyword": "STOP"})
+        assert validate_event(event) == []
+        helped = await client.post(f"{url}/v1/webhooks/sms", data=form | {"Body": "help"},
+                                   headers={"X-Twilio-Signature": signature(
+                                       "twilio-token", "https://nurture.example.com/v1/"
+                                       "webhooks/sms", form | {"Body": "help"})})
+        assert "Reply STOP" in helped.text

@@ -1,0 +1,209 @@
+"""Inbound webhooks: provider callbacks turned into Nurture CloudEvents, published like any other
+event (all-or-nothing per request, 2xx only once Kafka acknowledged, 503 + Retry-After if not).
+
+- `POST /v1/webhooks/email`: delivery, bounce and complaint events of the email provider, signed
+  the Standard Webhooks way (standardwebhooks.com, the way dispatch signs its own webhooks).
+- `POST /v1/webhooks/crm`: CRM callbacks, authenticated with an ingest API key.
+
+The mapping and the signature check are pure (time and ids come in as arguments); the route
+handlers reuse the app's `handle()` for reading, accepting, publishing and error translation."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from fastapi import FastAPI, Request, Response
+
+from schemas import validate_event
+from services.common.clock import Clock
+from services.ingest.domain.auth import ApiKey, AuthError
+from services.ingest.domain.intake import FieldProblem, Rejected, check_count, decode_json
+from services.ingest.openapi import RESPONSES
+
+EMAIL_SOURCE = "nurture-ingest/email-webhook"
+EMAIL_WEBHOOK_SETTING = "NURTURE_INGEST_EMAIL_WEBHOOK_SECRET"
+TOLERANCE_SECONDS = 300
+MAX_DIAGNOSTIC = 1000  # the schema's limit; longer server text is cut, not refused
+_MESSAGE = ("message_id", "program_id", "step_id", "template_id")
+EMAIL_TYPES: dict[str, tuple[str, tuple[str, ...]]] = {  # provider type -> (our type, data)
+    "delivered": ("email.delivered", _MESSAGE),
+    "bounced": ("email.bounced", (*_MESSAGE, "bounce_type", "diagnostic")),
+    "complained": ("email.complained", _MESSAGE),
+}
+_DEAL = ("opportunity_id", "amount", "currency")
+CRM_TYPES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "opportunity_opened": ("crm.opportunity_opened", (*_DEAL, "stage", "owner_id")),
+    "deal_won": ("crm.deal_won", _DEAL),
+    "deal_lost": ("crm.deal_lost", (*_DEAL, "reason")),
+    "task_completed": ("crm.task_completed", ("task_id", "outcome")),
+    "owner_assigned": ("crm.owner_assigned", ("owner_id",)),
+}
+# the signature stands in for an API key: this one may only send what the mapping produces
+EMAIL_KEY = ApiKey("email-webhook", "", (EMAIL_SOURCE,),
+                   tuple(etype for etype, _ in EMAIL_TYPES.values()))
+_ENVELOPE_PATHS = {"subject": "lead_id", "time": "timestamp", "id": "id", "type": "type"}
+
+ToEvents = Callable[[bytes, ApiKey], list[dict[str, Any]]]
+
+
+class Handle(Protocol):
+    """The app's request pipeline: identify, read, map, accept, publish, answer."""
+
+    async def __call__(self, request: Request, route: str, to_events: ToEvents, ok_status: int,
+                      ok_body: Callable[[int], dict[str, Any]], *,
+                      identify: Callable[[Request], ApiKey] | None = None) -> Response: ...
+
+
+def secret_key(secret: str) -> bytes:
+    """The HMAC key of a Standard Webhooks secret: `whsec_<base64>` decoded, else the UTF-8."""
+    if secret.startswith("whsec_"):
+        try:
+            return base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("the secret starts with whsec_ but the rest is not base64") from None
+    return secret.encode()
+
+
+def verify_signature(key: bytes, *, headers: Mapping[str, str], body: bytes, now: float) -> str:
+    """The `webhook-id` of a correctly signed, fresh request; AuthError(401) saying what is
+    wrong otherwise. Several space-separated signatures may be sent (key rotation): any wins."""
+    msg_id = headers.get("webhook-id", "")
+    stamp = headers.get("webhook-timestamp", "")
+    given = headers.get("webhook-signature", "")
+    if not (msg_id and stamp and given):
+        raise AuthError(401, "missing webhook-id, webhook-timestamp or webhook-signature header")
+    if not stamp.isdigit():
+        raise AuthError(401, "webhook-timestamp is not Unix seconds")
+    if abs(now - int(stamp)) > TOLERANCE_SECONDS:
+        raise AuthError(401, f"webhook-timestamp is more than {TOLERANCE_SECONDS // 60} minutes "
+                             "off the current time (a replay, or a wrong clock)")
+    signed = f"{msg_id}.{stamp}.".encode() + body
+    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest())
+    found = False
+    for candidate in given.split():
+        version, _, value = candidate.partition(",")
+        if version == "v1" and hmac.compare_digest(expected, value.encode()):
+            found = True
+    if not found:
+        raise AuthError(401, "webhook signature does not match")
+    return msg_id
+
+
+def _translate(path: str) -> str:
+    if path.startswith("data."):
+        return path[5:]
+    return _ENVELOPE_PATHS.get(path, path)
+
+
+def map_items(doc: Any, types: Mapping[str, tuple[str, tuple[str, ...]]], *, source: str,
+              event_id: Callable[[int, dict[str, Any]], Any],
+              max_events: int) -> list[dict[str, Any]]:
+    """CloudEvents for a webhook body (one item or an array of them), or Rejected(422) listing
+    every problem as `{index, path, message}` with the paths of the provider's items."""
+    if not isinstance(doc, list | dict):
+        raise Rejected(400, "body must be a JSON object (one event) or array of them")
+    items = doc if isinstance(doc, list) else [doc]
+    check_count(len(items), max_events)
+    events: list[dict[str, Any]] = []
+    problems: list[FieldProblem] = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            problems.append(FieldProblem(index, "", "each event must be an object"))
+            continue
+        if item.get("type") not in types:
+            problems.append(FieldProblem(index, "type", f"unsupported type {item.get('type')!r}; "
+                                                        f"supported: {', '.join(types)}"))
+            continue
+        etype, fields = types[item["type"]]
+        data = {f: item[f] for f in fields if item.get(f) is not None}
+        event: dict[str, Any] = {"specversion": "1.0", "id": event_id(index, item),
+                                 "source": source, "type": etype, "subject": item.get("lead_id"),
+                                 "time": item.get("timestamp"), "data": data}
+        event = {k: v for k, v in event.items() if v is not None}
+        problems += [FieldProblem(index, _translate(p.path), p.message)
+                     for p in validate_event(event)]
+        events.append(event)
+    if problems:
+        raise Rejected(422, f"{len({p.index for p in problems})} of {len(items)} events are "
+                            "invalid; nothing was accepted", problems)
+    return events
+
+
+def email_events(doc: Any, *, webhook_id: str, max_events: int) -> list[dict[str, Any]]:
+    """Events for an email-provider body. Ids derive from `webhook-id` and the item's index, so
+    a provider's retry of the same webhook is the same events downstream."""
+    for item in doc if isinstance(doc, list) else [doc]:
+        diagnostic = item.get("diagnostic") if isinstance(item, dict) else None
+        if isinstance(diagnostic, str) and len(diagnostic) > MAX_DIAGNOSTIC:
+            item["diagnostic"] = diagnostic[:MAX_DIAGNOSTIC]
+
+    def event_id(index: int, _item: dict[str, Any]) -> str:
+        return "ewh_" + hashlib.sha256(f"{webhook_id}|{index}".encode()).hexdigest()[:32]
+
+    return map_items(doc, EMAIL_TYPES, source=EMAIL_SOURCE, event_id=event_id,
+                     max_events=max_events)
+
+
+def crm_events(doc: Any, *, key_name: str, max_events: int) -> list[dict[str, Any]]:
+    """Events for a CRM body: the CRM's event `id` is the event id, `crm-webhook:<key>` the
+    source, so a CRM's retry is deduped downstream."""
+    return map_items(doc, CRM_TYPES, source=f"crm-webhook:{key_name}",
+                     event_id=lambda _index, item: item.get("id"), max_events=max_events)
+
+
+def add_webhook_routes(app: FastAPI, *, handle: Handle, email_key: bytes | None, clock: Clock,
+                       max_events: int) -> None:
+    """Register /v1/webhooks/email (off, answering 404, without `email_key`) and
+    /v1/webhooks/crm on the ingest app."""
+
+    def email_identity(_request: Request) -> ApiKey:
+        if email_key is None:
+            raise Rejected(404, f"the email webhook is off: set {EMAIL_WEBHOOK_SETTING}")
+        return EMAIL_KEY
+
+    @app.post("/v1/webhooks/email", status_code=200, responses=RESPONSES,
+              summary="Email provider events (Standard Webhooks signature)")
+    async def email_webhook(request: Request) -> Response:
+        """Delivery, bounce and complaint callbacks of the email provider, signed the Standard
+        Webhooks way with `NURTURE_INGEST_EMAIL_WEBHOOK_SECRET` (`webhook-id`,
+        `webhook-timestamp` within 5 minutes, `webhook-signature: v1,<base64 HMAC-SHA256>`).
+
+        Body: one object or an array of `{"type": "delivered" | "bounced" | "complained",
+        "message_id", "lead_id", "timestamp" (RFC 3339), "bounce_type"?: "hard" | "soft",
+        "diagnostic"?, "program_id"?, "step_id"?, "template_id"?}` → `email.delivered`,
+        `email.bounced`, `email.complained` (source `nurture-ingest/email-webhook`, id derived
+        from `webhook-id` + position, so a retry is deduped). 200 `{"accepted": n}` once Kafka
+        has them all; 401 bad/missing/stale signature; 404 when the secret is not set; 422
+        invalid items as `{index, path, message}`; 503 + Retry-After when Kafka is down."""
+        def to_events(body: bytes, _key: ApiKey) -> list[dict[str, Any]]:
+            assert email_key is not None  # email_identity refused the request otherwise
+            webhook_id = verify_signature(email_key, headers=request.headers, body=body,
+                                          now=clock.now().timestamp())
+            return email_events(decode_json(body), webhook_id=webhook_id, max_events=max_events)
+
+        return await handle(request, "/v1/webhooks/email", to_events, 200,
+                            lambda n: {"accepted": n}, identify=email_identity)
+
+    @app.post("/v1/webhooks/crm", status_code=200, responses=RESPONSES,
+              summary="CRM callbacks (ingest API key)")
+    async def crm_webhook(request: Request) -> Response:
+        """CRM callbacks, authenticated with an ingest API key (`Authorization: Bearer <key>`)
+        whose sources allow `crm-webhook:<key name>` and types allow `crm.*`.
+
+        Body: one object or an array of `{"type": "opportunity_opened" | "deal_won" |
+        "deal_lost" | "task_completed" | "owner_assigned", "lead_id", "id" (the CRM's event id),
+        "timestamp" (RFC 3339), ...fields}` → `crm.<type>`; fields kept per type:
+        `opportunity_id`, `amount`, `currency`, `stage`, `owner_id` (opportunity_opened);
+        `opportunity_id`, `amount`, `currency` (+ `reason` for deal_lost); `task_id`, `outcome`;
+        `owner_id`. 200 `{"accepted": n}` once Kafka has them all; 401 / 403 / 422 / 503 as on
+        `/v1/events`."""
+        def to_events(body: bytes, key: ApiKey) -> list[dict[str, Any]]:
+            return crm_events(decode_json(body), key_name=key.name, max_events=max_events)
+
+        return await handle(request, "/v1/webhooks/crm", to_events, 200,
+                            lambda n: {"accepted": n})
