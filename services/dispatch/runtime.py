@@ -35,10 +35,13 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.common import outbox
 from services.common.clock import Clock, SystemClock
 from services.common.deadletter import Origin, dead_letter
+from services.common.outbox import Outgoing
 from services.common.topics import Topics
 from services.dispatch.adapters import repository as repo
+from services.dispatch.adapters import tables
 from services.dispatch.delivery import Channels, Composer, Prepared, send
 from services.dispatch.domain.command import (
     CHANNELS,
@@ -84,7 +87,7 @@ class Dispatcher:
         """Record a polled batch of commands as pending deliveries, in one transaction."""
         now = self.clock.now()
         rows: list[repo.NewDelivery] = []
-        letters: list[repo.Outgoing] = []
+        letters: list[Outgoing] = []
         for record in records:
             try:
                 cmd = parse_command(record.value)
@@ -252,27 +255,19 @@ class Dispatcher:
         return len(stale)
 
     async def relay_outbox(self, producer: AIOKafkaProducer, limit: int = 500) -> int:
-        """Publish pending outbox rows; delete them once Kafka acknowledged every one."""
-        async with self.engine.begin() as conn:
-            rows = await repo.claim_outbox(conn, limit=limit)
-            if not rows:
-                return 0
-            futures = [await producer.send(o.topic, o.value, key=o.key,
-                                           headers=[(k, v.encode()) for k, v in o.headers])
-                       for _, o in rows]
-            await asyncio.gather(*futures)
-            await repo.delete_outbox(conn, ids=[i for i, _ in rows])
-        self.metrics.published.inc(len(rows))
-        return len(rows)
+        """Publish pending outbox rows; they are deleted once Kafka acknowledged them."""
+        published = await outbox.relay(self.engine, tables.outbox, producer, limit)
+        self.metrics.published.inc(published)
+        return published
 
-    def _event(self, cmd: SendMessage, result: Result, now: datetime) -> repo.Outgoing:
+    def _event(self, cmd: SendMessage, result: Result, now: datetime) -> Outgoing:
         event = outcome_event(cmd, result, now=now)
-        return repo.Outgoing(self.topics.events, cmd.lead_id.encode(), orjson.dumps(event),
+        return Outgoing(self.topics.events, cmd.lead_id.encode(), orjson.dumps(event),
                              [*EVENT_HEADERS, ("ce_type", event["type"])])
 
     def _letter(self, key: bytes | None, value: bytes | None, origin: Origin, error: str,
-                now: datetime) -> repo.Outgoing:
+                now: datetime) -> Outgoing:
         k, v, headers = dead_letter(key=key, value=value, origin=origin, error=error,
                                     consumer=CONSUMER, failed_at=now)
-        return repo.Outgoing(self.topics.deadletter, k, v,
+        return Outgoing(self.topics.deadletter, k, v,
                              [(name, raw.decode()) for name, raw in headers])

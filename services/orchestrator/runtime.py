@@ -19,10 +19,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.common import outbox
 from services.common.deadletter import Origin, dead_letter
 from services.common.eventtime import event_epoch
+from services.common.outbox import Outgoing
 from services.common.topics import Topics
 from services.orchestrator.adapters import repository as repo
+from services.orchestrator.adapters import tables
 from services.orchestrator.domain.decide import Decider
 from services.orchestrator.domain.effects import Effects
 from services.orchestrator.domain.lead import Lead
@@ -82,7 +85,7 @@ class Orchestrator:
     async def handle_batch(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         """One transaction for a polled batch of scored events."""
         parsed: list[Parsed] = []
-        letters: list[repo.Outgoing] = []
+        letters: list[Outgoing] = []
         for record in records:
             try:
                 parsed.append(parse(record))
@@ -91,7 +94,7 @@ class Orchestrator:
                     key=record.key, value=record.value, error=str(exc), consumer=CONSUMER,
                     origin=Origin(record.topic, record.partition, record.offset),
                     failed_at=datetime.now(UTC))
-                letters.append(repo.Outgoing(self.topics.deadletter, key, value,
+                letters.append(Outgoing(self.topics.deadletter, key, value,
                                              [(k, v.decode()) for k, v in headers]))
                 self.metrics.events.labels("dead_lettered").inc()
         async with self.engine.begin() as conn:
@@ -162,18 +165,10 @@ class Orchestrator:
                                               limit=limit)
 
     async def relay_outbox(self, producer: AIOKafkaProducer, limit: int = 500) -> int:
-        """Publish pending outbox rows; delete them once Kafka acknowledged every one."""
-        async with self.engine.begin() as conn:
-            rows = await repo.claim_outbox(conn, limit=limit)
-            if not rows:
-                return 0
-            futures = [await producer.send(o.topic, o.value, key=o.key,
-                                           headers=[(k, v.encode()) for k, v in o.headers])
-                       for _, o in rows]
-            await asyncio.gather(*futures)
-            await repo.delete_outbox(conn, ids=[i for i, _ in rows])
-        self.metrics.published.inc(len(rows))
-        return len(rows)
+        """Publish pending outbox rows; they are deleted once Kafka acknowledged them."""
+        published = await outbox.relay(self.engine, tables.outbox, producer, limit)
+        self.metrics.published.inc(published)
+        return published
 
 
 async def consume(orch: Orchestrator, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:

@@ -24,8 +24,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.eventtime import rfc3339
+from services.common.outbox import Outgoing
 from services.common.topics import Topics
-from services.orchestrator.adapters.repository import Outgoing
 
 STOP = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
 START = frozenset({"START", "UNSTOP", "YES"})

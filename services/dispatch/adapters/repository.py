@@ -18,18 +18,10 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.common import outbox
+from services.common.outbox import Outgoing
 from services.dispatch.adapters import tables as t
 from services.dispatch.domain.suppressions import Change
-
-
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    """A Kafka record to publish (through the outbox)."""
-
-    topic: str
-    key: bytes | None
-    value: bytes
-    headers: list[tuple[str, str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,21 +177,7 @@ async def apply_suppressions(conn: AsyncConnection, *, changes: Sequence[Change]
 
 async def enqueue(conn: AsyncConnection, *, records: Sequence[Outgoing], now: datetime) -> None:
     """Add records to the outbox (published by the relay after this transaction commits)."""
-    if records:
-        await conn.execute(insert(t.outbox), [
-            {"topic": o.topic, "key": o.key, "value": o.value, "headers": o.headers,
-             "created_at": now} for o in records])
-
-
-async def claim_outbox(conn: AsyncConnection, *, limit: int) -> list[tuple[int, Outgoing]]:
-    rows = await conn.execute(select(t.outbox).order_by(t.outbox.c.id).limit(limit)
-                              .with_for_update(skip_locked=True))
-    return [(r.id, Outgoing(r.topic, r.key, r.value, [(h[0], h[1]) for h in r.headers]))
-            for r in rows]
-
-
-async def delete_outbox(conn: AsyncConnection, *, ids: Sequence[int]) -> None:
-    await conn.execute(delete(t.outbox).where(t.outbox.c.id.in_(ids)))
+    await outbox.enqueue(conn, t.outbox, records, now)
 
 
 async def count_by_status(conn: AsyncConnection) -> dict[str, int]:

@@ -15,6 +15,8 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.common import outbox
+from services.common.outbox import Outgoing
 from services.common.topics import Topics
 from services.orchestrator.adapters import tables as t
 from services.orchestrator.domain.effects import Effects, Timer
@@ -65,14 +67,6 @@ async def lock_leads(conn: AsyncConnection, *, lead_ids: Iterable[str]) -> dict[
 async def get_lead(conn: AsyncConnection, *, lead_id: str) -> Lead | None:
     state = await conn.scalar(select(t.leads.c.state).where(t.leads.c.lead_id == lead_id))
     return Lead.from_dict(state) if state else None
-
-
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    topic: str
-    key: bytes | None
-    value: bytes
-    headers: list[tuple[str, str]]
 
 
 def outbox_rows(lead_id: str, fx: Effects, topics: Topics) -> list[Outgoing]:
@@ -126,10 +120,7 @@ async def save(conn: AsyncConnection, *, leads: dict[str, Lead],
     for table, batch in ((t.stage_history, history), (t.timers, timers), (t.messages, notes)):
         if batch:
             await conn.execute(insert(table), batch)
-    if out:
-        await conn.execute(insert(t.outbox), [
-            {"topic": o.topic, "key": o.key, "value": o.value, "headers": o.headers,
-             "created_at": ts(now)} for o in out])
+    await outbox.enqueue(conn, t.outbox, out, ts(now) or datetime.now(UTC))
     await _mirror_enrollments(conn, leads)
 
 
@@ -169,23 +160,12 @@ async def claim_due_timers(conn: AsyncConnection, *, now: float, limit: int) -> 
     return due
 
 
-async def claim_outbox(conn: AsyncConnection, *, limit: int) -> list[tuple[int, Outgoing]]:
-    rows = await conn.execute(select(t.outbox).order_by(t.outbox.c.id).limit(limit)
-                              .with_for_update(skip_locked=True))
-    return [(r.id, Outgoing(r.topic, r.key, r.value, [(h[0], h[1]) for h in r.headers]))
-            for r in rows]
-
-
 async def prune_processed(conn: AsyncConnection, *, older_than: float, limit: int) -> int:
     """Forget processed-event marks older than any redelivery can be (the topic's retention)."""
     result = await conn.execute(text(
         "DELETE FROM processed_events WHERE event_key IN (SELECT event_key FROM processed_events "
         "WHERE processed_at < :cutoff LIMIT :limit)"), {"cutoff": ts(older_than), "limit": limit})
     return int(result.rowcount or 0)
-
-
-async def delete_outbox(conn: AsyncConnection, *, ids: Sequence[int]) -> None:
-    await conn.execute(delete(t.outbox).where(t.outbox.c.id.in_(ids)))
 
 
 async def backlog(conn: AsyncConnection) -> dict[str, float]:
