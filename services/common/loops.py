@@ -6,6 +6,10 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
+from aiokafka.structs import ConsumerRecord
+
 log = logging.getLogger(__name__)
 
 
@@ -31,3 +35,26 @@ async def loop(work: Callable[[], Awaitable[int]], stop: asyncio.Event, idle: fl
                                         return_when=asyncio.FIRST_COMPLETED)
         for task in pending:
             task.cancel()
+
+
+async def consume(handle: Callable[[list[ConsumerRecord[bytes, bytes]]], Awaitable[object]],
+                  consumer: AIOKafkaConsumer, stop: asyncio.Event, backoff: float = 1.0) -> None:
+    """Poll until `stop`, `handle` each batch, commit offsets after it. When a batch cannot be
+    recorded (database outage) nothing was committed: the consumer goes back to
+    its committed offsets and reads the batch again, after a pause."""
+    while not stop.is_set():
+        batches = await consumer.getmany(timeout_ms=500, max_records=500)
+        records = [r for part in batches.values() for r in part]
+        if not records:
+            continue
+        try:
+            await handle(records)
+        except Exception:  # retried from the committed offsets; the outage is logged
+            log.exception("recording a batch failed; reading it again")
+            await consumer.seek_to_committed()
+            await asyncio.sleep(backoff)
+            continue
+        try:
+            await consumer.commit()
+        except KafkaError as exc:  # e.g. a rebalance: redelivered records are no-ops
+            log.warning("offset commit failed", extra={"reason": type(exc).__name__})

@@ -7,16 +7,15 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TypeAlias
 
-from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from services.common.kafka import make_consumer, make_producer
-from services.common.loops import loop
+from services.common.loops import consume, loop
 from services.common.settings import KafkaSettings
 from services.dispatch.domain.command import CHANNELS
 from services.dispatch.feedback import record_suppressions
@@ -65,26 +64,3 @@ async def run_workers(dispatcher: Dispatcher, settings: DispatchSettings, kafka:
         if events is not None:
             await events.stop()
         await producer.stop()
-
-
-async def consume(handle: Callable[[list[Record]], Awaitable[object]],
-                  consumer: AIOKafkaConsumer, stop: asyncio.Event, backoff: float = 1.0) -> None:
-    """Poll until `stop`, `handle` each batch, commit offsets after it. When a batch cannot be
-    recorded (database outage) nothing was committed: the consumer goes back to
-    its committed offsets and reads the batch again, after a pause."""
-    while not stop.is_set():
-        batches = await consumer.getmany(timeout_ms=500, max_records=500)
-        records = [r for part in batches.values() for r in part]
-        if not records:
-            continue
-        try:
-            await handle(records)
-        except Exception:  # retried from the committed offsets; the outage is logged
-            log.exception("recording a batch failed; reading it again")
-            await consumer.seek_to_committed()
-            await asyncio.sleep(backoff)
-            continue
-        try:
-            await consumer.commit()
-        except KafkaError as exc:  # e.g. a rebalance: redelivered records are no-ops
-            log.warning("offset commit failed", extra={"reason": type(exc).__name__})

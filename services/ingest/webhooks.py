@@ -77,7 +77,7 @@ def verify_signature(key: bytes, *, headers: Mapping[str, str], body: bytes, now
     given = headers.get("webhook-signature", "")
     if not (msg_id and stamp and given):
         raise AuthError(401, "missing webhook-id, webhook-timestamp or webhook-signature header")
-    if not stamp.isdigit():
+    if not (stamp.isascii() and stamp.isdigit()):
         raise AuthError(401, "webhook-timestamp is not Unix seconds")
     if abs(now - int(stamp)) > TOLERANCE_SECONDS:
         raise AuthError(401, f"webhook-timestamp is more than {TOLERANCE_SECONDS // 60} minutes "

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from services.common.kafka import make_consumer, make_producer
-from services.common.loops import loop
+from services.common.loops import consume, loop
 from services.common.metrics import exposition, new_registry
 from services.common.settings import KafkaSettings
 from services.common.topics import Topics
@@ -33,7 +33,7 @@ from services.orchestrator.domain.decide import Decider
 from services.orchestrator.domain.effects import Effects
 from services.orchestrator.domain.lead import Lead
 from services.orchestrator.metrics import OrchestratorMetrics
-from services.orchestrator.runtime import Orchestrator, consume
+from services.orchestrator.runtime import Orchestrator
 from services.orchestrator.settings import OrchestratorSettings
 
 log = logging.getLogger(__name__)
@@ -68,13 +68,14 @@ async def _run_workers(app: FastAPI, settings: OrchestratorSettings, kafka: Kafk
     app.state.kafka_ready = True
     try:
         await asyncio.gather(
-            consume(orch, consumer, stop),
+            consume(orch.handle_batch, consumer, stop),
             loop(orch.fire_timers, stop, settings.timer_poll_seconds, what="timers"),
             loop(lambda: orch.relay_outbox(producer), stop, settings.relay_idle_seconds,
                  wake=orch.outbox_ready, what="outbox"),
             loop(lambda: orch.prune(settings.dedupe_retention_days * 86400), stop, 3600,
                  what="prune"))
     finally:
+        app.state.kafka_ready = False  # not ready any more, whatever ended the workers
         await consumer.stop()
         await producer.stop()
 
@@ -92,6 +93,7 @@ def create_app(settings: OrchestratorSettings, kafka: KafkaSettings, decider: De
         stop = asyncio.Event()
         workers = asyncio.create_task(_run_workers(app, settings, kafka, orch, stop)) \
             if run_workers else None
+        app.state.workers = workers
         try:
             yield
         finally:
@@ -228,8 +230,11 @@ def create_app(settings: OrchestratorSettings, kafka: KafkaSettings, decider: De
         return Response(sms_inbound.twiml(reply), media_type="text/xml")
 
     @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def healthz(request: Request) -> Response:
+        workers = getattr(request.app.state, "workers", None)
+        if workers is not None and workers.done():
+            return JSONResponse({"detail": "the background workers stopped; see the log"}, 503)
+        return JSONResponse({"status": "ok"})
 
     @app.get("/readyz")
     async def readyz(request: Request) -> Response:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -50,6 +50,7 @@ class Parsed:
     event: dict[str, Any]
     score: dict[str, Any]
     event_time: float | None
+    record: ConsumerRecord[bytes, bytes]
 
 
 def parse(record: ConsumerRecord[bytes, bytes]) -> Parsed:
@@ -68,7 +69,8 @@ def parse(record: ConsumerRecord[bytes, bytes]) -> Parsed:
     when = None
     with contextlib.suppress(ValueError):
         when = event_epoch(event.get("time"))
-    return Parsed(f"{event['source']}\x1f{event['id']}", event["subject"], event, score, when)
+    return Parsed(f"{event['source']}\x1f{event['id']}", event["subject"], event, score, when,
+                  record)
 
 
 @dataclass
@@ -90,13 +92,7 @@ class Orchestrator:
             try:
                 parsed.append(parse(record))
             except ValueError as exc:
-                key, value, headers = dead_letter(
-                    key=record.key, value=record.value, error=str(exc), consumer=CONSUMER,
-                    origin=Origin(record.topic, record.partition, record.offset),
-                    failed_at=datetime.now(UTC))
-                letters.append(Outgoing(self.topics.deadletter, key, value,
-                                             [(k, v.decode()) for k, v in headers]))
-                self.metrics.events.labels("dead_lettered").inc()
+                letters.append(self._dead_letter(record, str(exc)))
         async with self.engine.begin() as conn:
             now = await self.clock.now(conn)
             fresh = await repo.claim_events(conn, keys=[p.key for p in parsed], now=now)
@@ -109,9 +105,20 @@ class Orchestrator:
             leads = await repo.lock_leads(conn, lead_ids=[p.lead_id for p in todo])
             effects: list[tuple[str, Effects]] = []
             for p in todo:
-                lead, fx = self.decider.on_event_for(leads.get(p.lead_id), p.lead_id, p.event,
-                                                     p.score, event_time=p.event_time or now,
-                                                     now=now)
+                before = leads.get(p.lead_id)
+                saved = before.to_dict() if before else None
+                try:
+                    lead, fx = self.decider.on_event_for(
+                        before, p.lead_id, p.event, p.score, event_time=p.event_time or now,
+                        now=now)
+                except Exception as exc:  # one event the decisions choke on: dead-lettered,
+                    # the lead as it was before it; the batch and the partition go on
+                    log.exception("decision failed; event dead-lettered",
+                                  extra={"event_id": p.event.get("id")})
+                    if saved is not None:
+                        leads[p.lead_id] = Lead.from_dict(saved)
+                    letters.append(self._dead_letter(p.record, f"{type(exc).__name__}: {exc}"))
+                    continue
                 leads[p.lead_id] = lead
                 effects.append((p.lead_id, fx))
             await repo.save(conn, leads=leads, effects=effects, extra_outbox=letters,
@@ -119,6 +126,14 @@ class Orchestrator:
         self.metrics.events.labels("processed").inc(len(todo))
         self.metrics.observe(effects)
         self.outbox_ready.set()
+
+    def _dead_letter(self, record: ConsumerRecord[bytes, bytes], error: str) -> Outgoing:
+        key, value, headers = dead_letter(
+            key=record.key, value=record.value, error=error, consumer=CONSUMER,
+            origin=Origin(record.topic, record.partition, record.offset),
+            failed_at=datetime.now(UTC))
+        self.metrics.events.labels("dead_lettered").inc()
+        return Outgoing(self.topics.deadletter, key, value, [(k, v.decode()) for k, v in headers])
 
     async def fire_timers(self, limit: int = 200) -> int:
         """Fire due timers in one transaction; the number fired."""
@@ -133,9 +148,9 @@ class Orchestrator:
                 lead = leads.get(item.lead_id)
                 if lead is None:
                     continue
-                # a late timer fires as of its due time, so a program keeps its rhythm (and a
-                # clock moved forward by days replays every step in between)
-                fx = self.decider.on_timer(lead, item.timer, item.timer.due_at)
+                # decided at the current time, not the due time: a backlog (an outage, a clock
+                # moved forward) still meets quiet hours and caps as they are now
+                fx = self.decider.on_timer(lead, item.timer, now)
                 effects.append((item.lead_id, fx))
                 self.metrics.timer_lateness.observe(max(0.0, now - item.timer.due_at))
             await repo.save(conn, leads=leads, effects=effects, topics=self.topics, now=now)
@@ -171,10 +186,3 @@ class Orchestrator:
         return published
 
 
-async def consume(orch: Orchestrator, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        batches = await consumer.getmany(timeout_ms=500, max_records=500)
-        records = [r for part in batches.values() for r in part]
-        if records:
-            await orch.handle_batch(records)
-            await consumer.commit()  # only after the batch's transaction committed

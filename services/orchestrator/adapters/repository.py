@@ -48,7 +48,8 @@ async def claim_events(conn: AsyncConnection, *, keys: Sequence[str], now: float
     if not keys:
         return set()
     stmt = insert(t.processed_events).values(
-        [{"event_key": k, "processed_at": ts(now)} for k in dict.fromkeys(keys)]
+        # sorted: two overlapping batches take the index locks in the same order
+        [{"event_key": k, "processed_at": ts(now)} for k in sorted(set(keys))]
     ).on_conflict_do_nothing().returning(t.processed_events.c.event_key)
     return set((await conn.execute(stmt)).scalars())
 

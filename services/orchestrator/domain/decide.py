@@ -172,7 +172,8 @@ class Decider:
             return
         if self.eligible(lead, program, now) is not None:
             return
-        enr = Enrollment(program.id, program.version, entered_at=now)
+        lead.enrollment_count += 1
+        enr = Enrollment(program.id, program.version, entered_at=now, seq=lead.enrollment_count)
         lead.enrollments[program.id] = enr
         fx.enrollments.append(EnrollmentChange(program.id, "entered", cause, now))
         self._advance(lead, program, enr, now, fx)

@@ -29,6 +29,7 @@ class Enrollment:
     wake_at: float | None = None
     generation: int = 0  # bumped on every move; a timer for an older generation is stale
     held_since: float | None = None  # when the current (held) send was first due
+    seq: int = 0  # the lead's n-th enrollment (in any program): keeps message ids unique
     since: dict[str, int] = field(default_factory=dict)  # event type -> count since entering
 
     @property
@@ -38,7 +39,7 @@ class Enrollment:
     @property
     def key(self) -> str:
         """Stable id of this enrollment (a lead may enter a program again later)."""
-        return f"{self.program_id}@{int(self.entered_at)}"
+        return f"{self.program_id}@{int(self.entered_at)}#{self.seq}"
 
 
 @dataclass
@@ -66,6 +67,7 @@ class Lead:
     last_exit: dict[str, float] = field(default_factory=dict)  # program id -> when it ended
     contacts: list[Contact] = field(default_factory=list)  # recent sends, for the caps
     scheduled_dates: dict[str, float] = field(default_factory=dict)  # date-trigger bookkeeping
+    enrollment_count: int = 0
 
     @property
     def timezone(self) -> str | None:

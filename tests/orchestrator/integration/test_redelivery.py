@@ -91,3 +91,57 @@ async def test_processed_marks_older_than_the_retention_are_pruned(database_url:
         assert (await snapshot(engine))["processed_events"] == []
     finally:
         await engine.dispose()
+
+
+async def test_an_event_the_decisions_choke_on_is_dead_lettered_and_the_rest_goes_on(
+        database_url: str) -> None:
+    schema = f"poison_{uuid.uuid4().hex[:8]}"
+    await asyncio.to_thread(upgrade, database_url, schema)
+    engine = create_async_engine(database_url,
+                                 connect_args={"server_settings": {"search_path": schema}})
+    try:
+        orch = Orchestrator(engine, decider(), Topics(), OrchestratorMetrics(new_registry()))
+        good = records(1)[:3]
+        poison_value = orjson.dumps({"event": {"id": "bad", "source": "t", "type": "web.x",
+                                               "subject": "lead-0", "data": {}},
+                                     "score": {"models": ["not", "a", "mapping"]}})
+        poison = ConsumerRecord("scored", 0, 99, 0, 0, b"lead-0", poison_value, None, 6,
+                                len(poison_value), [])
+        await orch.handle_batch([good[0], poison, *good[1:]])
+        shot = await snapshot(engine)
+        assert len(shot["processed_events"]) == 4  # the poison one is not retried forever
+        async with engine.connect() as conn:
+            topics = [r.topic for r in await conn.execute(text("SELECT topic FROM outbox"))]
+        assert Topics().deadletter in topics
+        assert shot["leads"]  # the good events were decided and saved
+    finally:
+        await engine.dispose()
+
+
+async def test_a_late_timer_is_decided_at_the_current_time(database_url: str) -> None:
+    schema = f"late_{uuid.uuid4().hex[:8]}"
+    await asyncio.to_thread(upgrade, database_url, schema)
+    engine = create_async_engine(database_url,
+                                 connect_args={"server_settings": {"search_path": schema}})
+    try:
+        orch = Orchestrator(engine, decider(), Topics(), OrchestratorMetrics(new_registry()))
+        profile = orjson.dumps({"event": {"id": "p", "source": "t", "type": "crm.lead_upserted",
+                                          "subject": "lead-1", "data": {"email": "a@x.io"}},
+                                "score": {}})
+        visit = orjson.dumps({"event": {"id": "v", "source": "t", "type": "web.page_viewed",
+                                        "subject": "lead-1",
+                                        "data": {"url": "u", "path": "/pricing"}},
+                              "score": {}})
+        await orch.handle_batch([ConsumerRecord("s", 0, i, 0, 0, b"lead-1", v, None, 6, len(v),
+                                                [])
+                                 for i, v in enumerate((profile, visit))])
+        async with engine.begin() as conn:  # ten hours late
+            await conn.execute(text("UPDATE clock SET offset_seconds = 36000"))
+            due = await conn.scalar(text("SELECT extract(epoch FROM due_at) FROM timers"))
+        assert await orch.fire_timers() == 1
+        async with engine.connect() as conn:
+            sent_at = await conn.scalar(text(
+                "SELECT extract(epoch FROM at) FROM messages WHERE status = 'sent'"))
+        assert float(sent_at) > float(due) + 8 * 3600
+    finally:
+        await engine.dispose()
