@@ -23,6 +23,8 @@ from services.common.outbox import Outgoing
 from services.dispatch.adapters import tables as t
 from services.dispatch.domain.suppressions import Change
 
+LIFTABLE = ("unsubscribed", "opted_out")
+
 
 @dataclass(frozen=True, slots=True)
 class NewDelivery:
@@ -171,8 +173,10 @@ async def apply_suppressions(conn: AsyncConnection, *, changes: Sequence[Change]
             set_={"reason": stmt.excluded.reason, "at": stmt.excluded.at},
             where=s.c.at <= stmt.excluded.at))
     for lift in (c for c in changes if c.reason is None):
+        # consent lifts an opt-out, never a complaint or a hard bounce
         await conn.execute(delete(s).where(s.c.lead_id == lift.lead_id,
-                                           s.c.channel == lift.channel, s.c.at <= lift.at))
+                                           s.c.channel == lift.channel, s.c.at <= lift.at,
+                                           s.c.reason.in_(LIFTABLE)))
 
 
 async def enqueue(conn: AsyncConnection, *, records: Sequence[Outgoing], now: datetime) -> None:

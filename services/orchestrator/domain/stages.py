@@ -52,6 +52,14 @@ def update_record(lead: Lead, etype: str, data: Mapping[str, Any], score: Mappin
     if etype in SUPPRESSING:
         channel, reason = SUPPRESSING[etype]
         lead.suppressed[channel] = reason
+    elif etype == "crm.lead_upserted":
+        for channel, lifted in (("sms", "opted out"), ("email", "unsubscribed")):
+            # consent granted again (START by SMS, a re-subscribe in the CRM) lifts an opt-out,
+            # never a complaint or a hard bounce
+            if lead.profile.get(f"consent.{channel}") == "granted" \
+                    and lead.suppressed.get(channel) == lifted \
+                    and lead.profile_time.get(f"consent.{channel}") == event_time:
+                del lead.suppressed[channel]
     elif etype == "email.bounced" and data.get("bounce_type") == "hard":
         lead.suppressed["email"] = "hard bounce"
     if is_behavioral(etype):

@@ -288,3 +288,15 @@ def test_an_edited_program_carries_enrollments_over_by_step_id() -> None:
                    steps=(Step("only", "send", channel="email", template="x"),))
     out = Decider([gone], NO_LIMITS).on_timer(other, fx.timers[0], T0 + H)
     assert [(e.status, e.reason) for e in out.enrollments] == [("exited", "program changed")]
+
+
+def test_consent_granted_again_lifts_an_opt_out_but_not_a_complaint() -> None:
+    decider, the_lead = Decider([], NO_LIMITS), lead()
+    decider.on_event(the_lead, event("sms.opted_out", keyword="STOP"), {}, event_time=T0, now=T0)
+    decider.on_event(the_lead, event("email.complained", message_id="m"), {}, event_time=T0,
+                     now=T0)
+    assert the_lead.suppressed == {"sms": "opted out", "email": "complaint"}
+    decider.on_event(the_lead, event("crm.lead_upserted",
+                                     consent={"sms": "granted", "email": "granted"}), {},
+                     event_time=T0 + 60, now=T0 + 60)
+    assert the_lead.suppressed == {"email": "complaint"}
