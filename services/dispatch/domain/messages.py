@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from services.dispatch.domain.command import SendMessage
+from services.dispatch.domain.sms_text import fit
 
 ALL_CHANNELS = "*"
 """The `channel` of a suppression that applies to every channel."""
@@ -77,8 +78,9 @@ class Webhook:
     payload: dict[str, Any]
 
 
-def build_sms(cmd: SendMessage, body: str) -> Sms:
-    return Sms(cmd.message_id, str(cmd.context["phone"]).strip(), body.strip())
+def build_sms(cmd: SendMessage, body: str, *, max_segments: int = 2) -> Sms:
+    """The text message, its body fitted into `max_segments` segments."""
+    return Sms(cmd.message_id, str(cmd.context["phone"]).strip(), fit(body, max_segments))
 
 
 def build_task(cmd: SendMessage, *, body: str | None, now: datetime) -> Task:
