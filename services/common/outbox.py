@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import Table, delete, insert, select
+from sqlalchemy import Table, delete, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 
@@ -45,8 +45,12 @@ async def claim(conn: AsyncConnection, table: Table, limit: int) -> list[tuple[i
 
 async def relay(engine: AsyncEngine, table: Table, producer: AIOKafkaProducer,
                 limit: int = 500) -> int:
-    """Publish up to `limit` pending rows; the number published."""
+    """Publish up to `limit` pending rows; the number published. One replica relays at a time
+    (a transaction-scoped advisory lock per table), so a lead's records keep their order."""
     async with engine.begin() as conn:
+        if not await conn.scalar(text("SELECT pg_try_advisory_xact_lock(hashtext(:name))"),
+                                 {"name": f"nurture-outbox:{table.schema or ''}.{table.name}"}):
+            return 0
         rows = await claim(conn, table, limit)
         if not rows:
             return 0

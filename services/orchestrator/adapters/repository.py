@@ -59,6 +59,11 @@ async def lock_leads(conn: AsyncConnection, *, lead_ids: Iterable[str]) -> dict[
     ids = sorted(set(lead_ids))
     if not ids:
         return {}
+    # a lead that has no row yet cannot be locked FOR UPDATE; a transaction-scoped advisory lock
+    # per lead id (taken in the same order) keeps two creators of one new lead apart
+    # (unnest yields the sorted array in order, so the locks are taken in id order)
+    await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(lead_id)) "
+                            "FROM unnest(CAST(:ids AS text[])) AS lead_id"), {"ids": ids})
     rows = await conn.execute(select(t.leads.c.lead_id, t.leads.c.state)
                               .where(t.leads.c.lead_id.in_(ids))
                               .order_by(t.leads.c.lead_id).with_for_update())
