@@ -8,13 +8,17 @@ record is published at least once and never lost (consumers dedupe). Each servic
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import Table, delete, insert, select, text
+from aiokafka.errors import MessageSizeTooLargeError
+from sqlalchemy import Table, delete, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +41,8 @@ async def enqueue(conn: AsyncConnection, table: Table, records: Sequence[Outgoin
 
 async def claim(conn: AsyncConnection, table: Table, limit: int) -> list[tuple[int, Outgoing]]:
     """The oldest pending rows, locked so another replica's relay skips them."""
-    rows = await conn.execute(select(table).order_by(table.c.id).limit(limit)
+    rows = await conn.execute(select(table).where(table.c.parked_reason.is_(None))
+                              .order_by(table.c.id).limit(limit)
                               .with_for_update(skip_locked=True))
     return [(r.id, Outgoing(r.topic, r.key, r.value, [(h[0], h[1]) for h in r.headers]))
             for r in rows]
@@ -54,9 +59,42 @@ async def relay(engine: AsyncEngine, table: Table, producer: AIOKafkaProducer,
         rows = await claim(conn, table, limit)
         if not rows:
             return 0
-        futures = [await producer.send(o.topic, o.value, key=o.key,
-                                       headers=[(k, v.encode()) for k, v in o.headers])
-                   for _, o in rows]
-        await asyncio.gather(*futures)
-        await conn.execute(delete(table).where(table.c.id.in_([i for i, _ in rows])))
-    return len(rows)
+        done, refused = [], []
+        for (row_id, o), result in zip(rows, await _send_all(producer, rows), strict=True):
+            if result is None:
+                done.append(row_id)
+            elif isinstance(result, MessageSizeTooLargeError):
+                refused.append(row_id)  # Kafka will never take it: park it, go on
+                log.error("outbox record refused by Kafka; parked", extra={
+                    "outbox_id": row_id, "topic": o.topic, "size": len(o.value)})
+            else:
+                raise result  # retriable: the transaction rolls back, the next round retries
+        if refused:
+            await conn.execute(update(table).where(table.c.id.in_(refused))
+                               .values(parked_reason="refused by Kafka: record too large"))
+        await conn.execute(delete(table).where(table.c.id.in_(done)))
+    return len(done)
+
+
+async def _send_all(producer: AIOKafkaProducer,
+                    rows: list[tuple[int, Outgoing]]) -> list[BaseException | None]:
+    """Send in row order (so the partition order is the outbox order), then await every ack;
+    per row: None when acknowledged, else the error."""
+    pending: list[asyncio.Future[object] | BaseException] = []
+    for _, o in rows:
+        try:
+            pending.append(await producer.send(o.topic, o.value, key=o.key,
+                                               headers=[(k, v.encode()) for k, v in o.headers]))
+        except MessageSizeTooLargeError as exc:
+            pending.append(exc)
+    results: list[BaseException | None] = []
+    for item in pending:
+        if isinstance(item, BaseException):
+            results.append(item)
+            continue
+        try:
+            await item
+            results.append(None)
+        except Exception as exc:  # reported per row to the caller, which decides
+            results.append(exc)
+    return results

@@ -46,4 +46,5 @@ outbox = sa.Table(
     sa.Column("value", sa.LargeBinary, nullable=False),
     sa.Column("headers", JSONB, nullable=False),
     sa.Column("created_at", TS, nullable=False),
+    sa.Column("parked_reason", sa.Text),
 )

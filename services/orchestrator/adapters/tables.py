@@ -84,6 +84,7 @@ outbox = Table(
     Column("value", LargeBinary, nullable=False),
     Column("headers", JSONB, nullable=False),
     Column("created_at", TS, nullable=False),
+    Column("parked_reason", Text),
 )
 clock = Table(
     "clock", metadata,

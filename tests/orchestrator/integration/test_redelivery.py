@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -144,4 +145,40 @@ async def test_a_late_timer_is_decided_at_the_current_time(database_url: str) ->
                 "SELECT extract(epoch FROM at) FROM messages WHERE status = 'sent'"))
         assert float(sent_at) > float(due) + 8 * 3600
     finally:
+        await engine.dispose()
+
+
+async def test_a_record_kafka_refuses_is_parked_and_the_rest_is_published(
+        database_url: str, kafka_bootstrap: str) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    from services.common.outbox import Outgoing, enqueue
+    from services.orchestrator.adapters import tables
+    from tests.support import isolated_kafka, read_topic
+
+    kafka = await isolated_kafka(kafka_bootstrap)
+    topics = Topics(kafka.topic_prefix)
+    schema = f"park_{uuid.uuid4().hex[:8]}"
+    await asyncio.to_thread(upgrade, database_url, schema)
+    engine = create_async_engine(database_url,
+                                 connect_args={"server_settings": {"search_path": schema}})
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers)
+    await producer.start()
+    try:
+        orch = Orchestrator(engine, decider(), topics, OrchestratorMetrics(new_registry()))
+        async with engine.begin() as conn:
+            await enqueue(conn, tables.outbox, [
+                Outgoing(topics.stages, b"lead-1", b"x" * 2_000_000, []),  # over 1 MiB
+                Outgoing(topics.stages, b"lead-1", b'{"ok": true}', [])],
+                datetime.now(UTC))
+        assert await orch.relay_outbox(producer) == 1
+        assert await orch.relay_outbox(producer) == 0  # the parked row is not retried
+        records = await read_topic(kafka.bootstrap_servers, topics.stages,
+                                   until=lambda rs: len(rs) >= 1)
+        assert [r.value for r in records] == [b'{"ok": true}']
+        async with engine.connect() as conn:
+            parked = (await conn.execute(text("SELECT parked_reason FROM outbox"))).scalars()
+            assert list(parked) == ["refused by Kafka: record too large"]
+    finally:
+        await producer.stop()
         await engine.dispose()
