@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import hmac
 import logging
 from collections.abc import AsyncIterator
@@ -221,6 +222,10 @@ def create_app(settings: OrchestratorSettings, kafka: KafkaSettings, decider: De
             now = await orch.clock.now(conn)
             leads = await sms_inbound.leads_with_phone(conn, form.get("From", ""))
             events = sms_inbound.events_for(form, leads, now)
+            if not leads:  # profiles hold E.164 numbers (ingest validates them), as providers send
+                log.warning("inbound SMS from a number no lead has", extra={
+                    "number_hash": hashlib.sha256(form.get("From", "").encode()).hexdigest()[:16],
+                    "keyword": sms_inbound.keyword(form.get("Body", ""))})
             if events:
                 await repo.save(conn, leads={}, effects=[], topics=orch.topics, now=now,
                                 extra_outbox=sms_inbound.outgoing(events, orch.topics))

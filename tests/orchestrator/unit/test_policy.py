@@ -169,3 +169,22 @@ def test_programs_competing_for_one_lead_never_exceed_the_caps(
     sent += [c.created_at for c in fire_due(decider, the_lead, timers, start + 60 * D).commands]
     for t in sent:
         assert len([s for s in sent if t - 7 * D < s <= t]) <= 3
+
+
+@pytest.mark.parametrize(("quiet_end", "now_local", "expected_local"), [
+    # 02:30 does not exist on 2026-03-08 in New York (02:00 -> 03:00): the window ends at 03:30
+    # EDT (the wall-clock time read with the pre-gap offset), after the gap, and never before now
+    (time(2, 30), "2026-03-08T01:00", "2026-03-08T03:30"),
+    # 01:30 happens twice on 2026-11-01 (fall back): the first one ends the window
+    (time(1, 30), "2026-11-01T00:30", "2026-11-01T01:30"),
+])
+def test_quiet_hours_ending_inside_a_dst_gap_or_a_repeated_hour(
+        quiet_end: time, now_local: str, expected_local: str) -> None:
+    tz = "America/New_York"
+    policy = ContactPolicy(caps=(), quiet_hours=QuietHours(time(22, 0), quiet_end))
+    now = at(now_local, tz)
+    verdict = check(policy, lead(tz), "email", now)
+    assert verdict.action == "defer"
+    assert verdict.until is not None and verdict.until > now
+    local = datetime.fromtimestamp(verdict.until, ZoneInfo(tz)).strftime("%Y-%m-%dT%H:%M")
+    assert local == expected_local
