@@ -1,0 +1,174 @@
+"""`nurture-dlq`: look at dead letters and, after a fix, put them back where they came from.
+
+    nurture-dlq list   [--since 2h | 2026-11-24T08:00Z] [--reason TEXT] [--consumer NAME] [--json]
+    nurture-dlq replay [same filters] [--dry-run]
+
+`replay` re-publishes each dead letter's original key and bytes to its origin topic (the
+consumers dedupe on event id / message id, so replaying twice is harmless). It reads the
+dead-letter topic up to its end at the start of the command, so it always terminates."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from services.common.errors import ConfigError
+from services.common.kafka import connection_options, make_producer
+from services.common.settings import KafkaSettings, load
+from services.common.topics import Topics, partition_count
+
+UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+@dataclass(frozen=True, slots=True)
+class Letter:
+    offset: int
+    partition: int
+    error: str
+    consumer: str
+    failed_at: datetime
+    origin_topic: str
+    origin: str  # topic/partition/offset
+    key: bytes | None
+    value: bytes | None
+
+
+def parse_since(text: str | None, now: datetime) -> datetime | None:
+    """`2h` / `3d` ago, or an RFC 3339 time; None for no bound."""
+    if not text:
+        return None
+    match = re.fullmatch(r"([1-9][0-9]*)([mhdw])", text)
+    if match:
+        return now - timedelta(seconds=int(match.group(1)) * UNITS[match.group(2)])
+    when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def decode(partition: int, offset: int, value: bytes) -> Letter | None:
+    try:
+        doc = orjson.loads(value)
+        origin = doc["origin"]
+        return Letter(
+            offset=offset, partition=partition, error=str(doc["error"]),
+            consumer=str(doc.get("consumer", "")),
+            failed_at=datetime.fromisoformat(doc["failed_at"]),
+            origin_topic=str(origin["topic"]),
+            origin=f"{origin['topic']}/{origin['partition']}/{origin['offset']}",
+            key=base64.b64decode(doc["key_b64"]) if doc.get("key_b64") else None,
+            value=base64.b64decode(doc["value_b64"]) if doc.get("value_b64") else None)
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None  # not a dead letter of ours: shown as unreadable, never replayed
+
+
+def matches(letter: Letter, args: argparse.Namespace, since: datetime | None) -> bool:
+    return ((since is None or letter.failed_at >= since)
+            and (not args.reason or args.reason.lower() in letter.error.lower())
+            and (not args.consumer or args.consumer == letter.consumer))
+
+
+async def read_all(kafka: KafkaSettings, topic: str) -> tuple[list[Letter], int]:
+    """Every dead letter up to the topic's current end; and how many records were unreadable."""
+    parts = [TopicPartition(topic, p) for p in range(await partition_count(kafka, topic))]
+    consumer = AIOKafkaConsumer(**connection_options(kafka, "nurture-dlq"),
+                                enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        ends = await consumer.end_offsets(parts)
+        letters, unreadable = [], 0
+        while [tp for tp in parts if await consumer.position(tp) < ends[tp]]:
+            for tp, records in (await consumer.getmany(timeout_ms=1000)).items():
+                for r in records:
+                    if r.offset >= ends[tp]:
+                        continue
+                    letter = decode(tp.partition, r.offset, r.value or b"")
+                    if letter is None:
+                        unreadable += 1
+                    else:
+                        letters.append(letter)
+        return letters, unreadable
+    finally:
+        await consumer.stop()
+
+
+async def replay(kafka: KafkaSettings, letters: Sequence[Letter]) -> int:
+    producer = make_producer(kafka, client_id="nurture-dlq")
+    await producer.start()
+    try:
+        futures = [await producer.send(
+            letter.origin_topic, letter.value, key=letter.key,
+            headers=[("nurture-replayed-from", f"{letter.partition}/{letter.offset}".encode())])
+            for letter in letters if letter.value is not None]
+        await asyncio.gather(*futures)
+        return len(futures)
+    finally:
+        await producer.stop()
+
+
+def render(letters: Sequence[Letter]) -> str:
+    lines = [f"{'failed at':<26}{'consumer':<22}{'origin':<40}reason"]
+    lines += [f"{letter.failed_at.isoformat(timespec='seconds'):<26}{letter.consumer:<22}"
+              f"{letter.origin:<40}{letter.error[:100]}" for letter in letters]
+    return "\n".join(lines)
+
+
+async def run(args: argparse.Namespace, kafka: KafkaSettings) -> int:
+    since = parse_since(args.since, datetime.now(UTC))
+    letters, unreadable = await read_all(kafka, Topics(kafka.topic_prefix).deadletter)
+    chosen = [letter for letter in letters if matches(letter, args, since)]
+    if args.command == "list":
+        if args.json:
+            print(orjson.dumps([_as_dict(letter) for letter in chosen]).decode())
+        else:
+            print(render(chosen))
+            print(f"{len(chosen)} of {len(letters)} dead letters"
+                  + (f"; {unreadable} unreadable records" if unreadable else ""))
+        return 0
+    if args.dry_run:
+        print(f"would replay {len(chosen)} dead letters")
+        return 0
+    print(f"replayed {await replay(kafka, chosen)} dead letters to their origin topics")
+    return 0
+
+
+def _as_dict(letter: Letter) -> dict[str, Any]:
+    return {"failed_at": letter.failed_at.isoformat(), "consumer": letter.consumer,
+            "origin": letter.origin, "error": letter.error,
+            "dead_letter": f"{letter.partition}/{letter.offset}"}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="nurture-dlq", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("list", "replay"):
+        cmd = sub.add_parser(name, help=f"{name} dead letters")
+        cmd.add_argument("--since", help="only newer than this: 2h, 3d, or an RFC 3339 time")
+        cmd.add_argument("--reason", help="only those whose error contains this text")
+        cmd.add_argument("--consumer", help="only those of this consumer (nurture-scoring, ...)")
+    sub.choices["list"].add_argument("--json", action="store_true")
+    sub.choices["replay"].add_argument("--dry-run", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        kafka = load(KafkaSettings)
+        parse_since(args.since, datetime.now(UTC))
+    except (ConfigError, ValueError) as exc:
+        print(f"nurture-dlq: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(run(args, kafka))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
