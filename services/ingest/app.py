@@ -8,13 +8,16 @@ import time
 import zlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 
 from services.common.clock import Clock, SystemClock
+from services.common.deadletter import Origin, dead_letter
 from services.common.metrics import exposition, new_registry
 from services.common.settings import KafkaSettings
 from services.common.topics import Topics
@@ -27,9 +30,11 @@ from services.ingest.adapters.publisher import (
 from services.ingest.domain import segment
 from services.ingest.domain.auth import ApiKey, AuthError, authenticate
 from services.ingest.domain.intake import (
+    FieldProblem,
     Record,
     Rejected,
     accept,
+    check_sources,
     decode_json,
     events_from_body,
     media_type,
@@ -80,6 +85,7 @@ def create_app(
     clock = clock or SystemClock()
     registry = registry or new_registry()
     metrics = IngestMetrics(registry)
+    topics = Topics(kafka.topic_prefix)
     metrics.kafka_connected.set_function(
         lambda: float(getattr(app.state.publisher, "connected", False)))
 
@@ -106,19 +112,32 @@ def create_app(
     )
     app.state.publisher = publisher
 
+    def accept_all(events: list[dict[str, Any]], key: ApiKey,
+                   received_at: datetime) -> list[Record]:
+        return accept(events, key=key, received_at=received_at,
+                      max_future_seconds=settings.max_future_seconds,
+                      max_event_bytes=settings.max_event_bytes)
+
     async def handle(request: Request, route: str,
                      to_events: Callable[[bytes, ApiKey], list[dict[str, Any]]],
                      ok_status: int, ok_body: Callable[[int], dict[str, Any]], *,
-                     identify: Callable[[Request], ApiKey] | None = None) -> Response:
+                     identify: Callable[[Request], ApiKey] | None = None,
+                     to_records: Callable[[bytes, ApiKey, datetime],
+                                          tuple[list[Record], list[FieldProblem]]] | None = None,
+                     ) -> Response:
+        """Authenticate, read, turn into records (all-or-nothing via `to_events`, or partial via
+        `to_records`, which also returns the rejected items), publish, answer."""
         started = time.perf_counter()
+        rejected: list[FieldProblem] = []
         try:
             key = (identify(request) if identify is not None
                    else authenticate(keys, request.headers.get("authorization")))
             body = await read_body(request, settings.max_body_bytes)
             received_at = clock.now()
-            records = accept(to_events(body, key), key=key, received_at=received_at,
-                             max_future_seconds=settings.max_future_seconds,
-                             max_event_bytes=settings.max_event_bytes)
+            if to_records is not None:
+                records, rejected = to_records(body, key, received_at)
+            else:
+                records = accept_all(to_events(body, key), key, received_at)
             produce_started = time.perf_counter()
             await app.state.publisher.publish(records)
             metrics.produce.observe(time.perf_counter() - produce_started)
@@ -137,9 +156,15 @@ def create_app(
                                     "not accepted; retry them (id + source make a retry safe)")
             response.headers["Retry-After"] = str(settings.retry_after_seconds)
         else:
-            for record in records:
+            accepted = [r for r in records if r.topic is None]
+            for record in accepted:
                 metrics.accepted.labels(record.event_type).inc()
-            response = JSONResponse(ok_body(len(records)), status_code=ok_status)
+            metrics.rejected.labels("invalid").inc(len({p.index for p in rejected}))
+            reply = ok_body(len(accepted))
+            if rejected:
+                reply["rejected"] = [{"index": p.index, "path": p.path, "message": p.message}
+                                     for p in rejected]
+            response = JSONResponse(reply, status_code=ok_status)
         if response.status_code >= 400:
             metrics.rejected.labels(REASONS.get(response.status_code, "other")).inc()
         metrics.requests.labels(route, str(response.status_code)).observe(
@@ -165,15 +190,28 @@ def create_app(
         Answers 200 (what those SDKs expect) once Kafka has every event."""
         ctype = media_type(request.headers.get("content-type"))
 
-        def to_events(body: bytes, key: ApiKey) -> list[dict[str, Any]]:
+        def to_records(body: bytes, key: ApiKey,
+                       received_at: datetime) -> tuple[list[Record], list[FieldProblem]]:
             if ctype not in ("application/json", "text/plain"):
                 raise Rejected(415, f"unsupported content type '{ctype}': use application/json")
-            return segment.map_batch(decode_json(body), key_name=key.name,
-                                     received_at=clock.now(),
-                                     max_events=settings.max_batch_events)
+            doc = decode_json(body)
+            mapped, problems = segment.map_calls(doc, key_name=key.name,
+                                                 received_at=received_at,
+                                                 max_events=settings.max_batch_events)
+            check_sources([event for _, event in mapped], key)  # a key problem refuses all
+            records: list[Record] = []
+            for index, event in mapped:
+                try:
+                    records += accept_all([event], key, received_at)
+                except Rejected as exc:
+                    problems += [FieldProblem(index, p.path, p.message) for p in exc.problems] \
+                        or [FieldProblem(index, "", exc.message)]
+            records += segment_dead_letters(doc["batch"], problems, topics.deadletter,
+                                            received_at)
+            return records, sorted(problems, key=lambda p: p.index)
 
-        return await handle(request, "/v1/batch", to_events, 200,
-                            lambda n: {"success": True, "accepted": n})
+        return await handle(request, "/v1/batch", lambda _b, _k: [], 200,
+                            lambda n: {"success": True, "accepted": n}, to_records=to_records)
 
     email_secret = settings.email_webhook_secret
     add_webhook_routes(app, handle=handle, clock=clock, max_events=settings.max_batch_events,
@@ -202,6 +240,25 @@ def create_app(
         return Response(body, media_type=ctype)
 
     return app
+
+
+def segment_dead_letters(calls: list[Any], problems: list[FieldProblem], topic: str,
+                         when: datetime) -> list[Record]:
+    """One dead letter per rejected Segment call: its original JSON and every reason, so it can
+    be fixed and replayed (`nurture-dlq`) instead of being lost."""
+    reasons: dict[int, list[str]] = {}
+    for p in problems:
+        reasons.setdefault(p.index, []).append(f"{p.path}: {p.message}" if p.path else p.message)
+    out = []
+    for index, why in sorted(reasons.items()):
+        call = calls[index]
+        lead = call.get("userId") or call.get("anonymousId") if isinstance(call, dict) else None
+        key, value, headers = dead_letter(
+            key=str(lead).encode() if lead else None, value=orjson.dumps(call),
+            origin=Origin("http:/v1/batch", 0, index), error="; ".join(why)[:2000],
+            consumer="nurture-ingest", failed_at=when)
+        out.append(Record(key, value, "deadletter", headers, topic=topic))
+    return out
 
 
 def problem(status: int, detail: str, errors: list[dict[str, Any]] | None = None) -> JSONResponse:

@@ -104,7 +104,7 @@ class KafkaPublisher:
 
     async def _send_all(self, producer: AIOKafkaProducer, records: Sequence[Record]) -> None:
         futures = [
-            await producer.send(self._topic, r.value, key=r.key, headers=r.headers)
+            await producer.send(r.topic or self._topic, r.value, key=r.key, headers=r.headers)
             for r in records
         ]
         await asyncio.gather(*futures)

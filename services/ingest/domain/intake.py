@@ -44,10 +44,11 @@ class Rejected(Exception):
 class Record:
     """One Kafka record: keyed by lead id, value is the structured-mode CloudEvent."""
 
-    key: bytes
+    key: bytes | None
     value: bytes
     event_type: str
     headers: list[tuple[str, bytes]] = field(default_factory=list)
+    topic: str | None = None  # None: the events topic (a dead letter names its own)
 
 
 def media_type(content_type: str | None) -> str:

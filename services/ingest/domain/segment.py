@@ -15,7 +15,8 @@ Any Segment or RudderStack SDK pointed at Nurture works unchanged. The mapping (
 
 `messageId` becomes the event `id`, `segment:<api key name>` its `source`, `timestamp` its `time`
 (corrected for the device's clock skew with `sentAt`, as Segment does).
-An `alias` call (identity merge) is refused: Nurture keys leads by one id.
+An `alias` call (identity merge) is refused: Nurture keys leads by one id. The endpoint accepts the
+calls that map and dead-letters the others (see `map_calls`).
 """
 
 from __future__ import annotations
@@ -225,11 +226,24 @@ def map_batch(
     doc: Any, *, key_name: str, received_at: datetime, max_events: int
 ) -> list[dict[str, Any]]:
     """CloudEvents for a Segment batch body, or Rejected listing every call that cannot map."""
+    mapped, problems = map_calls(doc, key_name=key_name, received_at=received_at,
+                                 max_events=max_events)
+    if problems:
+        raise Rejected(422, f"{len({p.index for p in problems})} of {len(doc['batch'])} calls "
+                            "cannot be accepted; nothing was accepted", problems)
+    return [event for _, event in mapped]
+
+
+def map_calls(
+    doc: Any, *, key_name: str, received_at: datetime, max_events: int
+) -> tuple[list[tuple[int, dict[str, Any]]], list[FieldProblem]]:
+    """(index, CloudEvent) for every call that maps and validates, and the problems of the
+    others (Segment field paths). Rejected(400/413) only for a body that is no batch at all."""
     if not isinstance(doc, dict) or not isinstance(doc.get("batch"), list):
         raise Rejected(400, "a Segment batch is a JSON object with a 'batch' array")
     calls = doc["batch"]
     check_count(len(calls), max_events)
-    events: list[dict[str, Any]] = []
+    events: list[tuple[int, dict[str, Any]]] = []
     problems: list[FieldProblem] = []
     for index, call in enumerate(calls):
         try:
@@ -245,10 +259,9 @@ def map_batch(
         except _CallError as exc:
             problems.append(FieldProblem(index, exc.path, exc.message))
             continue
-        problems += [FieldProblem(index, _translate(p.path, origin), p.message)
-                     for p in validate_event(event)]
-        events.append(event)
-    if problems:
-        raise Rejected(422, f"{len({p.index for p in problems})} of {len(calls)} calls cannot be "
-                            "accepted; nothing was accepted", problems)
-    return events
+        found = [FieldProblem(index, _translate(p.path, origin), p.message)
+                 for p in validate_event(event)]
+        problems += found
+        if not found:
+            events.append((index, event))
+    return events, problems

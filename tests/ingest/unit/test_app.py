@@ -155,3 +155,21 @@ async def test_openapi_documents_the_endpoints(client: httpx.AsyncClient) -> Non
     assert {"/v1/events", "/v1/batch", "/healthz", "/readyz"} <= set(spec["paths"])
     content = spec["paths"]["/v1/events"]["post"]["requestBody"]["content"]
     assert "application/cloudevents-batch+json" in content
+
+
+async def test_segment_batch_accepts_the_good_calls_and_dead_letters_the_rest(
+        client: httpx.AsyncClient, publisher: FakePublisher) -> None:
+    bad_call = {"type": "identify", "userId": "lead-4", "messageId": "m2",
+                "timestamp": "2026-11-20T10:00:00Z", "traits": {"email": "not-an-email"}}
+    doc = {"batch": [SEGMENT_DOC["batch"][0], bad_call]}
+    r = await client.post("/v1/batch", content=orjson.dumps(doc), headers=basic(SDK_KEY))
+    assert r.status_code == 200
+    assert r.json()["accepted"] == 1
+    assert [(e["index"], e["path"]) for e in r.json()["rejected"]] == [(1, "traits.email")]
+    event, letter = publisher.published
+    assert (event.topic, orjson.loads(event.value)["id"]) == (None, "m1")
+    assert letter.topic is not None and letter.topic.endswith("nurture.deadletter.v1")
+    body = orjson.loads(letter.value)
+    assert orjson.loads(base64.b64decode(body["value_b64"])) == bad_call
+    assert body["origin"] == {"topic": "http:/v1/batch", "partition": 0, "offset": 1}
+    assert "traits.email" in body["error"]
