@@ -93,14 +93,12 @@ def online(args: argparse.Namespace) -> int:
         upgrade(settings.database_url, settings.db_schema)
         if args.command == "migrate":
             return 0
-    import uvicorn
-
+    from services.common.http import run_server
     from services.dispatch.app import create_app
 
     app = create_app(settings, kafka, tracking)
-    uvicorn.Server(uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_config=None, access_log=False,
-        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds))).run()
+    run_server(app, host=settings.host, port=settings.port,
+               grace_seconds=settings.shutdown_grace_seconds)
     return 0
 
 

@@ -18,11 +18,11 @@ from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from services.common.clock import Clock, SystemClock
-from services.common.metrics import exposition, new_registry
+from services.common.http import metrics_response, readiness
+from services.common.metrics import new_registry
 from services.common.settings import KafkaSettings
 from services.common.topics import Topics
 from services.common.tracking import TrackingSettings
@@ -157,18 +157,11 @@ def create_app(settings: DispatchSettings, kafka: KafkaSettings, tracking: Track
 
     @app.get("/readyz")
     async def readyz(request: Request) -> Response:
-        try:
-            async with request.app.state.dispatcher.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-        except Exception as exc:  # any failure means "not ready"; the reason is reported
-            return JSONResponse({"detail": f"database unavailable: {type(exc).__name__}"}, 503)
-        if not request.app.state.kafka_ready:
-            return JSONResponse({"detail": "not connected to Kafka yet"}, 503)
-        return JSONResponse({"status": "ready"})
+        return await readiness(request.app.state.dispatcher.engine,
+                               kafka_ready=request.app.state.kafka_ready)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics_endpoint() -> Response:
-        body, ctype = exposition(registry)
-        return Response(body, media_type=ctype)
+        return metrics_response(registry)
 
     return app

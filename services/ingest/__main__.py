@@ -63,8 +63,7 @@ def keygen(name: str, sources: list[str] | None, types: list[str] | None) -> int
 
 
 def serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
+    from services.common.http import run_server
     from services.ingest.app import create_app
 
     try:
@@ -77,12 +76,8 @@ def serve(args: argparse.Namespace) -> int:
         return 2
     configure_logging("ingest", level=log_settings.level, fmt=log_settings.format)
     app = create_app(settings, kafka, tracking_keys=tracking.keys())
-    config = uvicorn.Config(
-        app, host=args.host or settings.host, port=args.port or settings.port,
-        log_config=None, access_log=False, proxy_headers=True,
-        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
-    )
-    uvicorn.Server(config).run()
+    run_server(app, host=args.host or settings.host, port=args.port or settings.port,
+               grace_seconds=settings.shutdown_grace_seconds, proxy_headers=True)
     return 0
 
 

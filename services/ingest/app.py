@@ -18,7 +18,8 @@ from prometheus_client import CollectorRegistry
 
 from services.common.clock import Clock, SystemClock
 from services.common.deadletter import Origin, dead_letter
-from services.common.metrics import exposition, new_registry
+from services.common.http import metrics_response
+from services.common.metrics import new_registry
 from services.common.settings import KafkaSettings
 from services.common.topics import Topics
 from services.ingest.adapters.publisher import (
@@ -236,8 +237,7 @@ def create_app(
 
     @app.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
     async def metrics_endpoint() -> Response:
-        body, ctype = exposition(registry)
-        return Response(body, media_type=ctype)
+        return metrics_response(registry)
 
     return app
 

@@ -110,15 +110,13 @@ def online(args: argparse.Namespace) -> int:
         upgrade(settings.database_url, settings.db_schema)
         if args.command == "migrate":
             return 0
-    import uvicorn
-
+    from services.common.http import run_server
     from services.orchestrator.app import create_app
 
     assert decider is not None
     app = create_app(settings, kafka, decider)
-    uvicorn.Server(uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_config=None, access_log=False,
-        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds))).run()
+    run_server(app, host=settings.host, port=settings.port,
+               grace_seconds=settings.shutdown_grace_seconds)
     return 0
 
 

@@ -18,13 +18,13 @@ from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, Field
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
+from services.common.http import metrics_response, readiness
 from services.common.kafka import make_consumer, make_producer
 from services.common.loops import consume, loop
-from services.common.metrics import exposition, new_registry
+from services.common.metrics import new_registry
 from services.common.settings import KafkaSettings
 from services.common.topics import Topics
 from services.orchestrator import sms_inbound
@@ -243,18 +243,10 @@ def create_app(settings: OrchestratorSettings, kafka: KafkaSettings, decider: De
 
     @app.get("/readyz")
     async def readyz(request: Request) -> Response:
-        try:
-            async with orch_of(request).engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-        except Exception as exc:  # any failure means "not ready"; the reason is reported
-            return JSONResponse({"detail": f"database unavailable: {type(exc).__name__}"}, 503)
-        if not request.app.state.kafka_ready:
-            return JSONResponse({"detail": "not connected to Kafka yet"}, 503)
-        return JSONResponse({"status": "ready"})
+        return await readiness(orch_of(request).engine, kafka_ready=request.app.state.kafka_ready)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics_endpoint() -> Response:
-        body, ctype = exposition(registry)
-        return Response(body, media_type=ctype)
+        return metrics_response(registry)
 
     return app
