@@ -10,7 +10,7 @@ from typing import Protocol
 import httpx
 import orjson
 
-from services.dispatch.adapters.http import post
+from services.dispatch.adapters.http import post, provider_id
 from services.dispatch.domain.errors import ProviderError
 from services.dispatch.domain.messages import Task
 
@@ -35,11 +35,7 @@ class HttpTaskApi:
             headers["Authorization"] = f"Bearer {self.token}"
         response = await post(self.client, self.url, reason="crm", headers=headers,
                               content=orjson.dumps(task.payload))
-        try:
-            body = response.json()
-        except ValueError:
-            return ""
-        return str(body.get("id") or "") if isinstance(body, dict) else ""
+        return provider_id(response, "id")
 
 
 @dataclass

@@ -33,6 +33,15 @@ async def post(client: httpx.AsyncClient, url: str, *, reason: str,
     return response
 
 
+def provider_id(response: httpx.Response, field: str) -> str:
+    """The id a provider returned in its JSON body under `field` ("" when there is none)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    return str(body.get(field) or "") if isinstance(body, dict) else ""
+
+
 def check(response: httpx.Response, *, reason: str) -> None:
     """Raise the domain error for a non-2xx response."""
     status = response.status_code

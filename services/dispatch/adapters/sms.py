@@ -11,7 +11,7 @@ from typing import Protocol
 
 import httpx
 
-from services.dispatch.adapters.http import post
+from services.dispatch.adapters.http import post, provider_id
 from services.dispatch.domain.errors import ProviderError
 from services.dispatch.domain.messages import Sms
 
@@ -45,15 +45,7 @@ class TwilioSms:
                               data={"To": sms.to, "From": cfg.from_number, "Body": sms.body},
                               auth=(cfg.account_sid, cfg.auth_token),
                               headers={"Idempotency-Key": sms.message_id})
-        return _sid(response)
-
-
-def _sid(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return ""
-    return str(body.get("sid") or "") if isinstance(body, dict) else ""
+        return provider_id(response, "sid")
 
 
 @dataclass
