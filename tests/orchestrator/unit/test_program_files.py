@@ -27,6 +27,7 @@ from services.orchestrator.adapters.program_files import (
     load_programs,
 )
 from services.orchestrator.domain.policy import Cap, ContactPolicy, QuietHours
+from tests import config_fuzz as fuzz
 
 ROOT = Path(__file__).resolve().parents[3]
 SHIPPED = ROOT / "config" / "programs"
@@ -422,16 +423,9 @@ KEYS = ["id", "version", "name", "trigger", "event", "when", "stage", "threshold
         "goal", "steps", "wait", "wait_for", "timeout", "then", "on_timeout", "send", "channel",
         "template", "task", "subject", "branch", "goto", "otherwise", "set_stage", "tag",
         "enroll", "exit", "next", "matches", "any"]
-text = st.text(st.characters(codec="utf-8"), max_size=8)
-scalars = st.none() | st.booleans() | st.integers() | text | st.sampled_from(
-    ["1h", "-90d", "web.page_viewed", "email.*", "manual", "sql", "stop", "wait-1h", "base",
-     "never", "email", "(["])
-json_values = st.recursive(
-    scalars,
-    lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(st.sampled_from(KEYS) | text, children, max_size=4),
-    max_leaves=15,
-)
+json_values = fuzz.json_values(
+    KEYS, ["1h", "-90d", "web.page_viewed", "email.*", "manual", "sql", "stop", "wait-1h", "base",
+           "never", "email", "(["], floats=False)
 BASE: dict[str, Any] = {
     "id": "base", "version": 1, "name": "Base", "priority": 10,
     "trigger": {"event": ["web.page_viewed"], "when": {"path": {"matches": "^/pricing"}}},
@@ -451,16 +445,7 @@ BASE: dict[str, Any] = {
 
 
 def load_or_refuse(directory: Path, document: Any) -> None:
-    path = directory / "random.yaml"
-    path.write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
-    try:
-        load_programs([path])
-    except ProgramFileError as exc:
-        refused = exc.problems
-    else:
-        return
-    assert refused
-    assert all(problem.file == str(path) for problem in refused)
+    fuzz.load_or_refuse(directory, document, load_programs, ProgramFileError)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -476,17 +461,5 @@ def test_random_documents_load_or_raise_program_file_error(
 def test_mutated_programs_load_or_raise_program_file_error(
     tmp_path_factory: pytest.TempPathFactory, data: st.DataObject
 ) -> None:
-    document: Any = copy.deepcopy(BASE)
-    node = document
-    while True:  # walk down to a random place, then replace or delete it
-        key = data.draw(st.sampled_from(list(node) if isinstance(node, dict) else
-                                        list(range(len(node)))))
-        if isinstance(node[key], dict | list) and node[key] and data.draw(st.booleans()):
-            node = node[key]
-            continue
-        if isinstance(node, dict) and data.draw(st.booleans()):
-            del node[key]
-        else:
-            node[key] = data.draw(json_values | st.sampled_from(KEYS))
-        break
+    document = fuzz.mutate(copy.deepcopy(BASE), data, json_values | st.sampled_from(KEYS))
     load_or_refuse(tmp_path_factory.getbasetemp(), document)

@@ -24,6 +24,7 @@ from services.scoring.adapters.model_files import (
 from services.scoring.domain.engine import apply
 from services.scoring.domain.model import JOURNEY_STAGES, Cap, ScoringModel
 from services.scoring.domain.state import LeadState
+from tests import config_fuzz as fuzz
 
 ROOT = Path(__file__).resolve().parents[3]
 SHIPPED = ROOT / "config" / "scoring"
@@ -304,15 +305,8 @@ def test_no_paths_at_all() -> None:
 KEYS = ["id", "version", "half_life", "thresholds", "fit", "engagement", "on", "points", "when",
         "cap", "per", "any", "not", "matches", "in", "gt", "exists", "interests", "journey",
         "rules", "stage", "engagement_cap", "max", "min", "path", "mql"]
-text = st.text(st.characters(codec="utf-8"), max_size=8)
-scalars = st.none() | st.booleans() | st.integers() | st.floats() | text | st.sampled_from(
-    ["30d", "web.page_viewed", "email.*", "^/pricing", "([", "decision", "b2b"])
-json_values = st.recursive(
-    scalars,
-    lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(st.sampled_from(KEYS) | text, children, max_size=4),
-    max_leaves=15,
-)
+json_values = fuzz.json_values(
+    KEYS, ["30d", "web.page_viewed", "email.*", "^/pricing", "([", "decision", "b2b"])
 BASE = {
     "id": "base", "version": 1, "half_life": "30d", "thresholds": {"mql": 50},
     "engagement_cap": {"max": 100},
@@ -326,16 +320,7 @@ BASE = {
 
 
 def load_or_refuse(directory: Path, document: Any) -> None:
-    path = directory / "random.yaml"
-    path.write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
-    try:
-        load_models([path])
-    except ModelFileError as exc:
-        refused = exc.problems
-    else:
-        return
-    assert refused
-    assert all(problem.file == str(path) for problem in refused)
+    fuzz.load_or_refuse(directory, document, load_models, ModelFileError)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -351,17 +336,5 @@ def test_random_documents_load_or_raise_model_file_error(
 def test_mutated_models_load_or_raise_model_file_error(
     tmp_path_factory: pytest.TempPathFactory, data: st.DataObject
 ) -> None:
-    document: Any = copy.deepcopy(BASE)
-    node = document
-    while True:  # walk down to a random place, then replace or delete it
-        key = data.draw(st.sampled_from(list(node) if isinstance(node, dict) else
-                                        list(range(len(node)))))
-        if isinstance(node[key], dict | list) and node[key] and data.draw(st.booleans()):
-            node = node[key]
-            continue
-        if isinstance(node, dict) and data.draw(st.booleans()):
-            del node[key]
-        else:
-            node[key] = data.draw(json_values)
-        break
+    document = fuzz.mutate(copy.deepcopy(BASE), data, json_values)
     load_or_refuse(tmp_path_factory.getbasetemp(), document)
