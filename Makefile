@@ -10,7 +10,7 @@ UV_VERSION := 0.13.9
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha1sum | cut -c1-12)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv jars up run stop clean test test-unit lint typecheck fmt lock
+.PHONY: help venv jars tools up run stop clean test test-unit lint typecheck fmt lock
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -26,6 +26,9 @@ $(STAMP): requirements.lock pyproject.toml
 jars:  ## fetch the Kafka broker jars from Maven Central (deploy/local/pom.xml), once
 	@$(PYTHON) deploy/local/stack.py jars
 
+tools:  ## fetch helm (built from the Go module proxy) and promtool/prometheus (Debian), once
+	@$(PYTHON) deploy/local/tools.py all >/dev/null
+
 up: venv jars  ## start (or reuse) the local Kafka broker and PostgreSQL, create the topics
 	@$(PY) deploy/local/run.py --infra-only
 
@@ -39,7 +42,7 @@ clean: stop  ## stop everything and delete local data, jars and the virtualenv
 	@$(PYTHON) deploy/local/stack.py clean
 	rm -rf .local $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
-test: venv jars lint  ## lint, then the whole suite against a real broker and database started for the run
+test: venv jars tools lint  ## lint, then the whole suite against a real broker and database started for the run
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: venv  ## unit tests only (no broker, no database)
