@@ -3,6 +3,7 @@ an app under uvicorn with our logging and a graceful-shutdown window."""
 
 from __future__ import annotations
 
+from types import FrameType
 from typing import Any
 
 from fastapi import Response
@@ -33,9 +34,17 @@ async def readiness(engine: AsyncEngine, *, kafka_ready: bool) -> JSONResponse:
 
 def run_server(app: Any, *, host: str, port: int, grace_seconds: float,
                proxy_headers: bool = False) -> None:
-    """Serve until SIGTERM/SIGINT; in-flight requests get `grace_seconds` to finish."""
+    """Serve until SIGTERM/SIGINT; in-flight requests get `grace_seconds` to finish, then the
+    lifespan stops the consumers (offsets committed, group left) and the process exits 0."""
     import uvicorn
 
-    uvicorn.Server(uvicorn.Config(
+    class Server(uvicorn.Server):
+        # uvicorn re-raises the signal it handled once it has shut down, which ends the process
+        # "killed by SIGTERM" (143); a drained, completed shutdown is a success: exit 0
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            super().handle_exit(sig, frame)
+            self._captured_signals.clear()
+
+    Server(uvicorn.Config(
         app, host=host, port=port, log_config=None, access_log=False,
         proxy_headers=proxy_headers, timeout_graceful_shutdown=int(grace_seconds))).run()
