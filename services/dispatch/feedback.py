@@ -13,6 +13,7 @@ import orjson
 from aiokafka.structs import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.dispatch.adapters import erasure
 from services.dispatch.adapters import repository as repo
 from services.dispatch.domain.suppressions import INTERESTING, Change, changes_of, latest
 
@@ -39,7 +40,10 @@ async def record_suppressions(engine: AsyncEngine,
                               now: datetime) -> int:
     """Apply the batch's suppression changes in one transaction; how many."""
     changes = suppression_changes(records, now=now)
-    if changes:
+    erased = erasure.erased_leads(records)
+    if changes or erased:
         async with engine.begin() as conn:
-            await repo.apply_suppressions(conn, changes=changes)
+            if changes:
+                await repo.apply_suppressions(conn, changes=changes)
+            await erasure.erase(conn, lead_ids=erased, now=now)
     return len(changes)

@@ -40,6 +40,7 @@ from services.ingest.domain.intake import (
     events_from_body,
     media_type,
 )
+from services.ingest.domain.ratelimit import RateLimiter, retry_after
 from services.ingest.metrics import REASONS, IngestMetrics
 from services.ingest.openapi import BATCH_BODY, EVENTS_BODY, RESPONSES
 from services.ingest.settings import IngestSettings
@@ -87,6 +88,7 @@ def create_app(
     registry = registry or new_registry()
     metrics = IngestMetrics(registry)
     topics = Topics(kafka.topic_prefix)
+    limiter = RateLimiter(rate=settings.rate_limit_per_second, burst=settings.rate_limit_burst)
     metrics.kafka_connected.set_function(
         lambda: float(getattr(app.state.publisher, "connected", False)))
 
@@ -133,6 +135,11 @@ def create_app(
         try:
             key = (identify(request) if identify is not None
                    else authenticate(keys, request.headers.get("authorization")))
+            # per API key; signed webhooks (identify) are the provider's, not a client's
+            wait = limiter.acquire(key.name, now=time.monotonic()) if identify is None else 0.0
+            if wait:
+                raise Rejected(429, f"rate limit of key '{key.name}' reached; retry later",
+                               retry_after=retry_after(wait))
             body = await read_body(request, settings.max_body_bytes)
             received_at = clock.now()
             if to_records is not None:
@@ -149,6 +156,8 @@ def create_app(
         except Rejected as exc:
             response = problem(exc.status, exc.message, [
                 {"index": p.index, "path": p.path, "message": p.message} for p in exc.problems])
+            if exc.retry_after:
+                response.headers["Retry-After"] = exc.retry_after
         except PublishRefused as exc:
             response = problem(413, f"{exc}; nothing was accepted")
         except PublishUnavailable as exc:
@@ -223,7 +232,7 @@ def create_app(
         async def publish(records: list[Record]) -> None:
             await app.state.publisher.publish(records)
 
-        add_tracking_routes(app, keys=tracking_keys, publish=publish)
+        add_tracking_routes(app, keys=tracking_keys, publish=publish, clock=clock)
 
     @app.get("/healthz", summary="Liveness: the process is serving")
     async def healthz() -> dict[str, str]:

@@ -32,4 +32,5 @@ class IngestMetrics:
 
 
 REASONS = {400: "bad_request", 401: "unauthorized", 403: "forbidden_source", 413: "too_large",
-           415: "unsupported_media_type", 422: "invalid", 503: "unavailable"}
+           415: "unsupported_media_type", 422: "invalid", 429: "rate_limited",
+           503: "unavailable"}

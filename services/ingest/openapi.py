@@ -28,13 +28,32 @@ EVENTS_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
 BATCH_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
     "application/json": {"schema": {
         "type": "object", "required": ["batch"],
-        "properties": {"batch": {"type": "array", "items": {"type": "object"}}},
+        # items are not constrained here: each call is checked on its own, and the ones that
+        # are not usable are listed in `rejected` of a 200 (Segment SDKs drop a batch on 4xx)
+        "properties": {"batch": {"type": "array", "items": {}}},
         "example": {"batch": [{
             "type": "track", "event": "Demo Requested", "userId": "lead-42",
             "messageId": "a1b2c3", "timestamp": "2026-11-24T09:30:00Z",
             "properties": {"url": "https://www.example.com/demo"}}]},
     }},
 }}}
+
+def _webhook_body(types: list[str], example: dict[str, Any]) -> dict[str, Any]:
+    item = {"type": "object", "required": ["type", "lead_id", "timestamp"], "properties": {
+        "type": {"enum": types}, "lead_id": {"type": "string"},
+        "timestamp": {"type": "string", "format": "date-time"}}, "example": example}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "oneOf": [item, {"type": "array", "items": item, "maxItems": 500}]}}}}}
+
+
+EMAIL_WEBHOOK_BODY = _webhook_body(
+    ["delivered", "bounced", "complained"],
+    {"type": "bounced", "message_id": "msg_2b7e1516", "lead_id": "lead-42",
+     "timestamp": "2026-11-24T09:30:00Z", "bounce_type": "hard"})
+CRM_WEBHOOK_BODY = _webhook_body(
+    ["opportunity_opened", "deal_won", "deal_lost", "task_completed", "owner_assigned"],
+    {"type": "deal_won", "id": "crm-evt-1", "lead_id": "lead-42",
+     "timestamp": "2026-11-24T09:30:00Z", "opportunity_id": "opp_1001"})
 
 _ERROR = {"application/json": {"schema": {"type": "object", "properties": {
     "detail": {"type": "string"},
@@ -51,6 +70,8 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     415: {"description": "Unsupported content type", "content": _ERROR},
     422: {"description": "Invalid events: every problem as {index, path, message}",
           "content": _ERROR},
+    429: {"description": "The API key's rate limit is reached; nothing accepted; see Retry-After",
+          "content": _ERROR, "headers": {"Retry-After": {"schema": {"type": "integer"}}}},
     503: {"description": "Kafka unavailable; nothing accepted; see Retry-After",
           "content": _ERROR},
 }

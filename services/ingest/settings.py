@@ -45,6 +45,12 @@ class IngestSettings(BaseSettings):
     produce_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     retry_after_seconds: int = Field(default=5, ge=1, le=3600)
     shutdown_grace_seconds: float = Field(default=20.0, ge=0)
+    rate_limit_per_second: float = Field(
+        default=100.0, ge=0, le=1_000_000,
+        description="requests per second each API key may make (token bucket refill; 0 = off)")
+    rate_limit_burst: int = Field(
+        default=500, ge=1, le=1_000_000,
+        description="requests an idle API key may make at once (token bucket size)")
     email_webhook_secret: SecretStr | None = Field(
         default=None,
         description="verifies POST /v1/webhooks/email (Standard Webhooks: whsec_<base64> or "

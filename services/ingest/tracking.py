@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
+from services.common.clock import Clock, SystemClock
 from services.common.eventtime import rfc3339
 from services.common.tracking import TokenError, TokenExpired, TrackingClaims, verify
 from services.ingest.adapters.publisher import PublishUnavailable
@@ -28,6 +28,7 @@ from services.ingest.domain.intake import Record, to_record
 log = logging.getLogger(__name__)
 SOURCE = "nurture-ingest/tracking"
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+MAX_FORM_BYTES = 4096  # the one-click form is 26 bytes
 NO_CACHE = {"Cache-Control": "no-store, max-age=0"}
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
 <meta name="viewport" content="width=device-width"></head>
@@ -50,19 +51,22 @@ def page(title: str, body: str, status: int = 200) -> HTMLResponse:
                         headers=NO_CACHE)
 
 
-def add_tracking_routes(app: FastAPI, *, keys: list[bytes], publish: Publish) -> None:
-    """Register /t/open, /t/click and /t/unsubscribe on the ingest app."""
+def add_tracking_routes(app: FastAPI, *, keys: list[bytes], publish: Publish,
+                        clock: Clock | None = None) -> None:
+    """Register /t/open, /t/click and /t/unsubscribe on the ingest app. `clock` (the wall clock
+    by default) stamps the events and checks link expiry, like the rest of ingest."""
+    time_source: Clock = clock or SystemClock()
 
     async def record(claims: TrackingClaims, etype: str, extra: dict[str, Any],
                      salt: str = "") -> None:
-        now = time.time()
+        now = time_source.now().timestamp()
         event = event_for(claims, etype, extra, salt=salt, now=now)
         await publish([to_record(event, received_at=datetime.fromtimestamp(now, UTC))])
 
     @app.get("/t/open/{token}", include_in_schema=False)
     async def opened(token: str) -> Response:
         try:
-            claims = verify(token, keys=keys, now=time.time(), kind="open")
+            claims = verify(token, keys=keys, now=time_source.now().timestamp(), kind="open")
             await record(claims, "email.opened", {})
         except TokenError as exc:
             log.info("open pixel with an unusable token", extra={"reason": str(exc)})
@@ -74,7 +78,7 @@ def add_tracking_routes(app: FastAPI, *, keys: list[bytes], publish: Publish) ->
     @app.get("/t/click/{token}", include_in_schema=False)
     async def clicked(token: str) -> Response:
         try:
-            claims = verify(token, keys=keys, now=time.time(), kind="click")
+            claims = verify(token, keys=keys, now=time_source.now().timestamp(), kind="click")
         except TokenError:
             return page("Link not valid", "<h1>This link is not valid any more.</h1>", 404)
         if not claims.url:
@@ -87,7 +91,7 @@ def add_tracking_routes(app: FastAPI, *, keys: list[bytes], publish: Publish) ->
 
     def unsubscribe_claims(token: str) -> TrackingClaims | None:
         try:
-            return verify(token, keys=keys, now=time.time(), kind="unsubscribe")
+            return verify(token, keys=keys, now=time_source.now().timestamp(), kind="unsubscribe")
         except TokenExpired:
             return verify(token, keys=keys, now=0.0, kind="unsubscribe")
         except TokenError:
@@ -108,7 +112,11 @@ def add_tracking_routes(app: FastAPI, *, keys: list[bytes], publish: Publish) ->
         claims = unsubscribe_claims(token)
         if claims is None:
             return page("Link not valid", "<h1>This link is not valid.</h1>", 404)
-        body = (await request.body())[:1024]
+        body = bytearray()
+        async for chunk in request.stream():  # a public endpoint: never buffer a big body
+            body += chunk
+            if len(body) > MAX_FORM_BYTES:
+                return page("Too large", "<h1>That request is too large.</h1>", 413)
         method = "one_click" if b"List-Unsubscribe=One-Click" in body else "link"
         try:
             await record(claims, "email.unsubscribed", {"method": method})

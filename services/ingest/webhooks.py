@@ -23,7 +23,7 @@ from schemas import validate_event
 from services.common.clock import Clock
 from services.ingest.domain.auth import ApiKey, AuthError
 from services.ingest.domain.intake import FieldProblem, Rejected, check_count, decode_json
-from services.ingest.openapi import RESPONSES
+from services.ingest.openapi import CRM_WEBHOOK_BODY, EMAIL_WEBHOOK_BODY, RESPONSES
 
 EMAIL_SOURCE = "nurture-ingest/email-webhook"
 EMAIL_WEBHOOK_SETTING = "NURTURE_INGEST_EMAIL_WEBHOOK_SECRET"
@@ -115,7 +115,7 @@ def map_items(doc: Any, types: Mapping[str, tuple[str, tuple[str, ...]]], *, sou
         if not isinstance(item, dict):
             problems.append(FieldProblem(index, "", "each event must be an object"))
             continue
-        if item.get("type") not in types:
+        if not isinstance(item.get("type"), str) or item["type"] not in types:
             problems.append(FieldProblem(index, "type", f"unsupported type {item.get('type')!r}; "
                                                         f"supported: {', '.join(types)}"))
             continue
@@ -167,6 +167,7 @@ def add_webhook_routes(app: FastAPI, *, handle: Handle, email_key: bytes | None,
         return EMAIL_KEY
 
     @app.post("/v1/webhooks/email", status_code=200, responses=RESPONSES,
+              openapi_extra=EMAIL_WEBHOOK_BODY,
               summary="Email provider events (Standard Webhooks signature)")
     async def email_webhook(request: Request) -> Response:
         """Delivery, bounce and complaint callbacks of the email provider, signed the Standard
@@ -190,6 +191,7 @@ def add_webhook_routes(app: FastAPI, *, handle: Handle, email_key: bytes | None,
                             lambda n: {"accepted": n}, identify=email_identity)
 
     @app.post("/v1/webhooks/crm", status_code=200, responses=RESPONSES,
+              openapi_extra=CRM_WEBHOOK_BODY,
               summary="CRM callbacks (ingest API key)")
     async def crm_webhook(request: Request) -> Response:
         """CRM callbacks, authenticated with an ingest API key (`Authorization: Bearer <key>`)

@@ -23,12 +23,13 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from services.common.http import metrics_response, readiness
 from services.common.kafka import make_consumer, make_producer
+from services.common.logging import lead_hash
 from services.common.loops import consume, loop
 from services.common.metrics import new_registry
 from services.common.settings import KafkaSettings
 from services.common.topics import Topics
 from services.orchestrator import sms_inbound
-from services.orchestrator.adapters import queries
+from services.orchestrator.adapters import erasure, queries
 from services.orchestrator.adapters import repository as repo
 from services.orchestrator.domain.decide import Decider
 from services.orchestrator.domain.effects import Effects
@@ -38,6 +39,19 @@ from services.orchestrator.runtime import Orchestrator
 from services.orchestrator.settings import OrchestratorSettings
 
 log = logging.getLogger(__name__)
+GAUGE_SECONDS = 15.0  # gauges recounted from PostgreSQL, lag from the consumer
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error answers of a route (all `{"detail": "..."}`)."""
+    what = {400: "The body is not JSON", 401: "Missing or wrong bearer token",
+            404: "Not found, or the endpoint is off", 409: "Not allowed now; `detail` says why",
+            413: "The request body is too large", 503: "Not ready or not healthy"}
+    return {code: {"model": Problem, "description": what[code]} for code in codes}
 
 
 class EnrollRequest(BaseModel):
@@ -58,8 +72,9 @@ async def _run_workers(app: FastAPI, settings: OrchestratorSettings, kafka: Kafk
                        orch: Orchestrator, stop: asyncio.Event) -> None:
     """Connect to Kafka (waiting out an unreachable broker) and run the three loops."""
     topics = Topics(kafka.topic_prefix)
+    group = f"{kafka.topic_prefix}{settings.group_id}"
     consumer = make_consumer(kafka, topics.scored_events, client_id="nurture-orchestrator",
-                             group_id=f"{kafka.topic_prefix}{settings.group_id}")
+                             group_id=group)
     producer = make_producer(kafka, client_id="nurture-orchestrator")
     async for attempt in AsyncRetrying(wait=wait_exponential(multiplier=0.5, max=10),
                                        retry=retry_if_exception_type(KafkaError)):
@@ -74,7 +89,10 @@ async def _run_workers(app: FastAPI, settings: OrchestratorSettings, kafka: Kafk
             loop(lambda: orch.relay_outbox(producer), stop, settings.relay_idle_seconds,
                  wake=orch.outbox_ready, what="outbox"),
             loop(lambda: orch.prune(settings.dedupe_retention_days * 86400), stop, 3600,
-                 what="prune"))
+                 what="prune"),
+            loop(orch.refresh_gauges, stop, GAUGE_SECONDS, what="gauges"),
+            loop(lambda: orch.metrics.lag.update(consumer, group), stop, GAUGE_SECONDS,
+                 what="lag"))
     finally:
         app.state.kafka_ready = False  # not ready any more, whatever ended the workers
         await consumer.stop()
@@ -84,7 +102,7 @@ async def _run_workers(app: FastAPI, settings: OrchestratorSettings, kafka: Kafk
 def create_app(settings: OrchestratorSettings, kafka: KafkaSettings, decider: Decider, *,
                registry: CollectorRegistry | None = None, run_workers: bool = True) -> FastAPI:
     registry = registry or new_registry()
-    metrics = OrchestratorMetrics(registry)
+    metrics = OrchestratorMetrics(registry, decider.programs)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -136,7 +154,7 @@ def create_app(settings: OrchestratorSettings, kafka: KafkaSettings, decider: De
     def orch_of(request: Request) -> Orchestrator:
         return request.app.state.orch  # type: ignore[no-any-return]
 
-    @app.get("/v1/leads/{lead_id}", dependencies=auth,
+    @app.get("/v1/leads/{lead_id}", dependencies=auth, responses=errors(401, 404),
              summary="A lead: profile, scores, stage, enrollments, messages")
     async def get_lead(lead_id: str, request: Request) -> dict[str, Any]:
         async with orch_of(request).engine.connect() as conn:
@@ -146,6 +164,7 @@ def create_app(settings: OrchestratorSettings, kafka: KafkaSettings, decider: De
         return view
 
     @app.post("/v1/leads/{lead_id}/enrollments", status_code=201, dependencies=auth,
+              responses=errors(400, 401, 404, 409),
               summary="Enroll a lead in a program (what a sales rep does)")
     async def enroll(lead_id: str, body: EnrollRequest, request: Request) -> dict[str, Any]:
         if body.program not in decider.programs:
@@ -169,6 +188,7 @@ def create_app(settings: OrchestratorSettings, kafka: KafkaSettings, decider: De
                 "step": enr.step, "program_version": enr.program_version}
 
     @app.delete("/v1/leads/{lead_id}/enrollments/{program}", dependencies=auth,
+                responses=errors(401, 404),
                 summary="End an enrollment")
     async def unenroll(lead_id: str, program: str, request: Request) -> dict[str, Any]:
         async with orch_of(request).engine.connect() as conn:
@@ -180,7 +200,23 @@ def create_app(settings: OrchestratorSettings, kafka: KafkaSettings, decider: De
                                                                                  now))
         return {"lead_id": lead_id, "program": program, "status": "exited"}
 
-    @app.get("/v1/programs", dependencies=auth, summary="Programs with per-step counts")
+    @app.delete("/v1/leads/{lead_id}", status_code=202, dependencies=auth,
+                responses=errors(401),
+                summary="Erase a person: their PII here, in scoring and in dispatch")
+    async def erase_lead(lead_id: str, request: Request) -> dict[str, Any]:
+        """Deletes the lead's profile and pending messages, keeps anonymous counts, and
+        publishes `lead.erased` so scoring and dispatch erase too (docs/security.md).
+        Idempotent; 202 whether or not the lead was known."""
+        orch = orch_of(request)
+        async with orch.engine.begin() as conn:
+            found = await erasure.erase(conn, lead_id=lead_id, topics=orch.topics,
+                                        now=await orch.clock.now(conn), announce=True)
+        orch.outbox_ready.set()
+        log.info("lead erased", extra={"lead_hash": lead_hash(lead_id), "found": found})
+        return {"lead_id": lead_id, "erased": True, "found": found}
+
+    @app.get("/v1/programs", dependencies=auth, responses=errors(401),
+             summary="Programs with per-step counts")
     async def programs(request: Request) -> list[dict[str, Any]]:
         async with orch_of(request).engine.connect() as conn:
             stats = await queries.program_stats(conn)
@@ -190,13 +226,14 @@ def create_app(settings: OrchestratorSettings, kafka: KafkaSettings, decider: De
                                     "exited": {}, "messages": {}})}
                 for p in decider.programs.values()]
 
-    @app.get("/v1/funnel", dependencies=auth,
+    @app.get("/v1/funnel", dependencies=auth, responses=errors(401),
              summary="Leads per stage, conversion, time in stage, sales cycle")
     async def funnel(request: Request) -> dict[str, Any]:
         async with orch_of(request).engine.connect() as conn:
             return await queries.funnel(conn)
 
     @app.post("/v1/admin/clock/advance", dependencies=[Depends(admin)],
+              responses=errors(400, 401, 404),
               summary="Move the shared clock forward (tests, demos)")
     async def advance(body: ClockAdvance, request: Request) -> dict[str, float]:
         orch = orch_of(request)
@@ -205,13 +242,20 @@ def create_app(settings: OrchestratorSettings, kafka: KafkaSettings, decider: De
             now = await orch.clock.now(conn)
         return {"offset_seconds": offset, "now": now}
 
-    @app.post("/v1/webhooks/sms", summary="Inbound SMS (Twilio-compatible): STOP, START, HELP")
+    @app.post("/v1/webhooks/sms", responses=errors(401, 404, 413) | {
+        200: {"content": {"text/xml": {}}, "description": "TwiML"}},
+        summary="Inbound SMS (Twilio-compatible): STOP, START, HELP")
     async def sms_webhook(request: Request) -> Response:
         """Signed with `X-Twilio-Signature` over NURTURE_ORCHESTRATOR_PUBLIC_URL; answers TwiML."""
         if settings.sms_auth_token is None or not settings.public_url:
             raise HTTPException(404, "inbound SMS is disabled (set NURTURE_ORCHESTRATOR_"
                                      "SMS_AUTH_TOKEN and NURTURE_ORCHESTRATOR_PUBLIC_URL)")
-        body = (await request.body())[:64 * 1024].decode(errors="replace")
+        raw = bytearray()
+        async for chunk in request.stream():  # public until verified: never buffer a big body
+            raw += chunk
+            if len(raw) > 64 * 1024:
+                raise HTTPException(413, "request body over 64 KiB")
+        body = raw.decode(errors="replace")
         form = dict(parse_qsl(body, keep_blank_values=True))
         url = settings.public_url.rstrip("/") + "/v1/webhooks/sms"
         if not sms_inbound.verified(settings.sms_auth_token.get_secret_value(), url, form,
@@ -234,14 +278,14 @@ def create_app(settings: OrchestratorSettings, kafka: KafkaSettings, decider: De
         reply = sms_inbound.HELP_REPLY if word in sms_inbound.HELP else None
         return Response(sms_inbound.twiml(reply), media_type="text/xml")
 
-    @app.get("/healthz")
+    @app.get("/healthz", responses=errors(503))
     async def healthz(request: Request) -> Response:
         workers = getattr(request.app.state, "workers", None)
         if workers is not None and workers.done():
             return JSONResponse({"detail": "the background workers stopped; see the log"}, 503)
         return JSONResponse({"status": "ok"})
 
-    @app.get("/readyz")
+    @app.get("/readyz", responses=errors(503))
     async def readyz(request: Request) -> Response:
         return await readiness(orch_of(request).engine, kafka_ready=request.app.state.kafka_ready)
 

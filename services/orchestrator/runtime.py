@@ -24,8 +24,8 @@ from services.common.deadletter import Origin, dead_letter
 from services.common.eventtime import event_epoch
 from services.common.outbox import Outgoing
 from services.common.topics import Topics
+from services.orchestrator.adapters import erasure, gauges, tables
 from services.orchestrator.adapters import repository as repo
-from services.orchestrator.adapters import tables
 from services.orchestrator.domain.decide import Decider
 from services.orchestrator.domain.effects import Effects
 from services.orchestrator.domain.lead import Lead
@@ -86,6 +86,7 @@ class Orchestrator:
 
     async def handle_batch(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         """One transaction for a polled batch of scored events."""
+        started = time.monotonic()
         parsed: list[Parsed] = []
         letters: list[Outgoing] = []
         for record in records:
@@ -105,6 +106,12 @@ class Orchestrator:
             leads = await repo.lock_leads(conn, lead_ids=[p.lead_id for p in todo])
             effects: list[tuple[str, Effects]] = []
             for p in todo:
+                if p.event["type"] == erasure.ERASED:  # forget what came before it, in order
+                    leads.pop(p.lead_id, None)
+                    effects = [(lid, fx) for lid, fx in effects if lid != p.lead_id]
+                    await erasure.erase(conn, lead_id=p.lead_id, topics=self.topics, now=now,
+                                        announce=False)
+                    continue
                 before = leads.get(p.lead_id)
                 saved = before.to_dict() if before else None
                 try:
@@ -125,6 +132,8 @@ class Orchestrator:
                             topics=self.topics, now=now)
         self.metrics.events.labels("processed").inc(len(todo))
         self.metrics.observe(effects)
+        self.metrics.observe_events(p.event for p in todo)
+        self.metrics.batch_duration.observe(time.monotonic() - started)
         self.outbox_ready.set()
 
     def _dead_letter(self, record: ConsumerRecord[bytes, bytes], error: str) -> Outgoing:
@@ -178,6 +187,13 @@ class Orchestrator:
             now = await self.clock.now(conn)
             return await repo.prune_processed(conn, older_than=now - retention_seconds,
                                               limit=limit)
+
+    async def refresh_gauges(self) -> int:
+        """Recount the gauges (stages, enrollments, timers, outbox); 0, so the loop waits."""
+        async with self.engine.connect() as conn:
+            counts = await gauges.counts(conn, now=await self.clock.now(conn))
+        self.metrics.refresh(counts, await outbox.backlog(self.engine, tables.outbox))
+        return 0
 
     async def relay_outbox(self, producer: AIOKafkaProducer, limit: int = 500) -> int:
         """Publish pending outbox rows; they are deleted once Kafka acknowledged them."""

@@ -18,6 +18,7 @@ from services.scoring.domain.model import ScoringModel
 from services.scoring.domain.state import LeadState
 
 CONSUMER = "nurture-scoring"
+ERASED = "lead.erased"  # the orchestrator's erasure event (docs/security.md)
 OUT_CONTENT_TYPE = b"application/json"
 
 
@@ -40,6 +41,7 @@ class Result:
     state: bytes | None  # new table value; None = leave the table alone
     out: list[Outgoing]
     snapshot: Snapshot | None = None
+    erase: bool = False  # delete the lead's table entry (a tombstone in the changelog)
 
 
 def decode_event(value: bytes | None) -> dict[str, Any]:
@@ -114,6 +116,13 @@ class Processor:
         if key != event["subject"].encode():
             raise BadEvent("record key is not the event's subject (the lead id)")
         lead_id = event["subject"]
+        if event["type"] == ERASED:  # the person was erased: forget the lead, pass it on
+            out_value = orjson.dumps({"event": event, "score": {
+                "lead_id": lead_id, "as_of": rfc3339(t), "duplicate": False, "models": {}}})
+            return Result("erased", ERASED, None, [Outgoing(
+                self.topics.scored_events, key, out_value,
+                [("content-type", OUT_CONTENT_TYPE), ("ce_type", ERASED.encode())])],
+                erase=True)
         lead = LeadState.from_bytes(state) if state else LeadState()
         snapshot = apply(lead, event, lead_id=lead_id, event_time=t, models=self.models,
                          recent_ids=self.recent_ids)

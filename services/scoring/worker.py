@@ -27,6 +27,7 @@ from services.scoring.processor import Processor
 from services.scoring.settings import ScoringSettings
 
 log = logging.getLogger(__name__)
+LAG_SECONDS = 10.0
 
 
 def _credentials(kafka: KafkaSettings) -> Any:
@@ -73,6 +74,17 @@ def create_app(settings: ScoringSettings, kafka: KafkaSettings, processor: Proce
     codec_holder.key_serializer = codec_holder.value_serializer = "raw"
     metrics.leads.set_function(lambda: float(len(table)))
 
+    @app.timer(interval=LAG_SECONDS)  # type: ignore[untyped-decorator]
+    async def consumer_lag() -> None:
+        """Records of the input topic this worker's partitions have not consumed yet."""
+        lag = 0
+        for tp in app.consumer.assignment():
+            high = app.consumer.highwater(tp) if tp.topic == topics.events else None
+            position = await app.consumer.position(tp) if high is not None else None
+            if high is not None and position is not None:
+                lag += max(0, high - position)
+        metrics.lag.gauge.labels(app.conf.id, topics.events).set(lag)
+
     @app.agent(source)
     async def score(stream: StreamT[bytes]) -> None:
         async for event in stream.events():
@@ -86,6 +98,8 @@ def create_app(settings: ScoringSettings, kafka: KafkaSettings, processor: Proce
                 now=datetime.now(UTC))
             if result.state is not None:
                 table[msg.key] = result.state
+            elif result.erase and msg.key in table:
+                del table[msg.key]  # writes the tombstone to the compacted changelog
             for out in result.out:
                 await outputs[out.topic].send(key=out.key, value=out.value, headers=out.headers)
             _observe(metrics, result, time.perf_counter() - started)

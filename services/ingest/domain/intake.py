@@ -33,11 +33,13 @@ class FieldProblem:
 class Rejected(Exception):
     """The request cannot be accepted; `status` is the HTTP status that says why."""
 
-    def __init__(self, status: int, message: str, problems: Sequence[FieldProblem] = ()) -> None:
+    def __init__(self, status: int, message: str, problems: Sequence[FieldProblem] = (), *,
+                 retry_after: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.problems = list(problems)
+        self.retry_after = retry_after  # the Retry-After header of a 429
 
 
 @dataclass(frozen=True)

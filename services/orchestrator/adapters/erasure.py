@@ -1,0 +1,65 @@
+"""Erasing a person (GDPR art. 17): what the orchestrator deletes, what it keeps anonymously, and
+the `lead.erased` control event that tells scoring and dispatch to do the same.
+
+In one transaction, for one lead id:
+- deleted: the lead row (profile, consent, scores, interests: everything that can hold an email,
+  phone or name), its timers, and its commands still waiting in the outbox (their `context`
+  carries the profile);
+- kept anonymously: stage history, enrollments and the message log, with the lead id replaced by
+  a random `erased-<uuid>` (no hash: nothing links it back), so funnel conversions, program and
+  per-step counts stay right;
+- published (outbox, so never lost): `lead.erased` on `nurture.events.v1`, keyed by the lead id.
+
+`lead.erased` is internal: it is not in `schemas.EVENT_TYPES`, so ingest refuses it from
+clients. It travels in the lead's partition behind every earlier event of the lead, so each
+consumer that erases when the event reaches it has processed (and now forgets) everything that
+came before: scoring deletes the lead's table key (a tombstone in the compacted changelog),
+dispatch scrubs its deliveries, and the orchestrator, seeing it come back scored, erases again
+what arrived in between. Events of the lead id that come later start a new, empty lead; PII
+returns only with a new `crm.lead_upserted`. Erasing twice is harmless."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import orjson
+from sqlalchemy import delete, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.common import outbox
+from services.common.eventtime import rfc3339
+from services.common.outbox import Outgoing
+from services.common.topics import Topics
+from services.orchestrator.adapters import tables as t
+
+ERASED = "lead.erased"
+SOURCE = "nurture-orchestrator/erasure"
+
+
+def erased_event(lead_id: str, *, topic: str, now: float) -> Outgoing:
+    """The control event; its id is new each time (each erasure is an act of its own)."""
+    event = {"specversion": "1.0", "id": f"erase-{uuid.uuid4().hex}", "source": SOURCE,
+             "type": ERASED, "subject": lead_id, "time": rfc3339(now), "data": {}}
+    return Outgoing(topic, lead_id.encode(), orjson.dumps(event),
+                    [("content-type", "application/cloudevents+json"), ("ce_type", ERASED)])
+
+
+async def erase(conn: AsyncConnection, *, lead_id: str, topics: Topics, now: float,
+                announce: bool) -> bool:
+    """Erase `lead_id` in this transaction; True if there was a lead row. With `announce`, also
+    enqueue `lead.erased` for the other services (the API does; the consumer does not)."""
+    await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:id))"), {"id": lead_id})
+    existed = (await conn.execute(delete(t.leads).where(t.leads.c.lead_id == lead_id)
+                                  .returning(t.leads.c.lead_id))).first() is not None
+    await conn.execute(delete(t.timers).where(t.timers.c.lead_id == lead_id))
+    await conn.execute(delete(t.outbox).where(t.outbox.c.key == lead_id.encode(),
+                                              t.outbox.c.topic == topics.dispatch))
+    alias = f"erased-{uuid.uuid4().hex}"
+    for table in (t.stage_history, t.enrollments, t.messages):
+        await conn.execute(update(table).where(table.c.lead_id == lead_id).values(lead_id=alias))
+    if announce:
+        await outbox.enqueue(conn, t.outbox, [erased_event(lead_id, topic=topics.events,
+                                                           now=now)],
+                             datetime.fromtimestamp(now, UTC))
+    return existed
