@@ -3,13 +3,14 @@
 #   nurture-ingest serve | nurture-scoring worker | nurture-orchestrator serve | nurture-dispatch serve
 # plus the one-off commands (nurture-orchestrator migrate, nurture-dispatch migrate, nurture-topics).
 #
-#   docker build -t nurture:0.1.0 .
+#   docker build -t nurture:0.1.0 .          # the runtime image (no dev tools)
+#   docker build --target dev -t nurture-dev .  # plus pytest, aiosmtpd, ... (local use only)
 #   docker run --rm nurture:0.1.0 nurture-ingest --help
 
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 ARG UV_VERSION=0.13.9
 
-# --- build: the pinned dependencies (requirements.lock, hashes checked) and the project --------
+# --- build: the runtime dependencies (requirements-runtime.lock, hashes checked), the project --
 FROM ${PYTHON_IMAGE} AS build
 ARG UV_VERSION
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 UV_NO_CACHE=1 UV_COMPILE_BYTECODE=1
@@ -20,13 +21,25 @@ RUN apt-get update \
 RUN python -m pip install "uv==${UV_VERSION}" \
  && python -m venv /opt/nurture
 WORKDIR /src
-COPY requirements.lock ./
-RUN uv pip sync --python /opt/nurture/bin/python --require-hashes requirements.lock
+COPY requirements-runtime.lock ./
+RUN uv pip sync --python /opt/nurture/bin/python --require-hashes requirements-runtime.lock
 COPY pyproject.toml README.md ./
 COPY schemas ./schemas
 COPY services ./services
 RUN uv pip install --python /opt/nurture/bin/python --no-deps . \
  && /opt/nurture/bin/nurture-ingest --help >/dev/null
+
+# --- build-dev: the same plus the development tools (requirements.lock), for `--target dev` ----
+FROM build AS build-dev
+COPY requirements.lock ./
+RUN uv pip sync --python /opt/nurture/bin/python --require-hashes requirements.lock \
+ && uv pip install --python /opt/nurture/bin/python --no-deps .
+
+# --- dev: an image with the test tools (the compose SMTP sink runs aiosmtpd from it) ----------
+FROM ${PYTHON_IMAGE} AS dev
+COPY --from=build-dev /opt/nurture /opt/nurture
+ENV PATH=/opt/nurture/bin:$PATH PYTHONUNBUFFERED=1 HOME=/tmp
+USER 10001:10001
 
 # --- runtime: the virtualenv and the default config, no build tools, a numeric non-root user --
 FROM ${PYTHON_IMAGE} AS runtime

@@ -10,7 +10,7 @@ UV_VERSION := 0.13.9
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha1sum | cut -c1-12)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv jars tools up run stop clean test test-unit lint typecheck fmt lock
+.PHONY: help venv jars tools up run demo stop clean test test-unit lint typecheck fmt lock chaos
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -35,6 +35,9 @@ up: venv jars  ## start (or reuse) the local Kafka broker and PostgreSQL, create
 run: venv jars  ## the whole stack in the foreground: broker, database, topics, services (Ctrl-C stops)
 	@$(PY) deploy/local/run.py
 
+demo: venv jars  ## a simulated population through the real stack, then a funnel report + chart (DEMO_ARGS=--leads 500)
+	@$(PY) -m deploy.demo $(DEMO_ARGS)
+
 stop:  ## stop the local broker and database (data kept in .local/)
 	@$(PYTHON) deploy/local/stack.py down
 
@@ -45,8 +48,15 @@ clean: stop  ## stop everything and delete local data, jars and the virtualenv
 test: venv jars tools lint  ## lint, then the whole suite against a real broker and database started for the run
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+chaos: venv jars  ## the counted fault-injection run on its own broker and database (docs/reliability.md)
+	$(PY) -m deploy.chaos $(CHAOS_ARGS)
+
 test-unit: venv  ## unit tests only (no broker, no database)
 	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
+
+bench: venv jars  ## side-by-side benchmarks (own broker + database unless set) -> bench/results.json, docs/benchmarks.md
+	$(PY) -m bench $(BENCH_ARGS)
+	$(PY) -m bench.report
 
 lint: venv  ## ruff + mypy (strict on services/ and schemas/)
 	$(VENV)/bin/ruff check .
@@ -55,5 +65,7 @@ lint: venv  ## ruff + mypy (strict on services/ and schemas/)
 fmt: venv
 	$(VENV)/bin/ruff check --fix .
 
-lock: venv  ## re-resolve requirements.lock from pyproject.toml
+lock: venv  ## re-resolve requirements.lock (dev) and requirements-runtime.lock (the image) from pyproject.toml
 	$(UV) pip compile -q pyproject.toml --extra dev --generate-hashes --python-version 3.11 -o requirements.lock
+	$(UV) pip compile -q pyproject.toml --generate-hashes --python-version 3.11 -c requirements.lock \
+	  -o requirements-runtime.lock

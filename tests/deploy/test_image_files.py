@@ -53,8 +53,12 @@ def test_the_dockerfile_is_multi_stage_from_a_pinned_slim_python() -> None:
     args = {m[0]: m[1] for m in re.findall(r"^ARG (\w+)=(\S+)", DOCKERFILE, re.M)}
     all_stages = stages(DOCKERFILE)
     assert len(all_stages) >= 2
+    earlier: set[str] = set()
     for stage in all_stages:
         image = stage[0][1].split()[0]
+        earlier.add(stage[0][1].split()[-1])
+        if image in earlier:  # built on an earlier stage of this file
+            continue
         image = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], image)
         assert re.fullmatch(r"python:\d+\.\d+\.\d+-slim-\w+", image), image
 
@@ -76,12 +80,38 @@ def test_the_final_stage_has_no_build_tools_and_a_numeric_user() -> None:
 def test_the_lock_file_is_installed_with_hashes_then_the_project() -> None:
     build = stages(DOCKERFILE)[0]
     runs = [args for word, args in build if word == "RUN"]
-    assert any("uv pip sync" in r and "--require-hashes" in r and "requirements.lock" in r
+    assert any("uv pip sync" in r and "--require-hashes" in r and "requirements-runtime.lock" in r
                for r in runs)
     assert any(re.search(r"uv pip install .*--no-deps \.(\s|$)", r) for r in runs)
     uv = re.search(r"^ARG UV_VERSION=(\S+)", DOCKERFILE, re.M)
     makefile = (ROOT / "Makefile").read_text()
     assert uv and f"UV_VERSION := {uv.group(1)}" in makefile, "same uv as `make venv`"
+
+
+def _pins(lock: str) -> dict[str, str]:
+    text = (ROOT / lock).read_text()
+    return dict(re.findall(r"^([A-Za-z0-9_.\-]+)==(\S+)", text, re.M))
+
+
+def test_the_runtime_lock_pins_what_the_dev_lock_pins_without_the_dev_tools() -> None:
+    runtime, dev = _pins("requirements-runtime.lock"), _pins("requirements.lock")
+    assert runtime
+    assert {name: dev.get(name) for name in runtime} == runtime, "re-run `make lock`"
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    dev_only = {re.split(r"[<>=\[ ]", req)[0].lower()
+                for req in project["optional-dependencies"]["dev"]}
+    assert dev_only and not dev_only & {name.lower() for name in runtime}
+    for req in project["dependencies"]:
+        assert re.split(r"[<>=\[ ]", req)[0].lower() in {n.lower() for n in runtime}, req
+
+
+def test_the_final_stage_is_the_runtime_image_and_dev_tools_have_their_own_target() -> None:
+    names = [stage[0][1].split()[-1] for stage in stages(DOCKERFILE)]
+    assert names[-1] == "runtime" and "dev" in names
+    final = stages(DOCKERFILE)[-1]
+    assert any(word == "COPY" and args.startswith("--from=build ") for word, args in final)
+    sink = COMPOSE["services"]["smtp-sink"]
+    assert sink["build"]["target"] == "dev"
 
 
 @pytest.mark.parametrize("script", sorted(SCRIPTS))
