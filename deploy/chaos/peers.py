@@ -1,0 +1,155 @@
+"""The providers dispatch talks to, as real servers on loopback in the driver's event loop: an
+SMTP server (aiosmtpd) and an HTTP server for the webhook channel. Both record every message
+they accept (by the message id dispatch puts in `X-Nurture-Message-Id` / `webhook-id`) and can
+be told to misbehave: answer 4xx / 500 / 429 with Retry-After, hang past the client's timeout,
+or refuse connections (the listening socket is closed, then reopened on the same port)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from email.parser import BytesParser
+from email.policy import default as default_policy
+
+import uvicorn
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from deploy.local.stack import free_port
+
+
+@dataclass
+class Received:
+    """Accepted deliveries: (message id, monotonic time), repeats included."""
+
+    items: list[tuple[str, float]] = field(default_factory=list)
+
+    def add(self, message_id: str) -> None:
+        self.items.append((message_id, time.monotonic()))
+
+    @property
+    def ids(self) -> list[str]:
+        return [mid for mid, _ in self.items]
+
+    @property
+    def times(self) -> list[float]:
+        return [t for _, t in self.items]
+
+
+class SmtpPeer:
+    """Modes: `ok`, `tempfail` (451 to every DATA), `refuse` (port closed)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.mode = "ok"
+        self.received = Received()
+        self.refused_data = 0
+        self._server: asyncio.Server | None = None
+        self._sessions: list[SMTP] = []
+
+    async def handle_DATA(  # noqa: N802 - the name aiosmtpd calls
+            self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.mode == "tempfail":
+            self.refused_data += 1
+            return "451 4.3.0 chaos: try again later"
+        raw = envelope.original_content or envelope.content or b""
+        if isinstance(raw, str):
+            raw = raw.encode()
+        headers = BytesParser(policy=default_policy).parsebytes(raw, headersonly=True)
+        self.received.add(str(headers.get("X-Nurture-Message-Id", "")))
+        return "250 2.0.0 OK queued"
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+
+        def connect() -> SMTP:
+            session = SMTP(self, hostname="chaos-peer.test")
+            self._sessions = [s for s in self._sessions if s.transport is not None
+                              and not s.transport.is_closing()] + [session]
+            return session
+
+        self._server = await loop.create_server(connect, "127.0.0.1", self.port,
+                                                reuse_address=True)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for session in self._sessions:  # open connections too: dispatch reuses one
+                if session.transport is not None:
+                    session.transport.close()
+            self._sessions = []
+            await self._server.wait_closed()
+            self._server = None
+
+    async def set_mode(self, mode: str) -> None:
+        if mode == "refuse":
+            await self.stop()
+        elif self._server is None:
+            await self.start()
+        self.mode = mode
+
+
+class HttpPeer:
+    """The webhook receiver. Modes: `ok` (200), `500`, `429` (with Retry-After), `hang` (answers
+    only after `hang_seconds`, past dispatch's timeout, and records nothing), `refuse`."""
+
+    def __init__(self, *, hang_seconds: float = 6.0, retry_after: int = 2) -> None:
+        self.port = free_port()
+        self.mode = "ok"
+        self.hang_seconds, self.retry_after = hang_seconds, retry_after
+        self.received = Received()
+        self.refused = 0
+        self._server: uvicorn.Server | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hooks"
+
+    def app(self) -> Starlette:
+        async def hook(request: Request) -> Response:
+            await request.body()
+            mode = self.mode
+            if mode == "hang":
+                await asyncio.sleep(self.hang_seconds)
+                return Response(status_code=504)
+            if mode == "500":
+                self.refused += 1
+                return Response(status_code=500)
+            if mode == "429":
+                self.refused += 1
+                return Response(status_code=429, headers={"Retry-After": str(self.retry_after)})
+            self.received.add(request.headers.get("webhook-id", ""))
+            return JSONResponse({"ok": True})
+        return Starlette(routes=[Route("/hooks", hook, methods=["POST"])])
+
+    async def start(self) -> None:
+        self._server = uvicorn.Server(uvicorn.Config(
+            self.app(), host="127.0.0.1", port=self.port, log_config=None, lifespan="off",
+            timeout_graceful_shutdown=1))
+        self._task = asyncio.create_task(self._server.serve())
+        deadline = time.monotonic() + 30
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()
+                raise RuntimeError("HTTP peer exited on start")
+            if time.monotonic() > deadline:
+                raise RuntimeError("HTTP peer did not start")
+            await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        if self._server is not None and self._task is not None:
+            self._server.should_exit = True
+            await asyncio.wait_for(self._task, 30)
+            self._server = self._task = None
+
+    async def set_mode(self, mode: str) -> None:
+        if mode == "refuse":
+            await self.stop()
+        elif self._server is None:
+            await self.start()
+        self.mode = mode

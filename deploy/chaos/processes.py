@@ -1,0 +1,204 @@
+"""The stack of a fault run: its own Kafka broker and PostgreSQL cluster on free ports (the
+classes of deploy/local/stack.py), and every service as a separate child process (the commands
+of deploy/local/run.py), each on free ports with its output appended to `logs/<name>.log`.
+
+Blocking work (starting the broker, waiting for readiness) is meant to run in a thread
+(`asyncio.to_thread`) so the peers in the driver's event loop keep answering."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deploy.local import stack
+from deploy.local.run import SERVICES
+
+ROOT = stack.ROOT
+API_KEY = "nurture-chaos-key"
+API_TOKEN = "chaos-token"  # noqa: S105 - a throwaway token of a throwaway local stack
+ADMIN_TOKEN = "chaos-admin"  # noqa: S105
+TRACKING_SECRET = "chaos-tracking-secret-0123456789"  # noqa: S105
+WEBHOOK_SECRET = "chaos-webhook-secret-0123456789"  # noqa: S105
+CONFIG = Path(__file__).resolve().parent / "config"
+
+
+@dataclass
+class Service:
+    """One child process: its command, environment additions and how to tell it is ready."""
+
+    name: str
+    cmd: list[str]
+    env: dict[str, str]
+    log: Path
+    ready_url: str | None = None  # else: "Worker ready" in its log since the start
+    proc: subprocess.Popen[bytes] | None = None
+    _mark: int = 0
+
+    def start(self, base: dict[str, str]) -> None:
+        self._mark = self.log.stat().st_size if self.log.exists() else 0
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(self.cmd, env={**base, **self.env}, cwd=ROOT,
+                                         stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def ready(self) -> bool:
+        if not self.alive():
+            tail = self.log.read_text(errors="replace")[-3000:]
+            raise stack.StackError(f"{self.name} exited; last output:\n{tail}")
+        if self.ready_url is None:
+            with open(self.log, "rb") as f:
+                f.seek(self._mark)
+                return b"Worker ready" in f.read()
+        try:
+            with urllib.request.urlopen(self.ready_url, timeout=2) as r:  # noqa: S310 - loopback
+                return bool(r.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def wait_ready(self, timeout: float = 180.0) -> None:
+        stack.wait_for(self.name, self.ready, timeout, self.log)
+
+    def kill9(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(30)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(40)
+        except subprocess.TimeoutExpired:
+            self.kill9()
+
+
+@dataclass
+class ChaosStack:
+    """Broker, database and services of one run, all under `out`."""
+
+    out: Path
+    smtp_port: int
+    webhook_url: str
+    scoring_workers: int = 2
+    kafka: stack.Kafka = field(init=False)
+    pg: stack.Postgres = field(init=False)
+    services: dict[str, Service] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.logs = self.out / "logs"
+        self.kafka = stack.Kafka(home=self.out / "kafka", port=stack.free_port(),
+                                 libs=stack.kafka_libs())
+        self.pg = stack.Postgres(home=self.out / "postgres", port=stack.free_port())
+        self.ports = {"ingest": stack.free_port(), "orchestrator": stack.free_port(),
+                      "dispatch": stack.free_port()}
+
+    @property
+    def ingest_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['ingest']}"
+
+    @property
+    def orchestrator_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['orchestrator']}"
+
+    def base_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("NURTURE_", "KAFKA_", "DATABASE_URL"))}
+        env.update({
+            "KAFKA_BOOTSTRAP_SERVERS": self.kafka.bootstrap, "DATABASE_URL": self.pg.url,
+            "NURTURE_LOG_FORMAT": "json", "PYTHONUNBUFFERED": "1",
+            "NURTURE_TRACKING_SECRET": TRACKING_SECRET,
+            "NURTURE_INGEST_API_KEYS": json.dumps([{
+                "name": "chaos", "sha256": hashlib.sha256(API_KEY.encode()).hexdigest()}]),
+            "NURTURE_INGEST_RETRY_AFTER_SECONDS": "1",
+            "NURTURE_INGEST_PRODUCE_TIMEOUT_SECONDS": "5",
+            "NURTURE_SCORING_SESSION_TIMEOUT_SECONDS": "10",
+            "NURTURE_ORCHESTRATOR_PROGRAMS": str(CONFIG / "programs"),
+            "NURTURE_ORCHESTRATOR_POLICY": str(CONFIG / "contact-policy.yaml"),
+            "NURTURE_ORCHESTRATOR_API_TOKEN": API_TOKEN,
+            "NURTURE_ORCHESTRATOR_ADMIN_TOKEN": ADMIN_TOKEN,
+            "NURTURE_ORCHESTRATOR_SHUTDOWN_GRACE_SECONDS": "5",
+            "NURTURE_DISPATCH_SMTP_PORT": str(self.smtp_port),
+            "NURTURE_DISPATCH_SMTP_TIMEOUT_SECONDS": "5",
+            "NURTURE_DISPATCH_WEBHOOK_URL": self.webhook_url,
+            "NURTURE_DISPATCH_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "NURTURE_DISPATCH_HTTP_TIMEOUT_SECONDS": "2",
+            "NURTURE_DISPATCH_TRACKING_BASE_URL": self.ingest_url,
+            "NURTURE_DISPATCH_MAX_ATTEMPTS": "100",
+            "NURTURE_DISPATCH_RETRY_BASE_SECONDS": "0.5",
+            "NURTURE_DISPATCH_RETRY_MAX_SECONDS": "4",
+            "NURTURE_DISPATCH_SENDING_TIMEOUT_SECONDS": "20",
+            "NURTURE_DISPATCH_LEASE_SECONDS": "20",
+            "NURTURE_DISPATCH_POLL_SECONDS": "0.5",
+            "NURTURE_DISPATCH_RECOVERY_POLL_SECONDS": "2",
+            "NURTURE_DISPATCH_SHUTDOWN_GRACE_SECONDS": "5",
+        })
+        return env
+
+    def _define(self) -> None:
+        def svc(name: str, cmd: list[str], env: dict[str, str], ready: str | None) -> None:
+            self.services[name] = Service(name, cmd, env, self.logs / f"{name}.log", ready)
+
+        port = self.ports
+        svc("ingest", SERVICES["ingest"], {"NURTURE_INGEST_PORT": str(port["ingest"])},
+            f"{self.ingest_url}/readyz")
+        for n in range(1, self.scoring_workers + 1):
+            svc(f"scoring-{n}", SERVICES["scoring"], {
+                "NURTURE_SCORING_STATE_DIR": str(self.out / f"scoring-{n}"),
+                "NURTURE_SCORING_METRICS_PORT": str(stack.free_port())}, None)
+        svc("orchestrator", SERVICES["orchestrator"],
+            {"NURTURE_ORCHESTRATOR_PORT": str(port["orchestrator"])},
+            f"{self.orchestrator_url}/readyz")
+        svc("dispatch", SERVICES["dispatch"], {"NURTURE_DISPATCH_PORT": str(port["dispatch"])},
+            f"http://127.0.0.1:{port['dispatch']}/readyz")
+
+    def up(self) -> None:
+        """Start broker and database, create topics, migrate, start and await every service."""
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.kafka.start()
+        self.pg.start()
+        self.env = self.base_env()
+        for cmd in (["-m", "services.common.topics", "--partitions", "3"],
+                    ["-m", "services.orchestrator", "migrate"]):
+            with open(self.logs / "setup.log", "ab") as out:
+                done = subprocess.run([SERVICES["ingest"][0], *cmd], env=self.env, cwd=ROOT,
+                                      stdout=out, stderr=subprocess.STDOUT, check=False)
+            if done.returncode != 0:
+                raise stack.StackError(f"{' '.join(cmd)} failed; see {self.logs / 'setup.log'}")
+        self._define()
+        for service in self.services.values():
+            service.start(self.env)
+        for service in self.services.values():
+            service.wait_ready()
+
+    def restart(self, name: str) -> None:
+        service = self.services[name]
+        service.start(self.env)
+        service.wait_ready()
+
+    def check_alive(self) -> list[str]:
+        """Services that died on their own (a crash, not one of our kills)."""
+        return [name for name, s in self.services.items() if not s.alive()]
+
+    def down(self, *, keep_data: bool = False) -> None:
+        for service in self.services.values():
+            service.stop()
+        with contextlib.suppress(stack.StackError):
+            self.kafka.stop()
+        with contextlib.suppress(stack.StackError):
+            self.pg.stop() if keep_data else self.pg.destroy()
+        if not keep_data:
+            shutil.rmtree(self.out / "kafka" / "data", ignore_errors=True)
