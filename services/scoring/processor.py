@@ -9,7 +9,9 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
 
+from schemas import DATA_MODELS
 from services.common.deadletter import Origin, dead_letter
 from services.common.eventtime import event_epoch, rfc3339
 from services.common.topics import Topics
@@ -65,6 +67,24 @@ def check_event(event: Any) -> dict[str, Any]:
     if "data" in event and not isinstance(event["data"], dict):
         raise BadEvent("'data' is not an object")
     return event
+
+
+def check_data(event: Mapping[str, Any]) -> None:
+    """BadEvent unless `type` is a known event type and `data` satisfies its model.
+
+    Ingest validated it against the JSON Schemas; this catches what reached the topic another
+    way (a producer that skipped ingest, a replayed dead letter). The pydantic models are the
+    schemas' twins (tests/schemas/test_contracts.py) and cost a few microseconds per event."""
+    model = DATA_MODELS.get(event["type"])
+    if model is None:
+        raise BadEvent(f"unknown event type '{event['type']}'")
+    try:
+        model.model_validate(event.get("data", {}))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        path = ".".join(["data", *(str(p) for p in first["loc"])])
+        raise BadEvent(f"{path}: {first['msg']} ({exc.error_count()} problem(s) in data)") \
+            from None
 
 
 FUTURE_TOLERANCE_SECONDS = 86400.0
@@ -123,6 +143,7 @@ class Processor:
                 self.topics.scored_events, key, out_value,
                 [("content-type", OUT_CONTENT_TYPE), ("ce_type", ERASED.encode())])],
                 erase=True)
+        check_data(event)
         lead = LeadState.from_bytes(state) if state else LeadState()
         snapshot = apply(lead, event, lead_id=lead_id, event_time=t, models=self.models,
                          recent_ids=self.recent_ids)

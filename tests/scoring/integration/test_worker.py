@@ -168,8 +168,13 @@ async def test_events_in_scored_events_out(workers: Any, kafka: KafkaSettings,
     await worker.ready()
     topics = Topics(kafka.topic_prefix)
     events = batch(leads=1, per_lead=4, first=0)
-    await send(producer, topics.events, events)
+    # poison first: the worker must dead-letter each and go on to the good events behind them
     await producer.send_and_wait(topics.events, b"{broken", key=b"lead-0")
+    unknown = {**events[0], "id": "poison-type", "type": "web.teleported"}
+    invalid = {**events[0], "id": "poison-data", "data": {"url": 7}}
+    for poison in (unknown, invalid):
+        await producer.send_and_wait(topics.events, orjson.dumps(poison), key=b"lead-0")
+    await send(producer, topics.events, events)
     records = await scored(kafka, {e["id"] for e in events})
     bodies = [orjson.loads(r.value) for r in sorted(records, key=lambda r: r.offset)]
     assert [b["event"]["id"] for b in bodies] == [e["id"] for e in events]
@@ -182,8 +187,11 @@ async def test_events_in_scored_events_out(workers: Any, kafka: KafkaSettings,
         ("senior", 10.0), ("download", 10.0), ("pricing", 20.0), ("demo", 50.0)}
     assert {r.key for r in records} == {b"lead-0"}
     letters = await read_topic(kafka.bootstrap_servers, topics.deadletter,
-                               until=lambda rs: len(rs) >= 1)
-    assert orjson.loads(letters[0].value)["error"].startswith("value is not JSON")
+                               until=lambda rs: len(rs) >= 3)
+    errors = [orjson.loads(r.value)["error"] for r in sorted(letters, key=lambda r: r.offset)]
+    assert errors[0].startswith("value is not JSON")
+    assert errors[1] == "unknown event type 'web.teleported'"
+    assert errors[2].startswith("data.url: ")
     state_dir = Path(worker.env["NURTURE_SCORING_STATE_DIR"])
     rocksdb_files = list(state_dir.rglob("lead-state-*.db"))  # noqa: ASYNC240 - test, tiny dir
     assert bool(rocksdb_files) == (store == "rocksdb")

@@ -78,6 +78,10 @@ def test_a_time_far_in_the_future_is_capped_at_the_record_time() -> None:
     (orjson.dumps({**EVENT, "time": "2026-11-20T10:00:00"}), b"lead-1", "with a timezone"),
     (orjson.dumps({**EVENT, "time": "0001-01-01T00:30:00+01:00"}), b"lead-1", "2000-2099"),
     (orjson.dumps({**EVENT, "time": 17}), b"lead-1", "not a string"),
+    (orjson.dumps({**EVENT, "type": "web.teleported"}), b"lead-1",
+     "unknown event type 'web.teleported'"),
+    (orjson.dumps({**EVENT, "data": {"content_id": 7}}), b"lead-1", "data.content_id:"),
+    (orjson.dumps({**EVENT, "type": "web.page_viewed", "data": {}}), b"lead-1", "data.url:"),
     (orjson.dumps(EVENT), b"someone-else", "key is not the event's subject"),
     (orjson.dumps(EVENT), None, "key is not the event's subject"),
 ])
