@@ -1,13 +1,20 @@
 """Prometheus helpers. Each app owns a `CollectorRegistry` (no module-level globals), so tests
-and several apps in one process do not collide. Names: `nurture_` prefix, base units, `_total`."""
+and several apps in one process do not collide. Names: `nurture_` prefix, base units, `_total`.
+Metrics every consumer shares (consumer lag, outbox backlog) are defined here once, so the same
+name means the same thing in every service (the scrape's `job` label tells them apart)."""
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from aiokafka import AIOKafkaConsumer
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
 # Latencies from sub-millisecond produce acks to multi-second broker stalls.
 LATENCY_BUCKETS_SECONDS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)
+# Event to message: seconds when a lead acts, up to hours when a message waited (quiet hours).
+END_TO_END_BUCKETS_SECONDS = (
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 6 * 3600.0, 86400.0,
 )
 
 
@@ -18,3 +25,43 @@ def new_registry() -> CollectorRegistry:
 def exposition(registry: CollectorRegistry) -> tuple[bytes, str]:
     """The text exposition of `registry` and its content type, for a `/metrics` handler."""
     return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+class ConsumerLag:
+    """`nurture_consumer_lag_records{group, topic}`: records on the partitions a consumer owns
+    that it has not read yet (the partitions' high watermark minus its position)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.gauge = Gauge(
+            "nurture_consumer_lag_records",
+            "Records not yet consumed on this replica's partitions, by group and topic.",
+            ["group", "topic"], registry=registry)
+
+    async def update(self, consumer: AIOKafkaConsumer, group: str) -> int:
+        """Refresh from the consumer's last fetch; returns 0 so a `loop` waits its interval."""
+        totals: dict[str, int] = {}
+        for tp in consumer.assignment():
+            high = consumer.highwater(tp)
+            if high is None:  # nothing fetched from this partition yet
+                continue
+            position = await consumer.position(tp)
+            totals[tp.topic] = totals.get(tp.topic, 0) + max(0, high - position)
+        for topic, lag in totals.items():
+            self.gauge.labels(group, topic).set(lag)
+        return 0
+
+
+class OutboxBacklog:
+    """`nurture_outbox_pending_records` and `nurture_outbox_parked_records`, refreshed from the
+    service's outbox table by its periodic gauge loop."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.pending = Gauge("nurture_outbox_pending_records",
+                             "Outbox rows waiting to be published to Kafka.", registry=registry)
+        self.parked = Gauge("nurture_outbox_parked_records",
+                            "Outbox rows Kafka refused for good (parked for an operator).",
+                            registry=registry)
+
+    def set(self, counts: tuple[int, int]) -> None:
+        self.pending.set(counts[0])
+        self.parked.set(counts[1])

@@ -15,7 +15,7 @@ from datetime import datetime
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import MessageSizeTooLargeError
-from sqlalchemy import Table, delete, insert, select, text, update
+from sqlalchemy import Table, delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 log = logging.getLogger(__name__)
@@ -98,3 +98,12 @@ async def _send_all(producer: AIOKafkaProducer,
         except Exception as exc:  # reported per row to the caller, which decides
             results.append(exc)
     return results
+
+
+async def backlog(engine: AsyncEngine, table: Table) -> tuple[int, int]:
+    """(pending, parked) rows of `table`, for the backlog gauges."""
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(
+            func.count().filter(table.c.parked_reason.is_(None)),
+            func.count().filter(table.c.parked_reason.is_not(None))))).one()
+    return int(row[0]), int(row[1])

@@ -1,11 +1,17 @@
 """Dispatch's Prometheus metrics. Labels are bounded: channels and outcomes are fixed sets,
-dead-letter reasons are mapped onto a fixed set (`dead_letter_reason`)."""
+dead-letter reasons are mapped onto a fixed set (`dead_letter_reason`), program and step ids
+come from commands the orchestrator built from its program files."""
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from services.common.metrics import LATENCY_BUCKETS_SECONDS
+from services.common.metrics import (
+    END_TO_END_BUCKETS_SECONDS,
+    LATENCY_BUCKETS_SECONDS,
+    ConsumerLag,
+    OutboxBacklog,
+)
 
 DEAD_LETTER_REASONS = frozenset({"malformed", "template_error", "invalid_address",
                                  "channel_not_configured", "rejected", "exhausted"})
@@ -15,8 +21,14 @@ class DispatchMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.messages = Counter(
             "nurture_dispatch_messages_total",
-            "Messages by channel and final outcome (sent, failed, suppressed, expired, "
-            "unconfirmed).", ["channel", "outcome"], registry=registry)
+            "Messages by program, step, channel and final outcome (sent, failed, suppressed, "
+            "expired, unconfirmed).", ["program", "step", "channel", "outcome"],
+            registry=registry)
+        self.end_to_end = Histogram(
+            "nurture_end_to_end_latency_seconds",
+            "From the time of the event that caused a message to the provider accepting it, "
+            "by channel (messages a lead's event triggered at once; not timed steps).",
+            ["channel"], buckets=END_TO_END_BUCKETS_SECONDS, registry=registry)
         self.duration = Histogram(
             "nurture_dispatch_delivery_duration_seconds",
             "Time of one provider call (SMTP transaction, HTTP request), by channel.",
@@ -36,6 +48,8 @@ class DispatchMetrics:
             "nurture_dispatch_outbox_published_total",
             "Outbox records (outcome events, dead letters) published to Kafka.",
             registry=registry)
+        self.outbox = OutboxBacklog(registry)
+        self.lag = ConsumerLag(registry)
 
 
 def dead_letter_reason(reason: str) -> str:

@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from services.common import outbox
 from services.common.clock import Clock, SystemClock
 from services.common.deadletter import Origin, dead_letter
+from services.common.logging import lead_hash
 from services.common.outbox import Outgoing
 from services.common.topics import Topics
 from services.dispatch.adapters import repository as repo
@@ -50,7 +51,7 @@ from services.dispatch.domain.command import (
     parse_command,
 )
 from services.dispatch.domain.errors import DispatchError, ProviderUnavailable
-from services.dispatch.domain.messages import triage
+from services.dispatch.domain.messages import ALL_CHANNELS, triage
 from services.dispatch.domain.outcomes import Result, outcome_event
 from services.dispatch.domain.retry import RetryPolicy
 from services.dispatch.metrics import DispatchMetrics, dead_letter_reason
@@ -133,7 +134,7 @@ class Dispatcher:
         for (d, _, _), result in zip(work, results, strict=True):
             if isinstance(result, Exception):  # a bug or the database: the row stays 'sending'
                 log.error("delivery attempt crashed; recovery will settle it", exc_info=result,
-                          extra={"message_id": d.message_id, "lead_id": d.lead_id})
+                          extra={"message_id": d.message_id, "lead_hash": lead_hash(d.lead_id)})
         return len(claimed)
 
     async def _ready(self, conn: AsyncConnection, d: repo.Delivery,
@@ -150,15 +151,20 @@ class Dispatcher:
         if skip is not None:
             await repo.finish(conn, message_id=d.message_id, status=skip.status, now=now,
                               error=skip.reason)
-            result = Result("suppressed", d.attempts + 1, reason=skip.reason)
-            await repo.enqueue(conn, records=[self._event(cmd, result, now)], now=now)
-            self.metrics.messages.labels(d.channel, skip.status).inc()
+            if suppressions.get(ALL_CHANNELS) != repo.ERASED:  # erased: nobody is told
+                result = Result("suppressed", d.attempts + 1, reason=skip.reason)
+                await repo.enqueue(conn, records=[self._event(cmd, result, now)], now=now)
+            self.metrics.messages.labels(cmd.program_id, cmd.step_id, d.channel,
+                                         skip.status).inc()
+            log.info("message not sent", extra={**_fields(cmd), "reason": skip.reason,
+                                                "outcome": skip.status})
             return None
         try:
             return d, cmd, self.composer.prepare(cmd, channels=self.channels, now=now)
         except DispatchError as exc:
             await self._give_up(conn, d, cmd, exc, now, attempt=d.attempts + 1,
                                 label=dead_letter_reason(exc.reason))
+            log.warning("message failed", extra={**_fields(cmd), "reason": exc.reason})
             return None
 
     async def _attempt(self, d: repo.Delivery, cmd: SendMessage, message: Prepared) -> None:
@@ -182,7 +188,11 @@ class Dispatcher:
                               provider_id=provider_id or None)
             result = Result("sent", attempt, provider_message_id=provider_id or None)
             await repo.enqueue(conn, records=[self._event(cmd, result, now)], now=now)
-        self.metrics.messages.labels(d.channel, "sent").inc()
+        self.metrics.messages.labels(cmd.program_id, cmd.step_id, d.channel, "sent").inc()
+        if cmd.event_time is not None:
+            self.metrics.end_to_end.labels(d.channel).observe(
+                max(0.0, (now - cmd.event_time).total_seconds()))
+        log.info("message sent", extra={**_fields(cmd), "attempt": attempt})
         self.outbox_ready.set()
 
     async def _failed(self, d: repo.Delivery, cmd: SendMessage, exc: DispatchError,
@@ -196,15 +206,16 @@ class Dispatcher:
                 label = "exhausted" if exc.transient else dead_letter_reason(exc.reason)
                 await self._give_up(conn, d, cmd, exc, now, attempt=attempt, label=label)
             else:
-                await repo.reschedule(conn, message_id=d.message_id, at=at, now=now,
-                                      error=f"{exc.reason}: {exc.detail}")
-                result = Result("failed", attempt, reason=exc.reason, retryable=True)
-                await repo.enqueue(conn, records=[self._event(cmd, result, now)], now=now)
+                if await repo.reschedule(conn, message_id=d.message_id, at=at, now=now,
+                                         error=f"{exc.reason}: {exc.detail}"):
+                    result = Result("failed", attempt, reason=exc.reason, retryable=True)
+                    await repo.enqueue(conn, records=[self._event(cmd, result, now)], now=now)
+                else:  # the lead was erased during the attempt: no retry, nobody is told
+                    at = None
         if at is not None:
             self.metrics.retries.labels(d.channel).inc()
         log.warning("delivery attempt failed", extra={
-            "message_id": d.message_id, "lead_id": d.lead_id, "channel": d.channel,
-            "attempt": attempt, "reason": exc.reason, "detail": exc.detail,
+            **_fields(cmd), "attempt": attempt, "reason": exc.reason, "detail": exc.detail,
             "retry_at": at.isoformat() if at else None})
         self.outbox_ready.set()
 
@@ -221,7 +232,8 @@ class Dispatcher:
         if cmd is not None:
             records.append(self._event(cmd, Result("failed", attempt, reason=exc.reason), now))
         await repo.enqueue(conn, records=records, now=now)
-        self.metrics.messages.labels(d.channel, "failed").inc()
+        self.metrics.messages.labels(cmd.program_id if cmd else "other",
+                                     cmd.step_id if cmd else "other", d.channel, "failed").inc()
         self.metrics.dead_letters.labels(label).inc()
 
     async def recover_stale(self, limit: int = 100) -> int:
@@ -244,15 +256,22 @@ class Dispatcher:
                     continue
                 result = Result("failed", d.attempts, reason=UNCONFIRMED)
                 await repo.enqueue(conn, records=[self._event(cmd, result, now)], now=now)
-                self.metrics.messages.labels(d.channel, "unconfirmed").inc()
+                self.metrics.messages.labels(cmd.program_id, cmd.step_id, d.channel,
+                                             "unconfirmed").inc()
         for d in stale:
             log.warning("interrupted delivery settled", extra={
-                "message_id": d.message_id, "lead_id": d.lead_id, "channel": d.channel,
+                "message_id": d.message_id, "lead_hash": lead_hash(d.lead_id),
+                "channel": d.channel,
                 "resent": d.channel in self.reconcile})
             if d.channel in self.reconcile:
                 self.wake[d.channel].set()
         self.outbox_ready.set()
         return len(stale)
+
+    async def refresh_gauges(self) -> int:
+        """Recount the outbox backlog; 0, so the loop waits its interval."""
+        self.metrics.outbox.set(await outbox.backlog(self.engine, tables.outbox))
+        return 0
 
     async def relay_outbox(self, producer: AIOKafkaProducer, limit: int = 500) -> int:
         """Publish pending outbox rows; they are deleted once Kafka acknowledged them."""
@@ -271,3 +290,9 @@ class Dispatcher:
                                     consumer=CONSUMER, failed_at=now)
         return Outgoing(self.topics.deadletter, k, v,
                              [(name, raw.decode()) for name, raw in headers])
+
+
+def _fields(cmd: SendMessage) -> dict[str, object]:
+    """What a decision log line says about a message (no raw lead id, no address)."""
+    return {"message_id": cmd.message_id, "lead_hash": lead_hash(cmd.lead_id),
+            "program": cmd.program_id, "step": cmd.step_id, "channel": cmd.channel}

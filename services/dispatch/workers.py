@@ -23,6 +23,7 @@ from services.dispatch.runtime import Dispatcher
 from services.dispatch.settings import DispatchSettings
 
 log = logging.getLogger(__name__)
+GAUGE_SECONDS = 15.0  # outbox backlog recounted, consumer lag refreshed
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
 
 
@@ -58,7 +59,10 @@ async def run_workers(dispatcher: Dispatcher, settings: DispatchSettings, kafka:
               for channel in CHANNELS),
             loop(dispatcher.recover_stale, stop, settings.recovery_poll_seconds, what="recover"),
             loop(lambda: dispatcher.relay_outbox(producer), stop, settings.relay_idle_seconds,
-                 wake=dispatcher.outbox_ready, what="outbox"))
+                 wake=dispatcher.outbox_ready, what="outbox"),
+            loop(dispatcher.refresh_gauges, stop, GAUGE_SECONDS, what="gauges"),
+            loop(lambda: dispatcher.metrics.lag.update(consumer, group), stop, GAUGE_SECONDS,
+                 what="lag"))
     finally:
         await consumer.stop()
         if events is not None:

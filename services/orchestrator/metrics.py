@@ -1,21 +1,44 @@
-"""The orchestrator's Prometheus metrics: what an operator watches (backlogs, lateness) and what a
-marketer asks (stage transitions, enrollments and exits, messages by program/step/outcome).
-Labels are bounded: program and step ids come from the program files, never from events."""
+"""The orchestrator's Prometheus metrics and decision log: what an operator watches (backlogs,
+lateness, lag) and what a marketer asks (leads per stage, conversions, time in stage, sales
+cycle, enrollments and exits, messages and engagement by program and step).
+
+Labels are bounded: program and step ids come from the program files (anything else an event
+claims is counted as `other`), stages and event kinds are fixed sets. No lead id in any label;
+log lines carry `lead_hash`."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from services.common.logging import lead_hash
+from services.common.metrics import LATENCY_BUCKETS_SECONDS, ConsumerLag, OutboxBacklog
+from services.orchestrator.adapters.gauges import Counts
 from services.orchestrator.domain.effects import Effects
+from services.orchestrator.domain.lead import STAGES
+from services.orchestrator.domain.program import Program
 
-TIME_IN_STAGE_BUCKETS = (3600, 6 * 3600, 86400, 3 * 86400, 7 * 86400, 14 * 86400, 30 * 86400,
-                         60 * 86400, 90 * 86400, 180 * 86400)
+log = logging.getLogger(__name__)
+
+HOUR, DAY = 3600, 86400
+TIME_IN_STAGE_BUCKETS = (HOUR, 6 * HOUR, DAY, 3 * DAY, 7 * DAY, 14 * DAY, 30 * DAY, 60 * DAY,
+                         90 * DAY, 180 * DAY)
+CONVERSION_STAGES = frozenset({"mql", "sql", "opportunity", "customer"})
+# email.*, sms.* and message.* events, as `event` label values (bounded)
+ENGAGEMENT = frozenset({"sent", "failed", "retried", "suppressed", "delivered", "opened",
+                        "clicked", "bounced", "complained", "unsubscribed", "replied",
+                        "opted_out"})
+NOTE_LOG = {"sent": "message scheduled", "deferred": "message held",
+            "dropped": "message dropped"}
 
 
 class OrchestratorMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry,
+                 programs: Mapping[str, Program] | None = None) -> None:
+        self.steps = {p.id: {s.id for s in p.steps} for p in (programs or {}).values()}
         self.events = Counter(
             "nurture_orchestrator_events_total",
             "Scored events consumed, by outcome (processed, duplicate, dead_lettered).",
@@ -24,14 +47,38 @@ class OrchestratorMetrics:
             "nurture_orchestrator_stage_transitions_total",
             "Lifecycle stage changes, by from and to stage.", ["from_stage", "to_stage"],
             registry=registry)
+        self.conversions = Counter(
+            "nurture_orchestrator_conversions_total",
+            "Leads reaching mql, sql, opportunity or customer, by whether they had been in a "
+            "nurture program (nurtured=true|false).", ["to_stage", "nurtured"],
+            registry=registry)
+        self.time_in_stage = Histogram(
+            "nurture_orchestrator_time_in_stage_seconds",
+            "Time a lead spent in a stage, observed when it left it, by that stage.",
+            ["stage"], buckets=TIME_IN_STAGE_BUCKETS, registry=registry)
+        self.sales_cycle = Histogram(
+            "nurture_orchestrator_sales_cycle_seconds",
+            "Time from a lead's creation to becoming a customer, by nurtured.",
+            ["nurtured"], buckets=TIME_IN_STAGE_BUCKETS, registry=registry)
         self.enrollments = Counter(
             "nurture_orchestrator_enrollments_total",
             "Enrollment changes by program and status (entered, exited, completed) and reason.",
             ["program", "status", "reason"], registry=registry)
         self.messages = Counter(
             "nurture_orchestrator_messages_total",
-            "Messages decided, by program, step, channel and outcome (sent, deferred, dropped).",
-            ["program", "step", "channel", "outcome"], registry=registry)
+            "Messages decided, by program, step, channel, outcome (sent = handed to "
+            "dispatch, deferred = held, dropped) and reason (quiet hours, frequency cap, "
+            "suppressed, expired, no consent ...; none when sent).",
+            ["program", "step", "channel", "outcome", "reason"], registry=registry)
+        self.message_events = Counter(
+            "nurture_orchestrator_message_events_total",
+            "Delivery and engagement events (sent, delivered, opened, clicked, bounced, "
+            "unsubscribed, ...) by program, step and channel.",
+            ["program", "step", "channel", "event"], registry=registry)
+        self.batch_duration = Histogram(
+            "nurture_orchestrator_batch_duration_seconds",
+            "Time to decide and commit one polled batch of scored events.",
+            buckets=LATENCY_BUCKETS_SECONDS, registry=registry)
         self.published = Counter(
             "nurture_orchestrator_outbox_published_total",
             "Outbox records published to Kafka.", registry=registry)
@@ -39,17 +86,114 @@ class OrchestratorMetrics:
             "nurture_orchestrator_timer_lateness_seconds",
             "How late timers fired after their due time.",
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300), registry=registry)
+        self.leads = Gauge(
+            "nurture_orchestrator_leads",
+            "Leads per lifecycle stage now, by whether they have been in a program.",
+            ["stage", "nurtured"], registry=registry)
+        self.active = Gauge(
+            "nurture_orchestrator_active_enrollments",
+            "Leads enrolled in each program now.", ["program"], registry=registry)
+        self.timers_pending = Gauge(
+            "nurture_orchestrator_timers_pending", "Timers set and not fired yet.",
+            registry=registry)
+        self.timers_overdue = Gauge(
+            "nurture_orchestrator_timers_overdue", "Timers past their due time, not fired yet.",
+            registry=registry)
+        self.oldest_overdue = Gauge(
+            "nurture_orchestrator_timer_oldest_overdue_seconds",
+            "How far past due the oldest unfired timer is (0 when none is).",
+            registry=registry)
+        self.outbox = OutboxBacklog(registry)
+        self.lag = ConsumerLag(registry)
 
     def observe(self, effects: Sequence[tuple[str, Effects]]) -> None:
-        for _, fx in effects:
+        """Count and log what committed decisions did (call after the transaction)."""
+        for lead_id, fx in effects:
             for change in fx.stage_changes:
-                self.transitions.labels(change.from_stage or "none", change.to_stage).inc()
+                self._stage_change(change.from_stage, change.to_stage, change.at,
+                                   change.entered_at, change.created_at, change.nurtured)
             for enr in fx.enrollments:
                 reason = enr.reason if enr.status != "entered" else "trigger"
                 self.enrollments.labels(enr.program_id, enr.status, _bounded(reason)).inc()
             for note in fx.notes:
                 self.messages.labels(note.program_id, note.step_id, note.channel,
-                                     note.status).inc()
+                                     note.status, held_reason(note.reason)).inc()
+            log_decisions(lead_id, fx)
+
+    def _stage_change(self, from_stage: str | None, to_stage: str, at: float,
+                      entered_at: float | None, created_at: float | None,
+                      nurtured: bool) -> None:
+        self.transitions.labels(from_stage or "none", to_stage).inc()
+        flag = "true" if nurtured else "false"
+        if from_stage is not None and entered_at:
+            self.time_in_stage.labels(from_stage).observe(max(0.0, at - entered_at))
+        if to_stage in CONVERSION_STAGES:
+            self.conversions.labels(to_stage, flag).inc()
+        if to_stage == "customer" and created_at:
+            self.sales_cycle.labels(flag).observe(max(0.0, at - created_at))
+
+    def observe_events(self, events: Iterable[Mapping[str, Any]]) -> None:
+        """Delivery and engagement events (email.*, sms.*, message.*) by program and step."""
+        for event in events:
+            family, _, kind = str(event.get("type", "")).partition(".")
+            data = event.get("data")
+            if family not in ("email", "sms", "message") or not isinstance(data, Mapping):
+                continue
+            if family == "message" and kind == "failed" and data.get("retryable"):
+                kind = "retried"
+            if kind not in ENGAGEMENT:
+                continue
+            channel = data.get("channel") if family == "message" else family
+            program, step = self._program_step(data.get("program_id"), data.get("step_id"))
+            self.message_events.labels(program, step, _channel(channel), kind).inc()
+
+    def _program_step(self, program: Any, step: Any) -> tuple[str, str]:
+        if not isinstance(program, str) or program not in self.steps:
+            return "other", "other"
+        return program, step if isinstance(step, str) and step in self.steps[program] \
+            else "other"
+
+    def refresh(self, counts: Counts, outbox: tuple[int, int]) -> None:
+        """Set the gauges from a periodic count (every stage and program, zeros included)."""
+        for stage in STAGES:
+            for nurtured in (True, False):
+                self.leads.labels(stage, "true" if nurtured else "false").set(
+                    counts.leads.get((stage, nurtured), 0))
+        active = dict.fromkeys(self.steps, 0)
+        for program, n in counts.active.items():  # programs no file defines any more: other
+            key = program if program in self.steps else "other"
+            active[key] = active.get(key, 0) + n
+        for program, n in active.items():
+            self.active.labels(program).set(n)
+        self.timers_pending.set(counts.timers_pending)
+        self.timers_overdue.set(counts.timers_overdue)
+        self.oldest_overdue.set(counts.oldest_overdue_seconds)
+        self.outbox.set(outbox)
+
+
+def log_decisions(lead_id: str, fx: Effects) -> None:
+    """One line per decision worth knowing: stage changes, enrollments, messages scheduled,
+    held (and why) or dropped."""
+    base = {"event_id": fx.event_id, "lead_hash": lead_hash(lead_id)}
+    for change in fx.stage_changes:
+        log.info("stage changed", extra={**base, "from_stage": change.from_stage,
+                                         "to_stage": change.to_stage, "cause": change.cause})
+    for enr in fx.enrollments:
+        log.info(f"enrollment {enr.status}", extra={**base, "program": enr.program_id,
+                                                    "reason": enr.reason})
+    for note in fx.notes:
+        log.info(NOTE_LOG.get(note.status, f"message {note.status}"), extra={
+            **base, "program": note.program_id, "step": note.step_id, "channel": note.channel,
+            "reason": note.reason, "message_id": note.message_id, "until": note.until})
+
+
+def held_reason(reason: str | None) -> str:
+    """A policy reason as a label: its kind only (`suppressed: unsubscribed` → `suppressed`)."""
+    return (reason or "none").split(":", 1)[0].strip()[:40] or "none"
+
+
+def _channel(value: Any) -> str:
+    return value if value in ("email", "sms", "crm_task", "webhook") else "other"
 
 
 def _bounded(reason: str | None) -> str:

@@ -113,7 +113,7 @@ class Orchestrator:
                                         announce=False)
                     continue
                 before = leads.get(p.lead_id)
-                saved = before.to_dict() if before else None
+                saved = orjson.dumps(before) if before else None  # to restore on failure
                 try:
                     lead, fx = self.decider.on_event_for(
                         before, p.lead_id, p.event, p.score, event_time=p.event_time or now,
@@ -123,7 +123,7 @@ class Orchestrator:
                     log.exception("decision failed; event dead-lettered",
                                   extra={"event_id": p.event.get("id")})
                     if saved is not None:
-                        leads[p.lead_id] = Lead.from_dict(saved)
+                        leads[p.lead_id] = Lead.from_dict(orjson.loads(saved))
                     letters.append(self._dead_letter(p.record, f"{type(exc).__name__}: {exc}"))
                     continue
                 leads[p.lead_id] = lead

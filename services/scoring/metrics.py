@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from services.common.metrics import LATENCY_BUCKETS_SECONDS
+from services.common.metrics import LATENCY_BUCKETS_SECONDS, ConsumerLag
 
 
 class ScoringMetrics:
@@ -25,3 +25,4 @@ class ScoringMetrics:
             "nurture_scoring_table_leads",
             "Leads held in this worker's state table (its assigned partitions).",
             registry=registry)
+        self.lag = ConsumerLag(registry)

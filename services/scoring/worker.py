@@ -76,13 +76,16 @@ def create_app(settings: ScoringSettings, kafka: KafkaSettings, processor: Proce
 
     @app.timer(interval=LAG_SECONDS)  # type: ignore[untyped-decorator]
     async def consumer_lag() -> None:
-        """Records of the input topic this worker's partitions have not consumed yet."""
+        """Records of the input topic this worker's partitions have not consumed yet, from
+        what faust's monitor tracks (no consumer calls: positions are faust's to manage)."""
+        monitor, mine = app.monitor, app.consumer.assignment()
         lag = 0
-        for tp in app.consumer.assignment():
-            high = app.consumer.highwater(tp) if tp.topic == topics.events else None
-            position = await app.consumer.position(tp) if high is not None else None
-            if high is not None and position is not None:
-                lag += max(0, high - position)
+        for tp, end in list(monitor.tp_end_offsets.items()):
+            # next to read: after the last read record, else the committed offset
+            read = monitor.tp_read_offsets.get(tp)
+            done = read + 1 if read is not None else monitor.tp_committed_offsets.get(tp)
+            if tp.topic == topics.events and tp in mine and done is not None:
+                lag += max(0, end - done)
         metrics.lag.gauge.labels(app.conf.id, topics.events).set(lag)
 
     @app.agent(source)

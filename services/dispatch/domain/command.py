@@ -31,6 +31,7 @@ class SendMessage(BaseModel):
     expires_at: AwareDatetime | None = None
     subject: str | None = None
     due_at: AwareDatetime | None = None
+    event_time: AwareDatetime | None = None  # of the triggering event, when there was one
 
 
 class MalformedCommand(ValueError):

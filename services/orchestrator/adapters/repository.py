@@ -84,6 +84,8 @@ def outbox_rows(lead_id: str, fx: Effects, topics: Topics) -> list[Outgoing]:
                 "context": cmd.context, "created_at": ts(cmd.created_at),
                 "expires_at": ts(cmd.expires_at), "subject": cmd.subject,
                 "due_at": ts(cmd.due_at)}
+        if cmd.event_time is not None:
+            body["event_time"] = ts(cmd.event_time)
         rows.append(Outgoing(topics.dispatch, lead_id.encode(), orjson.dumps(body),
                              [("content-type", "application/json")]))
     for change in fx.stage_changes:

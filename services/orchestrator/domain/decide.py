@@ -10,6 +10,7 @@ no longer exists ends the enrollment with reason "program changed")."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -56,6 +57,9 @@ class Decider:
         more = self.on_event(lead, event, score, event_time=event_time, now=now)
         for name in ("commands", "stage_changes", "timers", "notes", "enrollments"):
             getattr(fx, name).extend(getattr(more, name))
+        # what this event caused at once carries its time, for the end-to-end latency
+        fx.commands = [replace(c, event_time=event_time) for c in fx.commands]
+        fx.event_id = str(event.get("id"))
         return lead, fx
 
     def on_event(self, lead: Lead, event: Mapping[str, Any], score: Mapping[str, Any], *,
@@ -122,7 +126,9 @@ class Decider:
     def set_stage(self, lead: Lead, stage: str, cause: str, now: float, fx: Effects) -> None:
         if stage == lead.stage:
             return
-        fx.stage_changes.append(StageChange(lead.lead_id, lead.stage, stage, now, cause))
+        fx.stage_changes.append(StageChange(
+            lead.lead_id, lead.stage, stage, now, cause, entered_at=lead.stage_entered_at,
+            created_at=lead.created_at, nurtured=bool(lead.enrollments)))
         lead.stage, lead.stage_entered_at = stage, now
         if stage == "cold":
             lead.suppressed["all"] = "cold"

@@ -24,6 +24,7 @@ class Command:
     expires_at: float | None = None
     subject: str | None = None
     due_at: float | None = None
+    event_time: float | None = None  # of the event that caused it (end-to-end latency)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,11 @@ class StageChange:
     to_stage: str
     at: float
     cause: str
+    # for the funnel metrics: when the lead entered `from_stage`, when it was created, and
+    # whether it had been in any program (nurtured) by the time of the change
+    entered_at: float | None = None
+    created_at: float | None = None
+    nurtured: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,3 +81,4 @@ class Effects:
     timers: list[Timer] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)
     enrollments: list[EnrollmentChange] = field(default_factory=list)
+    event_id: str | None = None  # the event decided on (None: a timer or an API call)
