@@ -4,8 +4,10 @@ the recent contact history the contact policy needs. Persisted as one JSON docum
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 STAGES = ("subscriber", "lead", "mql", "sql", "opportunity", "customer", "recycled",
           "disqualified", "cold")
@@ -82,7 +84,10 @@ class Lead:
         return [e for e in self.enrollments.values() if e.active]
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # what dataclasses.asdict gives (a deep copy as plain dicts and lists), several times
+        # faster: it runs for every lead of every batch on the orchestrator's hot path
+        doc: dict[str, Any] = orjson.loads(orjson.dumps(self))
+        return doc
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Lead:
