@@ -88,10 +88,10 @@ def worker() -> int:
     configure_logging("scoring", level=log_settings.level, fmt=log_settings.format)
 
     import faust
-    from prometheus_client import start_http_server
 
     from services.common.metrics import new_registry
     from services.common.topics import Topics, wait_for_partitions
+    from services.scoring.health import Health, Heartbeat, serve
     from services.scoring.metrics import ScoringMetrics
     from services.scoring.processor import Processor
     from services.scoring.worker import create_app
@@ -99,11 +99,14 @@ def worker() -> int:
     partitions = asyncio.run(wait_for_partitions(kafka, Topics(kafka.topic_prefix).events))
     registry = new_registry()
     metrics = ScoringMetrics(registry)
-    if settings.metrics_port:
-        start_http_server(settings.metrics_port, registry=registry)
+    health = Health(registry)
+    if settings.metrics_port:  # /metrics, and /livez and /healthz for the probes
+        serve(settings.metrics_port, registry, health)
     processor = Processor(models, Topics(kafka.topic_prefix), recent_ids=settings.recent_ids)
     app = create_app(settings, kafka, processor, metrics, partitions=partitions)
-    runner = faust.Worker(app, loglevel=log_settings.level, override_logging=False, quiet=True)
+    health.watch(app)
+    runner = faust.Worker(app, Heartbeat(health), loglevel=log_settings.level,
+                          override_logging=False, quiet=True)
     runner.execute_from_commandline()
     return 0
 

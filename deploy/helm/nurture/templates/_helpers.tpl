@@ -81,6 +81,7 @@ seccompProfile:
 
 {{/* Env every service reads: logging and how to reach Kafka (per component for SASL users). */}}
 {{- define "nurture.commonEnv" -}}
+{{- include "nurture.validate" .root -}}
 {{- $v := .root.Values -}}
 - name: NURTURE_LOG_LEVEL
   value: {{ $v.logging.level | quote }}
@@ -93,6 +94,7 @@ seccompProfile:
 - name: KAFKA_SECURITY_PROTOCOL
   value: {{ $v.kafka.securityProtocol | quote }}
 {{- if $v.strimzi.users.enabled }}
+{{- /* SCRAM over SASL_SSL / SASL_PLAINTEXT only: nurture.validate fails otherwise */}}
 - name: KAFKA_SASL_MECHANISM
   value: "SCRAM-SHA-512"
 - name: KAFKA_SASL_USERNAME
@@ -199,6 +201,17 @@ topologySpreadConstraints:
 
 {{/* Fails on settings that cannot work together. */}}
 {{- define "nurture.validate" -}}
+{{- $sasl := list "SASL_SSL" "SASL_PLAINTEXT" -}}
+{{- $protocol := .Values.kafka.securityProtocol -}}
+{{- if and .Values.strimzi.users.enabled (not (has $protocol $sasl)) -}}
+{{- fail (printf "strimzi.users.enabled gives each service SCRAM credentials, which the Kafka clients only use over SASL: set kafka.securityProtocol to SASL_SSL (or SASL_PLAINTEXT), not %s" $protocol) -}}
+{{- end -}}
+{{- if and .Values.kafka.saslMechanism (not .Values.strimzi.users.enabled) (not (has $protocol $sasl)) -}}
+{{- fail (printf "kafka.saslMechanism is only used over SASL: set kafka.securityProtocol to SASL_SSL (or SASL_PLAINTEXT), not %s" $protocol) -}}
+{{- end -}}
+{{- if and (has $protocol $sasl) (not .Values.strimzi.users.enabled) (not .Values.kafka.saslMechanism) -}}
+{{- fail (printf "kafka.securityProtocol %s needs credentials: enable strimzi.users or set kafka.saslMechanism and kafka.sasl" $protocol) -}}
+{{- end -}}
 {{- if ge (int .Values.shutdownGraceSeconds) (int .Values.terminationGracePeriodSeconds) -}}
 {{- fail "shutdownGraceSeconds must be below terminationGracePeriodSeconds (pods are killed at the end of the grace period)" -}}
 {{- end -}}
