@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
+from services.common.bodylimit import BodyLimit
 from services.common.http import metrics_response, readiness
 from services.common.kafka import make_consumer, make_producer
 from services.common.logging import lead_hash
@@ -40,6 +41,7 @@ from services.orchestrator.settings import OrchestratorSettings
 
 log = logging.getLogger(__name__)
 GAUGE_SECONDS = 15.0  # gauges recounted from PostgreSQL, lag from the consumer
+MAX_BODY_BYTES = 64 * 1024  # every route: refused before authentication reads anything
 
 
 class Problem(BaseModel):
@@ -128,6 +130,7 @@ def create_app(settings: OrchestratorSettings, kafka: KafkaSettings, decider: De
 
     app = FastAPI(title="Nurture orchestrator", version="1.0", lifespan=lifespan,
                   description="Leads, lifecycle stages, nurture programs and the funnel.")
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
 
     token = settings.api_token.get_secret_value() if settings.api_token else None
 
@@ -250,12 +253,8 @@ def create_app(settings: OrchestratorSettings, kafka: KafkaSettings, decider: De
         if settings.sms_auth_token is None or not settings.public_url:
             raise HTTPException(404, "inbound SMS is disabled (set NURTURE_ORCHESTRATOR_"
                                      "SMS_AUTH_TOKEN and NURTURE_ORCHESTRATOR_PUBLIC_URL)")
-        raw = bytearray()
-        async for chunk in request.stream():  # public until verified: never buffer a big body
-            raw += chunk
-            if len(raw) > 64 * 1024:
-                raise HTTPException(413, "request body over 64 KiB")
-        body = raw.decode(errors="replace")
+        # public until verified: BodyLimit (MAX_BODY_BYTES) stops a big body while it streams
+        body = (await request.body()).decode(errors="replace")
         form = dict(parse_qsl(body, keep_blank_values=True))
         url = settings.public_url.rstrip("/") + "/v1/webhooks/sms"
         if not sms_inbound.verified(settings.sms_auth_token.get_secret_value(), url, form,

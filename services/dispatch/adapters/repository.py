@@ -5,25 +5,31 @@ A delivery row is the durable record of one message id: inserted once (a redeliv
 finds it and changes nothing), claimed by one replica at a time (`FOR UPDATE SKIP LOCKED` plus
 a lease on `next_attempt_at`), marked `sending` right before the provider call and given its
 final status right after. The raw command (`payload`) is kept while the message may still be
-attempted and cleared once it is final: it holds personal data."""
+attempted and cleared once it is final: it holds personal data. A delivery of an erased lead
+(suppression `*` / `erased`, adapters/erasure.py) is scrubbed whenever it leaves `sending`."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.expression import Exists
 
 from services.common import outbox
 from services.common.outbox import Outgoing
 from services.dispatch.adapters import tables as t
+from services.dispatch.domain.messages import ALL_CHANNELS
 from services.dispatch.domain.suppressions import Change
 
 LIFTABLE = ("unsubscribed", "opted_out")
+ERASED = "erased"
+"""The reason of the all-channel suppression an erasure records (never lifted by consent)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +100,8 @@ async def claim_due(conn: AsyncConnection, *, channel: str, now: datetime, limit
 
 async def start_attempt(conn: AsyncConnection, *, message_id: str, now: datetime) -> int | None:
     """Mark a claimed delivery `sending` (right before the provider call); its attempt number,
-    or None when it is no longer pending (another replica took it after the lease ran out)."""
+    or None when it is no longer pending (another replica took it after the lease ran out, or
+    its lead was erased since it was claimed: the erasure suppressed it)."""
     d = t.deliveries
     attempt = await conn.scalar(
         update(d).where(d.c.message_id == message_id, d.c.status == "pending")
@@ -112,14 +119,43 @@ async def finish(conn: AsyncConnection, *, message_id: str, status: str, now: da
     await conn.execute(update(d).where(d.c.message_id == message_id).values(
         status=status, provider_id=provider_id, last_error=error, updated_at=now,
         next_attempt_at=None, payload=None))
+    await scrub_erased(conn, message_id=message_id, now=now)
 
 
 async def reschedule(conn: AsyncConnection, *, message_id: str, at: datetime, now: datetime,
-                     error: str) -> None:
-    """Back to pending, due again `at`."""
+                     error: str) -> bool:
+    """Back to pending, due again `at`; False when the lead was erased meanwhile (the delivery
+    is scrubbed and `suppressed` instead)."""
     d = t.deliveries
     await conn.execute(update(d).where(d.c.message_id == message_id).values(
         status="pending", next_attempt_at=at, last_error=error, updated_at=now))
+    return await scrub_erased(conn, message_id=message_id, now=now) == 0
+
+
+async def scrub_erased(conn: AsyncConnection, *, now: datetime, message_id: str | None = None,
+                       lead_id: str | None = None) -> int:
+    """Scrub the deliveries (of one message id, or of one lead id) whose lead is erased and
+    that are not in the middle of a provider call: no command (`payload`, it holds the profile),
+    no provider error text (it may quote an address), the lead id replaced by a random
+    `erased-<uuid>`; one still `pending` is `suppressed`. How many rows changed."""
+    d = t.deliveries
+    where = [d.c.status != "sending", _erased()]
+    if message_id is not None:
+        where.append(d.c.message_id == message_id)
+    if lead_id is not None:
+        where.append(d.c.lead_id == lead_id)
+    result = await conn.execute(update(d).where(*where).values(
+        lead_id=f"erased-{uuid.uuid4().hex}", payload=None, next_attempt_at=None, updated_at=now,
+        last_error=case((d.c.last_error == ERASED, ERASED), else_=None),
+        status=case((d.c.status == "pending", "suppressed"), else_=d.c.status)))
+    return int(result.rowcount or 0)
+
+
+def _erased() -> Exists:
+    """Whether a delivery's lead is erased (correlated to the `deliveries` row)."""
+    s = t.suppressions
+    return select(s.c.lead_id).where(s.c.lead_id == t.deliveries.c.lead_id,
+                                     s.c.channel == ALL_CHANNELS, s.c.reason == ERASED).exists()
 
 
 async def claim_stale_sending(conn: AsyncConnection, *, before: datetime,

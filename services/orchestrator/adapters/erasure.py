@@ -7,7 +7,7 @@ In one transaction, for one lead id:
   carries the profile);
 - kept anonymously: stage history, enrollments and the message log, with the lead id replaced by
   a random `erased-<uuid>` (no hash: nothing links it back), so funnel conversions, program and
-  per-step counts stay right;
+  per-step counts stay right; an enrollment still active ends (`exited`, reason `erased`);
 - published (outbox, so never lost): `lead.erased` on `nurture.events.v1`, keyed by the lead id.
 
 `lead.erased` is internal: it is not in `schemas.EVENT_TYPES`, so ingest refuses it from
@@ -24,7 +24,7 @@ import uuid
 from datetime import UTC, datetime
 
 import orjson
-from sqlalchemy import delete, text, update
+from sqlalchemy import case, delete, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common import outbox
@@ -55,11 +55,16 @@ async def erase(conn: AsyncConnection, *, lead_id: str, topics: Topics, now: flo
     await conn.execute(delete(t.timers).where(t.timers.c.lead_id == lead_id))
     await conn.execute(delete(t.outbox).where(t.outbox.c.key == lead_id.encode(),
                                               t.outbox.c.topic == topics.dispatch))
-    alias = f"erased-{uuid.uuid4().hex}"
-    for table in (t.stage_history, t.enrollments, t.messages):
+    alias, at = f"erased-{uuid.uuid4().hex}", datetime.fromtimestamp(now, UTC)
+    for table in (t.stage_history, t.messages):
         await conn.execute(update(table).where(table.c.lead_id == lead_id).values(lead_id=alias))
+    e = t.enrollments  # an active one ends here (its timers are gone): exited, reason `erased`
+    active = e.c.status == "active"
+    await conn.execute(update(e).where(e.c.lead_id == lead_id).values(
+        lead_id=alias, status=case((active, "exited"), else_=e.c.status),
+        exit_reason=case((active, "erased"), else_=e.c.exit_reason),
+        exited_at=case((active, at), else_=e.c.exited_at)))
     if announce:
         await outbox.enqueue(conn, t.outbox, [erased_event(lead_id, topic=topics.events,
-                                                           now=now)],
-                             datetime.fromtimestamp(now, UTC))
+                                                           now=now)], at)
     return existed

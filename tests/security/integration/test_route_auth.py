@@ -329,3 +329,37 @@ async def test_public_endpoints_refuse_big_bodies_without_buffering_them(
         r = await client.post("/v1/webhooks/sms", content=big, headers={
             "Content-Type": "application/x-www-form-urlencoded"})
         assert r.status_code == 413
+
+
+async def test_orchestrator_refuses_big_bodies_before_authentication(
+        database_url: str, orch_schema: str) -> None:
+    """FastAPI reads a route's body before its auth dependency runs: the app-wide limit
+    refuses a body over 64 KiB first, declared (Content-Length) or streamed (chunked)."""
+    app = create_orchestrator(orchestrator_settings(database_url, orch_schema), KafkaSettings(),
+                              DECIDER, run_workers=False)
+    big = b"x" * (64 * 1024 + 1)
+    enroll = "/v1/leads/lead-1/enrollments"
+    async with serve(app) as url, httpx.AsyncClient(base_url=url) as client:
+        for headers in [{}, {"Authorization": f"Bearer {API}"}]:
+            for method, path in [("POST", enroll), ("DELETE", "/v1/leads/lead-1"),
+                                 ("POST", "/v1/admin/clock/advance")]:
+                r = await client.request(method, path, content=big, headers=JSON | headers)
+                assert r.status_code == 413, (method, path, headers, r.text)
+        r = await client.post(enroll, content=b'{"program": "manual"}',  # small: unchanged
+                              headers=JSON | {"Authorization": f"Bearer {API}"})
+        assert r.status_code == 201, r.text
+
+    sent = 0
+
+    async def endless() -> AsyncIterator[bytes]:  # chunked: no Content-Length to refuse
+        nonlocal sent
+        while sent < 64 * 1024 * 1024:
+            sent += 16 * 1024
+            yield b"x" * (16 * 1024)
+
+    async with client_for(app) as client:
+        for path in (enroll, "/v1/webhooks/sms"):
+            sent = 0
+            r = await client.post(path, content=endless(), headers=JSON)
+            assert r.status_code == 413 and r.json()["detail"] == "request body over 65536 bytes"
+            assert sent <= 128 * 1024  # stopped reading right after the limit
