@@ -5,6 +5,8 @@ name means the same thing in every service (the scrape's `job` label tells them 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from aiokafka import AIOKafkaConsumer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
@@ -12,9 +14,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, gen
 LATENCY_BUCKETS_SECONDS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 )
-# Event to message: seconds when a lead acts, up to hours when a message waited (quiet hours).
+# Event to message: milliseconds on a quiet stack, seconds when a lead acts under load, up to
+# hours when a message waited (quiet hours).
 END_TO_END_BUCKETS_SECONDS = (
-    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 6 * 3600.0, 86400.0,
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
+    3600.0, 6 * 3600.0, 86400.0,
 )
 
 
@@ -29,26 +33,36 @@ def exposition(registry: CollectorRegistry) -> tuple[bytes, str]:
 
 class ConsumerLag:
     """`nurture_consumer_lag_records{group, topic}`: records on the partitions a consumer owns
-    that it has not read yet (the partitions' high watermark minus its position)."""
+    that it has not read yet (the partitions' end offsets, asked of the broker at each refresh,
+    minus its position). Not the consumer's `highwater()`: that only moves when a fetch returns,
+    so the lag of a stuck consumer would stay flat while records pile up."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.gauge = Gauge(
             "nurture_consumer_lag_records",
             "Records not yet consumed on this replica's partitions, by group and topic.",
             ["group", "topic"], registry=registry)
+        self._topics: dict[str, set[str]] = {}  # by group: topics a value was set for
 
     async def update(self, consumer: AIOKafkaConsumer, group: str) -> int:
-        """Refresh from the consumer's last fetch; returns 0 so a `loop` waits its interval."""
-        totals: dict[str, int] = {}
-        for tp in consumer.assignment():
-            high = consumer.highwater(tp)
-            if high is None:  # nothing fetched from this partition yet
-                continue
+        """Refresh from the broker's end offsets; returns 0 so a `loop` waits its interval."""
+        mine = list(consumer.assignment())
+        ends = await consumer.end_offsets(mine) if mine else {}
+        totals: dict[str, int] = dict.fromkeys({tp.topic for tp in mine}, 0)
+        for tp, end in ends.items():
             position = await consumer.position(tp)
-            totals[tp.topic] = totals.get(tp.topic, 0) + max(0, high - position)
+            totals[tp.topic] += max(0, end - position)
+        self.set(group, totals)
+        return 0
+
+    def set(self, group: str, totals: Mapping[str, int]) -> None:
+        """Set each topic's lag; a topic this replica no longer has a partition of reads 0."""
+        seen = self._topics.setdefault(group, set())
+        for topic in seen - totals.keys():
+            self.gauge.labels(group, topic).set(0)
         for topic, lag in totals.items():
             self.gauge.labels(group, topic).set(lag)
-        return 0
+        seen.update(totals)
 
 
 class OutboxBacklog:

@@ -17,12 +17,15 @@ S = TypeVar("S", bound=BaseSettings)
 
 
 class LogSettings(BaseSettings):
-    """Logging: `NURTURE_LOG_LEVEL` (DEBUG..ERROR) and `NURTURE_LOG_FORMAT` (json | text)."""
+    """Logging: `NURTURE_LOG_LEVEL` (DEBUG..ERROR), `NURTURE_LOG_FORMAT` (json | text) and
+    `NURTURE_LOG_HASH_KEY` (optional, the same in every service: keys the `lead_hash` of log
+    lines with HMAC-SHA256)."""
 
     model_config = SettingsConfigDict(env_prefix="NURTURE_LOG_", extra="ignore")
 
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "text"] = "json"
+    hash_key: SecretStr | None = None
 
 
 class KafkaSettings(BaseSettings):

@@ -150,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"nurture-topics: {exc}", file=sys.stderr)
         return 2
-    configure_logging("topics", level=log_settings.level, fmt=log_settings.format)
+    configure_logging("topics", level=log_settings.level, fmt=log_settings.format,
+                      hash_key=log_settings.hash_key)
     created = asyncio.run(ensure_topics(
         kafka, partitions=args.partitions, replication_factor=args.replication_factor))
     log.info("topics ready",

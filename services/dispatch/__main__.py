@@ -86,7 +86,8 @@ def online(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"nurture-dispatch: {exc}", file=sys.stderr)
         return 2
-    configure_logging("dispatch", level=log_settings.level, fmt=log_settings.format)
+    configure_logging("dispatch", level=log_settings.level, fmt=log_settings.format,
+                      hash_key=log_settings.hash_key)
     from services.dispatch.adapters.migrate import upgrade
 
     if args.command == "migrate" or args.migrate:

@@ -15,6 +15,7 @@ from services.common.metrics import (
 
 DEAD_LETTER_REASONS = frozenset({"malformed", "template_error", "invalid_address",
                                  "channel_not_configured", "rejected", "exhausted"})
+CHANNELS = ("email", "sms", "crm_task", "webhook")
 
 
 class DispatchMetrics:
@@ -50,6 +51,12 @@ class DispatchMetrics:
             registry=registry)
         self.outbox = OutboxBacklog(registry)
         self.lag = ConsumerLag(registry)
+        # Every known label value exists at 0 from the start: a counter series born at 1 has no
+        # increase() for its first event (the NurtureDeadLetters alert would miss it).
+        for reason in DEAD_LETTER_REASONS:
+            self.dead_letters.labels(reason)
+        for channel in CHANNELS:
+            self.retries.labels(channel)
 
 
 def dead_letter_reason(reason: str) -> str:

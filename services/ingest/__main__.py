@@ -74,7 +74,8 @@ def serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"nurture-ingest: {exc}", file=sys.stderr)
         return 2
-    configure_logging("ingest", level=log_settings.level, fmt=log_settings.format)
+    configure_logging("ingest", level=log_settings.level, fmt=log_settings.format,
+                      hash_key=log_settings.hash_key)
     app = create_app(settings, kafka, tracking_keys=tracking.keys())
     run_server(app, host=args.host or settings.host, port=args.port or settings.port,
                grace_seconds=settings.shutdown_grace_seconds, proxy_headers=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from schemas import EVENT_TYPES
 from services.common.metrics import LATENCY_BUCKETS_SECONDS
 
 
@@ -29,6 +30,11 @@ class IngestMetrics:
         self.kafka_connected = Gauge(
             "nurture_ingest_kafka_connected",
             "1 when the producer is connected to Kafka.", registry=registry)
+        # known label values at 0 from the start, so the first event of each has an increase()
+        for reason in (*REASONS.values(), "other"):
+            self.rejected.labels(reason)
+        for event_type in EVENT_TYPES:
+            self.accepted.labels(event_type)
 
 
 REASONS = {400: "bad_request", 401: "unauthorized", 403: "forbidden_source", 413: "too_large",

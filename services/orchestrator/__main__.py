@@ -103,7 +103,8 @@ def online(args: argparse.Namespace) -> int:
     except (ConfigError, ConfigFileError) as exc:
         print(f"nurture-orchestrator: {exc}", file=sys.stderr)
         return 2
-    configure_logging("orchestrator", level=log_settings.level, fmt=log_settings.format)
+    configure_logging("orchestrator", level=log_settings.level, fmt=log_settings.format,
+                      hash_key=log_settings.hash_key)
     from services.orchestrator.adapters.migrate import upgrade
 
     if args.command == "migrate" or args.migrate:

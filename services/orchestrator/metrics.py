@@ -49,8 +49,10 @@ class OrchestratorMetrics:
             registry=registry)
         self.conversions = Counter(
             "nurture_orchestrator_conversions_total",
-            "Leads reaching mql, sql, opportunity or customer, by whether they had been in a "
-            "nurture program (nurtured=true|false).", ["to_stage", "nurtured"],
+            "Leads reaching mql, sql, opportunity or customer for the first time (a skipped "
+            "stage counts as reached; a recycled lead coming back does not count again), by "
+            "whether they had been in a nurture program (nurtured=true|false).",
+            ["to_stage", "nurtured"],
             registry=registry)
         self.time_in_stage = Histogram(
             "nurture_orchestrator_time_in_stage_seconds",
@@ -105,13 +107,42 @@ class OrchestratorMetrics:
             registry=registry)
         self.outbox = OutboxBacklog(registry)
         self.lag = ConsumerLag(registry)
+        self._zeros(programs or {})
+
+    def _zeros(self, programs: Mapping[str, Program]) -> None:
+        """Every known label value at 0 from the start: a counter series born at 1 has no
+        increase() for its first event, so alerts and ratios would miss it."""
+        for outcome in ("processed", "duplicate", "dead_lettered"):
+            self.events.labels(outcome)
+        for stage in CONVERSION_STAGES:
+            for flag in ("true", "false"):
+                self.conversions.labels(stage, flag)
+        for stage in STAGES:  # new leads: the funnel's denominator
+            self.transitions.labels("none", stage)
+        for program in programs.values():
+            self.enrollments.labels(program.id, "entered", "trigger")
+            for step in program.steps:
+                if step.kind != "send" or not step.channel:
+                    continue
+                self.messages.labels(program.id, step.id, step.channel, "sent", "none")
+                for kind in ENGAGEMENT:
+                    self.message_events.labels(program.id, step.id, _channel(step.channel),
+                                               kind)
+
+    def count_events(self, *, processed: int, duplicate: int, dead_lettered: int) -> None:
+        """A committed batch's scored events by outcome: decided (processed), already seen
+        (duplicate), or sent to the dead-letter topic (unparseable, or the decision raised)."""
+        self.events.labels("processed").inc(processed)
+        self.events.labels("duplicate").inc(duplicate)
+        self.events.labels("dead_lettered").inc(dead_lettered)
 
     def observe(self, effects: Sequence[tuple[str, Effects]]) -> None:
         """Count and log what committed decisions did (call after the transaction)."""
         for lead_id, fx in effects:
             for change in fx.stage_changes:
                 self._stage_change(change.from_stage, change.to_stage, change.at,
-                                   change.entered_at, change.created_at, change.nurtured)
+                                   change.entered_at, change.created_at, change.nurtured,
+                                   change.reached)
             for enr in fx.enrollments:
                 reason = enr.reason if enr.status != "entered" else "trigger"
                 self.enrollments.labels(enr.program_id, enr.status, _bounded(reason)).inc()
@@ -122,18 +153,22 @@ class OrchestratorMetrics:
 
     def _stage_change(self, from_stage: str | None, to_stage: str, at: float,
                       entered_at: float | None, created_at: float | None,
-                      nurtured: bool) -> None:
+                      nurtured: bool, reached: Sequence[str] = ()) -> None:
         self.transitions.labels(from_stage or "none", to_stage).inc()
         flag = "true" if nurtured else "false"
         if from_stage is not None and entered_at:
             self.time_in_stage.labels(from_stage).observe(max(0.0, at - entered_at))
-        if to_stage in CONVERSION_STAGES:
-            self.conversions.labels(to_stage, flag).inc()
+        for stage in reached:  # leads, not entries: each funnel stage once per lead
+            if stage in CONVERSION_STAGES:
+                self.conversions.labels(stage, flag).inc()
         if to_stage == "customer" and created_at:
             self.sales_cycle.labels(flag).observe(max(0.0, at - created_at))
 
-    def observe_events(self, events: Iterable[Mapping[str, Any]]) -> None:
-        """Delivery and engagement events (email.*, sms.*, message.*) by program and step."""
+    def observe_events(self, events: Iterable[Mapping[str, Any]],
+                       sends: Mapping[str, tuple[str, str]] | None = None) -> None:
+        """Delivery and engagement events (email.*, sms.*, message.*) by program and step; an
+        event that names only its message id is attributed through `sends` (message id →
+        program, step: `adapters.message_steps`), else counted as `other`."""
         for event in events:
             family, _, kind = str(event.get("type", "")).partition(".")
             data = event.get("data")
@@ -144,7 +179,10 @@ class OrchestratorMetrics:
             if kind not in ENGAGEMENT:
                 continue
             channel = data.get("channel") if family == "message" else family
-            program, step = self._program_step(data.get("program_id"), data.get("step_id"))
+            program, step = data.get("program_id"), data.get("step_id")
+            if not isinstance(program, str) and data.get("message_id") in (sends or {}):
+                program, step = (sends or {})[data["message_id"]]
+            program, step = self._program_step(program, step)
             self.message_events.labels(program, step, _channel(channel), kind).inc()
 
     def _program_step(self, program: Any, step: Any) -> tuple[str, str]:

@@ -26,6 +26,7 @@ from services.common.outbox import Outgoing
 from services.common.topics import Topics
 from services.orchestrator.adapters import erasure, gauges, tables
 from services.orchestrator.adapters import repository as repo
+from services.orchestrator.adapters.message_steps import message_steps
 from services.orchestrator.domain.decide import Decider
 from services.orchestrator.domain.effects import Effects
 from services.orchestrator.domain.lead import Lead
@@ -94,6 +95,7 @@ class Orchestrator:
                 parsed.append(parse(record))
             except ValueError as exc:
                 letters.append(self._dead_letter(record, str(exc)))
+        unparsed = len(letters)
         async with self.engine.begin() as conn:
             now = await self.clock.now(conn)
             fresh = await repo.claim_events(conn, keys=[p.key for p in parsed], now=now)
@@ -102,7 +104,6 @@ class Orchestrator:
                 if p.key in fresh:
                     fresh.discard(p.key)
                     todo.append(p)
-            self.metrics.events.labels("duplicate").inc(len(parsed) - len(todo))
             leads = await repo.lock_leads(conn, lead_ids=[p.lead_id for p in todo])
             effects: list[tuple[str, Effects]] = []
             for p in todo:
@@ -130,9 +131,12 @@ class Orchestrator:
                 effects.append((p.lead_id, fx))
             await repo.save(conn, leads=leads, effects=effects, extra_outbox=letters,
                             topics=self.topics, now=now)
-        self.metrics.events.labels("processed").inc(len(todo))
+            sends = await message_steps(conn, (p.event for p in todo))  # for observe_events
+        # counted once committed (a rolled-back batch comes again and counts then)
+        self.metrics.count_events(duplicate=len(parsed) - len(todo), dead_lettered=len(letters),
+                                  processed=len(todo) - (len(letters) - unparsed))
         self.metrics.observe(effects)
-        self.metrics.observe_events(p.event for p in todo)
+        self.metrics.observe_events((p.event for p in todo), sends)
         self.metrics.batch_duration.observe(time.monotonic() - started)
         self.outbox_ready.set()
 
@@ -141,7 +145,6 @@ class Orchestrator:
             key=record.key, value=record.value, error=error, consumer=CONSUMER,
             origin=Origin(record.topic, record.partition, record.offset),
             failed_at=datetime.now(UTC))
-        self.metrics.events.labels("dead_lettered").inc()
         return Outgoing(self.topics.deadletter, key, value, [(k, v.decode()) for k, v in headers])
 
     async def fire_timers(self, limit: int = 200) -> int:

@@ -27,6 +27,7 @@ environment (worker):
   NURTURE_SCORING_REPLICATION_FACTOR   of the changelog topic (1)
   NURTURE_SCORING_SESSION_TIMEOUT_SECONDS  consumer group session timeout (30)
   NURTURE_SCORING_COMMIT_INTERVAL_SECONDS  offset commit interval (1)
+  NURTURE_SCORING_PRODUCER_LINGER_MS  producer batching delay, ms (5)
   KAFKA_BOOTSTRAP_SERVERS, KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*, KAFKA_SSL_CAFILE,
   NURTURE_TOPIC_PREFIX, NURTURE_LOG_LEVEL, NURTURE_LOG_FORMAT   (see README)
 """
@@ -85,7 +86,8 @@ def worker() -> int:
     except (ConfigError, ModelFileError) as exc:
         print(f"nurture-scoring: {exc}", file=sys.stderr)
         return 2
-    configure_logging("scoring", level=log_settings.level, fmt=log_settings.format)
+    configure_logging("scoring", level=log_settings.level, fmt=log_settings.format,
+                      hash_key=log_settings.hash_key)
 
     import faust
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from schemas import EVENT_TYPES
 from services.common.metrics import LATENCY_BUCKETS_SECONDS, ConsumerLag
+
+OUTCOMES = ("scored", "duplicate", "late", "dead_lettered")
 
 
 class ScoringMetrics:
@@ -26,3 +29,7 @@ class ScoringMetrics:
             "Leads held in this worker's state table (its assigned partitions).",
             registry=registry)
         self.lag = ConsumerLag(registry)
+        # known label values at 0 from the start, so the first event of each has an increase()
+        for event_type in (*EVENT_TYPES, "other"):
+            for outcome in OUTCOMES:
+                self.events.labels(event_type, outcome)

@@ -60,6 +60,9 @@ def create_app(settings: ScoringSettings, kafka: KafkaSettings, processor: Proce
         broker_heartbeat_interval=max(1.0, settings.session_timeout_seconds / 10),
         broker_commit_interval=settings.commit_interval_seconds,
         producer_acks=-1,
+        # outputs and changelog writes leave in batches: one produce request per few ms
+        # instead of one per record (the per-record requests were most of the worker's CPU)
+        producer_linger=settings.producer_linger_ms / 1000.0,
         web_enabled=False,
     )
     raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes,
@@ -76,20 +79,26 @@ def create_app(settings: ScoringSettings, kafka: KafkaSettings, processor: Proce
 
     @app.timer(interval=LAG_SECONDS)  # type: ignore[untyped-decorator]
     async def consumer_lag() -> None:
-        """Records of the input topic this worker's partitions have not consumed yet, from
-        what faust's monitor tracks (no consumer calls: positions are faust's to manage)."""
-        monitor, mine = app.monitor, app.consumer.assignment()
+        """Records of the input topic this worker's partitions have not consumed yet: the end
+        offsets asked of the broker now (faust's monitor only learns them when a fetch returns,
+        so a stuck worker's lag would stay flat) minus what faust's monitor saw read."""
+        monitor = app.monitor
+        mine = [tp for tp in app.consumer.assignment() if tp.topic == topics.events]
+        ends = await app.consumer.highwaters(*mine) if mine else {}
         lag = 0
-        for tp, end in list(monitor.tp_end_offsets.items()):
+        for tp, end in ends.items():
             # next to read: after the last read record, else the committed offset
             read = monitor.tp_read_offsets.get(tp)
             done = read + 1 if read is not None else monitor.tp_committed_offsets.get(tp)
-            if tp.topic == topics.events and tp in mine and done is not None:
+            if done is not None:
                 lag += max(0, end - done)
-        metrics.lag.gauge.labels(app.conf.id, topics.events).set(lag)
+        metrics.lag.set(app.conf.id, {topics.events: lag})
 
     @app.agent(source)
     async def score(stream: StreamT[bytes]) -> None:
+        for topic in outputs.values():  # created before the first send, with our partitions
+            await topic.maybe_declare()
+        producer = app.producer
         async for event in stream.events():
             started = time.perf_counter()
             msg = event.message
@@ -104,7 +113,10 @@ def create_app(settings: ScoringSettings, kafka: KafkaSettings, processor: Proce
             elif result.erase and msg.key in table:
                 del table[msg.key]  # writes the tombstone to the compacted changelog
             for out in result.out:
-                await outputs[out.topic].send(key=out.key, value=out.value, headers=out.headers)
+                # straight to the producer's buffer (faust's Topic.send wraps every record in
+                # futures and sensors); an offset is committed only after a producer flush, so
+                # the output of every committed event has been delivered (at-least-once)
+                await producer.send(out.topic, out.key, out.value, None, None, out.headers)
             _observe(metrics, result, time.perf_counter() - started)
 
     return app

@@ -93,3 +93,5 @@ clock = Table(
 )
 Index("messages_program_step", messages.c.program_id, messages.c.step_id, messages.c.status)
 Index("enrollments_program", enrollments.c.program_id, enrollments.c.status)
+Index("messages_message_id", messages.c.message_id,
+      postgresql_where=messages.c.message_id.isnot(None))  # revision 0003

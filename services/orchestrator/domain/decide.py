@@ -42,8 +42,12 @@ class Decider:
                  fx: Effects) -> Lead:
         """A lead seen for the first time; its first stage goes into the history."""
         stage = initial_stage(etype, data)
-        fx.stage_changes.append(StageChange(lead_id, None, stage, now, "first seen"))
-        return Lead(lead_id=lead_id, stage=stage, stage_entered_at=now, created_at=now)
+        lead = Lead(lead_id=lead_id, stage="subscriber", stage_entered_at=now, created_at=now)
+        reached = lead.reach(stage)  # from before the funnel: every stage up to `stage`
+        lead.stage = stage
+        fx.stage_changes.append(StageChange(lead_id, None, stage, now, "first seen",
+                                            reached=reached))
+        return lead
 
     def on_event_for(self, lead: Lead | None, lead_id: str, event: Mapping[str, Any],
                      score: Mapping[str, Any], *, event_time: float,
@@ -128,7 +132,8 @@ class Decider:
             return
         fx.stage_changes.append(StageChange(
             lead.lead_id, lead.stage, stage, now, cause, entered_at=lead.stage_entered_at,
-            created_at=lead.created_at, nurtured=bool(lead.enrollments)))
+            created_at=lead.created_at, nurtured=bool(lead.enrollments),
+            reached=lead.reach(stage)))
         lead.stage, lead.stage_entered_at = stage, now
         if stage == "cold":
             lead.suppressed["all"] = "cold"

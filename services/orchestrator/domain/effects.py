@@ -39,6 +39,7 @@ class StageChange:
     entered_at: float | None = None
     created_at: float | None = None
     nurtured: bool = False
+    reached: tuple[str, ...] = ()  # funnel stages reached for the first time (Lead.reach)
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,6 +70,23 @@ class Lead:
     contacts: list[Contact] = field(default_factory=list)  # recent sends, for the caps
     scheduled_dates: dict[str, float] = field(default_factory=dict)  # date-trigger bookkeeping
     enrollment_count: int = 0
+    furthest: str | None = None  # the furthest FUNNEL stage ever reached (conversion metrics)
+
+    def reach(self, stage: str) -> tuple[str, ...]:
+        """The FUNNEL stages the lead reaches for the first time by entering `stage` (skipped
+        ones included: lead → sql reaches mql and sql), remembered in `furthest`; () when it
+        had been that far before (a recycled lead back to mql is not a second conversion).
+        Call before changing `stage`: a lead saved before `furthest` existed starts from it."""
+        if self.furthest is None and self.stage in FUNNEL:
+            self.furthest = self.stage
+        if stage not in FUNNEL:
+            return ()
+        done = FUNNEL.index(self.furthest) + 1 if self.furthest in FUNNEL else 0
+        target = FUNNEL.index(stage)
+        if target < done:
+            return ()
+        self.furthest = stage
+        return FUNNEL[done:target + 1]
 
     @property
     def timezone(self) -> str | None:

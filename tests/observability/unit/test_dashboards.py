@@ -3,6 +3,7 @@ expression parsed by promtool, and only metrics the services really export."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 import yaml
 
 from tests.observability.catalogue import (
+    ALERTS,
     DASHBOARDS,
     dashboard,
     exported_names,
@@ -92,3 +94,44 @@ def test_the_funnel_dashboard_answers_the_marketing_questions() -> None:
                    "nurture_orchestrator_time_in_stage_seconds_bucket",
                    "nurture_orchestrator_sales_cycle_seconds_bucket", 'nurtured'):
         assert needed in exprs
+
+
+# Counted from the database by every orchestrator replica (each exports the same whole-table
+# count) or, for the outbox, from a table every replica of a service shares: summing the
+# replicas multiplies the number. They are aggregated with max (or min), never sum.
+DB_GAUGES = ("nurture_orchestrator_leads", "nurture_orchestrator_active_enrollments",
+             "nurture_orchestrator_timers_pending", "nurture_orchestrator_timers_overdue",
+             "nurture_orchestrator_timer_oldest_overdue_seconds",
+             "nurture_outbox_pending_records", "nurture_outbox_parked_records")
+
+
+def aggregations_of(name: str, expr: str) -> list[str]:
+    """The aggregation operator directly around each selector of `name` in `expr`."""
+    pattern = (r"\b(\w+)\s*(?:(?:by|without)\s*\([^)]*\)\s*)?\(\s*" + re.escape(name)
+               + r"\s*(?:\{[^}]*\})?\s*\)")
+    found = re.findall(pattern, expr)
+    bare = len(re.findall(r"\b" + re.escape(name) + r"\b", expr))
+    return found + ["none"] * (bare - len(found))
+
+
+def test_aggregations_of_sees_sum_and_bare_selectors() -> None:
+    assert aggregations_of("nurture_orchestrator_leads",
+                           'sum by (stage) (nurture_orchestrator_leads{stage="x"})') == ["sum"]
+    assert aggregations_of("nurture_orchestrator_leads", "nurture_orchestrator_leads") == ["none"]
+
+
+@pytest.mark.parametrize("path", [*DASHBOARDS, ALERTS], ids=lambda p: p.name)
+def test_database_gauges_are_never_summed_over_replicas(path: Path) -> None:
+    if path.suffix == ".json":
+        exprs = [e for _, e in expressions(dashboard(path))]
+    else:
+        exprs = [r["expr"] for g in yaml.safe_load(path.read_text())["groups"]
+                 for r in g["rules"]]
+    checked = 0
+    for expr in exprs:
+        for name in DB_GAUGES:
+            for agg in aggregations_of(name, expr):
+                assert agg in ("max", "min"), (path.name, expr)
+                checked += 1
+    if path.name in ("funnel.json", "pipeline.json", "programs.json"):
+        assert checked, "no database gauge in the dashboard"

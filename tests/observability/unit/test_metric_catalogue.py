@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 
 import pytest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.common.metrics import exposition
 from tests.observability.catalogue import ROOT, promtool, registries
@@ -31,9 +32,28 @@ def test_names_and_labels(service: str) -> None:
         assert not names & FORBIDDEN_LABELS, (name, names & FORBIDDEN_LABELS)
 
 
+def exercise(registry: CollectorRegistry) -> CollectorRegistry:
+    """Every metric of `registry` given a sample (labelled ones with one label set), so the
+    exposition promtool lints has every family's series, not just their HELP and TYPE."""
+    collectors = {id(c): c for c in registry._names_to_collectors.values()}  # type: ignore[attr-defined]
+    for collector in collectors.values():
+        names = collector._labelnames
+        metric = collector.labels(*(f"x{i}" for i in range(len(names)))) if names else collector
+        if isinstance(metric, Counter):
+            metric.inc()
+        elif isinstance(metric, Histogram):
+            metric.observe(0.3)
+        elif isinstance(metric, Gauge):
+            metric.set(2)
+    return registry
+
+
 @pytest.mark.parametrize("service", SERVICES)
 def test_promtool_lints_the_exposition(service: str) -> None:
-    body, _ = exposition(registries()[service])
+    registry = exercise(registries()[service])
+    for family in registry.collect():  # every family has series to lint
+        assert [s for s in family.samples if s.value], family.name
+    body, _ = exposition(registry)
     result = subprocess.run([str(promtool()), "check", "metrics"], input=body.decode(),
                             capture_output=True, text=True, check=False, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
