@@ -1,0 +1,1 @@
+"""`make demo`: a simulated population through the real stack, and its funnel report."""
