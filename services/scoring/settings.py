@@ -27,3 +27,6 @@ class ScoringSettings(BaseSettings):
     replication_factor: int = Field(default=1, ge=1, description="of the changelog topic")
     session_timeout_seconds: float = Field(default=30.0, ge=3)
     commit_interval_seconds: float = Field(default=1.0, gt=0)
+    producer_linger_ms: float = Field(
+        default=5.0, ge=0, le=1000,
+        description="how long the producer gathers records into one request (latency vs CPU)")

@@ -167,14 +167,13 @@ def _note_interests_and_journey(ms: ModelState, model: ScoringModel, etype: str,
         if len(ms.interests) > MAX_INTERESTS:
             keep = sorted(ms.interests.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_INTERESTS]
             ms.interests = dict(keep)
-    stages = set()
-    if data.get("content_stage") in JOURNEY_STAGES:
-        stages.add(data["content_stage"])
+    journey = ms.journey  # stage -> newest time seen (max: a stage seen twice is seen once)
+    stage = data.get("content_stage")
+    if stage in JOURNEY_STAGES and journey.get(stage, -math.inf) < t:
+        journey[stage] = t
     for rule in model.journey:
-        if etype in rule.on and rule.when(data):
-            stages.add(rule.stage)
-    for stage in stages:
-        ms.journey[stage] = max(ms.journey.get(stage, -math.inf), t)
+        if etype in rule.on and journey.get(rule.stage, -math.inf) < t and rule.when(data):
+            journey[rule.stage] = t
 
 
 def _journey_stage(ms: ModelState, model: ScoringModel, now: float) -> str | None:
@@ -189,8 +188,11 @@ def _score(ms: ModelState, model: ScoringModel, now: float, late: bool,
            report: bool, detail: bool = True) -> ModelScore:
     k = LN2 / model.half_life_seconds
     exp = math.exp
-    parts = [(rule, v * exp(-k * (now - at))) for rule, (v, at) in ms.engagement.items()]
-    engagement = sum(p for _, p in parts)
+    if detail:
+        parts = [(rule, v * exp(-k * (now - at))) for rule, (v, at) in ms.engagement.items()]
+        engagement = sum(p for _, p in parts)
+    else:  # the hot path of a backtest: the sum alone, no per-rule list
+        engagement = sum([v * exp(-k * (now - at)) for v, at in ms.engagement.values()])
     total = ms.fit + engagement
     previous = ms.total
     before = previous if previous is not None else 0.0

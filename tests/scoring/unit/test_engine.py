@@ -329,3 +329,29 @@ def test_arrival_order_does_not_change_engagement_within_the_late_tolerance(
     assert any_order.as_of == in_order.as_of
     assert any_order.models[0].engagement == pytest.approx(in_order.models[0].engagement,
                                                            rel=1e-9, abs=1e-9)
+
+
+def test_journey_keeps_the_newest_time_of_each_stage() -> None:
+    state, _ = run([(ev("web.page_viewed", {"url": "u", "path": "/pricing"}), T0 + 10),
+                    (ev("web.page_viewed", {"url": "u", "path": "/pricing",
+                                            "content_stage": "decision"}), T0),  # out of order
+                    (ev("web.page_viewed", {"url": "u", "content_stage": "awareness"}), T0 + 5)])
+    assert state.models["classic"].journey == {"decision": T0 + 10, "awareness": T0 + 5}
+    _, snap = run([(ev("web.page_viewed", {"url": "u", "path": "/pricing"}), T0 + 20)], state=state)
+    assert state.models["classic"].journey["decision"] == T0 + 20
+    assert snap.models[0].journey_stage == "decision"
+
+
+def test_a_backtest_snapshot_has_the_same_totals_as_a_detailed_one() -> None:
+    events = [(ev("web.page_viewed", {"url": "u", "path": "/pricing"}), T0),
+              (ev("web.content_downloaded", {"content_id": "c"}), T0 + DAY),
+              (ev("crm.lead_upserted", {"seniority": "vp"}), T0 + 2 * DAY),
+              (ev("web.form_submitted", {"form_id": "f", "form_type": "demo_request"}),
+               T0 + 40 * DAY)]
+    detailed, lean = LeadState(), LeadState()
+    for event, t in events:
+        full = apply(detailed, event, lead_id="lead", event_time=t, models=[CLASSIC])
+        short = apply(lean, event, lead_id="lead", event_time=t, models=[CLASSIC], detail=False)
+        assert [(m.total, m.engagement, m.fit, m.crossed) for m in short.models] == \
+            [(m.total, m.engagement, m.fit, m.crossed) for m in full.models]
+    assert full.models[0].breakdown and not short.models[0].breakdown
