@@ -66,7 +66,7 @@ def build_channels(settings: DispatchSettings, http: httpx.AsyncClient) -> Chann
     mailer = SmtpMailer(SmtpConfig(
         settings.smtp_host, settings.smtp_port, settings.smtp_security, settings.smtp_username,
         password, settings.smtp_timeout_seconds, settings.smtp_validate_certs,
-        settings.smtp_ca_file))
+        settings.smtp_ca_file), connections=settings.smtp_connections)
     sms = None
     if settings.sms_account_sid and settings.sms_auth_token and settings.sms_from:
         sms = TwilioSms(http, TwilioConfig(settings.sms_base_url, settings.sms_account_sid,
@@ -102,7 +102,8 @@ def bootstrap(settings: DispatchSettings, kafka: KafkaSettings, key: bytes,
         clock=clock, reconcile=settings.reconcile, batch_size=settings.batch_size,
         lease=timedelta(seconds=settings.lease_seconds),
         sending_timeout=timedelta(seconds=settings.sending_timeout_seconds),
-        http_concurrency=settings.http_concurrency)
+        concurrency=settings.concurrency,
+        email_concurrency=min(settings.concurrency, settings.smtp_connections))
     return dispatcher, http
 
 

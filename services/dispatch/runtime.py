@@ -8,7 +8,9 @@ Exactly-once, step by step:
 2. A channel loop claims due rows (`FOR UPDATE SKIP LOCKED`, then leased by moving
    `next_attempt_at`), checks expiry and suppressions and renders; for each message it records
    `sending` (attempt + 1), calls the provider, then records `sent`, a retry at
-   `next_attempt_at`, or `failed` plus a dead letter. Outcome events and dead letters go through
+   `next_attempt_at`, or `failed` plus a dead letter. Up to `concurrency` messages of a round
+   are in flight at once; their `sending` / `sent` writes share transactions (statuswriter.py)
+   without delaying any message's own steps. Outcome events and dead letters go through
    the outbox, in the same transaction as the status, and a relay publishes them. A failing
    provider only pushes its own rows into the future: other channels have their own loops.
 
@@ -55,12 +57,13 @@ from services.dispatch.domain.messages import ALL_CHANNELS, triage
 from services.dispatch.domain.outcomes import Result, outcome_event
 from services.dispatch.domain.retry import RetryPolicy
 from services.dispatch.metrics import DispatchMetrics, dead_letter_reason
+from services.dispatch.statuswriter import Sent, StatusWriter
 
 log = logging.getLogger(__name__)
 CONSUMER = "nurture-dispatch"
 EVENT_HEADERS = [("content-type", "application/cloudevents+json; charset=utf-8")]
 UNCONFIRMED = "sent_unconfirmed"
-Work = tuple[repo.Delivery, SendMessage, Prepared]
+Work = tuple[repo.Delivery, SendMessage]
 
 
 @dataclass
@@ -79,10 +82,16 @@ class Dispatcher:
     batch_size: int = 50
     lease: timedelta = timedelta(seconds=120)
     sending_timeout: timedelta = timedelta(seconds=300)
-    http_concurrency: int = 8
+    concurrency: int = 16  # messages in flight per channel loop
+    email_concurrency: int = 4  # at most the SMTP connections: none waits for one once `sending`
     wake: dict[str, asyncio.Event] = field(
         default_factory=lambda: {c: asyncio.Event() for c in CHANNELS})
     outbox_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    statuses: StatusWriter = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # the `sending` / `sent` writes of the messages in flight share transactions
+        self.statuses = StatusWriter(self.engine, self.clock, self._event)
 
     async def handle_batch(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         """Record a polled batch of commands as pending deliveries, in one transaction."""
@@ -124,14 +133,17 @@ class Dispatcher:
                     work.append(item)
         if len(work) < len(claimed):
             self.outbox_ready.set()
-        limit = asyncio.Semaphore(1 if channel == "email" else self.http_concurrency)
+        limit = asyncio.Semaphore(self.email_concurrency if channel == "email"
+                                  else self.concurrency)
 
         async def attempt(item: Work) -> None:
-            async with limit:
-                await self._attempt(*item)
+            async with limit:  # composing in here overlaps its CPU with other messages' I/O
+                message = await self._compose(*item, now)
+                if message is not None:
+                    await self._attempt(*item, message)
 
         results = await asyncio.gather(*(attempt(item) for item in work), return_exceptions=True)
-        for (d, _, _), result in zip(work, results, strict=True):
+        for (d, _), result in zip(work, results, strict=True):
             if isinstance(result, Exception):  # a bug or the database: the row stays 'sending'
                 log.error("delivery attempt crashed; recovery will settle it", exc_info=result,
                           extra={"message_id": d.message_id, "lead_hash": lead_hash(d.lead_id)})
@@ -139,8 +151,7 @@ class Dispatcher:
 
     async def _ready(self, conn: AsyncConnection, d: repo.Delivery,
                      suppressions: dict[str, str], now: datetime) -> Work | None:
-        """The message to attempt, or None when it ends here (expired, suppressed, or it cannot
-        be built: failed and dead-lettered)."""
+        """The command to attempt, or None when it ends here (unreadable, expired, suppressed)."""
         try:
             cmd = parse_command(d.payload)
         except MalformedCommand as exc:  # stored commands were valid; a model change could bite
@@ -159,19 +170,25 @@ class Dispatcher:
             log.info("message not sent", extra={**_fields(cmd), "reason": skip.reason,
                                                 "outcome": skip.status})
             return None
+        return d, cmd
+
+    async def _compose(self, d: repo.Delivery, cmd: SendMessage,
+                       now: datetime) -> Prepared | None:
+        """The message to hand to the provider, or None when it cannot be built (template,
+        address, channel not configured): failed and dead-lettered."""
         try:
-            return d, cmd, self.composer.prepare(cmd, channels=self.channels, now=now)
+            return self.composer.prepare(cmd, channels=self.channels, now=now)
         except DispatchError as exc:
-            await self._give_up(conn, d, cmd, exc, now, attempt=d.attempts + 1,
-                                label=dead_letter_reason(exc.reason))
+            async with self.engine.begin() as conn:
+                await self._give_up(conn, d, cmd, exc, now, attempt=d.attempts + 1,
+                                    label=dead_letter_reason(exc.reason))
             log.warning("message failed", extra={**_fields(cmd), "reason": exc.reason})
+            self.outbox_ready.set()
             return None
 
     async def _attempt(self, d: repo.Delivery, cmd: SendMessage, message: Prepared) -> None:
-        """`sending`, the provider call, then the outcome; each record its own transaction."""
-        async with self.engine.begin() as conn:
-            attempt = await repo.start_attempt(conn, message_id=d.message_id,
-                                               now=self.clock.now())
+        """`sending` (committed), the provider call, then the outcome (committed)."""
+        attempt = await self.statuses.start(d.message_id)
         if attempt is None:
             return
         started = time.monotonic()
@@ -182,12 +199,7 @@ class Dispatcher:
             await self._failed(d, cmd, exc, attempt)
             return
         self.metrics.duration.labels(d.channel).observe(time.monotonic() - started)
-        now = self.clock.now()
-        async with self.engine.begin() as conn:
-            await repo.finish(conn, message_id=d.message_id, status="sent", now=now,
-                              provider_id=provider_id or None)
-            result = Result("sent", attempt, provider_message_id=provider_id or None)
-            await repo.enqueue(conn, records=[self._event(cmd, result, now)], now=now)
+        now = await self.statuses.sent(Sent(d.message_id, cmd, attempt, provider_id or None))
         self.metrics.messages.labels(cmd.program_id, cmd.step_id, d.channel, "sent").inc()
         if cmd.event_time is not None:
             self.metrics.end_to_end.labels(d.channel).observe(

@@ -99,8 +99,11 @@ class DispatchSettings(BaseSettings):
     recovery_poll_seconds: float = Field(default=30.0, gt=0)
     relay_idle_seconds: float = Field(default=0.2, gt=0)
     batch_size: int = Field(default=50, ge=1, le=1000)
-    http_concurrency: int = Field(default=8, ge=1, le=100,
-                                  description="parallel requests per HTTP channel")
+    concurrency: int = Field(
+        default=16, ge=1, le=200, description="messages in flight per channel (each still "
+                                              "sending -> provider call -> sent)")
+    smtp_connections: int = Field(default=4, ge=1, le=50,
+                                  description="SMTP connections kept open (opened on demand)")
     shutdown_grace_seconds: float = Field(default=20.0, ge=0)
 
     @model_validator(mode="after")

@@ -11,7 +11,7 @@ attempted and cleared once it is final: it holds personal data. A delivery of an
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -73,13 +73,16 @@ async def insert_deliveries(conn: AsyncConnection, *, rows: Sequence[NewDelivery
     if not rows:
         return set()
     unique = {r.message_id: r for r in reversed(rows)}  # the first record of an id wins
-    stmt = insert(t.deliveries).values([
+    # executemany ("insertmanyvalues"): one cached statement, sent in pages, not a new
+    # N-row statement compiled for every batch
+    stmt = insert(t.deliveries).on_conflict_do_nothing().returning(t.deliveries.c.message_id)
+    result = await conn.execute(stmt, [
         {"message_id": r.message_id, "lead_id": r.lead_id, "channel": r.channel,
          "status": "pending", "attempts": 0, "next_attempt_at": now, "payload": r.payload,
          "origin_topic": r.origin_topic, "origin_partition": r.origin_partition,
          "origin_offset": r.origin_offset, "created_at": now, "updated_at": now}
-        for r in unique.values()]).on_conflict_do_nothing().returning(t.deliveries.c.message_id)
-    return set((await conn.execute(stmt)).scalars())
+        for r in unique.values()])
+    return set(result.scalars())
 
 
 async def claim_due(conn: AsyncConnection, *, channel: str, now: datetime, limit: int,
@@ -110,6 +113,32 @@ async def start_attempt(conn: AsyncConnection, *, message_id: str, now: datetime
     return None if attempt is None else int(attempt)
 
 
+async def start_attempts(conn: AsyncConnection, *, message_ids: Sequence[str],
+                         now: datetime) -> dict[str, int]:
+    """`start_attempt` for several claimed deliveries in one statement: message id -> attempt
+    number, for those that were still pending."""
+    d = t.deliveries
+    rows = await conn.execute(
+        update(d).where(d.c.message_id.in_(message_ids), d.c.status == "pending")
+        .values(status="sending", attempts=d.c.attempts + 1, updated_at=now)
+        .returning(d.c.message_id, d.c.attempts))
+    return {str(r.message_id): int(r.attempts) for r in rows}
+
+
+async def finish_sent(conn: AsyncConnection, *, sent: Mapping[str, str | None],
+                      now: datetime) -> None:
+    """`finish(status="sent")` for several deliveries (message id -> provider id) in one
+    statement, then scrub the erased ones among them."""
+    if not sent:
+        return
+    d = t.deliveries
+    ids = {k: v for k, v in sent.items() if v}
+    await conn.execute(update(d).where(d.c.message_id.in_(list(sent))).values(
+        status="sent", provider_id=case(ids, value=d.c.message_id, else_=None) if ids else None,
+        last_error=None, updated_at=now, next_attempt_at=None, payload=None))
+    await scrub_erased(conn, message_ids=list(sent), now=now)
+
+
 async def finish(conn: AsyncConnection, *, message_id: str, status: str, now: datetime,
                  provider_id: str | None = None, error: str | None = None) -> None:
     """Give a delivery its final status and forget the command."""
@@ -133,7 +162,8 @@ async def reschedule(conn: AsyncConnection, *, message_id: str, at: datetime, no
 
 
 async def scrub_erased(conn: AsyncConnection, *, now: datetime, message_id: str | None = None,
-                       lead_id: str | None = None) -> int:
+                       lead_id: str | None = None,
+                       message_ids: Sequence[str] | None = None) -> int:
     """Scrub the deliveries (of one message id, or of one lead id) whose lead is erased and
     that are not in the middle of a provider call: no command (`payload`, it holds the profile),
     no provider error text (it may quote an address), the lead id replaced by a random
@@ -144,6 +174,8 @@ async def scrub_erased(conn: AsyncConnection, *, now: datetime, message_id: str 
         where.append(d.c.message_id == message_id)
     if lead_id is not None:
         where.append(d.c.lead_id == lead_id)
+    if message_ids is not None:
+        where.append(d.c.message_id.in_(message_ids))
     result = await conn.execute(update(d).where(*where).values(
         lead_id=f"erased-{uuid.uuid4().hex}", payload=None, next_attempt_at=None, updated_at=now,
         last_error=case((d.c.last_error == ERASED, ERASED), else_=None),

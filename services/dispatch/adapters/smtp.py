@@ -1,5 +1,5 @@
-"""Email over SMTP (aiosmtplib): one connection, reused between messages and checked with NOOP
-before each reuse; STARTTLS, implicit TLS and AUTH as configured. SMTP replies and socket
+"""Email over SMTP (aiosmtplib): a few connections, reused between messages (checked with NOOP
+after a pause); STARTTLS, implicit TLS and AUTH as configured. SMTP replies and socket
 errors are translated into ProviderUnavailable (connection problems, 4xx) and ProviderRejected
 (5xx); the reply text, which may echo the address, is not kept.
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import getaddresses, parseaddr
@@ -51,45 +52,68 @@ class SmtpConfig:
 
 
 class SmtpMailer:
-    """The real Mailer. Sends are serialized on the one connection."""
+    """The real Mailer: a small pool of connections, opened on demand (one while sends come one
+    at a time), each carrying one transaction at a time. A connection idle for more than
+    `NOOP_AFTER` seconds is checked with NOOP before reuse; a busier one is not (a round trip
+    per message otherwise), and one the server closed is seen as disconnected anyway."""
 
-    def __init__(self, config: SmtpConfig) -> None:
+    NOOP_AFTER = 10.0
+
+    def __init__(self, config: SmtpConfig, *, connections: int = 1) -> None:
         self.config = config
-        self._client: aiosmtplib.SMTP | None = None
-        self._lock = asyncio.Lock()
+        self._idle: list[tuple[aiosmtplib.SMTP, float]] = []  # last used last
+        self._connections = connections
+        self._slots = asyncio.Semaphore(connections)
 
     async def send(self, message: EmailMessage) -> str:
-        async with self._lock:
-            sender, recipients, raw = envelope(message)
+        sender, recipients, raw = envelope(message)
+        async with self._slots:
+            client: aiosmtplib.SMTP | None = None
             try:
-                client = await self._connected()
+                client = await self._checkout()
                 errors, _reply = await client.sendmail(sender, recipients, raw)
             except aiosmtplib.SMTPException as exc:
-                await self._drop()
+                _drop(client)
                 raise translate(exc) from None
             except OSError as exc:  # refused, reset, unreachable, TLS handshake
-                await self._drop()
+                _drop(client)
                 raise ProviderUnavailable("connection_failed", type(exc).__name__) from None
+            except BaseException:  # cancelled mid-transaction: the connection state is unknown
+                _drop(client)
+                raise
+            self._idle.append((client, time.monotonic()))
         if errors:  # a refused recipient with others accepted: we send to one, so never here
             raise ProviderRejected("smtp_recipient_refused", "recipient refused")
         return str(message["Message-ID"])
 
     async def close(self) -> None:
-        async with self._lock:
-            if self._client is not None and self._client.is_connected:
-                try:  # a polite QUIT, but never a long wait for it on shutdown
-                    await self._client.quit(timeout=min(5.0, self.config.timeout))
-                except (aiosmtplib.SMTPException, OSError):
-                    self._client.close()
-            self._client = None
+        for _ in range(self._connections):  # wait for the sends in progress
+            await self._slots.acquire()
+        try:
+            idle, self._idle = self._idle, []
+            for client, _ in idle:
+                if client.is_connected:
+                    try:  # a polite QUIT, but never a long wait for it on shutdown
+                        await client.quit(timeout=min(5.0, self.config.timeout))
+                    except (aiosmtplib.SMTPException, OSError):
+                        client.close()
+        finally:
+            for _ in range(self._connections):
+                self._slots.release()
 
-    async def _connected(self) -> aiosmtplib.SMTP:
-        if self._client is not None and self._client.is_connected:
+    async def _checkout(self) -> aiosmtplib.SMTP:
+        """The most recently used open connection, else a new one."""
+        while self._idle:
+            client, used = self._idle.pop()
+            if not client.is_connected:
+                continue
+            if time.monotonic() - used < self.NOOP_AFTER:
+                return client
             try:
-                await self._client.noop()
-                return self._client
+                await client.noop()
+                return client
             except (aiosmtplib.SMTPException, OSError):  # the server closed an idle connection
-                await self._drop()
+                _drop(client)
         cfg = self.config
         client = aiosmtplib.SMTP(
             hostname=cfg.host, port=cfg.port, timeout=cfg.timeout,
@@ -97,13 +121,12 @@ class SmtpMailer:
             validate_certs=cfg.validate_certs, cert_bundle=cfg.ca_file, username=cfg.username,
             password=cfg.password)
         await client.connect()
-        self._client = client
         return client
 
-    async def _drop(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+
+def _drop(client: aiosmtplib.SMTP | None) -> None:
+    if client is not None:
+        client.close()
 
 
 def envelope(message: EmailMessage) -> tuple[str, list[str], bytes]:

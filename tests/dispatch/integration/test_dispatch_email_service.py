@@ -269,3 +269,28 @@ async def test_an_unsubscribe_on_the_events_topic_suppresses_the_next_email(
     assert [(e["type"], e["data"]["reason"]) for e in of(events, cmd["message_id"])] == [
         ("message.suppressed", "unsubscribed")]
     assert smtp.received == []
+
+
+async def test_a_burst_is_sent_concurrently_each_message_once(database_url: str,
+                                                              kafka: KafkaSettings,
+                                                              smtp: SmtpSink) -> None:
+    async with dispatch_service(database_url, kafka, smtp_port=smtp.port, concurrency=8,
+                                smtp_connections=3,
+                                from_address="Acme <hi@acme.example>") as run:
+        cmds = [command(f"lead-b{n % 7}") for n in range(40)]
+        await produce(run.kafka, [*cmds, *cmds[:5]])  # five redelivered
+        ids = {c["message_id"] for c in cmds}
+        events = await outcomes(run, until=lambda es: ids <= {
+            e["data"]["message_id"] for e in es if e["type"] == "message.sent"}, timeout=60)
+        async with run.engine.connect() as conn:
+            rows = [await repo.get_delivery(conn, message_id=i) for i in sorted(ids)]
+    assert sorted(m["Message-ID"] for m in smtp.received) == sorted(
+        f"<{i}@acme.example>" for i in ids)
+    assert 1 <= smtp.connections <= 3
+    sent = {e["data"]["message_id"]: e for e in events if e["type"] == "message.sent"}
+    assert len(sent) == len(events) == 40
+    for row in rows:
+        assert row is not None
+        assert (row.status, row.attempts, row.payload) == ("sent", 1, None)
+        assert row.provider_id == f"<{row.message_id}@acme.example>"
+        assert sent[row.message_id]["data"]["provider_message_id"] == row.provider_id

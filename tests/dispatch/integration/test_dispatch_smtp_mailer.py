@@ -4,6 +4,7 @@ and survives a failure; STARTTLS with AUTH and implicit TLS work with a private 
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import subprocess
 from collections.abc import AsyncIterator
@@ -140,3 +141,15 @@ async def test_implicit_tls(certificate: tuple[Path, Path]) -> None:
         await mailer.close()
         await sink.stop()
     assert len(sink.received) == 1
+
+
+async def test_concurrent_sends_share_a_small_pool_of_connections(sink: SmtpSink) -> None:
+    mailer = SmtpMailer(SmtpConfig(port=sink.port), connections=3)
+    try:
+        ids = await asyncio.gather(*(mailer.send(email(n)) for n in range(12)))
+        await mailer.send(email(12))  # after the burst: an open connection is reused
+    finally:
+        await mailer.close()
+    assert sorted(ids) == sorted(f"<msg-{n}@acme.example>" for n in range(12))
+    assert sorted(m["Subject"] for m in sink.received) == sorted(f"Hello {n}" for n in range(13))
+    assert 1 < sink.connections <= 3
