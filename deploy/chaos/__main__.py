@@ -12,7 +12,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from deploy.chaos.scenario import ALL_FAULTS, Options, execute
+from deploy.chaos.scenario import ALL_FAULTS, QUICK_TIMINGS, Options, execute
 from deploy.chaos.tally import table
 from deploy.local.stack import ROOT, StackError
 
@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
                    gap=args.gap, faults=faults)
     if args.small:
         opts.rate, opts.min_leads, opts.hold, opts.gap = 1.0, 10, 4.0, 3.0
+        opts.timings = QUICK_TIMINGS
     for old in ("logs", "kafka", "postgres", "scoring-1", "scoring-2", "result.json"):
         path = args.out / old  # a previous run's: this run's logs and figures stand alone
         shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)

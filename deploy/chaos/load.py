@@ -20,14 +20,16 @@ import httpx
 EVENTS_PER_LEAD = 3
 SOURCE = "https://chaos.example.test"
 DAY = 86400.0
+EMAIL_DOMAIN = "chaos.example.test"
 
 
-def lead_events(lead_id: str, n: int) -> list[dict[str, Any]]:
-    """The events of one lead (no personal data beyond a made-up address)."""
+def lead_events(lead_id: str) -> list[dict[str, Any]]:
+    """The events of one lead (no personal data beyond a made-up address). The address is
+    `<lead id>@chaos.example.test`, so the SMTP peer can tell whom each email went to."""
     def event(k: int, etype: str, data: dict[str, Any]) -> dict[str, Any]:
         return {"specversion": "1.0", "id": f"{lead_id}-e{k}", "source": SOURCE,
                 "type": etype, "subject": lead_id, "data": data}
-    return [event(0, "crm.lead_upserted", {"email": f"lead{n}@chaos.example.test",
+    return [event(0, "crm.lead_upserted", {"email": f"{lead_id}@{EMAIL_DOMAIN}",
                                             "first_name": "Chaos"}),
             event(1, "web.page_viewed", {"url": f"{SOURCE}/docs", "path": "/docs"}),
             event(2, "web.page_viewed", {"url": f"{SOURCE}/blog", "path": "/blog"})]
@@ -63,7 +65,7 @@ class Load:
                     (max_leads is None or n < max_leads):
                 lead = f"chaos-{self.run_id}-{n:05d}"
                 self.leads.append(lead)
-                task = asyncio.create_task(self._post(client, lead, n))
+                task = asyncio.create_task(self._post(client, lead))
                 inflight.add(task)
                 task.add_done_callback(inflight.discard)
                 n += 1
@@ -71,8 +73,8 @@ class Load:
             if inflight:
                 await asyncio.gather(*inflight)
 
-    async def _post(self, client: httpx.AsyncClient, lead: str, n: int) -> None:
-        events = lead_events(lead, n)
+    async def _post(self, client: httpx.AsyncClient, lead: str) -> None:
+        events = lead_events(lead)
         deadline = time.monotonic() + self.give_up_seconds
         delay = 0.5
         while time.monotonic() < deadline:

@@ -10,9 +10,10 @@ import contextlib
 import logging
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 import orjson
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
@@ -30,7 +31,7 @@ class Observer:
     scored: dict[str, float] = field(default_factory=dict)  # event key -> first seen
     scored_records: Counter[str] = field(default_factory=Counter)
     scored_times: list[float] = field(default_factory=list)  # every record, repeats included
-    planned: dict[str, float] = field(default_factory=dict)  # message id -> first seen
+    planned: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> (lead, step)
     dead_letters: Counter[str] = field(default_factory=Counter)  # "consumer: reason" -> count
     processed: dict[str, float] = field(default_factory=dict)
     processed_times: list[float] = field(default_factory=list)
@@ -78,7 +79,8 @@ class Observer:
         except orjson.JSONDecodeError:
             return
         if topic == topics.dispatch and isinstance(doc, dict):
-            self.planned.setdefault(str(doc.get("message_id")), now)
+            self.planned.setdefault(str(doc.get("message_id")),
+                                    (str(doc.get("lead_id")), str(doc.get("step_id"))))
         elif topic == topics.scored_events and isinstance(doc, dict):
             event = doc.get("event") or {}
             key = f"{event.get('source')}\x1f{event.get('id')}"
@@ -106,3 +108,51 @@ class Observer:
                         self.processed_times.append(now)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), 1.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """Work the services still have: dispatch deliveries not final (`pending`, incl. claimed
+    and leased, or `sending`), planned messages dispatch has no row for yet (the command not
+    consumed), unpublished outbox rows of the orchestrator and of dispatch, and orchestrator
+    timers due by its (controllable) clock. All zero: nothing more will be sent (`timers`, all
+    the orchestrator's timers, due or not, is what later days still hold)."""
+
+    unfinished: int
+    unseen: int
+    outbox: int
+    due_timers: int
+    timers: int = 0
+
+    @property
+    def idle(self) -> bool:
+        return not (self.unfinished or self.unseen or self.outbox or self.due_timers)
+
+
+async def backlog(database_url: str, planned: Iterable[str], *, orchestrator: str = "nurture",
+                  dispatch: str = "nurture_dispatch") -> Backlog | None:
+    """The services' backlog, read from their tables; None when the database cannot be read."""
+    dsn = database_url.replace("postgresql+asyncpg://", "postgresql://")
+    o, d = orchestrator, dispatch
+    try:
+        conn = await asyncpg.connect(dsn, timeout=5)
+        try:
+            unfinished = await conn.fetchval(
+                f"SELECT count(*) FROM {d}.deliveries "  # noqa: S608 - our schema names
+                "WHERE status IN ('pending', 'sending')")
+            known = await conn.fetchval(
+                f"SELECT count(*) FROM {d}.deliveries "  # noqa: S608
+                "WHERE message_id = ANY($1::text[])", ids := sorted(set(planned)))
+            outbox = await conn.fetchval(
+                f"SELECT (SELECT count(*) FROM {o}.outbox WHERE parked_reason IS NULL) "  # noqa: S608
+                f"+ (SELECT count(*) FROM {d}.outbox WHERE parked_reason IS NULL)")
+            due, timers = await conn.fetchrow(
+                f"SELECT count(*) FILTER (WHERE due_at <= now() + make_interval("  # noqa: S608
+                f"secs => (SELECT offset_seconds FROM {o}.clock WHERE id = 1))), count(*) "
+                f"FROM {o}.timers")
+        finally:
+            await conn.close()
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        log.debug("backlog query failed: %s", exc)
+        return None
+    return Backlog(int(unfinished), len(ids) - int(known), int(outbox), int(due), int(timers))

@@ -31,6 +31,34 @@ WEBHOOK_SECRET = "chaos-webhook-secret-0123456789"  # noqa: S105
 CONFIG = Path(__file__).resolve().parent / "config"
 
 
+@dataclass(frozen=True, slots=True)
+class DispatchTimings:
+    """Dispatch's timeouts and polls in a run: short, so faults clear in seconds."""
+
+    smtp_timeout: float = 5.0
+    http_timeout: float = 2.0
+    sending_timeout: float = 20.0  # an attempt still 'sending' after this was interrupted
+    lease: float = 20.0  # a claimed row comes back after this if its claimer died
+    poll: float = 0.5
+    recovery_poll: float = 2.0
+
+    def env(self) -> dict[str, str]:
+        return {"NURTURE_DISPATCH_SMTP_TIMEOUT_SECONDS": str(self.smtp_timeout),
+                "NURTURE_DISPATCH_HTTP_TIMEOUT_SECONDS": str(self.http_timeout),
+                "NURTURE_DISPATCH_SENDING_TIMEOUT_SECONDS": str(self.sending_timeout),
+                "NURTURE_DISPATCH_LEASE_SECONDS": str(self.lease),
+                "NURTURE_DISPATCH_POLL_SECONDS": str(self.poll),
+                "NURTURE_DISPATCH_RECOVERY_POLL_SECONDS": str(self.recovery_poll)}
+
+    @property
+    def late_window(self) -> float:
+        """The longest path of a late resend: an attempt interrupted mid-send stays `sending`
+        until the sending timeout, is found by the next recovery poll, picked up within a
+        delivery poll and sent within the HTTP timeout. Only the HTTP channels (webhook, CRM
+        task) are resent so; an interrupted email is failed as `sent_unconfirmed`."""
+        return self.sending_timeout + self.recovery_poll + self.poll + self.http_timeout
+
+
 @dataclass
 class Service:
     """One child process: its command, environment additions and how to tell it is ready."""
@@ -93,6 +121,7 @@ class ChaosStack:
     smtp_port: int
     webhook_url: str
     scoring_workers: int = 2
+    timings: DispatchTimings = field(default_factory=DispatchTimings)
     kafka: stack.Kafka = field(init=False)
     pg: stack.Postgres = field(init=False)
     services: dict[str, Service] = field(default_factory=dict)
@@ -132,19 +161,14 @@ class ChaosStack:
             "NURTURE_ORCHESTRATOR_ADMIN_TOKEN": ADMIN_TOKEN,
             "NURTURE_ORCHESTRATOR_SHUTDOWN_GRACE_SECONDS": "5",
             "NURTURE_DISPATCH_SMTP_PORT": str(self.smtp_port),
-            "NURTURE_DISPATCH_SMTP_TIMEOUT_SECONDS": "5",
             "NURTURE_DISPATCH_WEBHOOK_URL": self.webhook_url,
             "NURTURE_DISPATCH_WEBHOOK_SECRET": WEBHOOK_SECRET,
-            "NURTURE_DISPATCH_HTTP_TIMEOUT_SECONDS": "2",
             "NURTURE_DISPATCH_TRACKING_BASE_URL": self.ingest_url,
             "NURTURE_DISPATCH_MAX_ATTEMPTS": "100",
             "NURTURE_DISPATCH_RETRY_BASE_SECONDS": "0.5",
             "NURTURE_DISPATCH_RETRY_MAX_SECONDS": "4",
-            "NURTURE_DISPATCH_SENDING_TIMEOUT_SECONDS": "20",
-            "NURTURE_DISPATCH_LEASE_SECONDS": "20",
-            "NURTURE_DISPATCH_POLL_SECONDS": "0.5",
-            "NURTURE_DISPATCH_RECOVERY_POLL_SECONDS": "2",
             "NURTURE_DISPATCH_SHUTDOWN_GRACE_SECONDS": "5",
+            **self.timings.env(),
         })
         return env
 

@@ -1,28 +1,41 @@
 """One fault run: stack up, peers and observer on, the load and the clock ticker running while
 each fault is injected in turn (and the system restored), then the last waits are advanced,
-the pipeline is given time to drain, and the figures are computed (deploy/chaos/tally.py)."""
+the pipeline is drained until the services' tables say nothing more will be sent (and a
+window for late resends has passed), and the figures are computed (deploy/chaos/tally.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from deploy.chaos.load import DAY, EVENTS_PER_LEAD, Load, advance_clock, tick_clock
-from deploy.chaos.observe import Observer
+from deploy.chaos.observe import Backlog, Observer, backlog
 from deploy.chaos.peers import HttpPeer, SmtpPeer
-from deploy.chaos.processes import ADMIN_TOKEN, API_KEY, ChaosStack
+from deploy.chaos.processes import ADMIN_TOKEN, API_KEY, CONFIG, ChaosStack, DispatchTimings
 from deploy.chaos.tally import FaultRecord, Observed, Plan, first_after, verdict
 
-TOUCHES = 3
+PROGRAM = CONFIG / "programs" / "chaos-series.yaml"
 ALL_FAULTS = ("kill-ingest", "kill-scoring", "kill-orchestrator", "kill-dispatch",
-              "broker-restart", "postgres-restart", "smtp-4xx", "http-500", "http-429",
-              "http-refused", "http-timeout")
+              "broker-restart", "postgres-restart", "smtp-4xx", "smtp-refused", "smtp-timeout",
+              "http-500", "http-429", "http-refused", "http-timeout")
 PIPELINE = ("accepted", "scored", "processed", "delivered")
+# a quick run's (`--small`, the in-suite one): shorter, so the window for late resends is too;
+# still above the SMTP and HTTP timeouts, as dispatch requires
+QUICK_TIMINGS = DispatchTimings(sending_timeout=6.0, lease=6.0, recovery_poll=1.0)
+
+
+def program_steps(path: Path = PROGRAM) -> tuple[tuple[str, str], ...]:
+    """The send steps of the run's program, (step id, channel): one message each per lead."""
+    doc = yaml.safe_load(path.read_text())
+    return tuple((str(step["id"]), str(step["send"]["channel"]))
+                 for step in doc["steps"] if "send" in step)
 
 
 @dataclass
@@ -35,6 +48,7 @@ class Options:
     tick: float = 5.0  # seconds between clock advances of a day
     drain_timeout: float = 300.0
     faults: tuple[str, ...] = ALL_FAULTS
+    timings: DispatchTimings = field(default_factory=DispatchTimings)
     log: Callable[[str], None] = print
 
 
@@ -59,9 +73,10 @@ class Run:
         svc = {"kill-ingest": "ingest", "kill-scoring": "scoring-1",
                "kill-orchestrator": "orchestrator", "kill-dispatch": "dispatch"}
         peer_modes: dict[str, tuple[SmtpPeer | HttpPeer, str]] = {
-            "smtp-4xx": (self.smtp, "tempfail"), "http-500": (self.http, "500"),
+            "smtp-4xx": (self.smtp, "tempfail"), "smtp-refused": (self.smtp, "refuse"),
+            "smtp-timeout": (self.smtp, "hang"), "http-500": (self.http, "500"),
             "http-429": (self.http, "429"), "http-refused": (self.http, "refuse"),
-            "http-timeout": (self.http, "hang")}
+            "http-timeout": (self.http, "slow")}
         started = time.monotonic()
         self.opts.log(f"[chaos] fault: {name}")
         if name in svc:
@@ -109,7 +124,8 @@ async def execute(opts: Options) -> dict[str, Any]:
     smtp, http = SmtpPeer(), HttpPeer()
     await smtp.start()
     await http.start()
-    chaos = ChaosStack(opts.out, smtp_port=smtp.port, webhook_url=http.url)
+    chaos = ChaosStack(opts.out, smtp_port=smtp.port, webhook_url=http.url,
+                       timings=opts.timings)
     try:
         opts.log(f"[chaos] starting the stack under {opts.out} ...")
         await asyncio.to_thread(chaos.up)
@@ -142,15 +158,18 @@ async def _drive(run: Run) -> dict[str, Any]:
         ticking_stop.set()
         await ticking
         opts.log(f"[chaos] load done: {len(run.load.leads)} leads; draining ...")
-        await _drain(run)
+        plan = Plan(tuple(run.load.leads), EVENTS_PER_LEAD, program_steps())
+        await _drain(run, plan)
     finally:
         run.load.stop()
         ticking_stop.set()
         run.observer.stop()
         await asyncio.gather(observing, loading, ticking, return_exceptions=True)
-    figures = verdict(Plan(len(run.load.leads), EVENTS_PER_LEAD, TOUCHES), _observed(run))
+    figures = verdict(plan, _observed(run))
     figures["settings"] = {"rate_leads_per_second": opts.rate, "hold_seconds": opts.hold,
                            "gap_seconds": opts.gap, "tick_seconds": opts.tick,
+                           "settle_seconds": opts.timings.late_window,
+                           "dispatch_timings": opts.timings.env(),
                            "scoring_workers": run.stack.scoring_workers,
                            "load_retries": run.load.retries,
                            "rejected": run.load.rejected,
@@ -158,35 +177,66 @@ async def _drive(run: Run) -> dict[str, Any]:
     return figures
 
 
-async def _drain(run: Run) -> None:
-    """Process everything accepted, then advance the clock a day at a time (each time waiting
-    until the dispatch commands stop coming) until every touch is planned; wait for every
-    expected message (or the timeout), then a settle period in which late duplicates would
-    still show."""
-    expected = len(run.load.leads) * TOUCHES
+async def _drain(run: Run, plan: Plan) -> None:
+    """Wait until every accepted event is processed; advance the clock a day at a time (each
+    time until the orchestrator has no due timer and an empty outbox) until every touch is
+    planned; wait until dispatch has a final status for every planned message and both outboxes
+    are empty; then, for late resends, a window as long as the longest path of one (an attempt
+    interrupted mid-send, recovered and sent again: DispatchTimings.late_window), and the same
+    wait again. Each wait is a condition with the drain's deadline; one that runs out is logged
+    and the counts show what is missing."""
+    opts = run.opts
     accepted = set(run.load.accepted)
-    deadline = time.monotonic() + run.opts.drain_timeout
-    await _until(lambda: accepted <= set(run.observer.processed), deadline - time.monotonic())
-    while len(run.observer.planned) < expected and time.monotonic() < deadline:
-        await advance_clock(run.stack.orchestrator_url, ADMIN_TOKEN, DAY)
-        before = -1
-        while before != len(run.observer.planned) and time.monotonic() < deadline:
-            before = len(run.observer.planned)
-            await asyncio.sleep(3)  # quiet for 3 s: this day's touches are all planned
+    deadline = time.monotonic() + opts.drain_timeout
+    url = run.stack.pg.url
 
-    def received() -> bool:
-        return len(set(run.smtp.received.ids) | set(run.http.received.ids)) >= expected
-    await _until(received, deadline - time.monotonic())
-    await asyncio.sleep(5)  # not synchronization: a window for late redeliveries to show up
+    async def state() -> Backlog | None:
+        return await backlog(url, run.observer.planned)
+
+    async def orchestrator_idle() -> bool:
+        b = await state()
+        return b is not None and not b.outbox and not b.due_timers
+
+    async def planned() -> bool:
+        return len(run.observer.planned) >= plan.messages
+
+    async def idle() -> bool:
+        b = await state()
+        return b is not None and b.idle
+
+    if not await _until(lambda: accepted <= set(run.observer.processed),
+                        deadline - time.monotonic()):
+        opts.log(f"[chaos] {len(accepted - set(run.observer.processed))} accepted events "
+                 "were never processed")
+    while not await planned() and time.monotonic() < deadline:
+        await advance_clock(run.stack.orchestrator_url, ADMIN_TOKEN, DAY)
+        await _until_async(orchestrator_idle, deadline - time.monotonic())
+        b = await state()
+        if b is not None and b.timers == 0:  # nothing is waiting: the rest is on its way
+            await _until_async(planned, min(30.0, deadline - time.monotonic()))
+            break
+    if not await _until_async(idle, deadline - time.monotonic()):
+        opts.log(f"[chaos] the pipeline did not go idle: {await state()}")
+    opts.log(f"[chaos] idle; watching {opts.timings.late_window:.1f} s for late resends ...")
+    await asyncio.sleep(opts.timings.late_window)  # a window for late resends, not a sync
+    if not await _until_async(idle, max(30.0, deadline - time.monotonic())):
+        opts.log(f"[chaos] the pipeline did not go idle again: {await state()}")
 
 
 async def _until(check: Callable[[], bool], limit: float) -> bool:
+    async def acheck() -> bool:
+        return check()
+    return await _until_async(acheck, limit)
+
+
+async def _until_async(check: Callable[[], Awaitable[bool]], limit: float) -> bool:
     deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if check():
+    while True:
+        if await check():
             return True
+        if time.monotonic() >= deadline:
+            return False
         await asyncio.sleep(0.5)
-    return False
 
 
 def _observed(run: Run) -> Observed:
@@ -194,7 +244,7 @@ def _observed(run: Run) -> Observed:
     return Observed(
         accepted=load_keys, scored=set(run.observer.scored) & load_keys,
         processed=set(run.observer.processed) & load_keys,
-        expected_messages=set(run.observer.planned),
-        received=run.smtp.received.ids + run.http.received.ids,
+        planned=dict(run.observer.planned),
+        received=run.smtp.received.deliveries + run.http.received.deliveries,
         dead_letters=dict(run.observer.dead_letters), faults=run.records,
         scored_records=sum(n for k, n in run.observer.scored_records.items() if k in load_keys))

@@ -1,31 +1,57 @@
 """The counting of a fault run (pure): what was expected, what each stage saw, the verdict and
-the table. No I/O here: the run feeds it observations, the tests feed it made-up ones."""
+the table. No I/O here: the run feeds it observations, the tests feed it made-up ones.
+
+Messages are checked per (lead, step), not in total: every lead of the load must get exactly
+one delivery of each send step of the program, on that step's channel, and nothing else. A lost
+touch of one lead and an extra touch of another do not cancel out."""
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 STAGES = ("accepted", "scored", "processed", "delivered")
+# Channels whose receivers dedupe on the message id (`webhook-id`, Standard Webhooks): a repeat
+# of the same id is the documented at-least-once window (a reply lost after the receiver took
+# the call), reported as a raw repeat but not counted as a second delivery. An email repeated
+# under the same id reaches the person twice: it counts.
+DEDUPED_BY_RECEIVER = frozenset({"webhook"})
+EXAMPLES = 5  # (lead, step) pairs listed per kind of problem, for the diagnosis
 
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """The load: `leads` leads, `events_per_lead` events each, `touches` messages each."""
+    """The load: these `leads`, `events_per_lead` events each, and one message per lead for
+    each of `steps` ((step id, channel), the program's send steps)."""
 
-    leads: int
+    leads: Sequence[str]
     events_per_lead: int
-    touches: int
+    steps: Sequence[tuple[str, str]]
 
     @property
     def events(self) -> int:
-        return self.leads * self.events_per_lead
+        return len(self.leads) * self.events_per_lead
 
     @property
     def messages(self) -> int:
-        return self.leads * self.touches
+        return len(self.leads) * len(self.steps)
+
+    def expected(self) -> dict[tuple[str, str], str]:
+        """(lead, step) -> channel, for every message the run must see."""
+        return {(lead, step): kind for lead in self.leads for step, kind in self.steps}
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One message a peer accepted: its channel, message id, and the lead and step it was for
+    as far as the peer could tell (None: resolved from the dispatch command of that id)."""
+
+    kind: str
+    message_id: str
+    lead: str | None = None
+    step: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,30 +80,81 @@ def first_after(times: Sequence[float], moment: float) -> float | None:
 
 
 def duplicates(received: Iterable[str]) -> dict[str, int]:
-    """Message ids received more than once, with how many extra times."""
+    """Ids received more than once, with how many extra times."""
     return {mid: n - 1 for mid, n in Counter(received).items() if n > 1}
 
 
 @dataclass(frozen=True, slots=True)
 class Observed:
-    """What the run saw. Id collections are of the load's own events / expected messages."""
+    """What the run saw. Id collections are of the load's own events."""
 
     accepted: set[str]
     scored: set[str]
     processed: set[str]
-    expected_messages: set[str]
-    received: list[str]  # every accepted delivery at the peers, in order, repeats included
+    planned: Mapping[str, tuple[str, str]]  # message id -> (lead, step), from the commands
+    received: Sequence[Delivery]  # every accepted delivery at the peers, repeats included
     dead_letters: Mapping[str, int]  # reason -> count
     faults: Sequence[FaultRecord]
     scored_records: int = 0  # records of the load's events on the scored topic (repeats incl.)
 
 
+def messages(plan: Plan, planned: Mapping[str, tuple[str, str]],
+             received: Sequence[Delivery]) -> dict[str, dict[str, Any]]:
+    """Per channel: expected, received (expected pairs delivered at least once), lost,
+    duplicates (deliveries beyond the first for a pair), unexpected (deliveries for a pair that
+    is not expected on that channel, or that cannot be tied to a lead and step), raw repeats
+    (receipts of a message id already received) and a few example pairs of each problem."""
+    expected = plan.expected()
+    kinds = sorted({*expected.values(), *(d.kind for d in received)})
+    raw = Counter((d.kind, d.message_id) for d in received)
+    first: dict[tuple[str, str], Delivery] = {}
+    for d in received:
+        first.setdefault((d.kind, d.message_id), d)
+    counted: Counter[tuple[str, str, str]] = Counter()  # (kind, lead, step) -> deliveries
+    unexpected: dict[str, list[str]] = defaultdict(list)
+    for (kind, mid), n in raw.items():
+        lead_step = _resolve(first[(kind, mid)], planned)
+        if lead_step is None:
+            unexpected[kind] += [f"message {mid}: no lead/step"] * n
+            continue
+        if expected.get(lead_step) != kind:
+            unexpected[kind] += [f"{lead_step[0]}/{lead_step[1]}"] * n
+            continue
+        counted[(kind, *lead_step)] += 1 if kind in DEDUPED_BY_RECEIVER else n
+    figures: dict[str, dict[str, Any]] = {}
+    for kind in kinds:
+        pairs = sorted(p for p, k in expected.items() if k == kind)
+        lost = [p for p in pairs if counted[(kind, *p)] == 0]
+        dups = [p for p in pairs if counted[(kind, *p)] > 1]
+        figures[kind] = {
+            "expected": len(pairs), "received": len(pairs) - len(lost), "lost": len(lost),
+            "duplicates": sum(counted[(kind, *p)] - 1 for p in dups),
+            "unexpected": len(unexpected[kind]),
+            "raw_repeats": sum(n - 1 for (k, _), n in raw.items() if k == kind),
+            "examples": {"lost": [f"{lead}/{step}" for lead, step in lost[:EXAMPLES]],
+                         "duplicates": [f"{lead}/{step}" for lead, step in dups[:EXAMPLES]],
+                         "unexpected": sorted(set(unexpected[kind]))[:EXAMPLES]}}
+    return figures
+
+
+def _resolve(peer: Delivery, planned: Mapping[str, tuple[str, str]]) -> tuple[str, str] | None:
+    """The (lead, step) of a delivery: what the peer recorded, completed by the command."""
+    command = planned.get(peer.message_id)
+    lead = peer.lead or (command[0] if command else None)
+    step = peer.step or (command[1] if command else None)
+    return None if lead is None or step is None else (lead, step)
+
+
 def verdict(plan: Plan, seen: Observed) -> dict[str, Any]:
     """The figures and whether the run passed: every event accepted, scored and processed,
-    every expected message received exactly once, nothing unexpected, every fault recovered."""
-    received = set(seen.received)
-    dups = duplicates(seen.received)
-    unexpected = received - seen.expected_messages
+    exactly one delivery per expected (lead, step), nothing unexpected, every fault
+    recovered."""
+    per_kind = messages(plan, seen.planned, seen.received)
+    expected = plan.expected()
+
+    def total(key: str) -> int:
+        return sum(int(k[key]) for k in per_kind.values())
+    planned_pairs = set(seen.planned.values())
     figures: dict[str, Any] = {
         "events_sent": plan.events,
         "events_accepted": len(seen.accepted),
@@ -85,10 +162,13 @@ def verdict(plan: Plan, seen: Observed) -> dict[str, Any]:
         "events_processed": len(seen.accepted & seen.processed),
         "scored_redeliveries": max(0, seen.scored_records - len(seen.scored)),
         "messages_expected": plan.messages,
-        "messages_planned": len(seen.expected_messages),
-        "messages_received": len(received & seen.expected_messages),
-        "messages_unexpected": len(unexpected),
-        "duplicates": sum(dups.values()),
+        "messages_planned": len(seen.planned),
+        "messages_received": total("received"),
+        "messages_lost": total("lost"),
+        "messages_unexpected": total("unexpected"),
+        "duplicates": total("duplicates"),
+        "raw_repeats": total("raw_repeats"),
+        "messages": per_kind,
         "dead_letters": dict(sorted(seen.dead_letters.items())),
         "faults": [{"fault": f.name, "recovery_seconds": _round(f.recovery_seconds),
                     "outage_seconds": _round(f.restored_at - f.started_at),
@@ -102,21 +182,25 @@ def verdict(plan: Plan, seen: Observed) -> dict[str, Any]:
         if figures[f"events_{stage}"] != len(seen.accepted):
             problems.append(f"{len(seen.accepted) - figures[f'events_{stage}']} accepted events "
                             f"not {stage}")
-    if len(seen.expected_messages) != plan.messages:
-        problems.append(f"{len(seen.expected_messages)} messages planned by the orchestrator, "
-                        f"{plan.messages} expected")
-    if figures["messages_received"] != plan.messages:
-        problems.append(f"{plan.messages - figures['messages_received']} messages not received")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected messages received")
-    if dups:
-        problems.append(f"{figures['duplicates']} duplicate deliveries")
+    if len(seen.planned) != plan.messages or planned_pairs != set(expected):
+        problems.append(f"{len(seen.planned)} messages planned by the orchestrator for "
+                        f"{len(planned_pairs & set(expected))} of the {plan.messages} expected "
+                        f"(lead, step)")
+    for kind, k in per_kind.items():
+        for what in ("lost", "duplicates", "unexpected"):
+            if k[what]:
+                problems.append(f"{k[what]} {kind} {_WORDS[what]} "
+                                f"(e.g. {', '.join(k['examples'][what])})")
     if seen.dead_letters:
         problems.append(f"{sum(seen.dead_letters.values())} dead letters")
     problems += [f"{f.name} did not recover" for f in seen.faults if f.recovery_seconds is None]
     figures["problems"] = problems
     figures["passed"] = not problems
     return figures
+
+
+_WORDS = {"lost": "messages lost", "duplicates": "duplicate deliveries",
+          "unexpected": "unexpected deliveries"}
 
 
 def _round(value: float | None) -> float | None:
@@ -131,13 +215,20 @@ def table(figures: Mapping[str, Any]) -> str:
         ("events scored / processed", f"{figures['events_scored']} / "
                                       f"{figures['events_processed']}"),
         ("scored-topic redeliveries (deduped)", str(figures["scored_redeliveries"])),
-        ("messages expected / received", f"{figures['messages_expected']} / "
-                                         f"{figures['messages_received']}"),
-        ("unexpected messages", str(figures["messages_unexpected"])),
-        ("duplicate deliveries", str(figures["duplicates"])),
-        ("dead letters", ", ".join(f"{k}: {v}" for k, v in figures["dead_letters"].items())
-         or "0"),
+        ("messages expected / planned / received", f"{figures['messages_expected']} / "
+                                                   f"{figures['messages_planned']} / "
+                                                   f"{figures['messages_received']}"),
     ]
+    for kind, k in figures["messages"].items():
+        rows.append((f"{kind}: expected / received (lead, step)",
+                     f"{k['expected']} / {k['received']}"))
+        rows.append((f"{kind}: lost / duplicates / unexpected",
+                     f"{k['lost']} / {k['duplicates']} / {k['unexpected']}"))
+        if kind in DEDUPED_BY_RECEIVER:
+            rows.append((f"{kind}: raw repeats (same id, deduped by receivers)",
+                         str(k["raw_repeats"])))
+    rows.append(("dead letters", ", ".join(f"{k}: {v}" for k, v in
+                                           figures["dead_letters"].items()) or "0"))
     for fault in figures["faults"]:
         secs = fault["recovery_seconds"]
         rows.append((f"recovery: {fault['fault']}", "did not recover" if secs is None else
