@@ -28,6 +28,11 @@ class ScoringMetrics:
             "nurture_scoring_table_leads",
             "Leads held in this worker's state table (its assigned partitions).",
             registry=registry)
+        self.reread = Counter(
+            "nurture_scoring_skipped_records_reread_total",
+            "Input records the faust stream skipped during a rebalance and the worker re-read "
+            "(services/scoring/gaps.py); non-zero means the guard prevented a loss.",
+            registry=registry)
         self.lag = ConsumerLag(registry)
         # known label values at 0 from the start, so the first event of each has an increase()
         for event_type in (*EVENT_TYPES, "other"):

@@ -22,6 +22,7 @@ from services.common.deadletter import Origin
 from services.common.kafka import connection_options
 from services.common.settings import KafkaSettings
 from services.common.topics import Topics
+from services.scoring.gaps import GapGuard
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.processor import Processor
 from services.scoring.settings import ScoringSettings
@@ -94,30 +95,39 @@ def create_app(settings: ScoringSettings, kafka: KafkaSettings, processor: Proce
                 lag += max(0, end - done)
         metrics.lag.set(app.conf.id, {topics.events: lag})
 
+    guard = GapGuard(kafka, app.conf.id)
+
+    async def handle(key: bytes | None, value: bytes | None, origin: Origin,
+                     timestamp_ms: int) -> None:
+        started = time.perf_counter()
+        result = processor.process(
+            key=key, value=value, origin=origin, timestamp_ms=timestamp_ms,
+            state=table.get(key) if key is not None else None, now=datetime.now(UTC))
+        if result.state is not None:
+            table[key] = result.state
+        elif result.erase and key in table:
+            del table[key]  # writes the tombstone to the compacted changelog
+        for out in result.out:
+            # straight to the producer's buffer (faust's Topic.send wraps every record in
+            # futures and sensors); an offset is committed only after a producer flush, so
+            # the output of every committed event has been delivered (at-least-once)
+            await app.producer.send(out.topic, out.key, out.value, None, None, out.headers)
+        _observe(metrics, result, time.perf_counter() - started)
+
     @app.agent(source)
     async def score(stream: StreamT[bytes]) -> None:
         for topic in outputs.values():  # created before the first send, with our partitions
             await topic.maybe_declare()
-        producer = app.producer
         async for event in stream.events():
-            started = time.perf_counter()
             msg = event.message
-            result = processor.process(
-                key=msg.key, value=msg.value,
-                origin=Origin(msg.topic, msg.partition, msg.offset),
-                timestamp_ms=int(msg.timestamp * 1000) if msg.timestamp else 0,
-                state=table.get(msg.key) if msg.key is not None else None,
-                now=datetime.now(UTC))
-            if result.state is not None:
-                table[msg.key] = result.state
-            elif result.erase and msg.key in table:
-                del table[msg.key]  # writes the tombstone to the compacted changelog
-            for out in result.out:
-                # straight to the producer's buffer (faust's Topic.send wraps every record in
-                # futures and sensors); an offset is committed only after a producer flush, so
-                # the output of every committed event has been delivered (at-least-once)
-                await producer.send(out.topic, out.key, out.value, None, None, out.headers)
-            _observe(metrics, result, time.perf_counter() - started)
+            # records faust skipped and acked during a rebalance come first (services/scoring/
+            # gaps.py); they share this record's partition, so table writes land right
+            for rec in await guard.missing(msg.tp, msg.offset, app.consumer_generation_id):
+                metrics.reread.inc()
+                await handle(rec.key, rec.value, Origin(rec.topic, rec.partition, rec.offset),
+                             rec.timestamp)
+            await handle(msg.key, msg.value, Origin(msg.topic, msg.partition, msg.offset),
+                         int(msg.timestamp * 1000) if msg.timestamp else 0)
 
     return app
 
