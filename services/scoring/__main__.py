@@ -96,7 +96,7 @@ def worker() -> int:
     from services.scoring.health import Health, Heartbeat, serve
     from services.scoring.metrics import ScoringMetrics
     from services.scoring.processor import Processor
-    from services.scoring.worker import create_app
+    from services.scoring.worker import create_app, ensure_changelog
 
     partitions = asyncio.run(wait_for_partitions(kafka, Topics(kafka.topic_prefix).events))
     registry = new_registry()
@@ -106,6 +106,8 @@ def worker() -> int:
         serve(settings.metrics_port, registry, health)
     processor = Processor(models, Topics(kafka.topic_prefix), recent_ids=settings.recent_ids)
     app = create_app(settings, kafka, processor, metrics, partitions=partitions)
+    asyncio.run(ensure_changelog(app, kafka, partitions=partitions,
+                                 replication_factor=settings.replication_factor))
     health.watch(app)
     runner = faust.Worker(app, Heartbeat(health), loglevel=log_settings.level,
                           override_logging=False, quiet=True)

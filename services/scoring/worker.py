@@ -8,6 +8,7 @@ engine's per-lead dedupe window makes a redelivered event a no-op."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from datetime import UTC, datetime
@@ -15,11 +16,13 @@ from typing import Any
 
 import faust
 import orjson
+from aiokafka.admin import NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
 from faust.types import StreamT
 
 from schemas import EVENT_TYPES
 from services.common.deadletter import Origin
-from services.common.kafka import connection_options
+from services.common.kafka import connection_options, make_admin
 from services.common.settings import KafkaSettings
 from services.common.topics import Topics
 from services.scoring.gaps import GapGuard
@@ -130,6 +133,26 @@ def create_app(settings: ScoringSettings, kafka: KafkaSettings, processor: Proce
                          int(msg.timestamp * 1000) if msg.timestamp else 0)
 
     return app
+
+
+async def ensure_changelog(app: faust.App, kafka: KafkaSettings, *, partitions: int,
+                           replication_factor: int) -> str:
+    """Create the table's compacted changelog topic before the worker starts, as every topic is
+    created (explicitly, DESIGN.md): left to faust, two workers starting together on a fresh
+    cluster sometimes both skipped it, and every table write then failed (PartitionsMismatch:
+    the changelog 'has 0 partitions'). Returns the topic's name."""
+    name: str = app.tables["lead-state"].changelog_topic.get_topic_name()
+    admin = make_admin(kafka, client_id="nurture-scoring")
+    await admin.start()
+    try:
+        if name not in set(await admin.list_topics()):
+            with contextlib.suppress(TopicAlreadyExistsError):  # the other worker was first
+                await admin.create_topics([NewTopic(
+                    name=name, num_partitions=partitions, replication_factor=replication_factor,
+                    topic_configs={"cleanup.policy": "compact"})])
+    finally:
+        await admin.close()
+    return name
 
 
 def _observe(metrics: ScoringMetrics, result: Any, seconds: float) -> None:

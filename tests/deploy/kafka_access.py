@@ -23,7 +23,7 @@ from tests.deploy.chart_support import ROOT
 TOPIC_NAMES = {name: getattr(Topics(), name) for name, value in vars(Topics).items()
                if isinstance(value, property)}
 READ_CALLS = frozenset({"make_consumer", "topic"})
-LOOK_CALLS = frozenset({"wait_for_partitions", "partition_count", "labels"})
+LOOK_CALLS = frozenset({"wait_for_partitions", "partition_count", "labels", "set"})
 
 
 def _is_topics(node: ast.expr) -> bool:

@@ -83,7 +83,7 @@ def _mutate(draw: st.DrawFn, target: dict[str, Any], keys: list[str]) -> None:
     if draw(st.booleans()) and key in target:
         del target[key]
     else:
-        target[key] = draw(values)
+        target[key] = copy.deepcopy(draw(values))  # INTERESTING holds shared dicts and lists
 
 
 @st.composite
