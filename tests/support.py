@@ -4,6 +4,7 @@ Everything waits by polling with a deadline; nothing sleeps for a fixed time to 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -134,3 +135,24 @@ class ScoringWorker:
         return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                    if line.startswith("nurture_scoring_events_total{")
                    and (outcome is None or f'outcome="{outcome}"' in line))
+
+
+@asynccontextmanager
+async def scoring_worker(kafka: KafkaSettings, folder: Path, model: str, *,
+                         log_format: str = "text") -> AsyncIterator[ScoringWorker]:
+    """A started, ready scoring worker on `kafka`'s topics scoring with the `model` YAML; its
+    state and log under `folder`. Stopped (SIGTERM) on exit."""
+    (folder / "model.yaml").write_text(model)
+    worker = ScoringWorker({
+        **os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "NURTURE_TOPIC_PREFIX": kafka.topic_prefix,
+        "NURTURE_SCORING_MODELS": str(folder / "model.yaml"),
+        "NURTURE_SCORING_STATE_DIR": str(folder / "scorer"),
+        "NURTURE_SCORING_METRICS_PORT": str(free_port()), "NURTURE_LOG_FORMAT": log_format},
+        folder / "scorer.log")
+    worker.start()
+    try:
+        await worker.ready()
+        yield worker
+    finally:
+        worker.stop()

@@ -4,7 +4,6 @@ a threshold, moves the lead's stage in the orchestrator and produces a dispatch 
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,7 +13,6 @@ import httpx
 import orjson
 import pytest
 
-from deploy.local.stack import free_port
 from services.common.settings import KafkaSettings
 from services.common.topics import Topics
 from services.ingest.app import create_app as create_ingest
@@ -27,7 +25,14 @@ from services.orchestrator.domain.policy import ContactPolicy
 from services.orchestrator.domain.program import Program, Step, Trigger
 from services.orchestrator.settings import OrchestratorSettings
 from tests.scoring.integration.test_worker import MODEL
-from tests.support import ScoringWorker, isolated_kafka, read_topic, serve, wait_until
+from tests.support import (
+    ScoringWorker,
+    isolated_kafka,
+    read_topic,
+    scoring_worker,
+    serve,
+    wait_until,
+)
 
 KEY = "nk_e2e"
 HOT = Program(id="hot-lead", version=1, name="Hot lead", priority=90,
@@ -48,20 +53,8 @@ async def kafka(kafka_bootstrap: str) -> KafkaSettings:
 
 @pytest.fixture
 async def scorer(kafka: KafkaSettings, tmp_path: Path) -> AsyncIterator[ScoringWorker]:
-    (tmp_path / "model.yaml").write_text(MODEL)
-    worker = ScoringWorker({
-        **os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "NURTURE_TOPIC_PREFIX": kafka.topic_prefix,
-        "NURTURE_SCORING_MODELS": str(tmp_path / "model.yaml"),
-        "NURTURE_SCORING_STATE_DIR": str(tmp_path / "scorer"),
-        "NURTURE_SCORING_METRICS_PORT": str(free_port()), "NURTURE_LOG_FORMAT": "text"},
-        tmp_path / "scorer.log")
-    worker.start()
-    try:
-        await worker.ready()
+    async with scoring_worker(kafka, tmp_path, MODEL) as worker:
         yield worker
-    finally:
-        worker.stop()
 
 
 async def test_event_to_score_to_stage_to_command(

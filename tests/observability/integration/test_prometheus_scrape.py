@@ -6,7 +6,6 @@ load into it; and `promtool check metrics` accepts every service's /metrics outp
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import signal
 import subprocess
@@ -39,7 +38,7 @@ from services.orchestrator.settings import OrchestratorSettings
 from tests.dispatch.integration.dispatch_harness import SmtpSink
 from tests.observability.catalogue import ALERTS, prometheus, promtool
 from tests.scoring.integration.test_worker import MODEL
-from tests.support import ScoringWorker, isolated_kafka, serve, wait_until
+from tests.support import ScoringWorker, isolated_kafka, scoring_worker, serve, wait_until
 
 KEY = "nk_observability"
 HOT = Program(id="hot-lead", version=1, name="Hot lead", priority=90,
@@ -79,20 +78,8 @@ async def kafka(kafka_bootstrap: str) -> KafkaSettings:
 
 @pytest.fixture
 async def scorer(kafka: KafkaSettings, tmp_path: Path) -> AsyncIterator[ScoringWorker]:
-    (tmp_path / "model.yaml").write_text(MODEL)
-    worker = ScoringWorker({
-        **os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "NURTURE_TOPIC_PREFIX": kafka.topic_prefix,
-        "NURTURE_SCORING_MODELS": str(tmp_path / "model.yaml"),
-        "NURTURE_SCORING_STATE_DIR": str(tmp_path / "scorer"),
-        "NURTURE_SCORING_METRICS_PORT": str(free_port()), "NURTURE_LOG_FORMAT": "text"},
-        tmp_path / "scorer.log")
-    worker.start()
-    try:
-        await worker.ready()
+    async with scoring_worker(kafka, tmp_path, MODEL) as worker:
         yield worker
-    finally:
-        worker.stop()
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -27,7 +26,6 @@ from pythonjsonlogger.json import JsonFormatter
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from deploy.local.stack import free_port
 from services.common.settings import KafkaSettings
 from services.common.topics import Topics
 from services.ingest.app import create_app as create_ingest
@@ -41,7 +39,14 @@ from services.orchestrator.domain.program import Program, Step, Trigger
 from services.orchestrator.settings import OrchestratorSettings
 from tests.dispatch.integration.dispatch_harness import SECRET, SmtpSink, dispatch_service
 from tests.scoring.integration.test_worker import MODEL
-from tests.support import ScoringWorker, isolated_kafka, read_topic, serve, wait_until
+from tests.support import (
+    ScoringWorker,
+    isolated_kafka,
+    read_topic,
+    scoring_worker,
+    serve,
+    wait_until,
+)
 
 TAG = uuid.uuid4().hex[:8]
 LEAD = f"lead-pii-{TAG}-Jx9"  # distinctive: any log line holding it is a raw lead id
@@ -93,20 +98,8 @@ async def kafka(kafka_bootstrap: str) -> KafkaSettings:
 
 @pytest.fixture
 async def scorer(kafka: KafkaSettings, tmp_path: Path) -> AsyncIterator[ScoringWorker]:
-    (tmp_path / "model.yaml").write_text(MODEL)
-    worker = ScoringWorker({
-        **os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "NURTURE_TOPIC_PREFIX": kafka.topic_prefix,
-        "NURTURE_SCORING_MODELS": str(tmp_path / "model.yaml"),
-        "NURTURE_SCORING_STATE_DIR": str(tmp_path / "scorer"),
-        "NURTURE_SCORING_METRICS_PORT": str(free_port()), "NURTURE_LOG_FORMAT": "json"},
-        tmp_path / "scorer.log")
-    worker.start()
-    try:
-        await worker.ready()
+    async with scoring_worker(kafka, tmp_path, MODEL, log_format="json") as worker:
         yield worker
-    finally:
-        worker.stop()
 
 
 def event(eid: str, etype: str, data: dict[str, Any]) -> dict[str, Any]:
