@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -58,3 +59,15 @@ async def consume(handle: Callable[[list[ConsumerRecord[bytes, bytes]]], Awaitab
             await consumer.commit()
         except KafkaError as exc:  # e.g. a rebalance: redelivered records are no-ops
             log.warning("offset commit failed", extra={"reason": type(exc).__name__})
+
+
+async def finish(workers: asyncio.Task[object], stop: asyncio.Event, grace: float) -> None:
+    """Stop a service's workers: signal `stop`, let them commit and leave their groups within
+    `grace` seconds (0: no limit), then cancel what is left (SIGTERM handling)."""
+    stop.set()
+    try:
+        await asyncio.wait_for(workers, grace or None)
+    except (TimeoutError, KafkaError):
+        workers.cancel()
+        with contextlib.suppress(asyncio.CancelledError, KafkaError):
+            await workers

@@ -5,7 +5,6 @@ once (`bootstrap`), the workers run in the lifespan of a small FastAPI app that 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 from collections.abc import AsyncIterator
@@ -14,7 +13,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import httpx
-from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
@@ -22,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from services.common.clock import Clock, SystemClock
 from services.common.http import metrics_response, readiness
+from services.common.loops import finish
 from services.common.metrics import new_registry
 from services.common.settings import KafkaSettings
 from services.common.topics import Topics
@@ -135,13 +134,7 @@ def create_app(settings: DispatchSettings, kafka: KafkaSettings, tracking: Track
         try:
             yield
         finally:
-            stop.set()
-            try:
-                await asyncio.wait_for(workers, settings.shutdown_grace_seconds or None)
-            except (TimeoutError, KafkaError):
-                workers.cancel()
-                with contextlib.suppress(asyncio.CancelledError, KafkaError):
-                    await workers
+            await finish(workers, stop, settings.shutdown_grace_seconds)
             if dispatcher.channels.mailer is not None:
                 await dispatcher.channels.mailer.close()
             await http.aclose()

@@ -4,7 +4,6 @@ consumer, the timer poller and the outbox relay."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import logging
@@ -25,7 +24,7 @@ from services.common.bodylimit import BodyLimit
 from services.common.http import metrics_response, readiness
 from services.common.kafka import make_consumer, make_producer
 from services.common.logging import lead_hash
-from services.common.loops import consume, loop
+from services.common.loops import consume, finish, loop
 from services.common.metrics import new_registry
 from services.common.settings import KafkaSettings
 from services.common.topics import Topics
@@ -120,12 +119,7 @@ def create_app(settings: OrchestratorSettings, kafka: KafkaSettings, decider: De
         finally:
             stop.set()
             if workers is not None:
-                try:
-                    await asyncio.wait_for(workers, settings.shutdown_grace_seconds or None)
-                except (TimeoutError, KafkaError):
-                    workers.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, KafkaError):
-                        await workers
+                await finish(workers, stop, settings.shutdown_grace_seconds)
             await engine.dispose()
 
     app = FastAPI(title="Nurture orchestrator", version="1.0", lifespan=lifespan,
