@@ -93,19 +93,23 @@ def worker() -> int:
 
     from services.common.metrics import new_registry
     from services.common.topics import Topics, wait_for_partitions
+    from services.scoring.gaps import committed
     from services.scoring.health import Health, Heartbeat, serve
     from services.scoring.metrics import ScoringMetrics
     from services.scoring.processor import Processor
-    from services.scoring.worker import create_app, ensure_changelog
+    from services.scoring.worker import app_id, create_app, ensure_changelog
 
     partitions = asyncio.run(wait_for_partitions(kafka, Topics(kafka.topic_prefix).events))
+    # before this process's faust can commit anything (services/scoring/gaps.py)
+    committed_at_startup = asyncio.run(committed(kafka, app_id(settings, kafka)))
     registry = new_registry()
     metrics = ScoringMetrics(registry)
     health = Health(registry)
     if settings.metrics_port:  # /metrics, and /livez and /healthz for the probes
         serve(settings.metrics_port, registry, health)
     processor = Processor(models, Topics(kafka.topic_prefix), recent_ids=settings.recent_ids)
-    app = create_app(settings, kafka, processor, metrics, partitions=partitions)
+    app = create_app(settings, kafka, processor, metrics, partitions=partitions,
+                     committed_at_startup=committed_at_startup)
     asyncio.run(ensure_changelog(app, kafka, partitions=partitions,
                                  replication_factor=settings.replication_factor))
     health.watch(app)

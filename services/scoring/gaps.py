@@ -1,28 +1,48 @@
 """Records faust skipped: a guard that re-reads them so that no input event goes unscored.
 
-faust-streaming 0.15 drops a record fetched under an older consumer-group generation during a
-rebalance ("Skipping message ... with generation_id") and still acks its offset, so the offset
-is committed although the agent never saw the record (seen here after a kill -9 and restart:
-the first record of the second generation vanished, offsets committed past it). The agent sees
-every other record with its offset, so a skipped one shows up as a gap: the first record of a
-generation past the group's committed offset, or a record past the one after the previous.
-The guard reads the gap's records with a plain consumer and the agent scores them first; if
-faust delivered them after all, the per-lead dedupe window makes the second pass a no-op."""
+faust-streaming 0.15 drops a record fetched under an older consumer-group generation (or while
+its flow control is paused for a rebalance) and still acks its offset, so the offset can be
+committed although the agent never saw the record (seen after a kill -9 and restart: the first
+record of the new generation vanished, offsets committed past it). The agent sees every other
+record with its offset, so a skipped one shows up as a gap: the first record of a generation past
+where the stream should have started, or a record past the one after the previous. The guard
+reads the gap's records with a plain consumer and the agent scores them first; if faust
+delivered them after all, the per-lead dedupe window makes the second pass a no-op.
+
+Where the stream should have started cannot be the group's committed offset read when the first
+record arrives: faust may already have committed past the skipped record by then. So the guard
+keeps its own account, which faust's acks cannot move:
+
+- `done`: past every record this process handled, per partition;
+- the *handled* group (`handled_group`): offsets committed by the guard itself, each the smaller
+  of faust's committed offset (whose outputs were flushed before the commit) and `done` (what
+  was really handled), so a restarted or rebalanced worker knows where the last one truly was;
+- the group's committed offsets read at start-up, before this process's faust could commit
+  anything: the answer before the handled group has one (the first run of this version).
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.structs import ConsumerRecord
+from aiokafka.errors import KafkaError
+from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
-from services.common.kafka import connection_options, make_admin
+from services.common.kafka import connection_options, make_admin, make_consumer
 from services.common.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 READ_TIMEOUT_SECONDS = 60.0
+CLIENT_ID = "nurture-scoring-gaps"
+
+
+def handled_group(group_id: str) -> str:
+    """The consumer group (never joined, only committed to) of the guard's own account."""
+    return f"{group_id}-handled"
 
 
 def gap(expected: int, offset: int) -> range:
@@ -32,23 +52,53 @@ def gap(expected: int, offset: int) -> range:
     return range(expected, offset)
 
 
+def start_offset(*, done: int | None, handled: int | None, at_startup: int | None) -> int | None:
+    """Where a generation's stream should begin on a partition: past everything this process
+    handled and past what the handled group vouches for; before the handled group has an
+    offset, the group's committed offset as this process found it. None: nothing known (a
+    group that never committed starts at the partition's beginning)."""
+    vouched = handled if handled is not None else at_startup
+    known = [offset for offset in (vouched, done) if offset is not None]
+    return max(known) if known else None
+
+
+def vouched(*, committed: int | None, done: int | None) -> int | None:
+    """The handled group's offset: below it every record was handled (`done`) and its outputs
+    flushed (faust flushes the producer before it commits `committed`)."""
+    if committed is None or done is None:
+        return None
+    return min(committed, done)
+
+
+def _tp(tp: Any) -> TopicPartition:
+    return TopicPartition(tp.topic, tp.partition)
+
+
 class GapGuard:
     """Tracks the next expected offset per input partition within one group generation."""
 
-    def __init__(self, kafka: KafkaSettings, group_id: str) -> None:
+    def __init__(self, kafka: KafkaSettings, group_id: str,
+                 at_startup: Mapping[TopicPartition, int] | None = None) -> None:
         self.kafka, self.group_id = kafka, group_id
+        self.at_startup = {_tp(tp): offset for tp, offset in (at_startup or {}).items()}
         self.generation: int | None = None
         self.expected: dict[TopicPartition, int] = {}
+        self.done: dict[TopicPartition, int] = {}
+        self.recorded: dict[TopicPartition, int] = {}
         self._reader: AIOKafkaConsumer | None = None
+        self._recorder: AIOKafkaConsumer | None = None
 
-    async def missing(self, tp: TopicPartition, offset: int,
+    async def missing(self, tp: Any, offset: int,
                       generation: int) -> list[ConsumerRecord[Any, Any]]:
         """The records of `tp` before `offset` that the agent should have seen and did not."""
+        tp = _tp(tp)
         if generation != self.generation:  # a rebalance: faust re-seeked to committed offsets
             self.generation, self.expected = generation, {}
         expected = self.expected.get(tp)
-        if expected is None:  # the group's position; for a group that never committed, the start
-            expected = await self._committed(tp)
+        if expected is None:
+            expected = start_offset(
+                done=self.done.get(tp), at_startup=self.at_startup.get(tp),
+                handled=(await committed(self.kafka, handled_group(self.group_id), [tp])).get(tp))
             if expected is None:
                 expected = (await (await self._consumer()).beginning_offsets([tp]))[tp]
         self.expected[tp] = max(expected, offset + 1)
@@ -60,20 +110,47 @@ class GapGuard:
             "from_offset": skipped.start, "to_offset": skipped.stop - 1})
         return await self._read(tp, skipped)
 
-    async def _committed(self, tp: TopicPartition) -> int | None:
-        admin = make_admin(self.kafka, client_id="nurture-scoring-gaps")
-        await admin.start()
+    def handled(self, tp: Any, offset: int) -> None:
+        """The agent handled the record at `offset` (its outputs are with the producer)."""
+        tp = _tp(tp)
+        self.done[tp] = max(self.done.get(tp, 0), offset + 1)
+
+    async def record(self, committed_offsets: Mapping[Any, int], assigned: Collection[Any]) -> None:
+        """Commit to the handled group what it can vouch for on the `assigned` partitions, given
+        faust's `committed_offsets`; called periodically. A failure is logged and retried on the
+        next call (the handled group lagging only means re-reading a few more records)."""
+        offsets: dict[TopicPartition, int] = {}
+        for tp in map(_tp, assigned):
+            offset = vouched(committed=committed_offsets.get(tp), done=self.done.get(tp))
+            if offset is not None and offset > self.recorded.get(tp, -1):
+                offsets[tp] = offset
+        if not offsets:
+            return
         try:
-            offsets = await admin.list_consumer_group_offsets(self.group_id, partitions=[tp])
-        finally:
-            await admin.close()
-        meta = offsets.get(tp)
-        return meta.offset if meta is not None and meta.offset >= 0 else None
+            recorder = await self._recorder_for(offsets)
+            await recorder.commit({tp: OffsetAndMetadata(o, "") for tp, o in offsets.items()})
+        except KafkaError as exc:
+            log.warning("could not record the handled offsets", extra={"error": repr(exc)})
+            return
+        self.recorded.update(offsets)
+
+    async def _recorder_for(self, offsets: Mapping[TopicPartition, int]) -> AIOKafkaConsumer:
+        """A consumer of the handled group that fetches nothing: assigned (aiokafka commits only
+        for assigned partitions) and paused."""
+        if self._recorder is None:
+            self._recorder = make_consumer(self.kafka, group_id=handled_group(self.group_id),
+                                           client_id=CLIENT_ID)
+            await self._recorder.start()
+        wanted = set(offsets) | self._recorder.assignment()
+        if wanted != self._recorder.assignment():
+            self._recorder.assign(sorted(wanted))
+            self._recorder.pause(*wanted)
+        return self._recorder
 
     async def _consumer(self) -> AIOKafkaConsumer:
         if self._reader is None:
             self._reader = AIOKafkaConsumer(
-                **connection_options(self.kafka, "nurture-scoring-gaps"),
+                **connection_options(self.kafka, CLIENT_ID),
                 enable_auto_commit=False, auto_offset_reset="earliest",
                 isolation_level="read_committed")
             await self._reader.start()
@@ -94,6 +171,20 @@ class GapGuard:
                            f"offsets {offsets.start}..{offsets.stop - 1}")
 
     async def stop(self) -> None:
-        if self._reader is not None:
-            await self._reader.stop()
-            self._reader = None
+        for consumer in (self._reader, self._recorder):
+            if consumer is not None:
+                await consumer.stop()
+        self._reader = self._recorder = None
+
+
+async def committed(kafka: KafkaSettings, group_id: str,
+                    partitions: list[TopicPartition] | None = None,
+                    ) -> dict[TopicPartition, int]:
+    """The group's committed offsets (of `partitions`, else all it has), without joining it."""
+    admin = make_admin(kafka, client_id=CLIENT_ID)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group_id, partitions=partitions)
+    finally:
+        await admin.close()
+    return {_tp(tp): meta.offset for tp, meta in offsets.items() if meta.offset >= 0}

@@ -11,11 +11,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
 import orjson
+from aiokafka import TopicPartition
 from aiokafka.admin import NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faust.types import StreamT
@@ -32,6 +34,7 @@ from services.scoring.settings import ScoringSettings
 
 log = logging.getLogger(__name__)
 LAG_SECONDS = 10.0
+HANDLED_SECONDS = 1.0  # how often the gap guard records what it vouches for (gaps.py)
 
 
 def _credentials(kafka: KafkaSettings) -> Any:
@@ -45,12 +48,20 @@ def _credentials(kafka: KafkaSettings) -> Any:
     return None
 
 
+def app_id(settings: ScoringSettings, kafka: KafkaSettings) -> str:
+    """faust's app id: the worker's consumer group and its changelog topics' prefix."""
+    return f"{kafka.topic_prefix}{settings.app_id}"
+
+
 def create_app(settings: ScoringSettings, kafka: KafkaSettings, processor: Processor,
-               metrics: ScoringMetrics, *, partitions: int) -> faust.App:
-    """The faust app; `partitions` must equal the input topic's partition count."""
+               metrics: ScoringMetrics, *, partitions: int,
+               committed_at_startup: Mapping[TopicPartition, int] | None = None) -> faust.App:
+    """The faust app; `partitions` must equal the input topic's partition count.
+    `committed_at_startup`: the group's committed offsets read before the worker started
+    (`gaps.committed`), for the gap guard."""
     topics = Topics(kafka.topic_prefix)
     app = faust.App(
-        f"{kafka.topic_prefix}{settings.app_id}",
+        app_id(settings, kafka),
         broker=[f"kafka://{host}" for host in kafka.bootstrap_servers.split(",")],
         broker_credentials=_credentials(kafka),
         store="rocksdb://" if settings.store == "rocksdb" else "memory://",
@@ -98,7 +109,13 @@ def create_app(settings: ScoringSettings, kafka: KafkaSettings, processor: Proce
                 lag += max(0, end - done)
         metrics.lag.set(app.conf.id, {topics.events: lag})
 
-    guard = GapGuard(kafka, app.conf.id)
+    guard = GapGuard(kafka, app.conf.id, committed_at_startup)
+
+    @app.timer(interval=HANDLED_SECONDS)  # type: ignore[untyped-decorator]
+    async def record_handled() -> None:
+        """The guard's own account of where the stream truly is (services/scoring/gaps.py)."""
+        mine = [tp for tp in app.consumer.assignment() if tp.topic == topics.events]
+        await guard.record(app.monitor.tp_committed_offsets, mine)
 
     async def handle(key: bytes | None, value: bytes | None, origin: Origin,
                      timestamp_ms: int) -> None:
@@ -131,6 +148,7 @@ def create_app(settings: ScoringSettings, kafka: KafkaSettings, processor: Proce
                              rec.timestamp)
             await handle(msg.key, msg.value, Origin(msg.topic, msg.partition, msg.offset),
                          int(msg.timestamp * 1000) if msg.timestamp else 0)
+            guard.handled(msg.tp, msg.offset)
 
     return app
 

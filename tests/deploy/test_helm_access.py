@@ -13,6 +13,7 @@ import yaml
 from services.common.topics import SPECS
 from services.dispatch.settings import DispatchSettings
 from services.orchestrator.settings import OrchestratorSettings
+from services.scoring.gaps import handled_group
 from tests.deploy.chart_support import (
     ALL_FEATURES,
     CHART,
@@ -50,7 +51,8 @@ def _scoring_app() -> Any:
 
 def _groups(service: str) -> set[str]:
     if service == "scoring":
-        return {str(_scoring_app().conf.id)}  # faust's consumer group is its app id
+        group = str(_scoring_app().conf.id)  # faust's consumer group is its app id
+        return {group, handled_group(group)}  # and the gap guard's (services/scoring/gaps.py)
     settings = {"orchestrator": OrchestratorSettings, "dispatch": DispatchSettings}
     if service not in settings:
         return set()

@@ -75,7 +75,11 @@ INTERESTING: list[Any] = [
     {"email": "yes"}, {"fax": "denied"}, {"source": "x"}, {"source": 1}, {"k": "v"}, {"k": 1},
     {"k": [1]}, {"k": None}, {"k": "a" * 5001},
 ]  # fmt: skip
-values = st.sampled_from(INTERESTING) | st.text(max_size=6) | st.integers(-3, 3) | st.floats()
+# JSON numbers only: NaN and Infinity never reach validation (ingest's JSON parser refuses them,
+# tests/ingest/unit/test_intake.py), and there the two validators may differ (python-jsonschema
+# takes NaN as a number within any bounds, jsonschema-rs does not)
+json_floats = st.floats(allow_nan=False, allow_infinity=False)
+values = st.sampled_from(INTERESTING) | st.text(max_size=6) | st.integers(-3, 3) | json_floats
 
 
 def _mutate(draw: st.DrawFn, target: dict[str, Any], keys: list[str]) -> None:

@@ -1,5 +1,6 @@
 """GapGuard against a real broker: it re-reads exactly the records a stream skipped, starting
-from the group's committed offset (or the partition's start for a group that never committed)."""
+where the stream truly was (its own handled group, else the group's offsets as found at
+start-up, else the partition's start), whatever faust committed in the meantime."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from aiokafka.structs import OffsetAndMetadata
 from services.common.kafka import make_consumer
 from services.common.settings import KafkaSettings
 from services.common.topics import Topics
-from services.scoring.gaps import GapGuard
+from services.scoring.gaps import GapGuard, committed, handled_group
 from tests.support import isolated_kafka, unique
 
 
@@ -32,17 +33,26 @@ async def ten_records(kafka: KafkaSettings) -> TopicPartition:
     return TopicPartition(topic, 1)
 
 
-async def test_a_first_record_past_the_committed_offset_brings_back_the_gap(
-        kafka: KafkaSettings, ten_records: TopicPartition) -> None:
-    group = unique("g")
+async def commit(kafka: KafkaSettings, group: str, tp: TopicPartition, offset: int) -> None:
+    """What faust does when it acks records (the skipped ones included)."""
     consumer = make_consumer(kafka, group_id=group, client_id="t")
     await consumer.start()
     try:
-        consumer.assign([ten_records])
-        await consumer.commit({ten_records: OffsetAndMetadata(3, "")})
+        consumer.assign([tp])
+        await consumer.commit({tp: OffsetAndMetadata(offset, "")})
     finally:
         await consumer.stop()
-    guard = GapGuard(kafka, group)
+
+
+async def test_a_commit_past_a_skipped_record_does_not_hide_the_gap(
+        kafka: KafkaSettings, ten_records: TopicPartition) -> None:
+    group = unique("g")
+    await commit(kafka, group, ten_records, 3)
+    at_startup = await committed(kafka, group)
+    assert at_startup == {ten_records: 3}
+    # faust skipped r3..r5, acked them and committed 6 before the agent's first record (r6)
+    await commit(kafka, group, ten_records, 6)
+    guard = GapGuard(kafka, group, at_startup)
     try:
         missing = await guard.missing(ten_records, 6, generation=1)
         assert [r.value for r in missing] == [b"r3", b"r4", b"r5"]
@@ -55,11 +65,36 @@ async def test_a_first_record_past_the_committed_offset_brings_back_the_gap(
 
 async def test_a_group_that_never_committed_starts_at_the_partition_start(
         kafka: KafkaSettings, ten_records: TopicPartition) -> None:
-    guard = GapGuard(kafka, unique("g"))
+    guard = GapGuard(kafka, unique("g"), {})
     try:
         missing = await guard.missing(ten_records, 2, generation=5)
         assert [r.offset for r in missing] == [0, 1]
-        # a new generation asks the group again (faust re-seeked to the committed offsets)
-        assert [r.offset for r in await guard.missing(ten_records, 1, generation=6)] == [0]
+        guard.handled(ten_records, 0)
+        # a new generation (faust re-seeked) starts past what this process handled
+        assert [r.offset for r in await guard.missing(ten_records, 3, generation=6)] == [1, 2]
     finally:
         await guard.stop()
+
+
+async def test_the_handled_group_tells_a_restarted_worker_where_the_last_one_truly_was(
+        kafka: KafkaSettings, ten_records: TopicPartition) -> None:
+    group = unique("g")
+    first = GapGuard(kafka, group, {})
+    try:
+        for offset in range(5):
+            first.handled(ten_records, offset)
+        # faust committed 8: it acked r5..r7 without the agent seeing them (not yet noticed)
+        await first.record({ten_records: 8}, [ten_records])
+        assert await committed(kafka, handled_group(group)) == {ten_records: 5}
+        await first.record({ten_records: 8}, [ten_records])  # nothing new: no second commit
+        first.handled(ten_records, 5)
+        await first.record({ten_records: 4}, [ten_records])  # never moves back
+        assert await committed(kafka, handled_group(group)) == {ten_records: 5}
+    finally:
+        await first.stop()
+    restarted = GapGuard(kafka, group, {ten_records: 8})  # what faust committed, as found
+    try:
+        missing = await restarted.missing(ten_records, 8, generation=1)
+        assert [r.offset for r in missing] == [5, 6, 7]
+    finally:
+        await restarted.stop()
