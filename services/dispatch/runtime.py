@@ -306,5 +306,6 @@ class Dispatcher:
 
 def _fields(cmd: SendMessage) -> dict[str, object]:
     """What a decision log line says about a message (no raw lead id, no address)."""
-    return {"message_id": cmd.message_id, "lead_hash": lead_hash(cmd.lead_id),
-            "program": cmd.program_id, "step": cmd.step_id, "channel": cmd.channel}
+    return {"message_id": cmd.message_id, "event_id": cmd.event_id,
+            "lead_hash": lead_hash(cmd.lead_id), "program": cmd.program_id,
+            "step": cmd.step_id, "channel": cmd.channel}

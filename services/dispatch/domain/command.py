@@ -32,6 +32,7 @@ class SendMessage(BaseModel):
     subject: str | None = None
     due_at: AwareDatetime | None = None
     event_time: AwareDatetime | None = None  # of the triggering event, when there was one
+    event_id: str | None = Field(default=None, max_length=200)  # that event's id (for the logs)
 
 
 class MalformedCommand(ValueError):

@@ -86,6 +86,8 @@ def outbox_rows(lead_id: str, fx: Effects, topics: Topics) -> list[Outgoing]:
                 "due_at": ts(cmd.due_at)}
         if cmd.event_time is not None:
             body["event_time"] = ts(cmd.event_time)
+        if cmd.event_id is not None:
+            body["event_id"] = cmd.event_id
         rows.append(Outgoing(topics.dispatch, lead_id.encode(), orjson.dumps(body),
                              [("content-type", "application/json")]))
     for change in fx.stage_changes:

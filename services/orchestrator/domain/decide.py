@@ -61,9 +61,11 @@ class Decider:
         more = self.on_event(lead, event, score, event_time=event_time, now=now)
         for name in ("commands", "stage_changes", "timers", "notes", "enrollments"):
             getattr(fx, name).extend(getattr(more, name))
-        # what this event caused at once carries its time, for the end-to-end latency
-        fx.commands = [replace(c, event_time=event_time) for c in fx.commands]
+        # what this event caused at once carries its time, for the end-to-end latency, and
+        # its id, so that dispatch's log lines lead back to it
         fx.event_id = str(event.get("id"))
+        fx.commands = [replace(c, event_time=event_time, event_id=fx.event_id)
+                       for c in fx.commands]
         return lead, fx
 
     def on_event(self, lead: Lead, event: Mapping[str, Any], score: Mapping[str, Any], *,

@@ -25,6 +25,7 @@ class Command:
     subject: str | None = None
     due_at: float | None = None
     event_time: float | None = None  # of the event that caused it (end-to-end latency)
+    event_id: str | None = None  # of the event that caused it (dispatch's log lines)
 
 
 @dataclass(frozen=True, slots=True)

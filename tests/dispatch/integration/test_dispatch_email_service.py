@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import html
+import logging
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -20,6 +21,7 @@ from sqlalchemy import update
 
 from deploy.local.stack import free_port
 from schemas import validate_event
+from services.common.logging import lead_hash
 from services.common.settings import KafkaSettings
 from services.common.tracking import verify
 from services.dispatch.adapters import repository as repo
@@ -62,6 +64,20 @@ async def dispatch(database_url: str, kafka: KafkaSettings,
                                 unsubscribe_mailto="unsubscribe@acme.example",
                                 tracking_base_url="https://t.acme.example") as run:
         yield run
+
+
+async def test_the_sent_line_names_the_message_and_the_event_behind_it_not_the_lead(
+        dispatch: Running, smtp: SmtpSink, caplog: pytest.LogCaptureFixture) -> None:
+    cmd = command("lead-1", event_id="evt-pricing-7")
+    with caplog.at_level(logging.INFO, logger="services.dispatch.runtime"):
+        await produce(dispatch.kafka, [cmd])
+        await outcomes(dispatch, until=lambda es: of(es, cmd["message_id"], "message.sent"))
+    (line,) = [r.__dict__ for r in caplog.records if r.getMessage() == "message sent"]
+    assert (line["message_id"], line["event_id"], line["program"], line["step"],
+            line["channel"]) == (cmd["message_id"], "evt-pricing-7", "pricing-abandoner",
+                                 "pricing-followup", "email")
+    assert line["lead_hash"] == lead_hash("lead-1")
+    assert "lead-1" not in orjson.dumps({k: str(v) for k, v in line.items()}).decode()
 
 
 async def test_a_command_becomes_one_email_with_unsubscribe_and_tracking(

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 import pytest
 
 from services.orchestrator.domain.decide import Decider
@@ -300,3 +301,26 @@ def test_consent_granted_again_lifts_an_opt_out_but_not_a_complaint() -> None:
                                      consent={"sms": "granted", "email": "granted"}), {},
                      event_time=T0 + 60, now=T0 + 60)
     assert the_lead.suppressed == {"email": "complaint"}
+
+
+def test_what_an_event_causes_at_once_carries_its_id_and_time_to_dispatch() -> None:
+    """dispatch's log lines name the event behind a message (tests/observability), so the
+    command carries it, through the outbox row."""
+    from services.common.topics import Topics
+    from services.orchestrator.adapters.repository import outbox_rows
+
+    instant = Program(id="instant", version=1, name="Instant", trigger=Trigger(
+        "event", event=on("web.form_submitted")),
+        steps=(Step("hello", "send", channel="email", template="welcome-hello"),))
+    decider = Decider([instant], NO_LIMITS)
+    form = {**event("web.form_submitted", form_id="f"), "id": "evt-form-9"}
+    _, fx = decider.on_event_for(lead(), "lead-1", form, {}, event_time=T0, now=T0)
+    assert [(c.event_id, c.event_time) for c in fx.commands] == [("evt-form-9", T0)]
+    (row,) = [r for r in outbox_rows("lead-1", fx, Topics()) if r.topic == Topics().dispatch]
+    assert orjson.loads(row.value)["event_id"] == "evt-form-9"
+    # a timer's command has no event behind it
+    pricing, the_lead = Decider([PRICING], NO_LIMITS), lead()
+    viewed = {**event("web.page_viewed", path="/pricing"), "id": "evt-view-1"}
+    _, fx = pricing.on_event_for(the_lead, "lead-1", viewed, {}, event_time=T0, now=T0)
+    later = fire_due(pricing, the_lead, fx.timers, T0 + 3 * D)
+    assert [c.event_id for c in later.commands] == [None, None]
