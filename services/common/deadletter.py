@@ -5,10 +5,18 @@ after a fix. Every consumer builds its dead letters here, so they all look the s
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import orjson
+
+REPLAYED_HEADER = "nurture-replayed-from"  # on a record `nurture-dlq replay` put back
+
+
+def replayed(headers: Sequence[tuple[str, bytes]] | None) -> bool:
+    """Whether a record was put back from the dead-letter topic (`nurture-dlq replay`)."""
+    return any(name == REPLAYED_HEADER for name, _ in headers or ())
 
 
 @dataclass(frozen=True, slots=True)

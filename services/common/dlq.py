@@ -3,9 +3,14 @@
     nurture-dlq list   [--since 2h | 2026-11-24T08:00Z] [--reason TEXT] [--consumer NAME] [--json]
     nurture-dlq replay [same filters] [--dry-run]
 
-`replay` re-publishes each dead letter's original key and bytes to its origin topic (the
-consumers dedupe on event id / message id, so replaying twice is harmless). It reads the
-dead-letter topic up to its end at the start of the command, so it always terminates."""
+`replay` re-publishes each dead letter's original key and bytes to its origin topic, marked with
+a `nurture-replayed-from` header. The consumers dedupe on event id / message id, so replaying
+twice is harmless; what failed for good is tried again: the orchestrator decides again an event
+whose decision failed, and dispatch attempts again a message that failed for good (never one
+whose hand-off may have reached the provider). Letters of records that came over HTTP (origin
+`http:...`, e.g. a Segment call refused at ingest) have no topic to go back to: `replay` leaves
+them and says so; send them to ingest again. It reads the dead-letter topic up to its end at the
+start of the command, so it always terminates."""
 
 from __future__ import annotations
 
@@ -22,12 +27,14 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from services.common.deadletter import REPLAYED_HEADER
 from services.common.errors import ConfigError
 from services.common.kafka import connection_options, make_producer
 from services.common.settings import KafkaSettings, load
 from services.common.topics import Topics, partition_count
 
 UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
+TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")  # what Kafka accepts as a topic name
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +115,7 @@ async def replay(kafka: KafkaSettings, letters: Sequence[Letter]) -> int:
     try:
         futures = [await producer.send(
             letter.origin_topic, letter.value, key=letter.key,
-            headers=[("nurture-replayed-from", f"{letter.partition}/{letter.offset}".encode())])
+            headers=[(REPLAYED_HEADER, f"{letter.partition}/{letter.offset}".encode())])
             for letter in letters if letter.value is not None]
         await asyncio.gather(*futures)
         return len(futures)
@@ -135,10 +142,14 @@ async def run(args: argparse.Namespace, kafka: KafkaSettings) -> int:
             print(f"{len(chosen)} of {len(letters)} dead letters"
                   + (f"; {unreadable} unreadable records" if unreadable else ""))
         return 0
+    to_topics = [letter for letter in chosen if TOPIC_NAME.fullmatch(letter.origin_topic)]
+    if len(to_topics) < len(chosen):
+        print(f"left {len(chosen) - len(to_topics)} dead letters whose origin is not a topic "
+              "(records refused over HTTP: send them to ingest again)")
     if args.dry_run:
-        print(f"would replay {len(chosen)} dead letters")
+        print(f"would replay {len(to_topics)} dead letters")
         return 0
-    print(f"replayed {await replay(kafka, chosen)} dead letters to their origin topics")
+    print(f"replayed {await replay(kafka, to_topics)} dead letters to their origin topics")
     return 0
 
 

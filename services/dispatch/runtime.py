@@ -39,7 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common import outbox
 from services.common.clock import Clock, SystemClock
-from services.common.deadletter import Origin, dead_letter
+from services.common.deadletter import Origin, dead_letter, replayed
 from services.common.logging import lead_hash
 from services.common.outbox import Outgoing
 from services.common.topics import Topics
@@ -98,6 +98,7 @@ class Dispatcher:
         now = self.clock.now()
         rows: list[repo.NewDelivery] = []
         letters: list[Outgoing] = []
+        again: set[str] = set()  # message ids of commands replayed from their dead letters
         for record in records:
             try:
                 cmd = parse_command(record.value)
@@ -109,8 +110,15 @@ class Dispatcher:
             rows.append(repo.NewDelivery(cmd.message_id, cmd.lead_id, cmd.channel,
                                          record.value or b"", record.topic, record.partition,
                                          record.offset))
+            if replayed(record.headers):
+                again.add(cmd.message_id)
         async with self.engine.begin() as conn:
             fresh = await repo.insert_deliveries(conn, rows=rows, now=now)
+            # a replayed command whose message failed for good is tried again (after a fix);
+            # one that was sent, or is still on its way, stays a duplicate
+            fresh |= await repo.retry_failed(
+                conn, rows=[r for r in rows if r.message_id in again - fresh], now=now,
+                unconfirmed=UNCONFIRMED)
             await repo.enqueue(conn, records=letters, now=now)
         self.metrics.duplicates.inc(len(rows) - len(fresh))
         for row in rows:

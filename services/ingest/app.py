@@ -254,8 +254,9 @@ def create_app(
 
 def segment_dead_letters(calls: list[Any], problems: list[FieldProblem], topic: str,
                          when: datetime) -> list[Record]:
-    """One dead letter per rejected Segment call: its original JSON and every reason, so it can
-    be fixed and replayed (`nurture-dlq`) instead of being lost."""
+    """One dead letter per rejected Segment call: its original JSON and every reason, so it is
+    not lost and can be fixed and sent again (`nurture-dlq list` finds it; having no origin
+    topic, `replay` leaves it)."""
     reasons: dict[int, list[str]] = {}
     for p in problems:
         reasons.setdefault(p.index, []).append(f"{p.path}: {p.message}" if p.path else p.message)

@@ -90,6 +90,7 @@ class Orchestrator:
         started = time.monotonic()
         parsed: list[Parsed] = []
         letters: list[Outgoing] = []
+        failed: list[str] = []  # keys of events whose decision failed: not processed
         for record in records:
             try:
                 parsed.append(parse(record))
@@ -126,9 +127,13 @@ class Orchestrator:
                     if saved is not None:
                         leads[p.lead_id] = Lead.from_dict(orjson.loads(saved))
                     letters.append(self._dead_letter(p.record, f"{type(exc).__name__}: {exc}"))
+                    failed.append(p.key)
                     continue
                 leads[p.lead_id] = lead
                 effects.append((p.lead_id, fx))
+            # not marked processed: replayed from its dead letter after a fix, it is decided
+            # again (and once decided, a second replay is a duplicate)
+            await repo.unclaim_events(conn, keys=failed)
             await repo.save(conn, leads=leads, effects=effects, extra_outbox=letters,
                             topics=self.topics, now=now)
             sends = await message_steps(conn, (p.event for p in todo))  # for observe_events

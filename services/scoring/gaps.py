@@ -31,6 +31,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
+from tenacity import AsyncRetrying, retry_if_exception, wait_exponential
 
 from services.common.kafka import connection_options, make_admin, make_consumer
 from services.common.settings import KafkaSettings
@@ -177,14 +178,30 @@ class GapGuard:
         self._reader = self._recorder = None
 
 
+def _retriable(exc: BaseException) -> bool:
+    return isinstance(exc, KafkaError) and exc.retriable
+
+
 async def committed(kafka: KafkaSettings, group_id: str,
                     partitions: list[TopicPartition] | None = None,
                     ) -> dict[TopicPartition, int]:
-    """The group's committed offsets (of `partitions`, else all it has), without joining it."""
-    admin = make_admin(kafka, client_id=CLIENT_ID)
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(group_id, partitions=partitions)
-    finally:
-        await admin.close()
-    return {_tp(tp): meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+    """The group's committed offsets (of `partitions`, else all it has), without joining it.
+    Waits (with backoff, logging why) while the broker has no coordinator for the group yet, as
+    on a fresh cluster whose offsets topic is still being created."""
+    retrying = AsyncRetrying(
+        wait=wait_exponential(multiplier=0.2, max=5), retry=retry_if_exception(_retriable),
+        before_sleep=lambda state: log.warning(
+            "waiting for the group coordinator", extra={
+                "group": group_id, "attempt": state.attempt_number,
+                "reason": repr(state.outcome.exception()) if state.outcome else ""}))
+    async for attempt in retrying:
+        with attempt:
+            admin = make_admin(kafka, client_id=CLIENT_ID)
+            await admin.start()
+            try:
+                offsets = await admin.list_consumer_group_offsets(group_id,
+                                                                  partitions=partitions)
+            finally:
+                await admin.close()
+            return {_tp(tp): meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, delete, func, select, update
+from sqlalchemy import case, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.expression import Exists
@@ -83,6 +83,27 @@ async def insert_deliveries(conn: AsyncConnection, *, rows: Sequence[NewDelivery
          "origin_offset": r.origin_offset, "created_at": now, "updated_at": now}
         for r in unique.values()])
     return set(result.scalars())
+
+
+async def retry_failed(conn: AsyncConnection, *, rows: Sequence[NewDelivery], now: datetime,
+                       unconfirmed: str) -> set[str]:
+    """Deliveries that failed for good, back to pending with their command (a failed delivery
+    forgot it) and a fresh attempt budget: the commands were replayed from the dead-letter
+    topic after a fix. Never one whose last attempt may have reached the provider (`last_error`
+    starting with `unconfirmed`): that could be a second message. The ids put back. One
+    statement per row: replays are rare."""
+    d = t.deliveries
+    back: set[str] = set()
+    for r in sorted(rows, key=lambda r: r.message_id):
+        stmt = (update(d)
+                .where(d.c.message_id == r.message_id, d.c.status == "failed",
+                       or_(d.c.last_error.is_(None), ~d.c.last_error.startswith(unconfirmed)))
+                .values(status="pending", attempts=0, next_attempt_at=now, updated_at=now,
+                        payload=r.payload, origin_topic=r.origin_topic,
+                        origin_partition=r.origin_partition, origin_offset=r.origin_offset)
+                .returning(d.c.message_id))
+        back.update((await conn.execute(stmt)).scalars())
+    return back
 
 
 async def claim_due(conn: AsyncConnection, *, channel: str, now: datetime, limit: int,

@@ -54,6 +54,13 @@ async def claim_events(conn: AsyncConnection, *, keys: Sequence[str], now: float
     return set((await conn.execute(stmt)).scalars())
 
 
+async def unclaim_events(conn: AsyncConnection, *, keys: Sequence[str]) -> None:
+    """Take back `claim_events`' marks (events whose decision failed and were dead-lettered)."""
+    if keys:
+        await conn.execute(delete(t.processed_events)
+                           .where(t.processed_events.c.event_key.in_(sorted(set(keys)))))
+
+
 async def lock_leads(conn: AsyncConnection, *, lead_ids: Iterable[str]) -> dict[str, Lead]:
     """Load and lock (FOR UPDATE, in id order so concurrent batches never deadlock)."""
     ids = sorted(set(lead_ids))

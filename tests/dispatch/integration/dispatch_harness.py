@@ -122,10 +122,11 @@ class Running:
 
 
 @asynccontextmanager
-async def dispatch_service(database_url: str, kafka: KafkaSettings,
+async def dispatch_service(database_url: str, kafka: KafkaSettings, *, schema: str | None = None,
                            **overrides: Any) -> AsyncIterator[Running]:
-    """A migrated schema of its own, and the dispatch app serving and ready."""
-    schema = f"d_{uuid.uuid4().hex[:10]}"
+    """A migrated schema of its own (or `schema`: a restart on an earlier run's tables), and the
+    dispatch app serving and ready."""
+    schema = schema or f"d_{uuid.uuid4().hex[:10]}"
     await asyncio.to_thread(upgrade, database_url, schema)
     settings = DispatchSettings(  # type: ignore[call-arg]
         DATABASE_URL=database_url, db_schema=schema, **(FAST | overrides))
@@ -161,14 +162,16 @@ def command(lead: str = "lead-1", *, channel: str = "email", template: str | Non
     return body | overrides
 
 
-async def produce(kafka: KafkaSettings, commands: list[dict[str, Any] | bytes]) -> None:
+async def produce(kafka: KafkaSettings, commands: list[dict[str, Any] | bytes],
+                  headers: list[tuple[str, bytes]] | None = None) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers)
     await producer.start()
     try:
         for cmd in commands:
             value = cmd if isinstance(cmd, bytes) else orjson.dumps(cmd)
             key = b"lead-1" if isinstance(cmd, bytes) else str(cmd["lead_id"]).encode()
-            await producer.send_and_wait(Topics(kafka.topic_prefix).dispatch, value, key=key)
+            await producer.send_and_wait(Topics(kafka.topic_prefix).dispatch, value, key=key,
+                                         headers=headers)
     finally:
         await producer.stop()
 

@@ -6,6 +6,7 @@ without a blind resend."""
 
 from __future__ import annotations
 
+import argparse
 import base64
 import html
 import logging
@@ -21,6 +22,8 @@ from sqlalchemy import update
 
 from deploy.local.stack import free_port
 from schemas import validate_event
+from services.common import dlq
+from services.common.deadletter import REPLAYED_HEADER
 from services.common.logging import lead_hash
 from services.common.settings import KafkaSettings
 from services.common.tracking import verify
@@ -189,6 +192,55 @@ async def test_a_missing_variable_dead_letters_the_command_with_the_reason(
     (failed,) = events
     assert (failed["type"], failed["data"]["reason"]) == ("message.failed", "template_error")
     assert validate_event(failed) == []
+    assert smtp.received == []
+
+
+async def test_a_dead_letter_replayed_after_the_fix_is_sent_once(
+        database_url: str, kafka: KafkaSettings, smtp: SmtpSink, tmp_path: Path) -> None:
+    (tmp_path / "strict").mkdir()
+    (tmp_path / "strict" / "subject.txt").write_text("For {{ company }}")
+    (tmp_path / "strict" / "body.txt").write_text("Hi {{ first_name }}")
+    cmd = command("lead-6", template="strict")
+    cmd["context"].pop("company")
+    async with dispatch_service(database_url, kafka, smtp_port=smtp.port,
+                                templates=str(tmp_path)) as run:
+        await produce(kafka, [cmd])
+        await dead_letters(run, 1)
+    # the fix: a template that no longer needs `company`; dispatch restarts with it
+    (tmp_path / "strict" / "subject.txt").write_text("For you")
+    replay = argparse.Namespace(command="replay", since="1h", reason="template_error",
+                                consumer="nurture-dispatch", dry_run=False)
+    async with dispatch_service(database_url, kafka, schema=run.settings.db_schema,
+                                smtp_port=smtp.port, templates=str(tmp_path)) as run:
+        assert await dlq.run(replay, kafka) == 0
+        await wait_until(lambda: len(smtp.received) == 1, timeout=30, what="the email")
+        assert await dlq.run(replay, kafka) == 0  # again, by mistake: no second email
+        await wait_until(lambda: metric(run, "nurture_dispatch_duplicate_commands_total"),
+                         timeout=30, what="the second copy consumed")
+        async with run.engine.connect() as conn:
+            row = await repo.get_delivery(conn, message_id=cmd["message_id"])
+    assert row is not None and (row.status, row.attempts) == ("sent", 1)
+    (mail,) = smtp.received
+    assert mail["Subject"] == "For you"
+
+
+async def test_an_unconfirmed_message_is_not_tried_again_by_a_replay(
+        dispatch: Running, smtp: SmtpSink) -> None:
+    """A message whose hand-off may have reached the provider could arrive twice: a replayed
+    copy of its command (any dead letter of it) leaves it alone."""
+    cmd = command("lead-8")
+    async with dispatch.engine.begin() as conn:
+        await repo.insert_deliveries(conn, rows=[repo.NewDelivery(
+            cmd["message_id"], "lead-8", "email", orjson.dumps(cmd), dispatch.topics.dispatch,
+            0, 0)], now=datetime.now(UTC))
+        await repo.finish(conn, message_id=cmd["message_id"], status="failed",
+                          now=datetime.now(UTC), error="sent_unconfirmed: interrupted")
+    await produce(dispatch.kafka, [cmd], headers=[(REPLAYED_HEADER, b"0/7")])
+    await wait_until(lambda: metric(dispatch, "nurture_dispatch_duplicate_commands_total"),
+                     timeout=30, what="the replayed copy consumed")
+    async with dispatch.engine.connect() as conn:
+        row = await repo.get_delivery(conn, message_id=cmd["message_id"])
+    assert row is not None and row.status == "failed"
     assert smtp.received == []
 
 
