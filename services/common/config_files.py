@@ -215,7 +215,7 @@ def _parse(file: ConfigFile, raw: bytes) -> tuple[bool, Any]:
         node = loader.get_single_node()
         if node is None:
             return True, None
-        if not _map_lines(file, node, (), set()):
+        if not _map_lines(file, node, (), _Walk()):
             return False, None
         return True, loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
@@ -231,29 +231,49 @@ def _parse(file: ConfigFile, raw: bytes) -> tuple[bool, Any]:
     return False, None
 
 
-def _map_lines(file: ConfigFile, node: yaml.Node, parts: Parts, active: set[int]) -> bool:
+MAX_VALUES = 100_000  # values of a document, aliases expanded: far above any real config file
+
+
+@dataclass
+class _Walk:
+    """The nodes on the current path (a recursive alias), and how many values may still be
+    visited: aliases of aliases expand exponentially ("billion laughs"), and so would the
+    validation of the data they make."""
+
+    active: set[int] = field(default_factory=set)
+    left: int = MAX_VALUES
+
+
+def _map_lines(file: ConfigFile, node: yaml.Node, parts: Parts, walk: _Walk) -> bool:
     """Record the line of every path under `node` and the problems only the nodes show; False
     if the YAML cannot be turned into data worth validating. Goes on after a problem, so that
     one attempt reports them all."""
-    if id(node) in active:
+    if id(node) in walk.active:
         file.add(parts, "recursive alias is not allowed")
         return False
-    active.add(id(node))
+    if walk.left <= 0:
+        return False  # reported once, where the budget ran out
+    walk.left -= 1
+    if walk.left == 0:
+        file.add(parts, f"too many values (more than {MAX_VALUES:,}, aliases expanded)",
+                 line=node.start_mark.line + 1)
+        return False
+    walk.active.add(id(node))
     usable = True
     if isinstance(node, yaml.MappingNode):
-        usable = _map_keys(file, node, parts, active)
+        usable = _map_keys(file, node, parts, walk)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             file.lines.setdefault((*parts, index), item.start_mark.line + 1)
-            usable &= _map_lines(file, item, (*parts, index), active)
+            usable &= _map_lines(file, item, (*parts, index), walk)
     elif node.tag == _TAG + "float" and "n" in node.value.lower():  # .inf, .nan
         file.add(parts, "must be a finite number", line=node.start_mark.line + 1)
     file.lines.setdefault(parts, node.start_mark.line + 1)
-    active.discard(id(node))
+    walk.active.discard(id(node))
     return usable
 
 
-def _map_keys(file: ConfigFile, node: yaml.MappingNode, parts: Parts, active: set[int]) -> bool:
+def _map_keys(file: ConfigFile, node: yaml.MappingNode, parts: Parts, walk: _Walk) -> bool:
     seen: set[str] = set()
     usable = True
     for key, value in node.value:
@@ -269,5 +289,5 @@ def _map_keys(file: ConfigFile, node: yaml.MappingNode, parts: Parts, active: se
             file.add((*parts, key.value), "duplicate key", line=key.start_mark.line + 1)
         seen.add(key.value)
         file.lines.setdefault((*parts, key.value), key.start_mark.line + 1)
-        usable &= _map_lines(file, value, (*parts, key.value), active)
+        usable &= _map_lines(file, value, (*parts, key.value), walk)
     return usable

@@ -219,6 +219,17 @@ def test_broken_files(tmp_path: Path, text: str,
         assert message in problem.message
 
 
+def test_an_alias_bomb_is_refused_not_expanded(tmp_path: Path) -> None:
+    """Nine levels of ten aliases stand for 10**9 values in 500 bytes ("billion laughs"): the
+    loader counts values as it goes and stops, instead of expanding (or validating) them."""
+    levels = ["l0: &l0 [x, x, x, x, x, x, x, x, x, x]"] + [
+        f"l{n}: &l{n} [{', '.join([f'*l{n - 1}'] * 10)}]" for n in range(1, 10)]
+    path = write(tmp_path, "model.yaml", "\n".join(levels) + "\n")
+    (found,) = problems([path])
+    assert found.message == "too many values (more than 100,000, aliases expanded)"
+    assert found.line is not None and found.path.startswith("l")
+
+
 def test_yaml_1_1_booleans_stay_text(tmp_path: Path) -> None:
     (model,) = load_models([write(tmp_path, "m.yaml", VALID + "fit:\n"
                                   "  - {id: norway, points: 1, when: {country: [NO, SE]}}\n"
