@@ -12,6 +12,7 @@ Local development defaults (override any of them in the environment):
   NURTURE_SCORING_STATE_DIR .local/scoring
   NURTURE_ORCHESTRATOR_API_TOKEN    nurture-dev-token (the orchestrator API on :8081)
   NURTURE_ORCHESTRATOR_ADMIN_TOKEN  nurture-dev-admin (enables the clock endpoint)
+  NURTURE_ORCHESTRATOR_ENROLLMENT_TOKEN  nurture-dev-enroll (enables enrollment changes)
   NURTURE_TRACKING_SECRET           a fixed local secret shared by ingest and dispatch
 Dispatch sends email to a local SMTP sink on 127.0.0.1:1025 that prints what it receives.
 """
@@ -36,6 +37,7 @@ DEV_KEY = "nurture-dev-key"
 DEV_TOKEN = "nurture-dev-token"  # noqa: S105 - a documented local-only token
 DEV_TRACKING_SECRET = "nurture-dev-tracking-secret"  # noqa: S105 - local only; set your own
 DEV_ADMIN_TOKEN = "nurture-dev-admin"  # noqa: S105 - local-only, enables the clock endpoint
+DEV_ENROLLMENT_TOKEN = "nurture-dev-enroll"  # noqa: S105 - local-only, enables enrollment changes
 # Services that exist so far; each later service adds its command here.
 SERVICES: dict[str, list[str]] = {
     "ingest": [sys.executable, "-m", "services.ingest", "serve"],
@@ -64,6 +66,7 @@ def infra(args: argparse.Namespace) -> dict[str, str]:
     env.setdefault("NURTURE_SCORING_STATE_DIR", str(stack.DEFAULT_STATE_DIR / "scoring"))
     env.setdefault("NURTURE_ORCHESTRATOR_API_TOKEN", DEV_TOKEN)
     env.setdefault("NURTURE_ORCHESTRATOR_ADMIN_TOKEN", DEV_ADMIN_TOKEN)
+    env.setdefault("NURTURE_ORCHESTRATOR_ENROLLMENT_TOKEN", DEV_ENROLLMENT_TOKEN)
     env.setdefault("NURTURE_TRACKING_SECRET", DEV_TRACKING_SECRET)
     env.setdefault("NURTURE_INGEST_API_KEYS", json.dumps([{
         "name": "dev", "sha256": hashlib.sha256(DEV_KEY.encode()).hexdigest(), "sources": ["*"]}]))

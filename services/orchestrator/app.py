@@ -7,7 +7,7 @@ import asyncio
 import hashlib
 import hmac
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import parse_qsl
@@ -16,7 +16,7 @@ from aiokafka.errors import KafkaError
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
@@ -61,6 +61,21 @@ class EnrollRequest(BaseModel):
 
 class ClockAdvance(BaseModel):
     seconds: float = Field(gt=0, le=10 * 365 * 86400)
+
+
+def _own_token(secret: SecretStr | None, what: str, variable: str) -> Callable[[Request], None]:
+    """The check of endpoints behind a token of their own: 404 while the token is unset (the
+    endpoints are off), 401 for any other credentials (the API token included)."""
+    def check(request: Request) -> None:
+        if secret is None:
+            raise HTTPException(404, f"{what} are disabled (set NURTURE_ORCHESTRATOR_{variable}"
+                                     "_TOKEN to enable them)")
+        given = request.headers.get("authorization", "")
+        expected = f"Bearer {secret.get_secret_value()}"
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise HTTPException(401, f"missing or wrong {variable.lower()} token",
+                                headers={"WWW-Authenticate": 'Bearer realm="nurture"'})
+    return check
 
 
 def make_engine(settings: OrchestratorSettings) -> AsyncEngine:
@@ -137,16 +152,10 @@ def create_app(settings: OrchestratorSettings, kafka: KafkaSettings, decider: De
             raise HTTPException(401, "missing or wrong bearer token",
                                 headers={"WWW-Authenticate": 'Bearer realm="nurture"'})
 
-    def admin(request: Request) -> None:
-        if settings.admin_token is None:
-            raise HTTPException(404, "admin endpoints are disabled "
-                                     "(set NURTURE_ORCHESTRATOR_ADMIN_TOKEN to enable them)")
-        given = request.headers.get("authorization", "")
-        expected = f"Bearer {settings.admin_token.get_secret_value()}"
-        if not hmac.compare_digest(given.encode(), expected.encode()):
-            raise HTTPException(401, "missing or wrong admin token")
-
+    admin = _own_token(settings.admin_token, "admin endpoints", "ADMIN")
     auth = [Depends(authorized)]
+    enrollments = [Depends(_own_token(settings.enrollment_token, "enrollment changes",
+                                      "ENROLLMENT"))]
 
     def orch_of(request: Request) -> Orchestrator:
         return request.app.state.orch  # type: ignore[no-any-return]
@@ -160,7 +169,7 @@ def create_app(settings: OrchestratorSettings, kafka: KafkaSettings, decider: De
             raise HTTPException(404, f"no lead '{lead_id}'")
         return view
 
-    @app.post("/v1/leads/{lead_id}/enrollments", status_code=201, dependencies=auth,
+    @app.post("/v1/leads/{lead_id}/enrollments", status_code=201, dependencies=enrollments,
               responses=errors(400, 401, 404, 409),
               summary="Enroll a lead in a program (what a sales rep does)")
     async def enroll(lead_id: str, body: EnrollRequest, request: Request) -> dict[str, Any]:
@@ -184,7 +193,7 @@ def create_app(settings: OrchestratorSettings, kafka: KafkaSettings, decider: De
         return {"lead_id": lead_id, "program": body.program, "status": enr.status,
                 "step": enr.step, "program_version": enr.program_version}
 
-    @app.delete("/v1/leads/{lead_id}/enrollments/{program}", dependencies=auth,
+    @app.delete("/v1/leads/{lead_id}/enrollments/{program}", dependencies=enrollments,
                 responses=errors(401, 404),
                 summary="End an enrollment")
     async def unenroll(lead_id: str, program: str, request: Request) -> dict[str, Any]:

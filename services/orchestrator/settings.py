@@ -26,6 +26,10 @@ class OrchestratorSettings(BaseSettings):
         default=None, description="bearer token for the /v1 API (required to serve)")
     admin_token: SecretStr | None = Field(
         default=None, description="enables /v1/admin (the controllable clock); off when unset")
+    enrollment_token: SecretStr | None = Field(
+        default=None, description="enables enrollment changes (POST and DELETE "
+                                  "/v1/leads/{id}/enrollments, for a CRM integration); off "
+                                  "when unset")
     group_id: str = "nurture-orchestrator"
     timer_poll_seconds: float = Field(default=0.5, gt=0)
     relay_idle_seconds: float = Field(default=0.2, gt=0)

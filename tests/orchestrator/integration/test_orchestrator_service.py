@@ -28,6 +28,7 @@ from tests.support import isolated_kafka, read_topic, serve, wait_until
 H, D = 3600, 86400
 API = {"Authorization": "Bearer api-token"}
 ADMIN = {"Authorization": "Bearer admin-token"}
+ENROLLING = {"Authorization": "Bearer enrollment-token"}
 PRICING = Program(
     id="pricing", version=1, name="Pricing abandoner",
     trigger=Trigger("event", event=EventMatch(
@@ -62,7 +63,8 @@ async def orchestrators(database_url: str, schema: str,
         async def start() -> str:
             settings = OrchestratorSettings(  # type: ignore[call-arg]
                 DATABASE_URL=database_url, db_schema=schema, api_token="api-token",
-                admin_token="admin-token", timer_poll_seconds=0.1, relay_idle_seconds=0.05)
+                admin_token="admin-token", enrollment_token="enrollment-token",
+                timer_poll_seconds=0.1, relay_idle_seconds=0.05)
             url = await stack.enter_async_context(serve(create_app(settings, kafka, decider())))
             async with httpx.AsyncClient() as client:
                 async def ready() -> bool:
@@ -156,17 +158,20 @@ async def test_api_auth_enrollment_and_disabled_admin(
     url = await orchestrators()
     async with httpx.AsyncClient() as client:
         assert (await client.get(f"{url}/v1/funnel")).status_code == 401
+        r = await client.post(f"{url}/v1/leads/lead-9/enrollments", json={"program": "pricing"},
+                              headers=API)  # reading leads is not changing enrollments
+        assert r.status_code == 401
         r = await client.post(f"{url}/v1/leads/lead-9/enrollments", json={"program": "nope"},
-                              headers=API)
+                              headers=ENROLLING)
         assert (r.status_code, r.json()["detail"]) == (404, "no program 'nope'")
         r = await client.post(f"{url}/v1/leads/lead-9/enrollments", json={"program": "pricing"},
-                              headers=API)
+                              headers=ENROLLING)
         assert r.status_code == 201
         r = await client.post(f"{url}/v1/leads/lead-9/enrollments", json={"program": "pricing"},
-                              headers=API)
+                              headers=ENROLLING)
         assert (r.status_code, r.json()["detail"]) == (409, "not enrolled: already enrolled")
         assert (await client.delete(f"{url}/v1/leads/lead-9/enrollments/pricing",
-                                    headers=API)).status_code == 200
+                                    headers=ENROLLING)).status_code == 200
         view = (await client.get(f"{url}/v1/leads/lead-9", headers=API)).json()
         assert [e["exit_reason"] for e in view["enrollments"]] == ["removed manually"]
         wrong = await client.post(f"{url}/v1/admin/clock/advance", json={"seconds": 1},

@@ -179,7 +179,8 @@ async def test_erasure_ends_active_enrollments(database_url: str) -> None:
     await asyncio.to_thread(upgrade, database_url, schema)
     token = f"tok-{uuid.uuid4().hex}"
     app = create_orchestrator(
-        OrchestratorSettings(DATABASE_URL=database_url, db_schema=schema, api_token=token),
+        OrchestratorSettings(DATABASE_URL=database_url, db_schema=schema, api_token=token,
+                             enrollment_token=token),
         KafkaSettings(), Decider([MANUAL], ContactPolicy(caps=(), quiet_hours=None)),
         run_workers=False)
     auth = {"Authorization": f"Bearer {token}"}

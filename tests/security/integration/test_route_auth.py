@@ -46,8 +46,9 @@ from services.orchestrator.domain.program import Program, Step, Trigger
 from services.orchestrator.settings import OrchestratorSettings
 from tests.support import serve
 
-PUBLIC, API_KEY, SIGNED, TOKEN_LINK, API_TOKEN, ADMIN = (
-    "public", "api key", "signature", "signed link", "api token", "admin token")
+PUBLIC, API_KEY, SIGNED, TOKEN_LINK, API_TOKEN, ADMIN, ENROLLING = (
+    "public", "api key", "signature", "signed link", "api token", "admin token",
+    "enrollment token")
 DOCS = {("GET", "/openapi.json"): PUBLIC, ("GET", "/docs"): PUBLIC,
         ("GET", "/docs/oauth2-redirect"): PUBLIC, ("GET", "/redoc"): PUBLIC}
 PROBES = {("GET", "/healthz"): PUBLIC, ("GET", "/readyz"): PUBLIC, ("GET", "/metrics"): PUBLIC}
@@ -57,9 +58,9 @@ INGEST = DOCS | PROBES | {
     ("GET", "/t/open/{token}"): TOKEN_LINK, ("GET", "/t/click/{token}"): TOKEN_LINK,
     ("GET", "/t/unsubscribe/{token}"): TOKEN_LINK, ("POST", "/t/unsubscribe/{token}"): TOKEN_LINK}
 ORCHESTRATOR = DOCS | PROBES | {
-    ("POST", "/v1/leads/{lead_id}/enrollments"): API_TOKEN,
+    ("POST", "/v1/leads/{lead_id}/enrollments"): ENROLLING,
     ("GET", "/v1/leads/{lead_id}"): API_TOKEN,
-    ("DELETE", "/v1/leads/{lead_id}/enrollments/{program}"): API_TOKEN,
+    ("DELETE", "/v1/leads/{lead_id}/enrollments/{program}"): ENROLLING,
     ("DELETE", "/v1/leads/{lead_id}"): API_TOKEN,
     ("GET", "/v1/programs"): API_TOKEN, ("GET", "/v1/funnel"): API_TOKEN,
     ("POST", "/v1/admin/clock/advance"): ADMIN, ("POST", "/v1/webhooks/sms"): SIGNED}
@@ -68,6 +69,7 @@ DISPATCH = DOCS | PROBES
 KEY, TRACKING_SECRET = f"nk_{uuid.uuid4().hex}", "route-auth-tracking-secret-0123"
 EMAIL_SECRET, SMS_TOKEN = "route-auth-email-webhook-secret", "route-auth-sms-token"
 API, ADMIN_T, PUBLIC_URL = "api-token-route-auth", "admin-token-route-auth", "https://o.example"
+ENROLL_T = "enrollment-token-route-auth"
 NOW = datetime.now(UTC).replace(microsecond=0)
 BEARER = {"Authorization": f"Bearer {KEY}"}
 
@@ -90,7 +92,8 @@ def ingest_app(publisher: FakePublisher, *, optional: bool = True) -> FastAPI:
 
 def orchestrator_settings(database_url: str, schema: str,
                           optional: bool = True) -> OrchestratorSettings:
-    extra: dict[str, Any] = {"admin_token": ADMIN_T, "sms_auth_token": SMS_TOKEN,
+    extra: dict[str, Any] = {"admin_token": ADMIN_T, "enrollment_token": ENROLL_T,
+                             "sms_auth_token": SMS_TOKEN,
                              "public_url": PUBLIC_URL} if optional else {}
     return OrchestratorSettings(DATABASE_URL=database_url,
                                 db_schema=schema, api_token=API, **extra)
@@ -247,25 +250,27 @@ async def orchestrator(database_url: str, orch_schema: str) -> AsyncIterator[str
         yield url
 
 
-ORCH_CALLS = [  # in this order, each with right credentials succeeds
-    (Call("POST", "/v1/leads/lead-1/enrollments", b'{"program": "manual"}', JSON), 201),
-    (Call("GET", "/v1/leads/lead-1"), 200),
-    (Call("DELETE", "/v1/leads/lead-1/enrollments/manual"), 200),
-    (Call("GET", "/v1/programs"), 200), (Call("GET", "/v1/funnel"), 200),
-    (Call("DELETE", "/v1/leads/lead-1"), 202)]
+ENROLL = Call("POST", "/v1/leads/lead-1/enrollments", b'{"program": "manual"}', JSON)
+ORCH_CALLS = [  # in this order, each with right credentials (the token) succeeds
+    (ENROLL, 201, ENROLL_T), (Call("GET", "/v1/leads/lead-1"), 200, API),
+    (Call("DELETE", "/v1/leads/lead-1/enrollments/manual"), 200, ENROLL_T),
+    (Call("GET", "/v1/programs"), 200, API), (Call("GET", "/v1/funnel"), 200, API),
+    (Call("DELETE", "/v1/leads/lead-1"), 202, API)]
 WRONG = [{}, {"Authorization": "Bearer nope"}, {"Authorization": f"Bearer {ADMIN_T}"},
-         {"Authorization": API}, {"Authorization": f"Basic {API}"}]
+         *({"Authorization": f"{scheme}{secret}"} for secret in (API, ENROLL_T)
+           for scheme in ("", "Basic "))]
 
 
 async def test_orchestrator_api_token_admin_token_and_sms_signature(orchestrator: str) -> None:
     async with httpx.AsyncClient(base_url=orchestrator) as client:
-        for call, status in ORCH_CALLS:
-            for wrong in WRONG:
+        for call, status, right in ORCH_CALLS:
+            others = [{"Authorization": f"Bearer {t}"} for t in (API, ENROLL_T) if t != right]
+            for wrong in WRONG + others:  # the API token does not change enrollments
                 r = await client.request(call.method, call.path, content=call.body,
                                          headers=call.headers | wrong)
                 assert r.status_code == 401, (call.path, wrong)
             r = await client.request(call.method, call.path, content=call.body,
-                                     headers=call.headers | {"Authorization": f"Bearer {API}"})
+                                     headers=call.headers | {"Authorization": f"Bearer {right}"})
             assert r.status_code == status, (call.path, r.text)
 
         clock = b'{"seconds": 60}'
@@ -290,14 +295,20 @@ async def test_orchestrator_api_token_admin_token_and_sms_signature(orchestrator
             assert (await client.get(path)).status_code == 200
 
 
-async def test_orchestrator_admin_and_sms_endpoints_are_off_unless_configured(
+async def test_orchestrator_admin_enrollment_and_sms_endpoints_are_off_unless_configured(
         database_url: str, orch_schema: str) -> None:
     app = create_orchestrator(orchestrator_settings(database_url, orch_schema, optional=False),
                               KafkaSettings(), DECIDER, run_workers=False)
     async with serve(app) as url, httpx.AsyncClient(base_url=url) as client:
-        for auth in [API, ADMIN_T]:
+        for auth in [API, ADMIN_T, ENROLL_T]:
             r = await client.post("/v1/admin/clock/advance", content=b'{"seconds": 60}',
                                   headers=JSON | {"Authorization": f"Bearer {auth}"})
+            assert r.status_code == 404
+            r = await client.request(ENROLL.method, ENROLL.path, content=ENROLL.body,
+                                     headers=ENROLL.headers | {"Authorization": f"Bearer {auth}"})
+            assert r.status_code == 404
+            r = await client.delete("/v1/leads/lead-1/enrollments/manual",
+                                    headers={"Authorization": f"Bearer {auth}"})
             assert r.status_code == 404
         assert (await client.post("/v1/webhooks/sms", content=b"Body=STOP")).status_code == 404
 
@@ -308,7 +319,7 @@ async def test_orchestrator_without_an_api_token_refuses_everything(
     settings.api_token = None
     app = create_orchestrator(settings, KafkaSettings(), DECIDER, run_workers=False)
     async with serve(app) as url, httpx.AsyncClient(base_url=url) as client:
-        for call, _ in ORCH_CALLS:
+        for call, _, _ in ORCH_CALLS:
             r = await client.request(call.method, call.path, content=call.body,
                                      headers=call.headers | {"Authorization": "Bearer x"})
             assert r.status_code == 401
@@ -346,7 +357,7 @@ async def test_orchestrator_refuses_big_bodies_before_authentication(
                 r = await client.request(method, path, content=big, headers=JSON | headers)
                 assert r.status_code == 413, (method, path, headers, r.text)
         r = await client.post(enroll, content=b'{"program": "manual"}',  # small: unchanged
-                              headers=JSON | {"Authorization": f"Bearer {API}"})
+                              headers=JSON | {"Authorization": f"Bearer {ENROLL_T}"})
         assert r.status_code == 201, r.text
 
     sent = 0
