@@ -84,7 +84,8 @@ def build_composer(settings: DispatchSettings, key: bytes) -> Composer:
                     settings.message_id_domain or message_id_domain(settings.from_address),
                     settings.reply_to, settings.unsubscribe_mailto)
     return Composer(TemplateStore(Path(settings.templates)), sender, settings.tracking_base_url,
-                    key, timedelta(days=settings.tracking_ttl_days), settings.track_opens,
+                    key, timedelta(days=settings.tracking_ttl_days),
+                    timedelta(days=settings.unsubscribe_ttl_days), settings.track_opens,
                     settings.track_clicks, settings.brand, settings.sender_name,
                     settings.site_url)
 

@@ -53,6 +53,7 @@ class Composer:
     tracking_base_url: str
     tracking_key: bytes
     token_ttl: timedelta
+    unsubscribe_ttl: timedelta | None = None  # None: token_ttl
     track_opens: bool = True
     track_clicks: bool = True
     brand: str = "Nurture"
@@ -66,7 +67,8 @@ class Composer:
             raise ProviderRejected("channel_not_configured",
                                    f"no {cmd.channel} provider is configured")
         self.templates.require(cmd.template, cmd.channel)
-        tracker = Tracker(cmd, self.tracking_base_url, self.tracking_key, now, self.token_ttl)
+        tracker = Tracker(cmd, self.tracking_base_url, self.tracking_key, now, self.token_ttl,
+                          self.unsubscribe_ttl)
         extra = {"brand": self.brand, "sender_name": self.sender_name, "site_url": self.site_url}
         if cmd.channel != "crm_task":  # the lead's own link; a task goes to the owner
             extra["unsubscribe_url"] = tracker.url("unsubscribe")

@@ -57,7 +57,10 @@ class DispatchSettings(BaseSettings):
     tracking_base_url: str = Field(default="http://127.0.0.1:8080", pattern=_URL,
                                    description="ingest's public URL, where tracking links point")
     tracking_ttl_days: int = Field(default=90, ge=1, le=3650,
-                                   description="how long tracking and unsubscribe links work")
+                                   description="how long open and click links work")
+    # at least 30 days: the US CAN-SPAM Act wants an opt-out to work that long after sending
+    unsubscribe_ttl_days: int = Field(default=365, ge=30, le=3650,
+                                      description="how long a message's unsubscribe link works")
     track_opens: bool = True
     track_clicks: bool = True
     unsubscribe_mailto: str | None = Field(default=None, pattern=r"^[^\s@<>]+@[^\s@<>]+$",

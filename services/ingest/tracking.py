@@ -4,8 +4,9 @@ unsubscribe (RFC 8058), for links dispatch signed with `services.common.tracking
 Each turns a verified token into an event (`email.opened`, `email.clicked`, `email.unsubscribed`)
 published like any other; the event id is derived from the message (and URL), so a reloaded pixel
 or a double click is one event downstream. A click only ever redirects to the URL signed into its
-token (no open redirect); a bad or expired link gets a plain page, never a redirect. An
-unsubscribe is honored even after its token expired: a person asking to stop must be heard."""
+token (no open redirect); a bad or expired link gets a plain page, never a redirect. Unsubscribe
+links live longer than the others (dispatch's `NURTURE_DISPATCH_UNSUBSCRIBE_TTL_DAYS`, a year by
+default and never under 30 days); an expired one says so and points to a newer message."""
 
 from __future__ import annotations
 
@@ -89,18 +90,20 @@ def add_tracking_routes(app: FastAPI, *, keys: list[bytes], publish: Publish,
             log.warning("click not recorded: Kafka unavailable")
         return RedirectResponse(claims.url, status_code=302, headers=NO_CACHE)
 
-    def unsubscribe_claims(token: str) -> TrackingClaims | None:
+    def unsubscribe_claims(token: str) -> TrackingClaims | Response:
+        """The claims of a valid unsubscribe token, else the page that says why not."""
         try:
             return verify(token, keys=keys, now=time_source.now().timestamp(), kind="unsubscribe")
         except TokenExpired:
-            return verify(token, keys=keys, now=0.0, kind="unsubscribe")
+            return page("Link expired", "<h1>This unsubscribe link has expired.</h1>"
+                        "<p>Please use the unsubscribe link of a more recent email.</p>", 410)
         except TokenError:
-            return None
+            return page("Link not valid", "<h1>This link is not valid.</h1>", 404)
 
     @app.get("/t/unsubscribe/{token}", include_in_schema=False)
     async def unsubscribe_page(token: str) -> Response:
-        if unsubscribe_claims(token) is None:
-            return page("Link not valid", "<h1>This link is not valid.</h1>", 404)
+        if isinstance(refused := unsubscribe_claims(token), Response):
+            return refused
         return page("Unsubscribe", f"""<h1>Unsubscribe</h1>
 <p>Stop receiving these emails?</p>
 <form method="post" action="/t/unsubscribe/{token}">
@@ -110,8 +113,8 @@ def add_tracking_routes(app: FastAPI, *, keys: list[bytes], publish: Publish,
     @app.post("/t/unsubscribe/{token}", include_in_schema=False)
     async def unsubscribe(token: str, request: Request) -> Response:
         claims = unsubscribe_claims(token)
-        if claims is None:
-            return page("Link not valid", "<h1>This link is not valid.</h1>", 404)
+        if isinstance(claims, Response):
+            return claims
         body = bytearray()
         async for chunk in request.stream():  # a public endpoint: never buffer a big body
             body += chunk

@@ -23,20 +23,23 @@ _BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
 @dataclass(frozen=True, slots=True)
 class Tracker:
     """Signs the links of one message. `base_url` is ingest's public URL; tokens expire `ttl`
-    after `now`."""
+    after `now`, the unsubscribe link `unsubscribe_ttl` after it (when given: longer, since a
+    person may want out of a message long after it came)."""
 
     cmd: SendMessage
     base_url: str
     key: bytes
     now: datetime
     ttl: timedelta
+    unsubscribe_ttl: timedelta | None = None
 
     def url(self, kind: Kind, target: str | None = None) -> str:
         """The tracking URL of `kind` (`target` is the destination of a click)."""
+        ttl = self.unsubscribe_ttl if kind == "unsubscribe" and self.unsubscribe_ttl else self.ttl
         claims = TrackingClaims(
             message_id=self.cmd.message_id, lead_id=self.cmd.lead_id,
             program_id=self.cmd.program_id, step_id=self.cmd.step_id, kind=kind,
-            exp=int((self.now + self.ttl).timestamp()), url=target)
+            exp=int((self.now + ttl).timestamp()), url=target)
         return self.base_url.rstrip("/") + tracking_path(kind, sign(claims, key=self.key))
 
     def track_clicks(self, body: str) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from services.common.tracking import verify
+from services.common.tracking import Kind, verify
 from services.dispatch.domain.command import SendMessage
 from services.dispatch.domain.email import (
     EmailContent,
@@ -157,3 +157,17 @@ def test_the_webhook_body_follows_the_standard_webhooks_shape() -> None:
     assert set(hook.payload) == {"type", "timestamp", "data"}
     assert hook.payload["data"]["text"] == "Hello"
     assert hook.payload["data"]["context"]["first_name"] == "Ada"
+
+
+def test_the_unsubscribe_link_outlives_the_tracking_links() -> None:
+    tracker = Tracker(cmd(), BASE, KEY, NOW, timedelta(days=90), timedelta(days=365))
+
+    def expires(kind: Kind, target: str | None = None) -> float:
+        token = tracker.url(kind, target).rsplit("/", 1)[1]
+        return verify(token, keys=[KEY], now=NOW.timestamp(), kind=kind).exp - NOW.timestamp()
+
+    assert expires("open") == expires("click", "https://x.io") == 90 * 86400
+    assert expires("unsubscribe") == 365 * 86400
+    same = Tracker(cmd(), BASE, KEY, NOW, timedelta(days=90))  # no separate lifetime given
+    assert verify(same.url("unsubscribe").rsplit("/", 1)[1], keys=[KEY], now=NOW.timestamp(),
+                  kind="unsubscribe").exp - NOW.timestamp() == 90 * 86400

@@ -72,7 +72,7 @@ async def test_click_redirects_only_to_the_signed_url(client: httpx.AsyncClient,
 
 async def test_one_click_unsubscribe_and_the_page(client: httpx.AsyncClient,
                                                   publisher: FakePublisher) -> None:
-    tok = token("unsubscribe", exp=time.time() - 10)  # expired links still unsubscribe
+    tok = token("unsubscribe")
     page = await client.get(f"/t/unsubscribe/{tok}")
     assert page.status_code == 200 and "<form" in page.text
     r = await client.post(f"/t/unsubscribe/{tok}", content=b"List-Unsubscribe=One-Click",
@@ -82,6 +82,19 @@ async def test_one_click_unsubscribe_and_the_page(client: httpx.AsyncClient,
     assert event["type"] == "email.unsubscribed"
     assert event["data"]["method"] == "one_click"  # type: ignore[index]
     assert validate_event(event) == []
+
+
+async def test_an_expired_unsubscribe_link_says_so_and_records_nothing(
+        client: httpx.AsyncClient, publisher: FakePublisher) -> None:
+    tok = token("unsubscribe", exp=time.time() - 10)
+    page = await client.get(f"/t/unsubscribe/{tok}")
+    assert page.status_code == 410 and "expired" in page.text and "<form" not in page.text
+    r = await client.post(f"/t/unsubscribe/{tok}", content=b"List-Unsubscribe=One-Click",
+                          headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 410
+    forged = token("unsubscribe", key=b"another-secret-0123456789")
+    assert (await client.post(f"/t/unsubscribe/{forged}")).status_code == 404
+    assert publisher.published == []
 
 
 async def test_unsubscribe_when_kafka_is_down_says_try_again(
