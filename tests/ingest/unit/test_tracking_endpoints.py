@@ -70,6 +70,16 @@ async def test_click_redirects_only_to_the_signed_url(client: httpx.AsyncClient,
     assert len(publisher.published) == 1
 
 
+async def test_expired_click_and_open_links_record_nothing(client: httpx.AsyncClient,
+                                                           publisher: FakePublisher) -> None:
+    past = time.time() - 10
+    r = await client.get(f"/t/click/{token('click', url='https://x.io/a', exp=past)}")
+    assert r.status_code == 404 and "location" not in r.headers
+    pixel = await client.get(f"/t/open/{token('open', exp=past)}")
+    assert pixel.status_code == 200 and pixel.headers["content-type"] == "image/gif"
+    assert publisher.published == []
+
+
 async def test_one_click_unsubscribe_and_the_page(client: httpx.AsyncClient,
                                                   publisher: FakePublisher) -> None:
     tok = token("unsubscribe")
