@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import uvicorn
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
 from deploy.local.stack import free_port
 from services.common.settings import KafkaSettings
-from services.common.topics import ensure_topics
+from services.common.topics import Topics, ensure_topics
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -156,3 +157,17 @@ async def scoring_worker(kafka: KafkaSettings, folder: Path, model: str, *,
         yield worker
     finally:
         worker.stop()
+
+
+async def publish_erasure(kafka: KafkaSettings, lead: str) -> None:
+    """What the orchestrator's relay publishes for `DELETE /v1/leads/{id}`."""
+    event = {"specversion": "1.0", "id": f"erase-{uuid.uuid4().hex}",
+             "source": "nurture-orchestrator/erasure", "type": "lead.erased", "subject": lead,
+             "time": "2026-01-01T00:00:00Z", "data": {}}
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers)
+    await producer.start()
+    try:
+        await producer.send_and_wait(Topics(kafka.topic_prefix).events, orjson.dumps(event),
+                                     key=lead.encode(), headers=[("ce_type", b"lead.erased")])
+    finally:
+        await producer.stop()

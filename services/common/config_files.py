@@ -242,6 +242,7 @@ class _Walk:
 
     active: set[int] = field(default_factory=set)
     left: int = MAX_VALUES
+    over: bool = False  # the budget ran out (reported once)
 
 
 def _map_lines(file: ConfigFile, node: yaml.Node, parts: Parts, walk: _Walk) -> bool:
@@ -251,13 +252,13 @@ def _map_lines(file: ConfigFile, node: yaml.Node, parts: Parts, walk: _Walk) -> 
     if id(node) in walk.active:
         file.add(parts, "recursive alias is not allowed")
         return False
-    if walk.left <= 0:
-        return False  # reported once, where the budget ran out
-    walk.left -= 1
     if walk.left == 0:
-        file.add(parts, f"too many values (more than {MAX_VALUES:,}, aliases expanded)",
-                 line=node.start_mark.line + 1)
+        if not walk.over:
+            walk.over = True
+            file.add(parts, f"too many values (more than {MAX_VALUES:,}, aliases expanded)",
+                     line=node.start_mark.line + 1)
         return False
+    walk.left -= 1
     walk.active.add(id(node))
     usable = True
     if isinstance(node, yaml.MappingNode):

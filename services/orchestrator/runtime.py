@@ -20,7 +20,7 @@ from aiokafka.structs import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common import outbox
-from services.common.deadletter import Origin, dead_letter
+from services.common.deadletter import Origin, dead_letter, replayed
 from services.common.eventtime import event_epoch
 from services.common.outbox import Outgoing
 from services.common.topics import Topics
@@ -99,7 +99,9 @@ class Orchestrator:
         unparsed = len(letters)
         async with self.engine.begin() as conn:
             now = await self.clock.now(conn)
-            fresh = await repo.claim_events(conn, keys=[p.key for p in parsed], now=now)
+            fresh = await repo.claim_events(
+                conn, keys=[p.key for p in parsed], now=now,
+                replayed={p.key for p in parsed if replayed(p.record.headers)})
             todo = []
             for p in parsed:  # the first occurrence of a fresh key; redeliveries change nothing
                 if p.key in fresh:
@@ -133,7 +135,7 @@ class Orchestrator:
                 effects.append((p.lead_id, fx))
             # not marked processed: replayed from its dead letter after a fix, it is decided
             # again (and once decided, a second replay is a duplicate)
-            await repo.unclaim_events(conn, keys=failed)
+            await repo.mark_failed(conn, keys=failed, now=now)
             await repo.save(conn, leads=leads, effects=effects, extra_outbox=letters,
                             topics=self.topics, now=now)
             sends = await message_steps(conn, (p.event for p in todo))  # for observe_events

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -41,3 +41,22 @@ class OrchestratorSettings(BaseSettings):
     dedupe_retention_days: float = Field(
         default=35.0, gt=0, description="keep processed-event marks this long: longer than the "
                                         "scored-events topic keeps records (30 days)")
+
+    @field_validator("api_token", "admin_token", "enrollment_token", "sms_auth_token",
+                     mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """An empty variable (an optional Secret with an empty key) is no token: never a
+        token that an empty `Bearer ` would match."""
+        return None if value == "" else value
+
+    @field_validator("admin_token", "enrollment_token")
+    @classmethod
+    def _a_token_of_its_own(cls, value: SecretStr | None,
+                            info: ValidationInfo) -> SecretStr | None:
+        api = info.data.get("api_token")
+        if value is not None and api is not None \
+                and value.get_secret_value() == api.get_secret_value():
+            raise ValueError("must differ from NURTURE_ORCHESTRATOR_API_TOKEN "
+                             "(it guards more than reading)")
+        return value

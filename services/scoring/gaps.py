@@ -38,6 +38,7 @@ from services.common.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 READ_TIMEOUT_SECONDS = 60.0
+REFRESH_SECONDS = 3600.0
 CLIENT_ID = "nurture-scoring-gaps"
 
 
@@ -85,24 +86,21 @@ class GapGuard:
         self.generation: int | None = None
         self.expected: dict[TopicPartition, int] = {}
         self.done: dict[TopicPartition, int] = {}
-        self.recorded: dict[TopicPartition, int] = {}
+        self.recorded: dict[TopicPartition, tuple[int, float]] = {}  # offset, when (monotonic)
         self._reader: AIOKafkaConsumer | None = None
         self._recorder: AIOKafkaConsumer | None = None
 
     async def missing(self, tp: Any, offset: int,
                       generation: int) -> list[ConsumerRecord[Any, Any]]:
-        """The records of `tp` before `offset` that the agent should have seen and did not."""
+        """The records of `tp` before `offset` that the agent should have seen and did not.
+        Nothing moves on until `handled`: if handling them or the record fails, the next record
+        shows the same gap again."""
         tp = _tp(tp)
         if generation != self.generation:  # a rebalance: faust re-seeked to committed offsets
             self.generation, self.expected = generation, {}
         expected = self.expected.get(tp)
         if expected is None:
-            expected = start_offset(
-                done=self.done.get(tp), at_startup=self.at_startup.get(tp),
-                handled=(await committed(self.kafka, handled_group(self.group_id), [tp])).get(tp))
-            if expected is None:
-                expected = (await (await self._consumer()).beginning_offsets([tp]))[tp]
-        self.expected[tp] = max(expected, offset + 1)
+            expected = self.expected[tp] = await self._start(tp)
         skipped = gap(expected, offset)
         if not skipped:
             return []
@@ -111,20 +109,38 @@ class GapGuard:
             "from_offset": skipped.start, "to_offset": skipped.stop - 1})
         return await self._read(tp, skipped)
 
+    async def _start(self, tp: TopicPartition) -> int:
+        handled = (await committed(self.kafka, handled_group(self.group_id), [tp])).get(tp)
+        if handled is not None and handled > self.recorded.get(tp, (-1, 0.0))[0]:
+            self.recorded[tp] = (handled, time.monotonic())  # never record below it
+        start = start_offset(done=self.done.get(tp), handled=handled,
+                             at_startup=self.at_startup.get(tp))
+        if start is None:
+            start = (await (await self._consumer()).beginning_offsets([tp]))[tp]
+        return start
+
     def handled(self, tp: Any, offset: int) -> None:
-        """The agent handled the record at `offset` (its outputs are with the producer)."""
+        """The agent handled the record at `offset` (its outputs are with the producer), and
+        the gap before it."""
         tp = _tp(tp)
+        self.expected[tp] = max(self.expected.get(tp, 0), offset + 1)
         self.done[tp] = max(self.done.get(tp, 0), offset + 1)
 
     async def record(self, committed_offsets: Mapping[Any, int], assigned: Collection[Any]) -> None:
         """Commit to the handled group what it can vouch for on the `assigned` partitions, given
-        faust's `committed_offsets`; called periodically. A failure is logged and retried on the
-        next call (the handled group lagging only means re-reading a few more records)."""
+        faust's `committed_offsets`; called periodically. An unchanged offset is committed again
+        every `REFRESH_SECONDS`: the broker forgets a memberless group's offsets some days
+        (`offsets.retention.minutes`) after their last commit. A failure is logged and retried
+        on the next call (the handled group lagging only means re-reading a few more records)."""
+        now = time.monotonic()
         offsets: dict[TopicPartition, int] = {}
         for tp in map(_tp, assigned):
             offset = vouched(committed=committed_offsets.get(tp), done=self.done.get(tp))
-            if offset is not None and offset > self.recorded.get(tp, -1):
+            last, at = self.recorded.get(tp, (-1, 0.0))
+            if offset is not None and offset > last:
                 offsets[tp] = offset
+            elif last >= 0 and now - at >= REFRESH_SECONDS:
+                offsets[tp] = last
         if not offsets:
             return
         try:
@@ -133,15 +149,14 @@ class GapGuard:
         except KafkaError as exc:
             log.warning("could not record the handled offsets", extra={"error": repr(exc)})
             return
-        self.recorded.update(offsets)
+        self.recorded.update((tp, (o, now)) for tp, o in offsets.items())
 
     async def _recorder_for(self, offsets: Mapping[TopicPartition, int]) -> AIOKafkaConsumer:
         """A consumer of the handled group that fetches nothing: assigned (aiokafka commits only
         for assigned partitions) and paused."""
         if self._recorder is None:
-            self._recorder = make_consumer(self.kafka, group_id=handled_group(self.group_id),
-                                           client_id=CLIENT_ID)
-            await self._recorder.start()
+            self._recorder = await _started(make_consumer(
+                self.kafka, group_id=handled_group(self.group_id), client_id=CLIENT_ID))
         wanted = set(offsets) | self._recorder.assignment()
         if wanted != self._recorder.assignment():
             self._recorder.assign(sorted(wanted))
@@ -150,11 +165,10 @@ class GapGuard:
 
     async def _consumer(self) -> AIOKafkaConsumer:
         if self._reader is None:
-            self._reader = AIOKafkaConsumer(
+            self._reader = await _started(AIOKafkaConsumer(
                 **connection_options(self.kafka, CLIENT_ID),
                 enable_auto_commit=False, auto_offset_reset="earliest",
-                isolation_level="read_committed")
-            await self._reader.start()
+                isolation_level="read_committed"))
         return self._reader
 
     async def _read(self, tp: TopicPartition, offsets: range) -> list[ConsumerRecord[Any, Any]]:
@@ -180,6 +194,16 @@ class GapGuard:
 
 def _retriable(exc: BaseException) -> bool:
     return isinstance(exc, KafkaError) and exc.retriable
+
+
+async def _started(consumer: AIOKafkaConsumer) -> AIOKafkaConsumer:
+    """`consumer`, started; closed again if it could not start (so the next call retries)."""
+    try:
+        await consumer.start()
+    except BaseException:
+        await consumer.stop()
+        raise
+    return consumer
 
 
 async def committed(kafka: KafkaSettings, group_id: str,

@@ -90,13 +90,15 @@ async def retry_failed(conn: AsyncConnection, *, rows: Sequence[NewDelivery], no
     """Deliveries that failed for good, back to pending with their command (a failed delivery
     forgot it) and a fresh attempt budget: the commands were replayed from the dead-letter
     topic after a fix. Never one whose last attempt may have reached the provider (`last_error`
-    starting with `unconfirmed`): that could be a second message. The ids put back. One
-    statement per row: replays are rare."""
+    starting with `unconfirmed`): that could be a second message; never one of an erased lead
+    (its row no longer carries the lead id of the command). The ids put back. One statement per
+    row: replays are rare."""
     d = t.deliveries
     back: set[str] = set()
     for r in sorted(rows, key=lambda r: r.message_id):
         stmt = (update(d)
-                .where(d.c.message_id == r.message_id, d.c.status == "failed",
+                .where(d.c.message_id == r.message_id, d.c.lead_id == r.lead_id,
+                       d.c.status == "failed",
                        or_(d.c.last_error.is_(None), ~d.c.last_error.startswith(unconfirmed)))
                 .values(status="pending", attempts=0, next_attempt_at=now, updated_at=now,
                         payload=r.payload, origin_topic=r.origin_topic,

@@ -32,7 +32,7 @@ class SendMessage(BaseModel):
     subject: str | None = None
     due_at: AwareDatetime | None = None
     event_time: AwareDatetime | None = None  # of the triggering event, when there was one
-    event_id: str | None = Field(default=None, max_length=200)  # that event's id (for the logs)
+    event_id: str | None = None  # that event's id (for the logs; never a reason to refuse)
 
 
 class MalformedCommand(ValueError):

@@ -5,7 +5,7 @@ table per batch."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -42,23 +42,42 @@ async def advance_clock(conn: AsyncConnection, *, seconds: float) -> float:
     return float(new or 0.0)
 
 
-async def claim_events(conn: AsyncConnection, *, keys: Sequence[str], now: float) -> set[str]:
+FAILED = "failed\x1e"  # prefix of the mark of an event whose decision failed (dead-lettered)
+
+
+async def claim_events(conn: AsyncConnection, *, keys: Sequence[str], now: float,
+                       replayed: Collection[str] = ()) -> set[str]:
     """Mark events processed; return the keys that were not processed before (the rest are
-    redeliveries and change nothing)."""
+    redeliveries and change nothing). An event whose decision failed (`mark_failed`) is a
+    redelivery too, unless it is `replayed` from its dead letter: then it is decided again."""
     if not keys:
         return set()
-    stmt = insert(t.processed_events).values(
+    p = t.processed_events
+    stmt = insert(p).values(
         # sorted: two overlapping batches take the index locks in the same order
         [{"event_key": k, "processed_at": ts(now)} for k in sorted(set(keys))]
-    ).on_conflict_do_nothing().returning(t.processed_events.c.event_key)
-    return set((await conn.execute(stmt)).scalars())
+    ).on_conflict_do_nothing().returning(p.c.event_key)
+    fresh = set((await conn.execute(stmt)).scalars())
+    maybe = sorted(FAILED + k for k in fresh - set(replayed))
+    if maybe:
+        failed = {k.removeprefix(FAILED) for k in (await conn.execute(
+            select(p.c.event_key).where(p.c.event_key.in_(maybe)))).scalars()}
+        if failed:
+            await conn.execute(delete(p).where(p.c.event_key.in_(sorted(failed))))
+            fresh -= failed
+    return fresh
 
 
-async def unclaim_events(conn: AsyncConnection, *, keys: Sequence[str]) -> None:
-    """Take back `claim_events`' marks (events whose decision failed and were dead-lettered)."""
-    if keys:
-        await conn.execute(delete(t.processed_events)
-                           .where(t.processed_events.c.event_key.in_(sorted(set(keys)))))
+async def mark_failed(conn: AsyncConnection, *, keys: Sequence[str], now: float) -> None:
+    """The events of `keys` were dead-lettered: not processed (a replay decides them again),
+    yet not to be tried again by a plain redelivery."""
+    if not keys:
+        return
+    p = t.processed_events
+    await conn.execute(delete(p).where(p.c.event_key.in_(sorted(set(keys)))))
+    await conn.execute(insert(p).values(
+        [{"event_key": FAILED + k, "processed_at": ts(now)} for k in sorted(set(keys))]
+    ).on_conflict_do_nothing())
 
 
 async def lock_leads(conn: AsyncConnection, *, lead_ids: Iterable[str]) -> dict[str, Lead]:

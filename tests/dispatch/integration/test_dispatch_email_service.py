@@ -41,7 +41,7 @@ from tests.dispatch.integration.dispatch_harness import (
     outcomes,
     produce,
 )
-from tests.support import isolated_kafka, wait_until
+from tests.support import isolated_kafka, publish_erasure, wait_until
 
 
 @pytest.fixture
@@ -222,6 +222,36 @@ async def test_a_dead_letter_replayed_after_the_fix_is_sent_once(
     assert row is not None and (row.status, row.attempts) == ("sent", 1)
     (mail,) = smtp.received
     assert mail["Subject"] == "For you"
+
+
+async def test_a_replay_after_the_lead_was_erased_sends_nothing(
+        database_url: str, kafka: KafkaSettings, smtp: SmtpSink, tmp_path: Path) -> None:
+    (tmp_path / "strict").mkdir()
+    (tmp_path / "strict" / "subject.txt").write_text("For {{ company }}")
+    (tmp_path / "strict" / "body.txt").write_text("Hi {{ first_name }}")
+    cmd = command("lead-11", template="strict")
+    cmd["context"].pop("company")
+    async with dispatch_service(database_url, kafka, smtp_port=smtp.port,
+                                templates=str(tmp_path)) as run:
+        await produce(kafka, [cmd])
+        await dead_letters(run, 1)
+        await publish_erasure(kafka, "lead-11")
+
+        async def scrubbed() -> bool:
+            async with run.engine.connect() as conn:
+                row = await repo.get_delivery(conn, message_id=cmd["message_id"])
+            return row is not None and row.lead_id.startswith("erased-")
+        await wait_until(scrubbed, timeout=30, what="dispatch saw the erasure")
+        (tmp_path / "strict" / "subject.txt").write_text("For you")  # a fix, too late for her
+        replay = argparse.Namespace(command="replay", since="1h", reason="template_error",
+                                    consumer="nurture-dispatch", dry_run=False)
+        assert await dlq.run(replay, kafka) == 0
+        await wait_until(lambda: metric(run, "nurture_dispatch_duplicate_commands_total"),
+                         timeout=30, what="the replayed copy consumed")
+        async with run.engine.connect() as conn:
+            row = await repo.get_delivery(conn, message_id=cmd["message_id"])
+    assert row is not None and row.status == "failed"
+    assert smtp.received == []
 
 
 async def test_an_unconfirmed_message_is_not_tried_again_by_a_replay(

@@ -15,6 +15,7 @@ from aiokafka.structs import ConsumerRecord
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from services.common.deadletter import REPLAYED_HEADER
 from services.common.metrics import new_registry
 from services.common.topics import Topics
 from services.orchestrator.adapters.migrate import upgrade
@@ -113,8 +114,24 @@ async def test_an_event_the_decisions_choke_on_is_dead_lettered_and_the_rest_goe
         assert len(shot["processed_events"]) == 4  # the poison one is not retried forever
         async with engine.connect() as conn:
             topics = [r.topic for r in await conn.execute(text("SELECT topic FROM outbox"))]
-        assert Topics().deadletter in topics
+        assert topics.count(Topics().deadletter) == 1
         assert shot["leads"]  # the good events were decided and saved
+
+        await orch.handle_batch([poison])  # redelivered (a crash before the commit): nothing
+        # replayed from its dead letter (`nurture-dlq replay`): decided again, here failing
+        # again, so a second dead letter
+        replay = ConsumerRecord("scored", 0, 100, 0, 0, b"lead-0", poison_value, None, 6,
+                                len(poison_value), [(REPLAYED_HEADER, b"0/1")])
+        async with engine.connect() as conn:
+            letters = (await conn.execute(text(
+                "SELECT count(*) FROM outbox WHERE topic = :t"), {"t": Topics().deadletter}))
+            assert letters.scalar() == 1
+        await orch.handle_batch([replay])
+        async with engine.connect() as conn:
+            letters = (await conn.execute(text(
+                "SELECT count(*) FROM outbox WHERE topic = :t"), {"t": Topics().deadletter}))
+            assert letters.scalar() == 2
+        assert len((await snapshot(engine))["processed_events"]) == 4
     finally:
         await engine.dispose()
 

@@ -56,9 +56,25 @@ async def test_a_commit_past_a_skipped_record_does_not_hide_the_gap(
     try:
         missing = await guard.missing(ten_records, 6, generation=1)
         assert [r.value for r in missing] == [b"r3", b"r4", b"r5"]
+        guard.handled(ten_records, 6)
         assert await guard.missing(ten_records, 7, generation=1) == []  # the next one
+        guard.handled(ten_records, 7)
         missing = await guard.missing(ten_records, 9, generation=1)  # 8 skipped mid-stream
         assert [r.offset for r in missing] == [8]
+    finally:
+        await guard.stop()
+
+
+async def test_a_record_whose_handling_failed_comes_back_with_the_next_one(
+        kafka: KafkaSettings, ten_records: TopicPartition) -> None:
+    """faust acks a record whose agent raised; the guard moves on only when told it was
+    handled, so the failed record (and the gap before it) is read again."""
+    guard = GapGuard(kafka, unique("g"), {ten_records: 3})
+    try:
+        assert [r.offset for r in await guard.missing(ten_records, 5, generation=1)] == [3, 4]
+        # handling r3, r4 or r5 raised: no `handled`
+        missing = await guard.missing(ten_records, 6, generation=1)
+        assert [r.offset for r in missing] == [3, 4, 5]
     finally:
         await guard.stop()
 
@@ -96,5 +112,12 @@ async def test_the_handled_group_tells_a_restarted_worker_where_the_last_one_tru
     try:
         missing = await restarted.missing(ten_records, 8, generation=1)
         assert [r.offset for r in missing] == [5, 6, 7]
+        # its faust's committed offset is stale (an earlier generation's): nothing recorded
+        # below what the handled group already holds
+        restarted.handled(ten_records, 8)
+        await restarted.record({ten_records: 2}, [ten_records])
+        assert await committed(kafka, handled_group(group)) == {ten_records: 5}
+        await restarted.record({ten_records: 9}, [ten_records])
+        assert await committed(kafka, handled_group(group)) == {ten_records: 9}
     finally:
         await restarted.stop()

@@ -16,15 +16,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import orjson
 import pytest
-from aiokafka import AIOKafkaProducer
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.common.settings import KafkaSettings
-from services.common.topics import Topics
 from services.dispatch.adapters import tables as dt
 from services.orchestrator.adapters.migrate import upgrade
 from services.orchestrator.app import create_app as create_orchestrator
@@ -40,7 +37,7 @@ from tests.dispatch.integration.dispatch_harness import (
     produce,
 )
 from tests.security.integration.test_erasure_and_pii_logs import rows_matching
-from tests.support import isolated_kafka, read_topic, serve, wait_until
+from tests.support import isolated_kafka, publish_erasure, read_topic, serve, wait_until
 
 TAG = uuid.uuid4().hex[:8]
 LEAD = f"lead-inflight-{TAG}"
@@ -73,20 +70,6 @@ def personal(message_id: str) -> dict[str, Any]:
     cmd = command(LEAD, message_id=message_id)
     cmd["context"] |= {"email": EMAIL, "phone": PHONE, "first_name": FIRST, "last_name": LAST}
     return cmd
-
-
-async def publish_erasure(kafka: KafkaSettings, lead: str) -> None:
-    """What the orchestrator's relay publishes for `DELETE /v1/leads/{id}`."""
-    event = {"specversion": "1.0", "id": f"erase-{uuid.uuid4().hex}",
-             "source": "nurture-orchestrator/erasure", "type": "lead.erased", "subject": lead,
-             "time": "2026-01-01T00:00:00Z", "data": {}}
-    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers)
-    await producer.start()
-    try:
-        await producer.send_and_wait(Topics(kafka.topic_prefix).events, orjson.dumps(event),
-                                     key=lead.encode(), headers=[("ce_type", b"lead.erased")])
-    finally:
-        await producer.stop()
 
 
 @pytest.fixture
@@ -180,15 +163,17 @@ async def test_erasure_ends_active_enrollments(database_url: str) -> None:
     token = f"tok-{uuid.uuid4().hex}"
     app = create_orchestrator(
         OrchestratorSettings(DATABASE_URL=database_url, db_schema=schema, api_token=token,
-                             enrollment_token=token),
+                             enrollment_token=f"{token}-enroll"),
         KafkaSettings(), Decider([MANUAL], ContactPolicy(caps=(), quiet_hours=None)),
         run_workers=False)
     auth = {"Authorization": f"Bearer {token}"}
+    enrolling = {"Authorization": f"Bearer {token}-enroll"}
     engine = create_async_engine(database_url,
                                  connect_args={"server_settings": {"search_path": schema}})
     try:
         async with serve(app) as url, httpx.AsyncClient(base_url=url, headers=auth) as client:
-            r = await client.post(f"/v1/leads/{LEAD}/enrollments", json={"program": MANUAL.id})
+            r = await client.post(f"/v1/leads/{LEAD}/enrollments", json={"program": MANUAL.id},
+                                  headers=enrolling)
             assert r.status_code == 201 and r.json()["status"] == "active"
             r = await client.delete(f"/v1/leads/{LEAD}")
             assert (r.status_code, r.json()["found"]) == (202, True)

@@ -1,0 +1,35 @@
+"""The orchestrator's tokens: an empty one is no token, and the admin and enrollment tokens are
+tokens of their own (start-up refuses them equal to the API token, naming the variable)."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.common.errors import ConfigError
+from services.common.settings import load
+from services.orchestrator.settings import OrchestratorSettings
+
+URL = "postgresql+asyncpg://nurture@127.0.0.1:5432/nurture"
+
+
+def test_an_empty_token_is_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", URL)
+    for name in ("API", "ADMIN", "ENROLLMENT", "SMS_AUTH"):
+        monkeypatch.setenv(f"NURTURE_ORCHESTRATOR_{name}_TOKEN", "")
+    settings = load(OrchestratorSettings)
+    assert (settings.api_token, settings.admin_token, settings.enrollment_token,
+            settings.sms_auth_token) == (None, None, None, None)
+
+
+@pytest.mark.parametrize("name", ["ADMIN", "ENROLLMENT"])
+def test_the_admin_and_enrollment_tokens_must_differ_from_the_api_token(
+        monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    monkeypatch.setenv("DATABASE_URL", URL)
+    monkeypatch.setenv("NURTURE_ORCHESTRATOR_API_TOKEN", "the-same-token")
+    monkeypatch.setenv(f"NURTURE_ORCHESTRATOR_{name}_TOKEN", "the-same-token")
+    with pytest.raises(ConfigError) as caught:
+        load(OrchestratorSettings)
+    assert f"NURTURE_ORCHESTRATOR_{name}_TOKEN: " in str(caught.value)
+    assert "must differ from NURTURE_ORCHESTRATOR_API_TOKEN" in str(caught.value)
+    monkeypatch.setenv(f"NURTURE_ORCHESTRATOR_{name}_TOKEN", "another-token")
+    assert load(OrchestratorSettings).api_token is not None
