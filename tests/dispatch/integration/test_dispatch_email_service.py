@@ -14,6 +14,7 @@ import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -195,30 +196,42 @@ async def test_a_missing_variable_dead_letters_the_command_with_the_reason(
     assert smtp.received == []
 
 
+REPLAY_TEMPLATE_ERRORS = argparse.Namespace(command="replay", since="1h", reason="template_error",
+                                            consumer="nurture-dispatch", dry_run=False)
+
+
+def needs_company(templates: Path, lead: str) -> dict[str, Any]:
+    """A template `strict` that needs `company`, and a command for `lead` without it."""
+    (templates / "strict").mkdir()
+    (templates / "strict" / "subject.txt").write_text("For {{ company }}")
+    (templates / "strict" / "body.txt").write_text("Hi {{ first_name }}")
+    cmd = command(lead, template="strict")
+    cmd["context"].pop("company")
+    return cmd
+
+
+async def delivery(run: Running, message_id: str) -> repo.Delivery | None:
+    async with run.engine.connect() as conn:
+        return await repo.get_delivery(conn, message_id=message_id)
+
+
 async def test_a_dead_letter_replayed_after_the_fix_is_sent_once(
         database_url: str, kafka: KafkaSettings, smtp: SmtpSink, tmp_path: Path) -> None:
-    (tmp_path / "strict").mkdir()
-    (tmp_path / "strict" / "subject.txt").write_text("For {{ company }}")
-    (tmp_path / "strict" / "body.txt").write_text("Hi {{ first_name }}")
-    cmd = command("lead-6", template="strict")
-    cmd["context"].pop("company")
+    cmd = needs_company(tmp_path, "lead-6")
     async with dispatch_service(database_url, kafka, smtp_port=smtp.port,
                                 templates=str(tmp_path)) as run:
         await produce(kafka, [cmd])
         await dead_letters(run, 1)
     # the fix: a template that no longer needs `company`; dispatch restarts with it
     (tmp_path / "strict" / "subject.txt").write_text("For you")
-    replay = argparse.Namespace(command="replay", since="1h", reason="template_error",
-                                consumer="nurture-dispatch", dry_run=False)
     async with dispatch_service(database_url, kafka, schema=run.settings.db_schema,
                                 smtp_port=smtp.port, templates=str(tmp_path)) as run:
-        assert await dlq.run(replay, kafka) == 0
+        assert await dlq.run(REPLAY_TEMPLATE_ERRORS, kafka) == 0
         await wait_until(lambda: len(smtp.received) == 1, timeout=30, what="the email")
-        assert await dlq.run(replay, kafka) == 0  # again, by mistake: no second email
+        assert await dlq.run(REPLAY_TEMPLATE_ERRORS, kafka) == 0  # again, by mistake
         await wait_until(lambda: metric(run, "nurture_dispatch_duplicate_commands_total"),
                          timeout=30, what="the second copy consumed")
-        async with run.engine.connect() as conn:
-            row = await repo.get_delivery(conn, message_id=cmd["message_id"])
+        row = await delivery(run, cmd["message_id"])
     assert row is not None and (row.status, row.attempts) == ("sent", 1)
     (mail,) = smtp.received
     assert mail["Subject"] == "For you"
@@ -226,11 +239,7 @@ async def test_a_dead_letter_replayed_after_the_fix_is_sent_once(
 
 async def test_a_replay_after_the_lead_was_erased_sends_nothing(
         database_url: str, kafka: KafkaSettings, smtp: SmtpSink, tmp_path: Path) -> None:
-    (tmp_path / "strict").mkdir()
-    (tmp_path / "strict" / "subject.txt").write_text("For {{ company }}")
-    (tmp_path / "strict" / "body.txt").write_text("Hi {{ first_name }}")
-    cmd = command("lead-11", template="strict")
-    cmd["context"].pop("company")
+    cmd = needs_company(tmp_path, "lead-11")
     async with dispatch_service(database_url, kafka, smtp_port=smtp.port,
                                 templates=str(tmp_path)) as run:
         await produce(kafka, [cmd])
@@ -238,18 +247,14 @@ async def test_a_replay_after_the_lead_was_erased_sends_nothing(
         await publish_erasure(kafka, "lead-11")
 
         async def scrubbed() -> bool:
-            async with run.engine.connect() as conn:
-                row = await repo.get_delivery(conn, message_id=cmd["message_id"])
+            row = await delivery(run, cmd["message_id"])
             return row is not None and row.lead_id.startswith("erased-")
         await wait_until(scrubbed, timeout=30, what="dispatch saw the erasure")
         (tmp_path / "strict" / "subject.txt").write_text("For you")  # a fix, too late for her
-        replay = argparse.Namespace(command="replay", since="1h", reason="template_error",
-                                    consumer="nurture-dispatch", dry_run=False)
-        assert await dlq.run(replay, kafka) == 0
+        assert await dlq.run(REPLAY_TEMPLATE_ERRORS, kafka) == 0
         await wait_until(lambda: metric(run, "nurture_dispatch_duplicate_commands_total"),
                          timeout=30, what="the replayed copy consumed")
-        async with run.engine.connect() as conn:
-            row = await repo.get_delivery(conn, message_id=cmd["message_id"])
+        row = await delivery(run, cmd["message_id"])
     assert row is not None and row.status == "failed"
     assert smtp.received == []
 
