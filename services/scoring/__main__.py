@@ -104,7 +104,7 @@ def worker() -> int:
     committed_at_startup = asyncio.run(committed(kafka, app_id(settings, kafka)))
     registry = new_registry()
     metrics = ScoringMetrics(registry)
-    health = Health(registry)
+    health = Health(registry, stuck_after=settings.commit_stuck_seconds)
     if settings.metrics_port:  # /metrics, and /livez and /healthz for the probes
         serve(settings.metrics_port, registry, health)
     processor = Processor(models, Topics(kafka.topic_prefix), recent_ids=settings.recent_ids)
@@ -112,7 +112,7 @@ def worker() -> int:
                      committed_at_startup=committed_at_startup)
     asyncio.run(ensure_changelog(app, kafka, partitions=partitions,
                                  replication_factor=settings.replication_factor))
-    health.watch(app)
+    health.watch(app, Topics(kafka.topic_prefix).events)
     runner = faust.Worker(app, Heartbeat(health), loglevel=log_settings.level,
                           override_logging=False, quiet=True)
     runner.execute_from_commandline()

@@ -27,6 +27,9 @@ class ScoringSettings(BaseSettings):
     replication_factor: int = Field(default=1, ge=1, description="of the changelog topic")
     session_timeout_seconds: float = Field(default=30.0, ge=3)
     commit_interval_seconds: float = Field(default=1.0, gt=0)
+    commit_stuck_seconds: float = Field(
+        default=300.0, ge=30,
+        description="/livez fails once records read have waited this long for a commit")
     producer_linger_ms: float = Field(
         default=5.0, ge=0, le=1000,
         description="how long the producer gathers records into one request (latency vs CPU)")

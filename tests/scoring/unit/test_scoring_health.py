@@ -18,6 +18,7 @@ from services.scoring.health import (
     LIVE_PATH,
     READY_PATH,
     STALE_AFTER_SECONDS,
+    CommitWatch,
     Health,
     serve,
     verdict,
@@ -43,6 +44,28 @@ def test_readiness_also_needs_a_started_app_that_is_not_recovering() -> None:
     # a hung loop is reported as such, whatever the app's state
     assert "stalled" in verdict(now=99.0, beat=1.0, stale_after=30.0, started=False,
                                 recovering=True)[1]
+
+
+def test_commits_stuck_for_longer_than_allowed_fail_liveness() -> None:
+    assert verdict(now=1.0, beat=1.0, stale_after=30.0, stuck_for=300.0,
+                   stuck_after=300.0) == (True, "ok")
+    ok, why = verdict(now=1.0, beat=1.0, stale_after=30.0, stuck_for=301.0, stuck_after=300.0)
+    assert not ok and why == "commits stuck: records read and not committed for 301s"
+
+
+def test_the_commit_watch_tells_a_stuck_commit_from_a_busy_or_an_idle_worker() -> None:
+    watch = CommitWatch()
+    watch.observe(0.0, read={"p0": 9}, committed={"p0": 5})  # records wait for a commit
+    watch.observe(1.0, read={"p0": 19}, committed={"p0": 10})  # busy: commits advance
+    assert watch.stuck_for(1.0) == 0.0
+    watch.observe(2.0, read={"p0": 19}, committed={"p0": 20})  # idle: all committed
+    assert watch.stuck_for(400.0) == 0.0
+    watch.observe(3.0, read={"p0": 29, "p1": 0}, committed={"p0": 20})  # p1 never committed
+    watch.observe(4.0, read={"p0": 39, "p1": 0}, committed={"p0": 20})  # ... nor p0 any more
+    watch.observe(300.0, read={"p0": 49, "p1": 0}, committed={"p0": 20})
+    assert watch.stuck_for(303.0) == 300.0  # stuck since the first look without progress
+    watch.observe(304.0, read={"p0": 49, "p1": 0}, committed={"p0": 50, "p1": 1})
+    assert watch.stuck_for(304.0) == 0.0  # the commit came through
 
 
 class Clock:
@@ -97,3 +120,7 @@ def test_the_probes_follow_the_heartbeats(probes: tuple[str, Health, Clock, Any]
     metrics = httpx.get(base + "/metrics", timeout=10)
     assert metrics.status_code == 200
     assert f"nurture_scoring_heartbeat_age_seconds {STALE_AFTER_SECONDS + 1}" in metrics.text
+    health.beat = clock.now  # beating again; but its commits hang
+    health.commits.since = clock.now - health.stuck_after - 1
+    assert (status(LIVE_PATH), status(READY_PATH)) == (503, 503)
+    assert "commits stuck" in httpx.get(base + LIVE_PATH, timeout=10).text
