@@ -68,6 +68,7 @@ class Service:
     env: dict[str, str]
     log: Path
     ready_url: str | None = None  # else: "Worker ready" in its log since the start
+    live_url: str | None = None  # its liveness probe, where it has one of its own
     proc: subprocess.Popen[bytes] | None = None
     _mark: int = 0
 
@@ -94,6 +95,19 @@ class Service:
                 return bool(r.status == 200)
         except (urllib.error.URLError, OSError):
             return False
+
+    def unlive(self) -> str | None:
+        """Why its liveness probe fails (a 503 and its text), or None: it passes, the process
+        is not running, or the probe does not answer yet (starting)."""
+        if self.live_url is None or not self.alive():
+            return None
+        try:
+            with urllib.request.urlopen(self.live_url, timeout=2):  # noqa: S310 - loopback
+                return None
+        except urllib.error.HTTPError as exc:
+            return exc.read().decode(errors="replace").strip() if exc.code == 503 else None
+        except (urllib.error.URLError, OSError):
+            return None
 
     def wait_ready(self, timeout: float = 180.0) -> None:
         stack.wait_for(self.name, self.ready, timeout, self.log)
@@ -155,6 +169,7 @@ class ChaosStack:
             "NURTURE_INGEST_RETRY_AFTER_SECONDS": "1",
             "NURTURE_INGEST_PRODUCE_TIMEOUT_SECONDS": "5",
             "NURTURE_SCORING_SESSION_TIMEOUT_SECONDS": "10",
+            "NURTURE_SCORING_COMMIT_STUCK_SECONDS": "30",  # the run's kubelet acts on /livez
             "NURTURE_ORCHESTRATOR_PROGRAMS": str(CONFIG / "programs"),
             "NURTURE_ORCHESTRATOR_POLICY": str(CONFIG / "contact-policy.yaml"),
             "NURTURE_ORCHESTRATOR_API_TOKEN": API_TOKEN,
@@ -173,16 +188,20 @@ class ChaosStack:
         return env
 
     def _define(self) -> None:
-        def svc(name: str, cmd: list[str], env: dict[str, str], ready: str | None) -> None:
-            self.services[name] = Service(name, cmd, env, self.logs / f"{name}.log", ready)
+        def svc(name: str, cmd: list[str], env: dict[str, str], ready: str | None,
+                live: str | None = None) -> None:
+            self.services[name] = Service(name, cmd, env, self.logs / f"{name}.log", ready,
+                                          live)
 
         port = self.ports
         svc("ingest", SERVICES["ingest"], {"NURTURE_INGEST_PORT": str(port["ingest"])},
             f"{self.ingest_url}/readyz")
         for n in range(1, self.scoring_workers + 1):
+            metrics = stack.free_port()
             svc(f"scoring-{n}", SERVICES["scoring"], {
                 "NURTURE_SCORING_STATE_DIR": str(self.out / f"scoring-{n}"),
-                "NURTURE_SCORING_METRICS_PORT": str(stack.free_port())}, None)
+                "NURTURE_SCORING_METRICS_PORT": str(metrics)}, None,
+                f"http://127.0.0.1:{metrics}/livez")
         svc("orchestrator", SERVICES["orchestrator"],
             {"NURTURE_ORCHESTRATOR_PORT": str(port["orchestrator"])},
             f"{self.orchestrator_url}/readyz")
@@ -212,6 +231,11 @@ class ChaosStack:
         service = self.services[name]
         service.start(self.env)
         service.wait_ready()
+
+    def unlive(self) -> dict[str, str]:
+        """The services whose liveness probe fails, and why."""
+        found = {name: s.unlive() for name, s in self.services.items()}
+        return {name: why for name, why in found.items() if why is not None}
 
     def check_alive(self) -> list[str]:
         """Services that died on their own (a crash, not one of our kills)."""

@@ -6,6 +6,7 @@ window for late resends has passed), and the figures are computed (deploy/chaos/
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -61,6 +62,8 @@ class Run:
     observer: Observer
     load: Load
     records: list[FaultRecord] = field(default_factory=list)
+    liveness_restarts: list[str] = field(default_factory=list)
+    restarting: asyncio.Lock = field(default_factory=asyncio.Lock)  # faults vs the kubelet
 
     def stage_times(self, stage: str) -> list[float]:
         return {"accepted": self.load.accepted_times, "scored": self.observer.scored_times,
@@ -80,9 +83,10 @@ class Run:
         started = time.monotonic()
         self.opts.log(f"[chaos] fault: {name}")
         if name in svc:
-            await asyncio.to_thread(self.stack.services[svc[name]].kill9)
-            await asyncio.sleep(self.opts.hold)
-            await asyncio.to_thread(self.stack.restart, svc[name])
+            async with self.restarting:
+                await asyncio.to_thread(self.stack.services[svc[name]].kill9)
+                await asyncio.sleep(self.opts.hold)
+                await asyncio.to_thread(self.stack.restart, svc[name])
             watch: tuple[str, ...] = PIPELINE
         elif name == "broker-restart":
             await asyncio.to_thread(self.stack.kafka.stop)
@@ -107,6 +111,27 @@ class Run:
         secs = record.recovery_seconds
         self.opts.log("[chaos]   restored; " + ("did not recover" if secs is None
                                                  else f"progress again after {secs:.1f} s"))
+
+    async def kubelet(self, stop: asyncio.Event, every: float = 2.0,
+                      failures: int = 3) -> None:
+        """What Kubernetes does with a liveness probe: a service whose probe fails `failures`
+        times in a row is killed and started again (the scoring workers' /livez,
+        services/scoring/health.py). Probes are read between faults' restarts, never during."""
+        failed: dict[str, int] = {}
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every)
+            async with self.restarting:
+                unlive = await asyncio.to_thread(self.stack.unlive)
+                failed = {name: failed.get(name, 0) + 1 for name in unlive}
+                for name, count in failed.items():
+                    if count < failures:
+                        continue
+                    self.opts.log(f"[chaos] liveness: {name} ({unlive[name]}); restarting it")
+                    await asyncio.to_thread(self.stack.services[name].kill9)
+                    await asyncio.to_thread(self.stack.restart, name)
+                    self.liveness_restarts.append(name)
+                    failed[name] = 0
 
     async def _progress(self, stages: tuple[str, ...], since: float,
                         limit: float = 180.0) -> dict[str, float | None]:
@@ -145,12 +170,15 @@ async def _drive(run: Run) -> dict[str, Any]:
     ticking_stop = asyncio.Event()
     ticking = asyncio.create_task(tick_clock(run.stack.orchestrator_url, ADMIN_TOKEN,
                                              every=opts.tick, stop=ticking_stop))
+    kubelet_stop = asyncio.Event()
+    kubelet = asyncio.create_task(run.kubelet(kubelet_stop))
     started = time.monotonic()
     try:
         for name in opts.faults:
             await asyncio.sleep(opts.gap)
             await run.inject(name)
-            crashed = run.stack.check_alive()
+            async with run.restarting:
+                crashed = run.stack.check_alive()
             if crashed:
                 raise RuntimeError(f"services died on their own: {crashed}")
         run.load.stop()
@@ -164,7 +192,8 @@ async def _drive(run: Run) -> dict[str, Any]:
         run.load.stop()
         ticking_stop.set()
         run.observer.stop()
-        await asyncio.gather(observing, loading, ticking, return_exceptions=True)
+        kubelet_stop.set()
+        await asyncio.gather(observing, loading, ticking, kubelet, return_exceptions=True)
     figures = verdict(plan, _observed(run))
     figures["settings"] = {"rate_leads_per_second": opts.rate, "hold_seconds": opts.hold,
                            "gap_seconds": opts.gap, "tick_seconds": opts.tick,
@@ -172,6 +201,7 @@ async def _drive(run: Run) -> dict[str, Any]:
                            "dispatch_timings": opts.timings.env(),
                            "scoring_workers": run.stack.scoring_workers,
                            "load_retries": run.load.retries,
+                           "liveness_restarts": run.liveness_restarts,
                            "rejected": run.load.rejected,
                            "duration_seconds": round(time.monotonic() - started, 1)}
     return figures
