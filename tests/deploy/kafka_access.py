@@ -4,7 +4,8 @@ are checked against it rather than against a second hand-written list.
 Topics: every use of a `Topics` name (`topics.events`, `self.topics.deadletter`,
 `Topics(prefix).events` ...) in services/<service>/, classified by the call it is passed to: a
 consumer (`make_consumer`, faust's `app.topic` of an agent's source) reads it; a comparison, a
-metric label or a partition count only looks at it; anything else (an `Outgoing` row, a
+metric label, a partition count or the health watch of the scoring worker's input only looks at
+it; anything else (an `Outgoing` row, a
 publisher, a dead-letter builder ...) is taken as a write, so a new use the scan does not know
 fails the ACL test until someone looks at it. Groups: the `group_id=` of each `make_consumer`
 call, built from the settings' default group and the code's suffixes."""
@@ -23,7 +24,7 @@ from tests.deploy.chart_support import ROOT
 TOPIC_NAMES = {name: getattr(Topics(), name) for name, value in vars(Topics).items()
                if isinstance(value, property)}
 READ_CALLS = frozenset({"make_consumer", "topic"})
-LOOK_CALLS = frozenset({"wait_for_partitions", "partition_count", "labels", "set"})
+LOOK_CALLS = frozenset({"wait_for_partitions", "partition_count", "labels", "set", "watch"})
 
 
 def _is_topics(node: ast.expr) -> bool:
