@@ -15,6 +15,7 @@ from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _URL = r"^https?://[^\s/]+(/[^\s]*)?$"
+Guarantee = Literal["at-most-once", "at-least-once"]
 
 
 class DispatchSettings(BaseSettings):
@@ -89,10 +90,21 @@ class DispatchSettings(BaseSettings):
     retry_base_seconds: float = Field(
         default=30.0, ge=0, description="first retry delay; doubles per attempt, jittered")
     retry_max_seconds: float = Field(default=3600.0, gt=0)
-    reconcile_channels: str = Field(
-        default="crm_task,webhook", pattern=r"^((email|sms|crm_task|webhook)(,|$))*$",
-        description="channels whose interrupted attempts are resent (their providers dedupe "
-                    "on the idempotency key); others are failed as sent_unconfirmed")
+    # What happens to an attempt interrupted after the hand-off point (SMTP: the message data
+    # was being sent; HTTP: the request went out), where only the provider knows whether it took
+    # the message. Before that point an interrupted attempt is always resent.
+    guarantee_email: Guarantee = Field(
+        default="at-most-once", description="at-most-once: an email interrupted after the "
+        "hand-off is failed as sent_unconfirmed; at-least-once: resent with the same Message-ID")
+    guarantee_sms: Guarantee = Field(
+        default="at-most-once", description="as for email; a resend carries the same "
+        "Idempotency-Key")
+    guarantee_crm_task: Guarantee = Field(
+        default="at-least-once", description="as for email; a resend carries the same "
+        "Idempotency-Key and external_id")
+    guarantee_webhook: Guarantee = Field(
+        default="at-least-once", description="as for email; a resend carries the same "
+        "webhook-id (receivers dedupe on it)")
     sending_timeout_seconds: float = Field(
         default=300.0, gt=0, description="an attempt still 'sending' after this was interrupted")
     lease_seconds: float = Field(
@@ -127,5 +139,9 @@ class DispatchSettings(BaseSettings):
         return self
 
     @property
-    def reconcile(self) -> frozenset[str]:
-        return frozenset(c for c in self.reconcile_channels.split(",") if c)
+    def resend_unconfirmed(self) -> frozenset[str]:
+        """The channels whose attempts interrupted after the hand-off are resent."""
+        return frozenset(channel for channel, guarantee in (
+            ("email", self.guarantee_email), ("sms", self.guarantee_sms),
+            ("crm_task", self.guarantee_crm_task), ("webhook", self.guarantee_webhook))
+            if guarantee == "at-least-once")
