@@ -5,9 +5,10 @@
 
 `replay` re-publishes each dead letter's original key and bytes to its origin topic, marked with
 a `nurture-replayed-from` header. The consumers dedupe on event id / message id, so replaying
-twice is harmless; what failed for good is tried again: the orchestrator decides again an event
-whose decision failed, and dispatch attempts again a message that failed for good (never one
-whose hand-off may have reached the provider). Letters of records that came over HTTP (origin
+twice is harmless (while they keep their marks, `NURTURE_<SVC>_RETENTION_DAYS`); what failed for
+good is tried again: the orchestrator decides again an event whose decision failed, and
+dispatch attempts again a message that failed for good (never one whose hand-off may have
+reached the provider). Letters of records that came over HTTP (origin
 `http:...`, e.g. a Segment call refused at ingest) have no topic to go back to: `replay` leaves
 them and says so; send them to ingest again. It reads the dead-letter topic up to its end at the
 start of the command, so it always terminates."""

@@ -12,6 +12,8 @@ from services.common.metrics import (
     ConsumerLag,
     OutboxBacklog,
 )
+from services.common.retention import pruned_rows
+from services.dispatch.adapters.retention import RULES
 
 DEAD_LETTER_REASONS = frozenset({"malformed", "template_error", "invalid_address",
                                  "channel_not_configured", "rejected", "exhausted"})
@@ -51,6 +53,7 @@ class DispatchMetrics:
             registry=registry)
         self.outbox = OutboxBacklog(registry)
         self.lag = ConsumerLag(registry)
+        self.pruned = pruned_rows(registry, "dispatch", RULES)
         # Every known label value exists at 0 from the start: a counter series born at 1 has no
         # increase() for its first event (the NurtureDeadLetters alert would miss it).
         for reason in DEAD_LETTER_REASONS:

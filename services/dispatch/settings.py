@@ -120,6 +120,15 @@ class DispatchSettings(BaseSettings):
     smtp_connections: int = Field(default=4, ge=1, le=50,
                                   description="SMTP connections kept open (opened on demand)")
     shutdown_grace_seconds: float = Field(default=20.0, ge=0)
+    retention_days: float = Field(
+        default=30.0, gt=0, description="keep deliveries in a final status (sent, failed, "
+        "suppressed, expired) this long after their last change (fractions of a day allowed). "
+        "A delivery is the dedupe mark of its message id, so it must outlive the command in "
+        "Kafka: nurture.dispatch.v1 keeps records 14 days (retention.ms), and up to a segment "
+        "longer (segment.ms, 7 days by default); a command redelivered after its delivery was "
+        "pruned (a group re-reading the topic, offsets lost) would be sent again")
+    prune_interval_seconds: float = Field(
+        default=300.0, gt=0, description="how often deliveries past the retention are deleted")
 
     @model_validator(mode="after")
     def _complete(self) -> DispatchSettings:

@@ -1,6 +1,6 @@
 """Running the Dispatcher: connect to Kafka (waiting out an unreachable broker), then the
-command consumer, one delivery loop per channel, the recovery loop and the outbox relay, until
-`stop`."""
+command consumer, one delivery loop per channel, the recovery loop, the outbox relay and the
+pruning of old deliveries, until `stop`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 from typing import TypeAlias
 
 from aiokafka.errors import KafkaError
@@ -16,7 +17,9 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from services.common.kafka import make_consumer, make_producer
 from services.common.loops import consume, loop
+from services.common.retention import Pruner
 from services.common.settings import KafkaSettings
+from services.dispatch.adapters import retention
 from services.dispatch.domain.command import CHANNELS
 from services.dispatch.feedback import record_suppressions
 from services.dispatch.runtime import Dispatcher
@@ -49,6 +52,13 @@ async def run_workers(dispatcher: Dispatcher, settings: DispatchSettings, kafka:
     async def suppressions(records: list[Record]) -> int:
         return await record_suppressions(dispatcher.engine, records, now=dispatcher.clock.now())
 
+    pruner = Pruner(dispatcher.engine, retention.RULES, timedelta(days=settings.retention_days),
+                    dispatcher.metrics.pruned, dedupes="nurture.dispatch.v1")
+
+    async def prune() -> int:  # 0: the loop waits its interval after a round
+        await pruner.prune(now=dispatcher.clock.now())
+        return 0
+
     try:
         await asyncio.gather(
             consume(dispatcher.handle_batch, consumer, stop),
@@ -61,6 +71,7 @@ async def run_workers(dispatcher: Dispatcher, settings: DispatchSettings, kafka:
             loop(lambda: dispatcher.relay_outbox(producer), stop, settings.relay_idle_seconds,
                  wake=dispatcher.outbox_ready, what="outbox"),
             loop(dispatcher.refresh_gauges, stop, GAUGE_SECONDS, what="gauges"),
+            loop(prune, stop, settings.prune_interval_seconds, what="prune"),
             loop(lambda: dispatcher.metrics.lag.update(consumer, group), stop, GAUGE_SECONDS,
                  what="lag"))
     finally:

@@ -9,6 +9,7 @@ import hmac
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -26,10 +27,11 @@ from services.common.kafka import make_consumer, make_producer
 from services.common.logging import lead_hash
 from services.common.loops import consume, finish, loop
 from services.common.metrics import new_registry
+from services.common.retention import Pruner
 from services.common.settings import KafkaSettings
 from services.common.topics import Topics
 from services.orchestrator import sms_inbound
-from services.orchestrator.adapters import erasure, queries
+from services.orchestrator.adapters import erasure, queries, retention
 from services.orchestrator.adapters import repository as repo
 from services.orchestrator.domain.decide import Decider
 from services.orchestrator.domain.effects import Effects
@@ -86,7 +88,7 @@ def make_engine(settings: OrchestratorSettings) -> AsyncEngine:
 
 async def _run_workers(app: FastAPI, settings: OrchestratorSettings, kafka: KafkaSettings,
                        orch: Orchestrator, stop: asyncio.Event) -> None:
-    """Connect to Kafka (waiting out an unreachable broker) and run the three loops."""
+    """Connect to Kafka (waiting out an unreachable broker) and run the loops."""
     topics = Topics(kafka.topic_prefix)
     group = f"{kafka.topic_prefix}{settings.group_id}"
     consumer = make_consumer(kafka, topics.scored_events, client_id="nurture-orchestrator",
@@ -98,14 +100,20 @@ async def _run_workers(app: FastAPI, settings: OrchestratorSettings, kafka: Kafk
             await producer.start()
             await consumer.start()
     app.state.kafka_ready = True
+    pruner = Pruner(orch.engine, retention.RULES, timedelta(days=settings.retention_days),
+                    orch.metrics.pruned, dedupes="nurture.scored-events.v1")
+
+    async def prune() -> int:  # 0: the loop waits its interval after a round
+        await orch.prune(pruner)
+        return 0
+
     try:
         await asyncio.gather(
             consume(orch.handle_batch, consumer, stop),
             loop(orch.fire_timers, stop, settings.timer_poll_seconds, what="timers"),
             loop(lambda: orch.relay_outbox(producer), stop, settings.relay_idle_seconds,
                  wake=orch.outbox_ready, what="outbox"),
-            loop(lambda: orch.prune(settings.dedupe_retention_days * 86400), stop, 3600,
-                 what="prune"),
+            loop(prune, stop, settings.prune_interval_seconds, what="prune"),
             loop(orch.refresh_gauges, stop, GAUGE_SECONDS, what="gauges"),
             loop(lambda: orch.metrics.lag.update(consumer, group), stop, GAUGE_SECONDS,
                  what="lag"))

@@ -16,7 +16,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.common.logging import lead_hash
 from services.common.metrics import LATENCY_BUCKETS_SECONDS, ConsumerLag, OutboxBacklog
+from services.common.retention import pruned_rows
 from services.orchestrator.adapters.gauges import Counts
+from services.orchestrator.adapters.retention import RULES
 from services.orchestrator.domain.effects import Effects
 from services.orchestrator.domain.lead import STAGES
 from services.orchestrator.domain.program import Program
@@ -107,6 +109,7 @@ class OrchestratorMetrics:
             registry=registry)
         self.outbox = OutboxBacklog(registry)
         self.lag = ConsumerLag(registry)
+        self.pruned = pruned_rows(registry, "orchestrator", RULES)
         self._zeros(programs or {})
 
     def _zeros(self, programs: Mapping[str, Program]) -> None:

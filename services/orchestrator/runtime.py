@@ -23,6 +23,7 @@ from services.common import outbox
 from services.common.deadletter import Origin, dead_letter, replayed
 from services.common.eventtime import event_epoch
 from services.common.outbox import Outgoing
+from services.common.retention import Pruner
 from services.common.topics import Topics
 from services.orchestrator.adapters import erasure, gauges, tables
 from services.orchestrator.adapters import repository as repo
@@ -191,12 +192,12 @@ class Orchestrator:
         self.outbox_ready.set()
         return lead, fx
 
-    async def prune(self, retention_seconds: float, limit: int = 5000) -> int:
-        """Delete old processed-event marks, a bounded chunk per round."""
-        async with self.engine.begin() as conn:
+    async def prune(self, pruner: Pruner) -> dict[str, int]:
+        """Delete the rows past the retention (adapters/retention.py), by the shared clock;
+        the rows deleted per table."""
+        async with self.engine.connect() as conn:
             now = await self.clock.now(conn)
-            return await repo.prune_processed(conn, older_than=now - retention_seconds,
-                                              limit=limit)
+        return await pruner.prune(now=datetime.fromtimestamp(now, UTC))
 
     async def refresh_gauges(self) -> int:
         """Recount the gauges (stages, enrollments, timers, outbox); 0, so the loop waits."""

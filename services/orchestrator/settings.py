@@ -38,9 +38,15 @@ class OrchestratorSettings(BaseSettings):
         default=None, description="the URL the SMS provider calls us at (it signs that URL)")
     sms_auth_token: SecretStr | None = Field(
         default=None, description="the SMS provider's auth token: enables /v1/webhooks/sms")
-    dedupe_retention_days: float = Field(
-        default=35.0, gt=0, description="keep processed-event marks this long: longer than the "
-                                        "scored-events topic keeps records (30 days)")
+    retention_days: float = Field(
+        default=40.0, gt=0, description="keep processed-event marks this long (fractions of a "
+        "day allowed). A mark dedupes a redelivered scored event, so it must outlive the "
+        "record in Kafka: nurture.scored-events.v1 keeps records 30 days (retention.ms), and "
+        "up to a segment longer (segment.ms, 7 days by default), so a group re-reading the "
+        "topic from the start (offsets lost) would process again any record older than its "
+        "mark. 40 = 30 + 7 + margin")
+    prune_interval_seconds: float = Field(
+        default=300.0, gt=0, description="how often marks past the retention are deleted")
 
     @field_validator("api_token", "admin_token", "enrollment_token", "sms_auth_token",
                      mode="before")

@@ -196,14 +196,6 @@ async def claim_due_timers(conn: AsyncConnection, *, now: float, limit: int) -> 
     return due
 
 
-async def prune_processed(conn: AsyncConnection, *, older_than: float, limit: int) -> int:
-    """Forget processed-event marks older than any redelivery can be (the topic's retention)."""
-    result = await conn.execute(text(
-        "DELETE FROM processed_events WHERE event_key IN (SELECT event_key FROM processed_events "
-        "WHERE processed_at < :cutoff LIMIT :limit)"), {"cutoff": ts(older_than), "limit": limit})
-    return int(result.rowcount or 0)
-
-
 async def backlog(conn: AsyncConnection) -> dict[str, float]:
     """Outbox rows waiting, timers pending and the oldest overdue timer's lateness (seconds)."""
     row = (await conn.execute(text(

@@ -78,23 +78,6 @@ async def test_a_redelivered_batch_changes_nothing(database_url: str, seed: int)
         await engine.dispose()
 
 
-async def test_processed_marks_older_than_the_retention_are_pruned(database_url: str) -> None:
-    schema = f"prune_{uuid.uuid4().hex[:8]}"
-    await asyncio.to_thread(upgrade, database_url, schema)
-    engine = create_async_engine(database_url,
-                                 connect_args={"server_settings": {"search_path": schema}})
-    try:
-        orch = Orchestrator(engine, decider(), Topics(), OrchestratorMetrics(new_registry()))
-        await orch.handle_batch(records(0))
-        assert await orch.prune(retention_seconds=3600) == 0
-        async with engine.begin() as conn:
-            await conn.execute(text("UPDATE clock SET offset_seconds = 7200"))
-        assert await orch.prune(retention_seconds=3600) == len(records(0))
-        assert (await snapshot(engine))["processed_events"] == []
-    finally:
-        await engine.dispose()
-
-
 async def test_an_event_the_decisions_choke_on_is_dead_lettered_and_the_rest_goes_on(
         database_url: str) -> None:
     schema = f"poison_{uuid.uuid4().hex[:8]}"

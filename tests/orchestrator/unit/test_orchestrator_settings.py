@@ -33,3 +33,24 @@ def test_the_admin_and_enrollment_tokens_must_differ_from_the_api_token(
     assert "must differ from NURTURE_ORCHESTRATOR_API_TOKEN" in str(caught.value)
     monkeypatch.setenv(f"NURTURE_ORCHESTRATOR_{name}_TOKEN", "another-token")
     assert load(OrchestratorSettings).api_token is not None
+
+
+def test_the_retention_defaults_outlast_the_scored_events_topic(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", URL)
+    settings = load(OrchestratorSettings)
+    # nurture.scored-events.v1 keeps 30 days, and up to a 7-day segment more
+    assert settings.retention_days == 40 > 30 + 7
+    assert settings.prune_interval_seconds == 300
+    monkeypatch.setenv("NURTURE_ORCHESTRATOR_RETENTION_DAYS", "0.002")
+    assert load(OrchestratorSettings).retention_days == 0.002
+
+
+@pytest.mark.parametrize("name", ["RETENTION_DAYS", "PRUNE_INTERVAL_SECONDS"])
+@pytest.mark.parametrize("value", ["0", "-0.5", "forever"])
+def test_a_retention_or_interval_that_is_not_positive_stops_start_up(
+        monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    monkeypatch.setenv("DATABASE_URL", URL)
+    monkeypatch.setenv(f"NURTURE_ORCHESTRATOR_{name}", value)
+    with pytest.raises(ConfigError, match=f"NURTURE_ORCHESTRATOR_{name}: "):
+        load(OrchestratorSettings)
