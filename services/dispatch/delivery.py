@@ -2,8 +2,9 @@
 (email with tracking, SMS, CRM task, webhook) and hand it to the channel's provider.
 
 `prepare` does everything that can fail for reasons of the message itself (template, address,
-channel not configured) before anything is recorded as `sending`; `send` is the provider call
-alone. Both raise DispatchError subclasses only."""
+channel not configured) before anything is recorded; `send` is the provider call alone, which
+awaits the caller's hand-off (adapters/handoff.py) at the point after which the provider may
+have the message. Both raise DispatchError subclasses only."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from email.message import EmailMessage
 from email.utils import parseaddr
 
 from services.dispatch.adapters.crm import TaskApi
+from services.dispatch.adapters.handoff import Handoff
 from services.dispatch.adapters.sms import SmsGateway
 from services.dispatch.adapters.smtp import Mailer
 from services.dispatch.adapters.templates import TemplateStore
@@ -88,16 +90,18 @@ class Composer:
         return build_webhook(cmd, text=text, now=now)
 
 
-async def send(channels: Channels, message: Prepared, *, now: datetime) -> str:
-    """Hand `message` to its provider; the provider's id of it. Raises ProviderError."""
+async def send(channels: Channels, message: Prepared, *, now: datetime,
+               handoff: Handoff) -> str:
+    """Hand `message` to its provider, which awaits `handoff` at its hand-off point; the
+    provider's id of it. Raises ProviderError, or what `handoff` raises."""
     if isinstance(message, EmailMessage) and channels.mailer is not None:
-        return await channels.mailer.send(message)
+        return await channels.mailer.send(message, handoff=handoff)
     if isinstance(message, Sms) and channels.sms is not None:
-        return await channels.sms.send(message)
+        return await channels.sms.send(message, handoff=handoff)
     if isinstance(message, Task) and channels.tasks is not None:
-        return await channels.tasks.create(message)
+        return await channels.tasks.create(message, handoff=handoff)
     if isinstance(message, Webhook) and channels.webhooks is not None:
-        return await channels.webhooks.send(message, now=now)
+        return await channels.webhooks.send(message, now=now, handoff=handoff)
     raise ProviderRejected("channel_not_configured", f"no provider for {type(message).__name__}")
 
 

@@ -43,6 +43,12 @@ class DispatchMetrics:
         self.dead_letters = Counter(
             "nurture_dispatch_dead_letters_total",
             "Commands sent to the dead-letter topic, by reason.", ["reason"], registry=registry)
+        self.unconfirmed = Counter(
+            "nurture_dispatch_unconfirmed_attempts_total",
+            "Attempts interrupted after their hand-off to the provider (it may or may not have "
+            "the message), by channel and how they were settled by the channel's guarantee: "
+            "resent (at-least-once) or failed as sent_unconfirmed (at-most-once).",
+            ["channel", "resolution"], registry=registry)
         self.duplicates = Counter(
             "nurture_dispatch_duplicate_commands_total",
             "Commands whose message id was already known (redeliveries), ignored.",
@@ -60,6 +66,8 @@ class DispatchMetrics:
             self.dead_letters.labels(reason)
         for channel in CHANNELS:
             self.retries.labels(channel)
+            for resolution in ("resent", "failed"):
+                self.unconfirmed.labels(channel, resolution)
 
 
 def dead_letter_reason(reason: str) -> str:

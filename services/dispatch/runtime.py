@@ -6,21 +6,25 @@ Exactly-once, step by step:
    message id: a redelivered command changes nothing) and dead-letters malformed records, in one
    transaction; Kafka offsets are committed after it.
 2. A channel loop claims due rows (`FOR UPDATE SKIP LOCKED`, then leased by moving
-   `next_attempt_at`), checks expiry and suppressions and renders; for each message it records
-   `sending` (attempt + 1), calls the provider, then records `sent`, a retry at
-   `next_attempt_at`, or `failed` plus a dead letter. Up to `concurrency` messages of a round
+   `next_attempt_at`), checks expiry and suppressions and renders; for each message it calls
+   the provider, which records `sending` (attempt + 1) at its hand-off point
+   (adapters/handoff.py: SMTP right before DATA, HTTP right before the request goes out), then
+   records `sent`, a retry at `next_attempt_at`, or `failed` plus a dead letter. A failure
+   before the hand-off is a retry like any other. Up to `concurrency` messages of a round
    are in flight at once; their `sending` / `sent` writes share transactions (statuswriter.py)
    without delaying any message's own steps. Outcome events and dead letters go through
    the outbox, in the same transaction as the status, and a relay publishes them. A failing
    provider only pushes its own rows into the future: other channels have their own loops.
 
-The crash window: if the process dies after the provider accepted a message but before `sent`
-was recorded, the row stays `sending`. Nothing resends it blindly: once it is older than the
-sending timeout, the recovery loop resends it only for channels whose provider dedupes on the
-idempotency key we send (`Idempotency-Key` / `webhook-id` = message id; by default CRM tasks
-and webhooks); email (SMTP has no such key) and SMS are marked `failed` with reason
-`sent_unconfirmed` and reported as `message.failed`, so a human can check, instead of risking a
-duplicate."""
+The crash window: a process that dies before the hand-off leaves the row `pending` under its
+lease: it is claimed again when the lease ends and sent, since the provider never saw it. One
+that dies after the hand-off (the provider may or may not have the message) leaves it
+`sending`; once it is older than the sending timeout, the recovery loop settles it by the
+channel's guarantee (`NURTURE_DISPATCH_GUARANTEE_<CHANNEL>`): at-least-once resends it with the
+same idempotency key (`Message-ID`, `Idempotency-Key`, `webhook-id` = message id; by default
+CRM tasks and webhooks), at-most-once marks it `failed` with reason `sent_unconfirmed` and
+reports `message.failed`, so a human can check, instead of risking a duplicate (by default
+email and SMS)."""
 
 from __future__ import annotations
 
@@ -52,12 +56,12 @@ from services.dispatch.domain.command import (
     SendMessage,
     parse_command,
 )
-from services.dispatch.domain.errors import DispatchError, ProviderUnavailable
+from services.dispatch.domain.errors import DispatchError, HandoffRefused, ProviderUnavailable
 from services.dispatch.domain.messages import ALL_CHANNELS, triage
 from services.dispatch.domain.outcomes import Result, outcome_event
 from services.dispatch.domain.retry import RetryPolicy
 from services.dispatch.metrics import DispatchMetrics, dead_letter_reason
-from services.dispatch.statuswriter import Sent, StatusWriter
+from services.dispatch.statuswriter import Handover, Sent, StatusWriter
 
 log = logging.getLogger(__name__)
 CONSUMER = "nurture-dispatch"
@@ -78,7 +82,8 @@ class Dispatcher:
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     clock: Clock = field(default_factory=SystemClock)
     jitter: Callable[[], float] = random.random
-    reconcile: frozenset[str] = frozenset({"crm_task", "webhook"})
+    # channels whose attempts interrupted after the hand-off are resent (at-least-once)
+    resend_unconfirmed: frozenset[str] = frozenset({"crm_task", "webhook"})
     batch_size: int = 50
     lease: timedelta = timedelta(seconds=120)
     sending_timeout: timedelta = timedelta(seconds=300)
@@ -195,18 +200,22 @@ class Dispatcher:
             return None
 
     async def _attempt(self, d: repo.Delivery, cmd: SendMessage, message: Prepared) -> None:
-        """`sending` (committed), the provider call, then the outcome (committed)."""
-        attempt = await self.statuses.start(d.message_id)
-        if attempt is None:
-            return
+        """The provider call, which commits `sending` at its hand-off point, then the outcome
+        (committed)."""
+        handover = Handover(self.statuses, d.message_id)
         started = time.monotonic()
         try:
-            provider_id = await send(self.channels, message, now=self.clock.now())
+            provider_id = await send(self.channels, message, now=self.clock.now(),
+                                     handoff=handover)
+        except HandoffRefused:  # another replica, or a suppression, got there first
+            return
         except DispatchError as exc:
             self.metrics.duration.labels(d.channel).observe(time.monotonic() - started)
-            await self._failed(d, cmd, exc, attempt)
+            await self._failed(d, cmd, exc, handover.attempt or d.attempts + 1,
+                               handed_over=handover.attempt is not None)
             return
         self.metrics.duration.labels(d.channel).observe(time.monotonic() - started)
+        attempt = handover.attempt or d.attempts + 1
         now = await self.statuses.sent(Sent(d.message_id, cmd, attempt, provider_id or None))
         self.metrics.messages.labels(cmd.program_id, cmd.step_id, d.channel, "sent").inc()
         if cmd.event_time is not None:
@@ -216,7 +225,9 @@ class Dispatcher:
         self.outbox_ready.set()
 
     async def _failed(self, d: repo.Delivery, cmd: SendMessage, exc: DispatchError,
-                      attempt: int) -> None:
+                      attempt: int, *, handed_over: bool) -> None:
+        """A failed attempt: retried later, or given up. The row is `sending` if the attempt
+        got past its hand-off, else still `pending` under this loop's lease."""
         now = self.clock.now()
         hint = exc.retry_after if isinstance(exc, ProviderUnavailable) else None
         at = self.policy.next_attempt(attempt, now=now, jitter=self.jitter(), retry_after=hint) \
@@ -227,10 +238,11 @@ class Dispatcher:
                 await self._give_up(conn, d, cmd, exc, now, attempt=attempt, label=label)
             else:
                 if await repo.reschedule(conn, message_id=d.message_id, at=at, now=now,
-                                         error=f"{exc.reason}: {exc.detail}"):
+                                         error=f"{exc.reason}: {exc.detail}", attempts=attempt,
+                                         status="sending" if handed_over else "pending"):
                     result = Result("failed", attempt, reason=exc.reason, retryable=True)
                     await repo.enqueue(conn, records=[self._event(cmd, result, now)], now=now)
-                else:  # the lead was erased during the attempt: no retry, nobody is told
+                else:  # erased during the attempt, or taken over: no retry, nobody is told
                     at = None
         if at is not None:
             self.metrics.retries.labels(d.channel).inc()
@@ -246,7 +258,8 @@ class Dispatcher:
         error = f"{exc.reason}: {exc.detail}" if exc.detail != exc.reason else exc.reason
         if label == "exhausted":
             error = f"gave up after {attempt} attempts; last: {error}"
-        await repo.finish(conn, message_id=d.message_id, status="failed", now=now, error=error)
+        await repo.finish(conn, message_id=d.message_id, status="failed", now=now, error=error,
+                          attempts=attempt)
         records = [self._letter(d.lead_id.encode(), d.payload, Origin(
             d.origin_topic, d.origin_partition, d.origin_offset), error, now)]
         if cmd is not None:
@@ -257,19 +270,23 @@ class Dispatcher:
         self.metrics.dead_letters.labels(label).inc()
 
     async def recover_stale(self, limit: int = 100) -> int:
-        """Settle attempts interrupted by a crash (see the module docstring); how many."""
+        """Settle attempts interrupted after their hand-off by a crash (see the module
+        docstring); how many."""
         now = self.clock.now()
         async with self.engine.begin() as conn:
             stale = await repo.claim_stale_sending(conn, before=now - self.sending_timeout,
                                                    limit=limit)
             for d in stale:
-                if d.channel in self.reconcile:
+                resend = d.channel in self.resend_unconfirmed
+                self.metrics.unconfirmed.labels(d.channel, "resent" if resend else "failed").inc()
+                if resend:
                     await repo.reschedule(conn, message_id=d.message_id, at=now, now=now,
-                                          error="interrupted; resent with its idempotency key")
+                                          error="interrupted after the hand-off; resent with "
+                                                "its idempotency key", status="sending")
                     continue
                 await repo.finish(conn, message_id=d.message_id, status="failed", now=now,
                                   error=f"{UNCONFIRMED}: interrupted after the hand-off to the "
-                                        "provider began; not resent to avoid a duplicate")
+                                        "provider; not resent to avoid a duplicate")
                 try:
                     cmd = parse_command(d.payload)
                 except MalformedCommand:
@@ -282,8 +299,8 @@ class Dispatcher:
             log.warning("interrupted delivery settled", extra={
                 "message_id": d.message_id, "lead_hash": lead_hash(d.lead_id),
                 "channel": d.channel,
-                "resent": d.channel in self.reconcile})
-            if d.channel in self.reconcile:
+                "resent": d.channel in self.resend_unconfirmed})
+            if d.channel in self.resend_unconfirmed:
                 self.wake[d.channel].set()
         self.outbox_ready.set()
         return len(stale)

@@ -1,7 +1,8 @@
 """Recording `sending` and `sent` for the messages a channel loop has in flight, in shared
 transactions (group commit, groupcommit.py): while one write runs, the starts and successes
 that arrive meanwhile are collected and go out together in the next one. Each message keeps its
-own protocol: its `sending` is committed before its provider call begins, and its `sent` (with
+own protocol: its `sending` is committed when its provider call reaches the hand-off point
+(`Handover`, adapters/handoff.py) and before it goes past it, and its `sent` (with
 the `message.sent` event in the outbox) is committed as soon as a write is free after the call
 returned, so the crash window is not wider than with a transaction per step."""
 
@@ -18,6 +19,7 @@ from services.common.clock import Clock
 from services.common.outbox import Outgoing
 from services.dispatch.adapters import repository as repo
 from services.dispatch.domain.command import SendMessage
+from services.dispatch.domain.errors import HandoffRefused
 from services.dispatch.domain.outcomes import Result
 from services.dispatch.groupcommit import GroupCommit
 
@@ -30,6 +32,24 @@ class Sent:
     cmd: SendMessage
     attempt: int
     provider_id: str | None
+
+
+@dataclass(slots=True)
+class Handover:
+    """One attempt's hand-off (a `Handoff` for the provider): the first time it is awaited it
+    marks the delivery `sending` (committed) and keeps the attempt number; raises
+    HandoffRefused when the delivery is no longer pending, so nothing is sent."""
+
+    writer: StatusWriter
+    message_id: str
+    attempt: int | None = None
+
+    async def __call__(self) -> None:
+        if self.attempt is not None:  # a provider may reach its hand-off point only once
+            return
+        self.attempt = await self.writer.start(self.message_id)
+        if self.attempt is None:
+            raise HandoffRefused(self.message_id)
 
 
 Op = str | Sent  # a message id to mark `sending`, or a success to record

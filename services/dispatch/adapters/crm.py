@@ -10,6 +10,7 @@ from typing import Protocol
 import httpx
 import orjson
 
+from services.dispatch.adapters.handoff import Handoff, no_handoff
 from services.dispatch.adapters.http import post, provider_id
 from services.dispatch.domain.errors import ProviderError
 from services.dispatch.domain.messages import Task
@@ -18,8 +19,9 @@ from services.dispatch.domain.messages import Task
 class TaskApi(Protocol):
     """Creates tasks for lead owners in the CRM."""
 
-    async def create(self, task: Task) -> str:
-        """Create `task`; the CRM's id of it ("" if it returned none). Raises ProviderError."""
+    async def create(self, task: Task, *, handoff: Handoff = no_handoff) -> str:
+        """Create `task`, awaiting `handoff` right before the request goes out; the CRM's id
+        of it ("" if it returned none). Raises ProviderError."""
         ...
 
 
@@ -29,11 +31,11 @@ class HttpTaskApi:
     def __init__(self, client: httpx.AsyncClient, *, url: str, token: str | None) -> None:
         self.client, self.url, self.token = client, url, token
 
-    async def create(self, task: Task) -> str:
+    async def create(self, task: Task, *, handoff: Handoff = no_handoff) -> str:
         headers = {"Content-Type": "application/json", "Idempotency-Key": task.message_id}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        response = await post(self.client, self.url, reason="crm", headers=headers,
+        response = await post(self.client, self.url, reason="crm", handoff=handoff, headers=headers,
                               content=orjson.dumps(task.payload))
         return provider_id(response, "id")
 
@@ -45,7 +47,8 @@ class FakeTaskApi:
     created: list[Task] = field(default_factory=list)
     failures: list[ProviderError] = field(default_factory=list)
 
-    async def create(self, task: Task) -> str:
+    async def create(self, task: Task, *, handoff: Handoff = no_handoff) -> str:
+        await handoff()
         if self.failures:
             raise self.failures.pop(0)
         self.created.append(task)

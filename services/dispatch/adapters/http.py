@@ -12,18 +12,20 @@ from typing import Any
 
 import httpx
 
+from services.dispatch.adapters.handoff import Handoff, http_trace
 from services.dispatch.domain.errors import ProviderRejected, ProviderUnavailable
 
 TRANSIENT_STATUSES = frozenset({408, 425, 429})
 MAX_RETRY_AFTER = 24 * 3600.0
 
 
-async def post(client: httpx.AsyncClient, url: str, *, reason: str,
+async def post(client: httpx.AsyncClient, url: str, *, reason: str, handoff: Handoff,
                **kwargs: Any) -> httpx.Response:
     """POST, returning a 2xx response or raising ProviderUnavailable / ProviderRejected whose
-    reason starts with `reason` (the channel, e.g. `sms`)."""
+    reason starts with `reason` (the channel, e.g. `sms`). `handoff` is awaited right before the
+    request goes out (adapters/handoff.py)."""
     try:
-        response = await client.post(url, **kwargs)
+        response = await client.post(url, extensions={"trace": http_trace(handoff)}, **kwargs)
     except httpx.TimeoutException:
         raise ProviderUnavailable("timeout", f"{reason}: no answer in time") from None
     except httpx.TransportError as exc:

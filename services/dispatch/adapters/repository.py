@@ -3,10 +3,11 @@ owns, so a status change and the events it causes (outbox rows) commit together.
 
 A delivery row is the durable record of one message id: inserted once (a redelivered command
 finds it and changes nothing), claimed by one replica at a time (`FOR UPDATE SKIP LOCKED` plus
-a lease on `next_attempt_at`), marked `sending` right before the provider call and given its
-final status right after. The raw command (`payload`) is kept while the message may still be
-attempted and cleared once it is final: it holds personal data. A delivery of an erased lead
-(suppression `*` / `erased`, adapters/erasure.py) is scrubbed whenever it leaves `sending`."""
+a lease on `next_attempt_at`), marked `sending` when the provider call reaches its hand-off
+point (adapters/handoff.py) and given its final status right after. The raw command
+(`payload`) is kept while the message may still be attempted and cleared once it is final: it
+holds personal data. A delivery of an erased lead (suppression `*` / `erased`,
+adapters/erasure.py) is scrubbed whenever it leaves `sending`."""
 
 from __future__ import annotations
 
@@ -125,7 +126,7 @@ async def claim_due(conn: AsyncConnection, *, channel: str, now: datetime, limit
 
 
 async def start_attempt(conn: AsyncConnection, *, message_id: str, now: datetime) -> int | None:
-    """Mark a claimed delivery `sending` (right before the provider call); its attempt number,
+    """Mark a claimed delivery `sending` (at the provider call's hand-off); its attempt number,
     or None when it is no longer pending (another replica took it after the lease ran out, or
     its lead was erased since it was claimed: the erasure suppressed it)."""
     d = t.deliveries
@@ -163,24 +164,33 @@ async def finish_sent(conn: AsyncConnection, *, sent: Mapping[str, str | None],
 
 
 async def finish(conn: AsyncConnection, *, message_id: str, status: str, now: datetime,
-                 provider_id: str | None = None, error: str | None = None) -> None:
-    """Give a delivery its final status and forget the command."""
+                 provider_id: str | None = None, error: str | None = None,
+                 attempts: int | None = None) -> None:
+    """Give a delivery its final status and forget the command; `attempts`, when given, is
+    the number of attempts made (one that failed before its hand-off was not counted yet)."""
     if status not in t.FINAL_STATUSES:
         raise ValueError(f"{status!r} is not a final status")
     d = t.deliveries
     await conn.execute(update(d).where(d.c.message_id == message_id).values(
         status=status, provider_id=provider_id, last_error=error, updated_at=now,
-        next_attempt_at=None, payload=None))
+        next_attempt_at=None, payload=None,
+        attempts=d.c.attempts if attempts is None else func.greatest(d.c.attempts, attempts)))
     await scrub_erased(conn, message_id=message_id, now=now)
 
 
 async def reschedule(conn: AsyncConnection, *, message_id: str, at: datetime, now: datetime,
-                     error: str) -> bool:
-    """Back to pending, due again `at`; False when the lead was erased meanwhile (the delivery
-    is scrubbed and `suppressed` instead)."""
+                     error: str, status: str, attempts: int | None = None) -> bool:
+    """Back to pending, due again `at`, if the delivery is still in `status` (`sending` after a
+    hand-off, `pending` under this attempt's lease before one); `attempts`, when given, the
+    attempts made so far. False when it was not (another replica took it over) or when the lead
+    was erased meanwhile (the delivery is scrubbed and `suppressed` instead)."""
     d = t.deliveries
-    await conn.execute(update(d).where(d.c.message_id == message_id).values(
-        status="pending", next_attempt_at=at, last_error=error, updated_at=now))
+    moved = await conn.execute(update(d).where(d.c.message_id == message_id,
+                                               d.c.status == status).values(
+        status="pending", next_attempt_at=at, last_error=error, updated_at=now,
+        attempts=d.c.attempts if attempts is None else func.greatest(d.c.attempts, attempts)))
+    if not moved.rowcount:
+        return False
     return await scrub_erased(conn, message_id=message_id, now=now) == 0
 
 

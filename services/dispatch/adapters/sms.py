@@ -11,6 +11,7 @@ from typing import Protocol
 
 import httpx
 
+from services.dispatch.adapters.handoff import Handoff, no_handoff
 from services.dispatch.adapters.http import post, provider_id
 from services.dispatch.domain.errors import ProviderError
 from services.dispatch.domain.messages import Sms
@@ -19,8 +20,9 @@ from services.dispatch.domain.messages import Sms
 class SmsGateway(Protocol):
     """Sends text messages."""
 
-    async def send(self, sms: Sms) -> str:
-        """Send `sms`; the provider's id of it. Raises ProviderError."""
+    async def send(self, sms: Sms, *, handoff: Handoff = no_handoff) -> str:
+        """Send `sms`, awaiting `handoff` right before the request goes out; the provider's id
+        of it. Raises ProviderError."""
         ...
 
 
@@ -38,10 +40,10 @@ class TwilioSms:
     def __init__(self, client: httpx.AsyncClient, config: TwilioConfig) -> None:
         self.client, self.config = client, config
 
-    async def send(self, sms: Sms) -> str:
+    async def send(self, sms: Sms, *, handoff: Handoff = no_handoff) -> str:
         cfg = self.config
         url = f"{cfg.base_url.rstrip('/')}/2010-04-01/Accounts/{cfg.account_sid}/Messages.json"
-        response = await post(self.client, url, reason="sms",
+        response = await post(self.client, url, reason="sms", handoff=handoff,
                               data={"To": sms.to, "From": cfg.from_number, "Body": sms.body},
                               auth=(cfg.account_sid, cfg.auth_token),
                               headers={"Idempotency-Key": sms.message_id})
@@ -55,7 +57,8 @@ class FakeSms:
     sent: list[Sms] = field(default_factory=list)
     failures: list[ProviderError] = field(default_factory=list)
 
-    async def send(self, sms: Sms) -> str:
+    async def send(self, sms: Sms, *, handoff: Handoff = no_handoff) -> str:
+        await handoff()
         if self.failures:
             raise self.failures.pop(0)
         self.sent.append(sms)

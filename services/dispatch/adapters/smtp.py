@@ -4,8 +4,11 @@ errors are translated into ProviderUnavailable (connection problems, 4xx) and Pr
 (5xx); the reply text, which may echo the address, is not kept.
 
 SMTP has no idempotency key: a message the server accepted but whose acceptance we never saw
-(the connection dropped after DATA) cannot be told from one never sent. `Message-ID` is
-derived from the dispatch message id, so receiving systems can spot a duplicate."""
+(the connection dropped after DATA) cannot be told from one never sent. So the transaction is
+run a command at a time, and the caller's hand-off (adapters/handoff.py) is awaited once the
+envelope is accepted, right before DATA: an attempt interrupted earlier sent nothing.
+`Message-ID` is derived from the dispatch message id, so receiving systems can spot a
+duplicate."""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from typing import Literal, Protocol
 
 import aiosmtplib
 
+from services.dispatch.adapters.handoff import Handoff, no_handoff
 from services.dispatch.domain.email import POLICY
 from services.dispatch.domain.errors import ProviderError, ProviderRejected, ProviderUnavailable
 
@@ -29,8 +33,9 @@ Security = Literal["none", "starttls", "tls"]
 class Mailer(Protocol):
     """Hands emails to a mail server."""
 
-    async def send(self, message: EmailMessage) -> str:
-        """Send `message`; the provider's id of it (its Message-ID). Raises ProviderError."""
+    async def send(self, message: EmailMessage, *, handoff: Handoff = no_handoff) -> str:
+        """Send `message`, awaiting `handoff` right before DATA; the provider's id of it (its
+        Message-ID). Raises ProviderError."""
         ...
 
     async def close(self) -> None: ...
@@ -65,13 +70,17 @@ class SmtpMailer:
         self._connections = connections
         self._slots = asyncio.Semaphore(connections)
 
-    async def send(self, message: EmailMessage) -> str:
+    async def send(self, message: EmailMessage, *, handoff: Handoff = no_handoff) -> str:
         sender, recipients, raw = envelope(message)
         async with self._slots:
             client: aiosmtplib.SMTP | None = None
             try:
                 client = await self._checkout()
-                errors, _reply = await client.sendmail(sender, recipients, raw)
+                await client.mail(sender)
+                for recipient in recipients:  # we send to one: a refusal is the message's
+                    await client.rcpt(recipient)
+                await handoff()
+                await client.data(raw)
             except aiosmtplib.SMTPException as exc:
                 _drop(client)
                 raise translate(exc) from None
@@ -82,8 +91,6 @@ class SmtpMailer:
                 _drop(client)
                 raise
             self._idle.append((client, time.monotonic()))
-        if errors:  # a refused recipient with others accepted: we send to one, so never here
-            raise ProviderRejected("smtp_recipient_refused", "recipient refused")
         return str(message["Message-ID"])
 
     async def close(self) -> None:
@@ -171,7 +178,8 @@ class FakeMailer:
     failures: list[ProviderError] = field(default_factory=list)
     closed: bool = False
 
-    async def send(self, message: EmailMessage) -> str:
+    async def send(self, message: EmailMessage, *, handoff: Handoff = no_handoff) -> str:
+        await handoff()
         if self.failures:
             raise self.failures.pop(0)
         self.sent.append(message)

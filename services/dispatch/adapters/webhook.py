@@ -18,6 +18,7 @@ from typing import Protocol
 import httpx
 import orjson
 
+from services.dispatch.adapters.handoff import Handoff, no_handoff
 from services.dispatch.adapters.http import post
 from services.dispatch.domain.errors import ProviderError
 from services.dispatch.domain.messages import Webhook
@@ -26,8 +27,9 @@ from services.dispatch.domain.messages import Webhook
 class WebhookSender(Protocol):
     """Delivers webhooks."""
 
-    async def send(self, hook: Webhook, *, now: datetime) -> str:
-        """POST `hook`, signed as of `now`; "" (receivers give no id). Raises ProviderError."""
+    async def send(self, hook: Webhook, *, now: datetime, handoff: Handoff = no_handoff) -> str:
+        """POST `hook`, signed as of `now`, awaiting `handoff` right before the request goes
+        out; "" (receivers give no id). Raises ProviderError."""
         ...
 
 
@@ -60,9 +62,9 @@ class HttpWebhookSender:
     def __init__(self, client: httpx.AsyncClient, *, url: str, secret: str) -> None:
         self.client, self.url, self.key = client, url, secret_key(secret)
 
-    async def send(self, hook: Webhook, *, now: datetime) -> str:
+    async def send(self, hook: Webhook, *, now: datetime, handoff: Handoff = no_handoff) -> str:
         body = orjson.dumps(hook.payload)
-        await post(self.client, self.url, reason="webhook", content=body,
+        await post(self.client, self.url, reason="webhook", handoff=handoff, content=body,
                    headers=signed_headers(self.key, msg_id=hook.message_id, now=now, body=body))
         return ""
 
@@ -74,7 +76,8 @@ class FakeWebhooks:
     sent: list[Webhook] = field(default_factory=list)
     failures: list[ProviderError] = field(default_factory=list)
 
-    async def send(self, hook: Webhook, *, now: datetime) -> str:
+    async def send(self, hook: Webhook, *, now: datetime, handoff: Handoff = no_handoff) -> str:
+        await handoff()
         if self.failures:
             raise self.failures.pop(0)
         self.sent.append(hook)

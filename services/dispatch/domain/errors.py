@@ -28,6 +28,15 @@ class TemplateError(DispatchError):
         super().__init__("template_error", detail)
 
 
+class HandoffRefused(DispatchError):
+    """At its hand-off point the delivery was no longer this attempt's to send (another replica
+    took it over after its lease ran out, or it was finished or suppressed meanwhile). Nothing
+    went to the provider."""
+
+    def __init__(self, message_id: str) -> None:
+        super().__init__("handoff_refused", f"{message_id} is no longer pending")
+
+
 class ProviderError(DispatchError):
     """A provider refused or could not be reached."""
 

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs
 
+import httpx
 import orjson
 import pytest
 from sqlalchemy import update
@@ -18,7 +19,11 @@ from schemas import validate_event
 from services.common.settings import KafkaSettings
 from services.dispatch.adapters import repository as repo
 from services.dispatch.adapters import tables as t
-from services.dispatch.adapters.webhook import secret_key, signature
+from services.dispatch.adapters.crm import HttpTaskApi
+from services.dispatch.adapters.sms import TwilioConfig, TwilioSms
+from services.dispatch.adapters.webhook import HttpWebhookSender, secret_key, signature
+from services.dispatch.domain.errors import HandoffRefused
+from services.dispatch.domain.messages import Sms, Task, Webhook
 from tests.dispatch.integration.dispatch_harness import (
     HttpPeer,
     Running,
@@ -154,3 +159,31 @@ async def test_a_channel_without_configuration_fails_with_the_reason(
         events = await outcomes(run, until=lambda es: of(es, sms["message_id"]))
     assert [(e["type"], e["data"]["reason"]) for e in events] == [
         ("message.failed", "channel_not_configured")]
+
+
+async def test_the_http_channels_reach_the_hand_off_before_the_request_goes_out(
+        peer: tuple[HttpPeer, str]) -> None:
+    recorder, url = peer
+    seen: list[int] = []
+
+    async def handoff() -> None:
+        seen.append(len(recorder.seen))
+
+    async def refuse() -> None:
+        raise HandoffRefused("m1")
+
+    async with httpx.AsyncClient() as client:
+        sends = [
+            lambda h: TwilioSms(client, TwilioConfig(f"{url}/sms", "AC1", "t", "+1555")).send(
+                Sms("m1", "+14155550123", "Hi"), handoff=h),
+            lambda h: HttpTaskApi(client, url=f"{url}/crm", token=None).create(
+                Task("m1", {"title": "Call"}), handoff=h),
+            lambda h: HttpWebhookSender(client, url=f"{url}/hooks", secret="s").send(
+                Webhook("m1", {"type": "x"}), now=datetime.now(UTC), handoff=h)]
+        for send in sends:
+            with pytest.raises(HandoffRefused):
+                await send(refuse)
+        assert recorder.seen == []  # a refused hand-off: nothing went out
+        for send in sends:
+            await send(handoff)
+    assert seen == [0, 1, 2] and len(recorder.seen) == 3  # each request went out after it

@@ -20,7 +20,7 @@ from deploy.local.stack import free_port
 from services.dispatch.adapters.smtp import FakeMailer, Mailer, SmtpConfig, SmtpMailer
 from services.dispatch.domain.command import SendMessage
 from services.dispatch.domain.email import EmailContent, Sender, build_email
-from services.dispatch.domain.errors import ProviderUnavailable
+from services.dispatch.domain.errors import HandoffRefused, ProviderUnavailable
 from services.dispatch.domain.links import Tracker
 from tests.dispatch.integration.dispatch_harness import SmtpSink
 
@@ -153,3 +153,34 @@ async def test_concurrent_sends_share_a_small_pool_of_connections(sink: SmtpSink
     assert sorted(ids) == sorted(f"<msg-{n}@acme.example>" for n in range(12))
     assert sorted(m["Subject"] for m in sink.received) == sorted(f"Hello {n}" for n in range(13))
     assert 1 < sink.connections <= 3
+
+
+async def test_contract_a_refused_hand_off_sends_nothing(mailer: tuple[Mailer, Any],
+                                                         sink: SmtpSink) -> None:
+    sender, _ = mailer
+    reached: list[str] = []
+
+    async def refuse() -> None:
+        reached.append("hand-off")
+        raise HandoffRefused("msg-1")
+
+    with pytest.raises(HandoffRefused):
+        await sender.send(email(1), handoff=refuse)
+    assert reached == ["hand-off"]
+    assert sink.received == [] and getattr(sender, "sent", []) == []
+    assert await sender.send(email(2)) == "<msg-2@acme.example>"  # the next one goes through
+
+
+async def test_the_hand_off_comes_after_the_envelope_and_before_the_data(
+        sink: SmtpSink) -> None:
+    mailer = SmtpMailer(SmtpConfig(port=sink.port))
+    seen: list[tuple[int, int]] = []
+
+    async def handoff() -> None:  # what the server has when the point is reached
+        seen.append((sink.connections, len(sink.received)))
+
+    try:
+        await mailer.send(email(1), handoff=handoff)
+    finally:
+        await mailer.close()
+    assert seen == [(1, 0)] and len(sink.received) == 1  # connected, no data yet
