@@ -157,8 +157,11 @@ class Dispatcher:
 
         results = await asyncio.gather(*(attempt(item) for item in work), return_exceptions=True)
         for (d, _), result in zip(work, results, strict=True):
-            if isinstance(result, Exception):  # a bug or the database: the row stays 'sending'
-                log.error("delivery attempt crashed; recovery will settle it", exc_info=result,
+            # a bug or the database: the row is `pending` under its lease (before the hand-off)
+            # or `sending` (after it), and comes back or is recovered like after a crash
+            if isinstance(result, Exception):
+                log.error("delivery attempt crashed; it will be retried or recovered",
+                          exc_info=result,
                           extra={"message_id": d.message_id, "lead_hash": lead_hash(d.lead_id)})
         return len(claimed)
 
