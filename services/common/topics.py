@@ -1,4 +1,4 @@
-"""The topic map (DESIGN.md, "Topics") and `nurture-topics`, which creates them explicitly.
+"""The topic map (docs/architecture.md, "Topics") and `nurture-topics`, which creates them.
 
 Brokers run with auto-creation off, so every topic is created here with its partition count and
 retention. Names take the configurable prefix `NURTURE_TOPIC_PREFIX`."""

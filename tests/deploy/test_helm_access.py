@@ -61,8 +61,8 @@ def _groups(service: str) -> set[str]:
 
 
 def test_the_code_scan_sees_each_services_kafka_traffic() -> None:
-    """The scan behind the ACL test finds the flows DESIGN.md describes (so an empty or broken
-    scan cannot pass the ACL test by expecting nothing)."""
+    """The scan behind the ACL test finds the flows docs/architecture.md describes (so an empty
+    or broken scan cannot pass the ACL test by expecting nothing)."""
     assert topic_uses("ingest")["nurture.events.v1"] == {"Write"}
     assert topic_uses("scoring")["nurture.events.v1"] == {"Read", "Describe"}
     assert topic_uses("scoring")["nurture.scored-events.v1"] == {"Write"}
