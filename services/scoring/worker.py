@@ -156,7 +156,7 @@ def create_app(settings: ScoringSettings, kafka: KafkaSettings, processor: Proce
 async def ensure_changelog(app: faust.App, kafka: KafkaSettings, *, partitions: int,
                            replication_factor: int) -> str:
     """Create the table's compacted changelog topic before the worker starts, as every topic is
-    created (explicitly, docs/architecture.md): left to faust, two workers starting together
+    created (explicitly, docs/architecture.md): left to faust, two workers starting together on a
     fresh cluster sometimes both skipped it, and every table write then failed (PartitionsMismatch:
     the changelog 'has 0 partitions'). Returns the topic's name."""
     name: str = app.tables["lead-state"].changelog_topic.get_topic_name()
