@@ -61,12 +61,14 @@ from services.dispatch.domain.messages import ALL_CHANNELS, triage
 from services.dispatch.domain.outcomes import Result, outcome_event
 from services.dispatch.domain.retry import RetryPolicy
 from services.dispatch.metrics import DispatchMetrics, dead_letter_reason
-from services.dispatch.statuswriter import Handover, Sent, StatusWriter
+from services.dispatch.statuswriter import Handover, Sent, Start, StatusWriter
 
 log = logging.getLogger(__name__)
 CONSUMER = "nurture-dispatch"
 EVENT_HEADERS = [("content-type", "application/cloudevents+json; charset=utf-8")]
 UNCONFIRMED = "sent_unconfirmed"
+# failures after the hand-off that leave open whether the provider took the message
+AMBIGUOUS_FAILURES = frozenset({"timeout", "connection_failed", "attempt_crashed"})
 Work = tuple[repo.Delivery, SendMessage]
 
 
@@ -172,13 +174,13 @@ class Dispatcher:
             cmd = parse_command(d.payload)
         except MalformedCommand as exc:  # stored commands were valid; a model change could bite
             await self._give_up(conn, d, None, DispatchError("malformed", str(exc)), now,
-                                attempt=d.attempts + 1, label="malformed")
+                                attempt=d.attempts + 1, label="malformed", handed_over=False)
             return None
         skip = triage(cmd, now=now, suppressions=suppressions)
         if skip is not None:
-            await repo.finish(conn, message_id=d.message_id, status=skip.status, now=now,
-                              error=skip.reason)
-            if suppressions.get(ALL_CHANNELS) != repo.ERASED:  # erased: nobody is told
+            told = await repo.finish(conn, message_id=d.message_id, status=skip.status, now=now,
+                                     error=skip.reason, held=("pending", d.lease))
+            if told and suppressions.get(ALL_CHANNELS) != repo.ERASED:  # erased: nobody is told
                 result = Result("suppressed", d.attempts + 1, reason=skip.reason)
                 await repo.enqueue(conn, records=[self._event(cmd, result, now)], now=now)
             self.metrics.messages.labels(cmd.program_id, cmd.step_id, d.channel,
@@ -197,7 +199,7 @@ class Dispatcher:
         except DispatchError as exc:
             async with self.engine.begin() as conn:
                 await self._give_up(conn, d, cmd, exc, now, attempt=d.attempts + 1,
-                                    label=dead_letter_reason(exc.reason))
+                                    label=dead_letter_reason(exc.reason), handed_over=False)
             log.warning("message failed", extra={**_fields(cmd), "reason": exc.reason})
             self.outbox_ready.set()
             return None
@@ -205,19 +207,25 @@ class Dispatcher:
     async def _attempt(self, d: repo.Delivery, cmd: SendMessage, message: Prepared) -> None:
         """The provider call, which commits `sending` at its hand-off point, then the outcome
         (committed)."""
-        handover = Handover(self.statuses, d.message_id)
+        assert d.lease is not None  # claimed rows carry their claim's lease
+        handover = Handover(self.statuses, Start(d.message_id, d.lease))
         started = time.monotonic()
         try:
             provider_id = await send(self.channels, message, now=self.clock.now(),
                                      handoff=handover)
-        except HandoffRefused:  # another replica, or a suppression, got there first
+        except HandoffRefused:  # another replica took it over, or it was erased meanwhile
+            log.info("delivery no longer ours at the hand-off: nothing sent", extra=_fields(cmd))
             return
-        except DispatchError as exc:
+        except Exception as exc:  # any failure is retried or given up, within the budget
             self.metrics.duration.labels(d.channel).observe(time.monotonic() - started)
-            await self._failed(d, cmd, exc, handover.attempt or d.attempts + 1,
+            await self._failed(d, cmd, _as_dispatch_error(exc, cmd),
+                               handover.attempt or d.attempts + 1,
                                handed_over=handover.attempt is not None)
             return
         self.metrics.duration.labels(d.channel).observe(time.monotonic() - started)
+        if handover.attempt is None:  # an adapter bug: the crash window was not guarded
+            log.error("provider call returned without reaching its hand-off point",
+                      extra=_fields(cmd))
         attempt = handover.attempt or d.attempts + 1
         now = await self.statuses.sent(Sent(d.message_id, cmd, attempt, provider_id or None))
         self.metrics.messages.labels(cmd.program_id, cmd.step_id, d.channel, "sent").inc()
@@ -238,11 +246,13 @@ class Dispatcher:
         async with self.engine.begin() as conn:
             if at is None:
                 label = "exhausted" if exc.transient else dead_letter_reason(exc.reason)
-                await self._give_up(conn, d, cmd, exc, now, attempt=attempt, label=label)
+                await self._give_up(conn, d, cmd, exc, now, attempt=attempt, label=label,
+                                    handed_over=handed_over)
             else:
                 if await repo.reschedule(conn, message_id=d.message_id, at=at, now=now,
                                          error=f"{exc.reason}: {exc.detail}", attempts=attempt,
-                                         status="sending" if handed_over else "pending"):
+                                         status="sending" if handed_over else "pending",
+                                         lease=None if handed_over else d.lease):
                     result = Result("failed", attempt, reason=exc.reason, retryable=True)
                     await repo.enqueue(conn, records=[self._event(cmd, result, now)], now=now)
                 else:  # erased during the attempt, or taken over: no retry, nobody is told
@@ -255,14 +265,21 @@ class Dispatcher:
         self.outbox_ready.set()
 
     async def _give_up(self, conn: AsyncConnection, d: repo.Delivery, cmd: SendMessage | None,
-                       exc: DispatchError, now: datetime, *, attempt: int, label: str) -> None:
+                       exc: DispatchError, now: datetime, *, attempt: int, label: str,
+                       handed_over: bool) -> None:
         """Failed for good: the status, a dead letter with the original command, and a
-        `message.failed` event (when the command could be read)."""
+        `message.failed` event (when the command could be read) — if this attempt still holds
+        the row (`sending` after its hand-off, else `pending` under its claim) and its lead is
+        not erased; otherwise nothing is told."""
         error = f"{exc.reason}: {exc.detail}" if exc.detail != exc.reason else exc.reason
         if label == "exhausted":
             error = f"gave up after {attempt} attempts; last: {error}"
-        await repo.finish(conn, message_id=d.message_id, status="failed", now=now, error=error,
-                          attempts=attempt)
+            if handed_over and exc.reason in AMBIGUOUS_FAILURES:  # the provider may have it
+                error = f"{UNCONFIRMED}: {error}"  # so a replay never sends it again
+        held = ("sending", None) if handed_over else ("pending", d.lease)
+        if not await repo.finish(conn, message_id=d.message_id, status="failed", now=now,
+                                 error=error, attempts=attempt, held=held):
+            return
         records = [self._letter(d.lead_id.encode(), d.payload, Origin(
             d.origin_topic, d.origin_partition, d.origin_offset), error, now)]
         if cmd is not None:
@@ -276,37 +293,42 @@ class Dispatcher:
         """Settle attempts interrupted after their hand-off by a crash (see the module
         docstring); how many."""
         now = self.clock.now()
+        settled: list[tuple[repo.Delivery, str]] = []  # and how: resent | failed
         async with self.engine.begin() as conn:
             stale = await repo.claim_stale_sending(conn, before=now - self.sending_timeout,
                                                    limit=limit)
             for d in stale:
-                resend = d.channel in self.resend_unconfirmed
-                self.metrics.unconfirmed.labels(d.channel, "resent" if resend else "failed").inc()
-                if resend:
-                    await repo.reschedule(conn, message_id=d.message_id, at=now, now=now,
-                                          error="interrupted after the hand-off; resent with "
-                                                "its idempotency key", status="sending")
+                if d.channel in self.resend_unconfirmed:
+                    if await repo.reschedule(conn, message_id=d.message_id, at=now, now=now,
+                                             error="interrupted after the hand-off; resent "
+                                                   "with its idempotency key", status="sending"):
+                        settled.append((d, "resent"))
                     continue
-                await repo.finish(conn, message_id=d.message_id, status="failed", now=now,
-                                  error=f"{UNCONFIRMED}: interrupted after the hand-off to the "
-                                        "provider; not resent to avoid a duplicate")
-                try:
-                    cmd = parse_command(d.payload)
-                except MalformedCommand:
-                    continue
-                result = Result("failed", d.attempts, reason=UNCONFIRMED)
-                await repo.enqueue(conn, records=[self._event(cmd, result, now)], now=now)
-                self.metrics.messages.labels(cmd.program_id, cmd.step_id, d.channel,
-                                             "unconfirmed").inc()
-        for d in stale:
+                if await repo.finish(conn, message_id=d.message_id, status="failed", now=now,
+                                     error=f"{UNCONFIRMED}: interrupted after the hand-off to "
+                                           "the provider; not resent to avoid a duplicate"):
+                    settled.append((d, "failed"))
+                    await self._report_unconfirmed(conn, d, now)
+        for d, how in settled:  # counted once committed
+            self.metrics.unconfirmed.labels(d.channel, how).inc()
             log.warning("interrupted delivery settled", extra={
                 "message_id": d.message_id, "lead_hash": lead_hash(d.lead_id),
-                "channel": d.channel,
-                "resent": d.channel in self.resend_unconfirmed})
-            if d.channel in self.resend_unconfirmed:
+                "channel": d.channel, "resent": how == "resent"})
+            if how == "resent":
                 self.wake[d.channel].set()
         self.outbox_ready.set()
         return len(stale)
+
+    async def _report_unconfirmed(self, conn: AsyncConnection, d: repo.Delivery,
+                                  now: datetime) -> None:
+        try:
+            cmd = parse_command(d.payload)
+        except MalformedCommand:
+            return
+        result = Result("failed", d.attempts, reason=UNCONFIRMED)
+        await repo.enqueue(conn, records=[self._event(cmd, result, now)], now=now)
+        self.metrics.messages.labels(cmd.program_id, cmd.step_id, d.channel,
+                                     "unconfirmed").inc()
 
     async def refresh_gauges(self) -> int:
         """Recount the outbox backlog; 0, so the loop waits its interval."""
@@ -330,6 +352,16 @@ class Dispatcher:
                                     consumer=CONSUMER, failed_at=now)
         return Outgoing(self.topics.deadletter, k, v,
                              [(name, raw.decode()) for name, raw in headers])
+
+
+def _as_dispatch_error(exc: Exception, cmd: SendMessage) -> DispatchError:
+    """A provider call's failure as a DispatchError: adapters raise those; anything else (a
+    bug, the database during the hand-off write) is logged and retried like an outage, so the
+    attempt budget still ends it."""
+    if isinstance(exc, DispatchError):
+        return exc
+    log.error("delivery attempt crashed", exc_info=exc, extra=_fields(cmd))
+    return ProviderUnavailable("attempt_crashed", type(exc).__name__)
 
 
 def _fields(cmd: SendMessage) -> dict[str, object]:

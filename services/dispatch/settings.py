@@ -105,6 +105,9 @@ class DispatchSettings(BaseSettings):
     guarantee_webhook: Guarantee = Field(
         default="at-least-once", description="as for email; a resend carries the same "
         "webhook-id (receivers dedupe on it)")
+    reconcile_channels: str | None = Field(
+        default=None, description="removed: set NURTURE_DISPATCH_GUARANTEE_<CHANNEL> instead "
+        "(start-up fails while it is set)")
     sending_timeout_seconds: float = Field(
         default=300.0, gt=0, description="an attempt still 'sending' after this was interrupted")
     lease_seconds: float = Field(
@@ -132,6 +135,10 @@ class DispatchSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _complete(self) -> DispatchSettings:
+        if self.reconcile_channels is not None:
+            raise ValueError("NURTURE_DISPATCH_RECONCILE_CHANNELS was replaced by "
+                             "NURTURE_DISPATCH_GUARANTEE_EMAIL, _SMS, _CRM_TASK and _WEBHOOK "
+                             "(at-most-once | at-least-once); unset it")
         if self.retry_max_seconds < self.retry_base_seconds:
             raise ValueError("NURTURE_DISPATCH_RETRY_MAX_SECONDS must not be below "
                              "NURTURE_DISPATCH_RETRY_BASE_SECONDS")

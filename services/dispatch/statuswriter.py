@@ -34,25 +34,34 @@ class Sent:
     provider_id: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class Start:
+    """A claimed delivery to mark `sending`, under the claim's lease (its fencing token)."""
+
+    message_id: str
+    lease: datetime
+
+
 @dataclass(slots=True)
 class Handover:
     """One attempt's hand-off (a `Handoff` for the provider): the first time it is awaited it
     marks the delivery `sending` (committed) and keeps the attempt number; raises
-    HandoffRefused when the delivery is no longer pending, so nothing is sent."""
+    HandoffRefused when the delivery is no longer pending under this attempt's claim, so
+    nothing is sent."""
 
     writer: StatusWriter
-    message_id: str
+    claim: Start
     attempt: int | None = None
 
     async def __call__(self) -> None:
         if self.attempt is not None:  # a provider may reach its hand-off point only once
             return
-        self.attempt = await self.writer.start(self.message_id)
+        self.attempt = await self.writer.start(self.claim)
         if self.attempt is None:
-            raise HandoffRefused(self.message_id)
+            raise HandoffRefused(self.claim.message_id)
 
 
-Op = str | Sent  # a message id to mark `sending`, or a success to record
+Op = Start | Sent
 
 
 class StatusWriter:
@@ -63,10 +72,10 @@ class StatusWriter:
         self._commit: GroupCommit[Op, int | datetime | None] = GroupCommit(
             self._write, writers=writers)
 
-    async def start(self, message_id: str) -> int | None:
+    async def start(self, claim: Start) -> int | None:
         """Mark a claimed delivery `sending` (committed); its attempt number, or None when it
-        is no longer pending (see `repository.start_attempt`)."""
-        return cast(int | None, await self._commit.submit(message_id))
+        is no longer pending under that claim (see `repository.start_attempts`)."""
+        return cast(int | None, await self._commit.submit(claim))
 
     async def sent(self, success: Sent) -> datetime:
         """Record `sent` and queue its `message.sent` event (committed); when."""
@@ -74,7 +83,7 @@ class StatusWriter:
 
     async def _write(self, ops: Sequence[Op]) -> list[int | datetime | None]:
         now = self._clock.now()
-        starts = [op for op in ops if isinstance(op, str)]
+        starts = {op.message_id: op.lease for op in ops if isinstance(op, Start)}
         successes = [op for op in ops if isinstance(op, Sent)]
         started: dict[str, int] = {}
         async with self._engine.begin() as conn:
@@ -85,5 +94,5 @@ class StatusWriter:
                     "sent", s.attempt, provider_message_id=s.provider_id), now)
                     for s in successes], now=now)
             if starts:
-                started = await repo.start_attempts(conn, message_ids=starts, now=now)
-        return [started.get(op) if isinstance(op, str) else now for op in ops]
+                started = await repo.start_attempts(conn, claims=starts, now=now)
+        return [started.get(op.message_id) if isinstance(op, Start) else now for op in ops]

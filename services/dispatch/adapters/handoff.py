@@ -4,10 +4,11 @@ after it, only the provider knows (the channel's guarantee setting decides what 
 
 Each provider awaits the `Handoff` it is given right before that point, and sends nothing if it
 raises. Where the point is, per protocol:
-- SMTP: after the envelope (MAIL FROM, RCPT TO) was accepted, before the DATA command. The server
-  delivers nothing without the end-of-data dot that follows the message.
+- SMTP: after the envelope (MAIL FROM, RCPT TO) was accepted and DATA answered with 354, before
+  the message and its end-of-data dot are written. The server delivers nothing without the dot.
 - HTTP (SMS, CRM tasks, webhooks): after the connection is open, before the request headers go
-  out (httpcore's `send_request_headers` trace event)."""
+  out (httpcore's `send_request_headers` trace event; a proxy's CONNECT, which carries the same
+  trace, is not the request)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ def http_trace(handoff: Handoff) -> Callable[[str, dict[str, Any]], Awaitable[No
     """An httpx `trace` extension that awaits `handoff` before the request headers are sent."""
 
     async def trace(event: str, info: dict[str, Any]) -> None:
-        if event.endswith(".send_request_headers.started"):
+        if event.endswith(".send_request_headers.started") \
+                and getattr(info.get("request"), "method", None) != b"CONNECT":
             await handoff()
 
     return trace

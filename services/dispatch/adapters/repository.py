@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, case, delete, func, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.expression import Exists
@@ -59,12 +59,24 @@ class Delivery:
     origin_offset: int
     last_error: str | None = None
     provider_id: str | None = None
+    lease: datetime | None = None  # set by `claim_due`: this claim's fencing token
 
 
-def _delivery(row: Any) -> Delivery:
+def _delivery(row: Any, lease: datetime | None = None) -> Delivery:
     return Delivery(row.message_id, row.lead_id, row.channel, row.status, row.attempts,
                     row.payload, row.origin_topic, row.origin_partition, row.origin_offset,
-                    row.last_error, row.provider_id)
+                    row.last_error, row.provider_id, lease)
+
+
+def _ours(message_id: str, *, status: str, lease: datetime | None) -> list[ColumnElement[bool]]:
+    """The delivery row while the caller still holds it: in `status`, and, before the hand-off,
+    still under the caller's own claim. `next_attempt_at` is the claim's fencing token: a
+    replica that claimed the row after this claim's lease ran out moved it."""
+    d = t.deliveries
+    where = [d.c.message_id == message_id, d.c.status == status]
+    if lease is not None:
+        where.append(d.c.next_attempt_at == lease)
+    return where
 
 
 async def insert_deliveries(conn: AsyncConnection, *, rows: Sequence[NewDelivery],
@@ -112,8 +124,9 @@ async def retry_failed(conn: AsyncConnection, *, rows: Sequence[NewDelivery], no
 async def claim_due(conn: AsyncConnection, *, channel: str, now: datetime, limit: int,
                     lease_until: datetime) -> list[Delivery]:
     """Pending deliveries of `channel` that are due, oldest first, locked against other
-    replicas and leased (`next_attempt_at` moved to `lease_until`), so that if this process
-    dies before attempting them they come back when the lease ends."""
+    replicas and leased (`next_attempt_at` moved to `lease_until`, which each Delivery carries
+    as `lease`), so that if this process dies before attempting them they come back when the
+    lease ends."""
     d = t.deliveries
     rows = (await conn.execute(
         select(d).where(d.c.status == "pending", d.c.channel == channel,
@@ -122,28 +135,21 @@ async def claim_due(conn: AsyncConnection, *, channel: str, now: datetime, limit
     if rows:
         await conn.execute(update(d).where(d.c.message_id.in_([r.message_id for r in rows]))
                            .values(next_attempt_at=lease_until))
-    return [_delivery(r) for r in rows]
+    return [_delivery(r, lease_until) for r in rows]
 
 
-async def start_attempt(conn: AsyncConnection, *, message_id: str, now: datetime) -> int | None:
-    """Mark a claimed delivery `sending` (at the provider call's hand-off); its attempt number,
-    or None when it is no longer pending (another replica took it after the lease ran out, or
-    its lead was erased since it was claimed: the erasure suppressed it)."""
-    d = t.deliveries
-    attempt = await conn.scalar(
-        update(d).where(d.c.message_id == message_id, d.c.status == "pending")
-        .values(status="sending", attempts=d.c.attempts + 1, updated_at=now)
-        .returning(d.c.attempts))
-    return None if attempt is None else int(attempt)
-
-
-async def start_attempts(conn: AsyncConnection, *, message_ids: Sequence[str],
+async def start_attempts(conn: AsyncConnection, *, claims: Mapping[str, datetime],
                          now: datetime) -> dict[str, int]:
-    """`start_attempt` for several claimed deliveries in one statement: message id -> attempt
-    number, for those that were still pending."""
+    """Mark claimed deliveries `sending` (message id -> the claim's lease), at their provider
+    calls' hand-off, in one statement: message id -> attempt number, for those still pending
+    under that same claim. Missing: another replica took one over after its lease ran out, or
+    it was erased (scrubbed to `suppressed`) since it was claimed."""
+    if not claims:
+        return {}
     d = t.deliveries
     rows = await conn.execute(
-        update(d).where(d.c.message_id.in_(message_ids), d.c.status == "pending")
+        update(d).where(tuple_(d.c.message_id, d.c.next_attempt_at).in_(list(claims.items())),
+                        d.c.status == "pending")
         .values(status="sending", attempts=d.c.attempts + 1, updated_at=now)
         .returning(d.c.message_id, d.c.attempts))
     return {str(r.message_id): int(r.attempts) for r in rows}
@@ -165,28 +171,37 @@ async def finish_sent(conn: AsyncConnection, *, sent: Mapping[str, str | None],
 
 async def finish(conn: AsyncConnection, *, message_id: str, status: str, now: datetime,
                  provider_id: str | None = None, error: str | None = None,
-                 attempts: int | None = None) -> None:
+                 attempts: int | None = None, held: tuple[str, datetime | None] | None = None,
+                 ) -> bool:
     """Give a delivery its final status and forget the command; `attempts`, when given, is
-    the number of attempts made (one that failed before its hand-off was not counted yet)."""
+    the number of attempts made (one that failed before its hand-off was not counted yet).
+    `held`, when given, is (status, lease) of the caller's hold on the row (see `_ours`):
+    nothing changes unless it still holds. True when the row changed and its lead is not
+    erased (the caller may tell about it)."""
     if status not in t.FINAL_STATUSES:
         raise ValueError(f"{status!r} is not a final status")
     d = t.deliveries
-    await conn.execute(update(d).where(d.c.message_id == message_id).values(
+    where = [d.c.message_id == message_id] if held is None else \
+        _ours(message_id, status=held[0], lease=held[1])
+    changed = await conn.execute(update(d).where(*where).values(
         status=status, provider_id=provider_id, last_error=error, updated_at=now,
         next_attempt_at=None, payload=None,
         attempts=d.c.attempts if attempts is None else func.greatest(d.c.attempts, attempts)))
-    await scrub_erased(conn, message_id=message_id, now=now)
+    erased = await scrub_erased(conn, message_id=message_id, now=now)
+    return bool(changed.rowcount) and not erased
 
 
 async def reschedule(conn: AsyncConnection, *, message_id: str, at: datetime, now: datetime,
-                     error: str, status: str, attempts: int | None = None) -> bool:
-    """Back to pending, due again `at`, if the delivery is still in `status` (`sending` after a
-    hand-off, `pending` under this attempt's lease before one); `attempts`, when given, the
-    attempts made so far. False when it was not (another replica took it over) or when the lead
-    was erased meanwhile (the delivery is scrubbed and `suppressed` instead)."""
+                     error: str, status: str, lease: datetime | None = None,
+                     attempts: int | None = None) -> bool:
+    """Back to pending, due again `at`, if the caller still holds the delivery (`_ours`:
+    `sending` after a hand-off; `pending` under the caller's claim, `lease`, before one);
+    `attempts`, when given, the attempts made so far. False when it did not (another replica
+    took it over) or when the lead was erased meanwhile (the delivery is scrubbed and
+    `suppressed` instead)."""
     d = t.deliveries
-    moved = await conn.execute(update(d).where(d.c.message_id == message_id,
-                                               d.c.status == status).values(
+    moved = await conn.execute(update(d).where(*_ours(message_id, status=status,
+                                                      lease=lease)).values(
         status="pending", next_attempt_at=at, last_error=error, updated_at=now,
         attempts=d.c.attempts if attempts is None else func.greatest(d.c.attempts, attempts)))
     if not moved.rowcount:

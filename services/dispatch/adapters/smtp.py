@@ -5,8 +5,10 @@ errors are translated into ProviderUnavailable (connection problems, 4xx) and Pr
 
 SMTP has no idempotency key: a message the server accepted but whose acceptance we never saw
 (the connection dropped after DATA) cannot be told from one never sent. So the transaction is
-run a command at a time, and the caller's hand-off (adapters/handoff.py) is awaited once the
-envelope is accepted, right before DATA: an attempt interrupted earlier sent nothing.
+run a step at a time, and the caller's hand-off (adapters/handoff.py) is awaited once the server
+has accepted the envelope and answered DATA with 354, right before the message and its
+end-of-data dot are written (in one write): an attempt interrupted earlier sent nothing the
+server could deliver, and one interrupted after it has handed the whole message to the kernel.
 `Message-ID` is derived from the dispatch message id, so receiving systems can spot a
 duplicate."""
 
@@ -21,9 +23,11 @@ from email.utils import getaddresses, parseaddr
 from typing import Literal, Protocol
 
 import aiosmtplib
+from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
+from aiosmtplib.typing import SMTPStatus
 
 from services.dispatch.adapters.handoff import Handoff, no_handoff
-from services.dispatch.domain.email import POLICY
+from services.dispatch.domain.email import POLICY, InvalidAddress
 from services.dispatch.domain.errors import ProviderError, ProviderRejected, ProviderUnavailable
 
 log = logging.getLogger(__name__)
@@ -34,8 +38,8 @@ class Mailer(Protocol):
     """Hands emails to a mail server."""
 
     async def send(self, message: EmailMessage, *, handoff: Handoff = no_handoff) -> str:
-        """Send `message`, awaiting `handoff` right before DATA; the provider's id of it (its
-        Message-ID). Raises ProviderError."""
+        """Send `message`, awaiting `handoff` right before the message data goes out; the
+        provider's id of it (its Message-ID). Raises ProviderError."""
         ...
 
     async def close(self) -> None: ...
@@ -76,14 +80,14 @@ class SmtpMailer:
             client: aiosmtplib.SMTP | None = None
             try:
                 client = await self._checkout()
-                await client.mail(sender)
-                for recipient in recipients:  # we send to one: a refusal is the message's
-                    await client.rcpt(recipient)
-                await handoff()
-                await client.data(raw)
+                await _envelope(client, sender, recipients, size=len(raw))
+                await _data(client, raw, handoff)
             except aiosmtplib.SMTPException as exc:
                 _drop(client)
                 raise translate(exc) from None
+            except ValueError:  # an address SMTP cannot carry (not ASCII, unquotable)
+                _drop(client)
+                raise InvalidAddress from None
             except OSError as exc:  # refused, reset, unreachable, TLS handshake
                 _drop(client)
                 raise ProviderUnavailable("connection_failed", type(exc).__name__) from None
@@ -129,6 +133,39 @@ class SmtpMailer:
             password=cfg.password)
         await client.connect()
         return client
+
+
+async def _envelope(client: aiosmtplib.SMTP, sender: str, recipients: list[str], *,
+                    size: int) -> None:
+    """MAIL FROM (with the message's size, RFC 1870, where the server takes it: one that is too
+    large is refused here, before the hand-off) and RCPT TO. We send to one recipient, so a
+    refused one is the message's failure."""
+    if client.is_ehlo_or_helo_needed:
+        try:
+            await client.ehlo()
+        except aiosmtplib.SMTPHeloError:  # an old server: plain SMTP, no extensions
+            await client.helo()
+    await client.mail(sender, options=[f"SIZE={size}"] if client.supports_extension("size")
+                      else [])
+    for recipient in recipients:
+        await client.rcpt(recipient)
+
+
+async def _data(client: aiosmtplib.SMTP, raw: bytes, handoff: Handoff) -> None:
+    """DATA; once the server waits for the message (354), the hand-off; then the message with
+    its end-of-data dot in one write (dot-stuffed, CRLF line endings, as aiosmtplib's own
+    `data()` sends it), and the server's verdict. `data()` itself cannot pause between the two."""
+    start = await client.execute_command(b"DATA")
+    if start.code != SMTPStatus.start_input:
+        raise aiosmtplib.SMTPDataError(start.code, start.message)
+    await handoff()
+    protocol = client.protocol
+    if protocol is None:
+        raise aiosmtplib.SMTPServerDisconnected("connection lost")
+    protocol.write(PERIOD_REGEX.sub(b"..", normalize_message_line_endings(raw)) + b".\r\n")
+    reply = await protocol.read_response(timeout=client.timeout)
+    if reply.code != SMTPStatus.completed:
+        raise aiosmtplib.SMTPDataError(reply.code, reply.message)
 
 
 def _drop(client: aiosmtplib.SMTP | None) -> None:

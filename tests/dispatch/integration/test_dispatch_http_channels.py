@@ -4,6 +4,7 @@ interrupted webhook is resent with the same webhook-id."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator
@@ -161,29 +162,56 @@ async def test_a_channel_without_configuration_fails_with_the_reason(
         ("message.failed", "channel_not_configured")]
 
 
-async def test_the_http_channels_reach_the_hand_off_before_the_request_goes_out(
-        peer: tuple[HttpPeer, str]) -> None:
-    recorder, url = peer
-    seen: list[int] = []
+class RawHttpPeer:
+    """An HTTP/1.1 server on a plain socket that counts the bytes of the request it is
+    receiving (0 between requests) and answers each with 201."""
 
-    async def handoff() -> None:
-        seen.append(len(recorder.seen))
+    def __init__(self) -> None:
+        self.receiving = 0
+        self.requests = 0
+        self.url = ""
+        self._server: asyncio.Server | None = None
 
-    async def refuse() -> None:
-        raise HandoffRefused("m1")
+    async def __aenter__(self) -> RawHttpPeer:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while head := await reader.readuntil(b"\r\n\r\n"):
+                self.receiving += len(head)
+                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                                  if line.lower().startswith(b"content-length")))
+                await reader.readexactly(length)
+                self.receiving, self.requests = 0, self.requests + 1
+                writer.write(b"HTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\n{}")
+                await writer.drain()
+        self._server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+        return self
 
-    async with httpx.AsyncClient() as client:
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+
+
+async def test_the_http_channels_reach_the_hand_off_before_the_request_goes_out() -> None:
+    seen: list[tuple[int, int]] = []
+    async with RawHttpPeer() as peer, httpx.AsyncClient() as client:
+        async def handoff() -> None:  # the peer has no byte of this request yet
+            seen.append((peer.requests, peer.receiving))
+
+        async def refuse() -> None:
+            raise HandoffRefused("m1")
+
         sends = [
-            lambda h: TwilioSms(client, TwilioConfig(f"{url}/sms", "AC1", "t", "+1555")).send(
-                Sms("m1", "+14155550123", "Hi"), handoff=h),
-            lambda h: HttpTaskApi(client, url=f"{url}/crm", token=None).create(
+            lambda h: TwilioSms(client, TwilioConfig(f"{peer.url}/sms", "AC1", "t", "+1555"))
+            .send(Sms("m1", "+14155550123", "Hi"), handoff=h),
+            lambda h: HttpTaskApi(client, url=f"{peer.url}/crm", token=None).create(
                 Task("m1", {"title": "Call"}), handoff=h),
-            lambda h: HttpWebhookSender(client, url=f"{url}/hooks", secret="s").send(
+            lambda h: HttpWebhookSender(client, url=f"{peer.url}/hooks", secret="s").send(
                 Webhook("m1", {"type": "x"}), now=datetime.now(UTC), handoff=h)]
         for send in sends:
             with pytest.raises(HandoffRefused):
                 await send(refuse)
-        assert recorder.seen == []  # a refused hand-off: nothing went out
+        assert (peer.requests, peer.receiving) == (0, 0)  # refused: nothing went out
         for send in sends:
             await send(handoff)
-    assert seen == [0, 1, 2] and len(recorder.seen) == 3  # each request went out after it
+        assert peer.requests == 3
+    assert seen == [(0, 0), (1, 0), (2, 0)]  # each request went out after its hand-off

@@ -171,16 +171,28 @@ async def test_contract_a_refused_hand_off_sends_nothing(mailer: tuple[Mailer, A
     assert await sender.send(email(2)) == "<msg-2@acme.example>"  # the next one goes through
 
 
-async def test_the_hand_off_comes_after_the_envelope_and_before_the_data(
-        sink: SmtpSink) -> None:
+async def test_the_hand_off_comes_after_the_envelope_and_before_the_data() -> None:
+    class Counting(SmtpSink):
+        rcpts = 0
+
+        async def handle_RCPT(  # noqa: N802 - the name aiosmtpd calls
+                self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                options: list[str]) -> str:
+            self.rcpts += 1
+            envelope.rcpt_tos.append(address)
+            return "250 OK"
+
+    sink = Counting()
+    await sink.start()
     mailer = SmtpMailer(SmtpConfig(port=sink.port))
     seen: list[tuple[int, int]] = []
 
     async def handoff() -> None:  # what the server has when the point is reached
-        seen.append((sink.connections, len(sink.received)))
+        seen.append((sink.rcpts, len(sink.received)))
 
     try:
         await mailer.send(email(1), handoff=handoff)
     finally:
         await mailer.close()
-    assert seen == [(1, 0)] and len(sink.received) == 1  # connected, no data yet
+        await sink.stop()
+    assert seen == [(1, 0)] and len(sink.received) == 1  # envelope accepted, no data yet

@@ -10,10 +10,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import aiosmtplib
+import httpcore
 import httpx
 import pytest
 
 from services.dispatch.adapters.crm import HttpTaskApi
+from services.dispatch.adapters.handoff import http_trace
 from services.dispatch.adapters.http import retry_after
 from services.dispatch.adapters.sms import TwilioConfig, TwilioSms
 from services.dispatch.adapters.smtp import translate
@@ -139,3 +141,35 @@ def test_smtp_failures_become_domain_errors_without_the_reply_text(
     assert isinstance(error, kind)
     assert error.reason == reason
     assert "ada@example.com" not in str(error)
+
+
+@pytest.mark.parametrize(("events", "awaited"), [
+    (["connection.connect_tcp.started", "connection.connect_tcp.complete",
+      "http11.send_request_headers.started", "http11.send_request_headers.complete",
+      "http11.send_request_body.started", "http11.receive_response_headers.started"], 1),
+    (["http2.send_request_headers.started"], 1),
+    (["connection.start_tls.started", "http11.receive_response_body.started"], 0),
+])
+async def test_the_http_hand_off_is_the_request_headers_going_out(events: list[str],
+                                                                   awaited: int) -> None:
+    calls: list[str] = []
+
+    async def handoff() -> None:
+        calls.append("hand-off")
+
+    trace = http_trace(handoff)
+    request = httpcore.Request("POST", "http://peer.test/")
+    for event in events:
+        await trace(event, {"request": request})
+    assert len(calls) == awaited
+
+
+async def test_a_proxy_connect_is_not_the_hand_off() -> None:
+    calls: list[str] = []
+
+    async def handoff() -> None:
+        calls.append("hand-off")
+
+    await http_trace(handoff)("http11.send_request_headers.started",
+                              {"request": httpcore.Request("CONNECT", "http://proxy.test/")})
+    assert calls == []
