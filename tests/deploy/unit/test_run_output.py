@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from deploy.local.run import MAX_LINE, clean, flush_partial, split_lines
+from deploy.local.supervisor import MAX_LINE, clean, flush_partial, split_lines
 
 SPINNER_END = b"\b\x1b[?25h"  # what faust's spinner leaves after "Worker ready", no newline
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from deploy.local.run import Backoff, describe_exit
+from deploy.local.supervisor import Backoff, describe_exit
 
 POLICY = Backoff(first=1.0, most=30.0, stable=60.0)
 
