@@ -10,7 +10,7 @@ UV_VERSION := 0.13.9
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha1sum | cut -c1-12)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv jars tools up run demo stop clean test test-unit lint typecheck fmt lock chaos
+.PHONY: help venv jars tools up run demo stop clean test test-unit lint typecheck fmt lock chaos soak
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -50,6 +50,9 @@ test: venv jars tools lint  ## lint, then the whole suite against a real broker 
 
 chaos: venv jars  ## the counted fault-injection run on its own broker and database (docs/reliability.md)
 	$(PY) -m deploy.chaos $(CHAOS_ARGS)
+
+soak: venv jars  ## the 30-minute endurance run with a fault every 5 minutes (docs/soak.md; SOAK_ARGS=--small)
+	$(PY) -m deploy.soak $(SOAK_ARGS)
 
 test-unit: venv  ## unit tests only (no broker, no database)
 	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)

@@ -6,12 +6,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
-import shutil
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from deploy.chaos.processes import fresh_run_dir
 from deploy.chaos.scenario import ALL_FAULTS, QUICK_TIMINGS, Options, execute
 from deploy.chaos.tally import table
 from deploy.local.stack import ROOT, StackError
@@ -46,14 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.small:
         opts.rate, opts.min_leads, opts.hold, opts.gap = 1.0, 10, 4.0, 3.0
         opts.timings = QUICK_TIMINGS
-    for old in ("logs", "kafka", "postgres", "scoring-1", "scoring-2", "result.json"):
-        path = args.out / old  # a previous run's: this run's logs and figures stand alone
-        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
-    (args.out / "logs").mkdir(parents=True, exist_ok=True)
-    # the driver's own clients (observer, peers) log to a file: reconnect noise during the
-    # broker outage is expected and would bury the progress lines
-    logging.basicConfig(filename=args.out / "logs" / "driver.log", level=logging.INFO,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    fresh_run_dir(args.out)
     try:
         figures = asyncio.run(execute(opts))
     except (StackError, RuntimeError) as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -29,6 +30,19 @@ ADMIN_TOKEN = "chaos-admin"  # noqa: S105
 TRACKING_SECRET = "chaos-tracking-secret-0123456789"  # noqa: S105
 WEBHOOK_SECRET = "chaos-webhook-secret-0123456789"  # noqa: S105
 CONFIG = Path(__file__).resolve().parent / "config"
+
+
+def fresh_run_dir(out: Path, also: tuple[str, ...] = ()) -> None:
+    """Clear a previous run's files from `out` (and `also`, names in it), make `logs/`, and
+    send the driver's own logging to `logs/driver.log`."""
+    for old in ("logs", "kafka", "postgres", "scoring-1", "scoring-2", "result.json", *also):
+        path = out / old  # a previous run's: this run's logs and figures stand alone
+        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    # the driver's own clients (observer, peers) log to a file: reconnect noise during the
+    # broker outage is expected and would bury the progress lines
+    logging.basicConfig(filename=out / "logs" / "driver.log", level=logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +150,8 @@ class ChaosStack:
     webhook_url: str
     scoring_workers: int = 2
     timings: DispatchTimings = field(default_factory=DispatchTimings)
+    programs: Path = CONFIG / "programs"  # the orchestrator's program files
+    extra_env: dict[str, str] = field(default_factory=dict)  # added to every service's, last
     kafka: stack.Kafka = field(init=False)
     pg: stack.Postgres = field(init=False)
     services: dict[str, Service] = field(default_factory=dict)
@@ -170,7 +186,7 @@ class ChaosStack:
             "NURTURE_INGEST_PRODUCE_TIMEOUT_SECONDS": "5",
             "NURTURE_SCORING_SESSION_TIMEOUT_SECONDS": "10",
             "NURTURE_SCORING_COMMIT_STUCK_SECONDS": "30",  # the run's kubelet acts on /livez
-            "NURTURE_ORCHESTRATOR_PROGRAMS": str(CONFIG / "programs"),
+            "NURTURE_ORCHESTRATOR_PROGRAMS": str(self.programs),
             "NURTURE_ORCHESTRATOR_POLICY": str(CONFIG / "contact-policy.yaml"),
             "NURTURE_ORCHESTRATOR_API_TOKEN": API_TOKEN,
             "NURTURE_ORCHESTRATOR_ADMIN_TOKEN": ADMIN_TOKEN,
@@ -184,6 +200,7 @@ class ChaosStack:
             "NURTURE_DISPATCH_RETRY_MAX_SECONDS": "4",
             "NURTURE_DISPATCH_SHUTDOWN_GRACE_SECONDS": "5",
             **self.timings.env(),
+            **self.extra_env,
         })
         return env
 

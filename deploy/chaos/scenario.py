@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,11 +46,12 @@ class Options:
     min_leads: int = 20
     hold: float = 8.0  # seconds a fault lasts before the restore
     gap: float = 6.0  # seconds of normal running between faults
-    tick: float = 5.0  # seconds between clock advances of a day
+    tick: float = 5.0  # seconds between clock advances of a day; 0: the clock is not moved
     drain_timeout: float = 300.0
     faults: tuple[str, ...] = ALL_FAULTS
     timings: DispatchTimings = field(default_factory=DispatchTimings)
     log: Callable[[str], None] = print
+    program: Path = PROGRAM  # the one program the orchestrator runs (its directory is loaded)
 
 
 @dataclass
@@ -112,6 +113,13 @@ class Run:
         self.opts.log("[chaos]   restored; " + ("did not recover" if secs is None
                                                  else f"progress again after {secs:.1f} s"))
 
+    async def assert_alive(self) -> None:
+        """Raise if a service died on its own (a crash, not one of the run's kills)."""
+        async with self.restarting:
+            crashed = self.stack.check_alive()
+        if crashed:
+            raise RuntimeError(f"services died on their own: {crashed}")
+
     async def kubelet(self, stop: asyncio.Event, every: float = 2.0,
                       failures: int = 3) -> None:
         """What Kubernetes does with a liveness probe: a service whose probe fails `failures`
@@ -145,56 +153,71 @@ class Run:
 
 async def execute(opts: Options) -> dict[str, Any]:
     """The whole run; the figures (see tally.verdict) plus the run's settings."""
+    async with started(opts) as run:
+        return await drive(run)
+
+
+@contextlib.asynccontextmanager
+async def started(opts: Options, *,
+                  env: Mapping[str, str] | None = None) -> AsyncIterator[Run]:
+    """Peers and stack up (`env`: added to every service's environment), a Run on them (its
+    load, observer and faults not started yet); everything stopped on the way out."""
     opts.out.mkdir(parents=True, exist_ok=True)
     smtp, http = SmtpPeer(), HttpPeer()
     await smtp.start()
     await http.start()
     chaos = ChaosStack(opts.out, smtp_port=smtp.port, webhook_url=http.url,
-                       timings=opts.timings)
+                       timings=opts.timings, programs=opts.program.parent,
+                       extra_env=dict(env or {}))
     try:
         opts.log(f"[chaos] starting the stack under {opts.out} ...")
         await asyncio.to_thread(chaos.up)
-        run = Run(opts, chaos, smtp, http, Observer(chaos.kafka.bootstrap, chaos.pg.url),
+        yield Run(opts, chaos, smtp, http, Observer(chaos.kafka.bootstrap, chaos.pg.url),
                   Load(chaos.ingest_url, API_KEY, uuid.uuid4().hex[:6], rate=opts.rate))
-        return await _drive(run)
     finally:
         await asyncio.to_thread(chaos.down)
         await http.stop()
         await smtp.stop()
 
 
-async def _drive(run: Run) -> dict[str, Any]:
+async def in_turn(run: Run) -> None:
+    """The fault run's schedule: each of `opts.faults` after `opts.gap` seconds of normal
+    running, the system restored after each."""
+    for name in run.opts.faults:
+        await asyncio.sleep(run.opts.gap)
+        await run.inject(name)
+        await run.assert_alive()
+
+
+async def drive(run: Run, faults: Callable[[Run], Awaitable[None]] = in_turn) -> dict[str, Any]:
+    """Observer, load, clock ticker and kubelet running while `faults` runs; then the load
+    stops, the pipeline is drained and counted. The stack stays up (see `started`)."""
     opts = run.opts
     observing = asyncio.create_task(run.observer.run())
     loading = asyncio.create_task(run.load.run(min_leads=opts.min_leads))
     ticking_stop = asyncio.Event()
-    ticking = asyncio.create_task(tick_clock(run.stack.orchestrator_url, ADMIN_TOKEN,
-                                             every=opts.tick, stop=ticking_stop))
+    ticking = asyncio.create_task(  # tick 0: no ticker, a task that only awaits the stop
+        tick_clock(run.stack.orchestrator_url, ADMIN_TOKEN, every=opts.tick, stop=ticking_stop)
+        if opts.tick > 0 else ticking_stop.wait())
     kubelet_stop = asyncio.Event()
     kubelet = asyncio.create_task(run.kubelet(kubelet_stop))
     started = time.monotonic()
     try:
-        for name in opts.faults:
-            await asyncio.sleep(opts.gap)
-            await run.inject(name)
-            async with run.restarting:
-                crashed = run.stack.check_alive()
-            if crashed:
-                raise RuntimeError(f"services died on their own: {crashed}")
+        await faults(run)
         run.load.stop()
         await loading
         ticking_stop.set()
         await ticking
         opts.log(f"[chaos] load done: {len(run.load.leads)} leads; draining ...")
-        plan = Plan(tuple(run.load.leads), EVENTS_PER_LEAD, program_steps())
-        await _drain(run, plan)
+        plan = Plan(tuple(run.load.leads), EVENTS_PER_LEAD, program_steps(opts.program))
+        await drain(run, plan)
     finally:
         run.load.stop()
         ticking_stop.set()
         run.observer.stop()
         kubelet_stop.set()
         await asyncio.gather(observing, loading, ticking, kubelet, return_exceptions=True)
-    figures = verdict(plan, _observed(run))
+    figures = verdict(plan, observed(run))
     figures["settings"] = {"rate_leads_per_second": opts.rate, "hold_seconds": opts.hold,
                            "gap_seconds": opts.gap, "tick_seconds": opts.tick,
                            "settle_seconds": opts.timings.late_window,
@@ -207,7 +230,7 @@ async def _drive(run: Run) -> dict[str, Any]:
     return figures
 
 
-async def _drain(run: Run, plan: Plan) -> None:
+async def drain(run: Run, plan: Plan) -> None:
     """Wait until every accepted event is processed; advance the clock a day at a time (each
     time until the orchestrator has no due timer and an empty outbox) until every touch is
     planned; wait until dispatch has a final status for every planned message and both outboxes
@@ -221,7 +244,10 @@ async def _drain(run: Run, plan: Plan) -> None:
     url = run.stack.pg.url
 
     async def state() -> Backlog | None:
-        return await backlog(url, run.observer.planned)
+        # a message a peer already has needs no delivery row any more (dispatch may have
+        # pruned it after its retention): only the others must have one
+        have = {d.message_id for d in run.smtp.received.deliveries + run.http.received.deliveries}
+        return await backlog(url, set(run.observer.planned) - have)
 
     async def orchestrator_idle() -> bool:
         b = await state()
@@ -269,7 +295,7 @@ async def _until_async(check: Callable[[], Awaitable[bool]], limit: float) -> bo
         await asyncio.sleep(0.5)
 
 
-def _observed(run: Run) -> Observed:
+def observed(run: Run) -> Observed:
     load_keys = set(run.load.accepted)
     return Observed(
         accepted=load_keys, scored=set(run.observer.scored) & load_keys,

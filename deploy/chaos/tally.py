@@ -113,7 +113,7 @@ def messages(plan: Plan, planned: Mapping[str, tuple[str, str]],
     counted: Counter[tuple[str, str, str]] = Counter()  # (kind, lead, step) -> deliveries
     unexpected: dict[str, list[str]] = defaultdict(list)
     for (kind, mid), n in raw.items():
-        lead_step = _resolve(first[(kind, mid)], planned)
+        lead_step = resolve(first[(kind, mid)], planned)
         if lead_step is None:
             unexpected[kind] += [f"message {mid}: no lead/step"] * n
             continue
@@ -137,7 +137,7 @@ def messages(plan: Plan, planned: Mapping[str, tuple[str, str]],
     return figures
 
 
-def _resolve(peer: Delivery, planned: Mapping[str, tuple[str, str]]) -> tuple[str, str] | None:
+def resolve(peer: Delivery, planned: Mapping[str, tuple[str, str]]) -> tuple[str, str] | None:
     """The (lead, step) of a delivery: what the peer recorded, completed by the command."""
     command = planned.get(peer.message_id)
     lead = peer.lead or (command[0] if command else None)
