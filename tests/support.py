@@ -91,7 +91,28 @@ async def serve(app: Any) -> AsyncIterator[str]:
         await asyncio.wait_for(task, 30)
 
 
-class ScoringWorker:
+class ChildProcess:
+    """A service a test runs as a child process (`proc`): killed with -9, or stopped politely
+    (SIGTERM, then SIGKILL after 30 s)."""
+
+    proc: subprocess.Popen[bytes] | None = None
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+class ScoringWorker(ChildProcess):
     """`nurture-scoring worker` as a child process, its output in a log file."""
 
     def __init__(self, env: dict[str, str], log: Path) -> None:
@@ -114,20 +135,6 @@ class ScoringWorker:
                 raise AssertionError(f"worker exited:\n{self.log.read_text()[-3000:]}")
             return b"Worker ready" in self.log.read_bytes()[self._mark:]
         await wait_until(started, timeout=90, what="scoring worker Ready")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(30)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
 
     async def events_scored(self, outcome: str | None = None) -> float:
         """Events this worker consumed (with `outcome`: only those), from its /metrics."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -41,7 +40,7 @@ from services.common.settings import KafkaSettings
 from services.dispatch.adapters import tables as t
 from services.dispatch.adapters.migrate import upgrade
 from tests.dispatch.integration.dispatch_harness import SECRET, SmtpSink, command, produce
-from tests.support import isolated_kafka, serve, wait_until
+from tests.support import ChildProcess, isolated_kafka, serve, wait_until
 
 ROOT = Path(__file__).resolve().parents[3]
 CHANNELS = ("email", "sms", "crm_task", "webhook")
@@ -147,7 +146,7 @@ class Endpoints:
     http_base: str  # scheme://host:port
 
 
-class DispatchProcess:
+class DispatchProcess(ChildProcess):
     """`nurture-dispatch serve` as a child process on a schema of its own."""
 
     def __init__(self, tmp: Path, database_url: str, kafka: KafkaSettings, schema: str,
@@ -200,20 +199,6 @@ class DispatchProcess:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "services.dispatch", "serve"], env=env, cwd=ROOT,
                 stdout=out, stderr=subprocess.STDOUT)
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(30)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
 
     async def unconfirmed(self) -> dict[tuple[str, str], float]:
         """nurture_dispatch_unconfirmed_attempts_total by (channel, resolution)."""
