@@ -64,14 +64,14 @@ def draw(out: Path, figures: Mapping[str, Any]) -> list[Path]:
     lag = _lines(out / "lag.jsonl")
     paths = []
 
-    fig, ax = plt.subplots(figsize=(10, 4.5), dpi=80)
+    fig, ax = plt.subplots(figsize=(12, 4.5), dpi=80)
     for name, points in _named(samples, "rss").items():
         _plot(ax, points, name, MB)
     ax.set_title("Memory (RSS; PostgreSQL: Pss of all its processes) over time")
     ax.set_ylabel("MB")
     paths.append(_save(fig, ax, figures, out / "rss.png"))
 
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7), dpi=80, sharex=True)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 7), dpi=80, sharex=True)
     for name, points in _named(samples, "rows").items():
         _plot(top if name in PRUNED else bottom, points, name)
     top.set_title("Rows of the pruned tables (must level off)")
@@ -81,7 +81,7 @@ def draw(out: Path, figures: Mapping[str, Any]) -> list[Path]:
     _marks(top, figures)
     paths.append(_save(fig, bottom, figures, out / "rows.png"))
 
-    fig, ax = plt.subplots(figsize=(10, 4.5), dpi=80)
+    fig, ax = plt.subplots(figsize=(12, 4.5), dpi=80)
     for q, style in (("p50", "-"), ("p95", "--"), ("p99", ":")):
         _plot(ax, [(s["t"], s["latency_ms"][q]) for s in samples], q, style=style)
     ax.set_title("Latency, due → received by the peer, of the messages of each sample window")
@@ -89,7 +89,7 @@ def draw(out: Path, figures: Mapping[str, Any]) -> list[Path]:
     ax.set_yscale("log")
     paths.append(_save(fig, ax, figures, out / "latency.png"))
 
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7), dpi=80, sharex=True)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 7), dpi=80, sharex=True)
     for group, points in _named(lag, "lag").items():
         _plot(top, points, group)
     top.set_title("Consumer lag per group (records behind; gaps: the broker could not be read)")
@@ -107,7 +107,7 @@ def _save(fig: Any, ax: Axes, figures: Mapping[str, Any], path: Path) -> Path:
     _marks(ax, figures)
     for a in fig.axes:
         if a.get_legend_handles_labels()[0]:
-            a.legend(fontsize=7, loc="upper left")
+            a.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
