@@ -20,6 +20,7 @@ import orjson
 import uvicorn
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from deploy.local.stack import free_port
 from services.common.settings import KafkaSettings
@@ -89,6 +90,21 @@ async def serve(app: Any) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 30)
+
+
+@asynccontextmanager
+async def migrated_schema(database_url: str, upgrade: Callable[[str, str], None],
+                          prefix: str) -> AsyncIterator[AsyncEngine]:
+    """A database schema of the test's own, brought up to date by a service's `upgrade`, and an
+    engine whose connections use it (disposed on exit)."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    await asyncio.to_thread(upgrade, database_url, schema)
+    engine = create_async_engine(database_url,
+                                 connect_args={"server_settings": {"search_path": schema}})
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
 
 
 class ChildProcess:

@@ -5,7 +5,6 @@ parked outbox rows stay; the statement uses its partial index; the service prune
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import event, insert, select, text, update
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common.metrics import new_registry
 from services.common.retention import Pruner
@@ -23,7 +22,7 @@ from services.dispatch.adapters.migrate import upgrade
 from services.dispatch.adapters.retention import RULES
 from services.dispatch.metrics import DispatchMetrics
 from tests.dispatch.integration.dispatch_harness import SmtpSink, command, dispatch_service, produce
-from tests.support import isolated_kafka, wait_until
+from tests.support import isolated_kafka, migrated_schema, wait_until
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 DAYS_30 = timedelta(days=30)
@@ -31,14 +30,8 @@ DAYS_30 = timedelta(days=30)
 
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    schema = f"dret_{uuid.uuid4().hex[:8]}"
-    await asyncio.to_thread(upgrade, database_url, schema)
-    engine = create_async_engine(database_url,
-                                 connect_args={"server_settings": {"search_path": schema}})
-    try:
+    async with migrated_schema(database_url, upgrade, "dret") as engine:
         yield engine
-    finally:
-        await engine.dispose()
 
 
 class Metrics:

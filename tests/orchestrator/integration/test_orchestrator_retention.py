@@ -34,21 +34,15 @@ from tests.orchestrator.integration.test_orchestrator_service import (
     scored,
 )
 from tests.orchestrator.integration.test_redelivery import TABLES, records, snapshot
-from tests.support import isolated_kafka, serve, wait_until
+from tests.support import isolated_kafka, migrated_schema, serve, wait_until
 
 HOUR = 3600
 
 
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    schema = f"oret_{uuid.uuid4().hex[:8]}"
-    await asyncio.to_thread(upgrade, database_url, schema)
-    engine = create_async_engine(database_url,
-                                 connect_args={"server_settings": {"search_path": schema}})
-    try:
+    async with migrated_schema(database_url, upgrade, "oret") as engine:
         yield engine
-    finally:
-        await engine.dispose()
 
 
 def orchestrator(engine: AsyncEngine, registry: CollectorRegistry) -> Orchestrator:
