@@ -233,9 +233,15 @@ def table(figures: Mapping[str, Any]) -> str:
         secs = fault["recovery_seconds"]
         rows.append((f"recovery: {fault['fault']}", "did not recover" if secs is None else
                      f"{secs:.1f} s (fault + restart took {fault['outage_seconds']:.1f} s)"))
-    rows.append(("result", "PASS" if figures["passed"] else
-                 "FAIL: " + "; ".join(figures["problems"])))
+    return markdown_table(rows, figures, heading="figure")
+
+
+def markdown_table(rows: list[tuple[str, str]], figures: Mapping[str, Any], *,
+                   heading: str) -> str:
+    """`rows` (figure, value) and the run's verdict as a Markdown table, names padded."""
+    rows = [*rows, ("result", "PASS" if figures["passed"] else
+                    "FAIL: " + "; ".join(figures["problems"]))]
     width = max(len(r[0]) for r in rows)
-    lines = [f"| {'figure'.ljust(width)} | value |", f"|{'-' * (width + 2)}|-------|"]
+    lines = [f"| {heading.ljust(width)} | value |", f"|{'-' * (width + 2)}|-------|"]
     lines += [f"| {name.ljust(width)} | {value} |" for name, value in rows]
     return "\n".join(lines)

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from deploy.chaos.tally import markdown_table
 from deploy.soak.measures import (
     LATENCY,
     MB,
@@ -161,12 +162,7 @@ def table(figures: Mapping[str, Any]) -> str:
     for name, g in figures["growth"]["rss"].items():
         rows.append((f"RSS {name}: middle → last third (median)",
                      _growth(g, _mb) if g["judged"] else _growth(g, _mb) + " (not judged)"))
-    rows.append(("result", "PASS" if figures["passed"] else
-                 "FAIL: " + "; ".join(figures["problems"])))
-    width = max(len(r[0]) for r in rows)
-    lines = [f"| {'soak figure'.ljust(width)} | value |", f"|{'-' * (width + 2)}|-------|"]
-    lines += [f"| {name.ljust(width)} | {value} |" for name, value in rows]
-    return "\n".join(lines)
+    return markdown_table(rows, figures, heading="soak figure")
 
 
 def _count(value: float | None) -> str:
