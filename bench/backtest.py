@@ -22,8 +22,8 @@ import orjson
 
 from bench.core import ROOT, Sizes, Stopwatch, absolute, events, iter_events, rate
 from bench.infra import Infra
-from services.common.deadletter import Origin
-from services.common.topics import Topics
+from services.common.kafka.deadletter import Origin
+from services.common.kafka.topics import Topics
 from services.orchestrator.adapters.program_files import load_policy, load_programs
 from services.orchestrator.domain.decide import Decider
 from services.orchestrator.domain.simulate import Simulation

@@ -21,8 +21,8 @@ from aiokafka.structs import ConsumerRecord
 from bench.core import ROOT, Sizes, Stopwatch, compare, rate
 from bench.infra import Infra, child, free_port, http_ready
 from services.common.clock import SystemClock
-from services.common.metrics import new_registry
-from services.common.settings import KafkaSettings
+from services.common.config.settings import KafkaSettings
+from services.common.observability.metrics import new_registry
 from services.dispatch.adapters.migrate import upgrade
 from services.dispatch.app import bootstrap
 from services.dispatch.metrics import DispatchMetrics

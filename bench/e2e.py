@@ -27,8 +27,8 @@ from aiokafka import AIOKafkaConsumer
 from bench.core import ROOT, Sizes, latency_ms, pct, rate
 from bench.infra import Infra, child, free_port, http_ready, poll
 from bench.servers import KEY
-from services.common.settings import KafkaSettings
-from services.common.topics import Topics
+from services.common.config.settings import KafkaSettings
+from services.common.kafka.topics import Topics
 
 BATCH = 100
 SEND_SHARE = 10  # of every BATCH events

@@ -21,8 +21,8 @@ import httpx
 
 from bench.core import ROOT
 from deploy.local import stack
-from services.common.settings import KafkaSettings
-from services.common.topics import ensure_topics
+from services.common.config.settings import KafkaSettings
+from services.common.kafka.topics import ensure_topics
 
 
 @dataclass(frozen=True)

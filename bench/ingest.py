@@ -14,8 +14,8 @@ import orjson
 from bench.core import Sizes, Stopwatch, compare, events, latency_ms, rate
 from bench.infra import Infra, child, free_port, http_ready
 from bench.servers import KEY
-from services.common.kafka import make_producer
-from services.common.topics import Topics
+from services.common.kafka.clients import make_producer
+from services.common.kafka.topics import Topics
 
 CONCURRENCY = 16
 BATCH = 100

@@ -15,7 +15,7 @@ from typing import Any
 import faust
 import orjson
 
-from services.common.topics import Topics
+from services.common.kafka.topics import Topics
 
 POINTS = {"web.page_viewed": 2.0, "web.form_submitted": 10.0, "web.content_downloaded": 5.0,
           "crm.lead_upserted": 0.0}

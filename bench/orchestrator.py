@@ -23,9 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from bench.backtest import scored_lines
 from bench.core import ROOT, Sizes, Stopwatch, absolute, compare, events, latency_ms, rate
 from bench.infra import Infra, poll
-from services.common.loops import loop
-from services.common.metrics import new_registry
-from services.common.topics import Topics
+from services.common.kafka.loops import loop
+from services.common.kafka.topics import Topics
+from services.common.observability.metrics import new_registry
 from services.orchestrator.adapters import tables as t
 from services.orchestrator.adapters.migrate import upgrade
 from services.orchestrator.adapters.program_files import load_policy, load_programs

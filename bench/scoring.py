@@ -21,9 +21,9 @@ from aiokafka.errors import UnknownTopicOrPartitionError
 
 from bench.core import ROOT, Sizes, Stopwatch, compare, events, iter_events, rate
 from bench.infra import Infra, child, free_port, poll
-from services.common.kafka import make_producer
-from services.common.settings import KafkaSettings
-from services.common.topics import Topics
+from services.common.config.settings import KafkaSettings
+from services.common.kafka.clients import make_producer
+from services.common.kafka.topics import Topics
 from services.scoring.adapters.model_files import load_models
 from services.scoring.domain.backtest import Replay
 from services.scoring.processor import event_time

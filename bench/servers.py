@@ -16,7 +16,7 @@ import uvicorn
 from fastapi import FastAPI, Request, Response
 
 from schemas import validate_event
-from services.common.settings import KafkaSettings
+from services.common.config.settings import KafkaSettings
 from services.ingest.app import create_app
 from services.ingest.domain.auth import hash_key
 from services.ingest.settings import ApiKeyConfig, IngestSettings

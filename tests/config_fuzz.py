@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 from hypothesis import strategies as st
 
-from services.common.config_files import ConfigFileError
+from services.common.config.files import ConfigFileError
 
 text = st.text(st.characters(codec="utf-8"), max_size=8)
 

@@ -23,8 +23,8 @@ from aiokafka.structs import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from deploy.local.stack import free_port
-from services.common.settings import KafkaSettings
-from services.common.topics import Topics, ensure_topics
+from services.common.config.settings import KafkaSettings
+from services.common.kafka.topics import Topics, ensure_topics
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -18,7 +18,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
-from services.common.topics import Topics
+from services.common.kafka.topics import Topics
 
 log = logging.getLogger(__name__)
 

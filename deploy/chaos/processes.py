@@ -231,7 +231,7 @@ class ChaosStack:
         self.kafka.start()
         self.pg.start()
         self.env = self.base_env()
-        for cmd in (["-m", "services.common.topics", "--partitions", "3"],
+        for cmd in (["-m", "services.operator.topics", "--partitions", "3"],
                     ["-m", "services.orchestrator", "migrate"]):
             with open(self.logs / "setup.log", "ab") as out:
                 done = subprocess.run([SERVICES["ingest"][0], *cmd], env=self.env, cwd=ROOT,

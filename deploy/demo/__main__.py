@@ -28,8 +28,8 @@ from deploy.demo.personas import population
 from deploy.demo.settle import Settler
 from deploy.demo.sinks import crm_app, serve, smtp_sink
 from deploy.local import run as local_run
-from services.common.logging import configure_logging
-from services.common.settings import KafkaSettings, load
+from services.common.config.settings import KafkaSettings, load
+from services.common.observability.logging import configure_logging
 from services.common.tracking import TrackingSettings
 from services.ingest.app import create_app
 from services.ingest.settings import IngestSettings

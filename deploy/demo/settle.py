@@ -16,7 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.common.topics import Topics
+from services.common.kafka.topics import Topics
 
 
 @dataclass(frozen=True)

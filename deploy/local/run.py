@@ -75,7 +75,7 @@ def infra(args: argparse.Namespace, state_dir: Path = stack.DEFAULT_STATE_DIR) -
     env.setdefault("NURTURE_INGEST_API_KEYS", json.dumps([{
         "name": "dev", "sha256": hashlib.sha256(DEV_KEY.encode()).hexdigest(), "sources": ["*"]}]))
     env["PYTHONUNBUFFERED"] = "1"
-    topics = subprocess.run([sys.executable, "-m", "services.common.topics", "--partitions", "3"],
+    topics = subprocess.run([sys.executable, "-m", "services.operator.topics", "--partitions", "3"],
                             env=env, cwd=stack.ROOT, check=False)
     if topics.returncode != 0:
         raise stack.StackError("creating topics failed (see above)")

@@ -27,7 +27,7 @@ from deploy.soak.measures import Lags, Point, caught_up, latencies, window
 from deploy.soak.probes import LagProbe, memory, row_counts, waiting
 from deploy.soak.rate import FALLBACK
 from deploy.soak.report import Fault, judge, schedule
-from services.common.durations import parse_duration
+from services.common.config.durations import parse_duration
 
 PROGRAM = Path(__file__).resolve().parent / "config" / "programs" / "soak-series.yaml"
 FAULTS = ("kill-ingest", "kill-scoring", "kill-orchestrator", "kill-dispatch",

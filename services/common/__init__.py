@@ -1,2 +1,4 @@
-"""Plumbing shared by every service: typed settings, Kafka client factories, topic names,
-JSON logging, Prometheus helpers and the injectable `Clock`. No business logic lives here."""
+"""Plumbing shared by every service, by concern: `kafka` (clients, topic map, consumer loop, dead
+letters), `db` (migrations, outbox, retention), `http` (server, body limit), `config` (settings,
+config files), `observability` (logging, metrics), plus `clock` and `errors`. No business logic
+lives here; the operator CLIs are in services/operator/."""

@@ -12,8 +12,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from services.common.config.settings import KafkaSettings, LogSettings, load
 from services.common.errors import ConfigError
-from services.common.settings import KafkaSettings, LogSettings, load
 
 DESCRIPTION = (
     "Nurture dispatch: delivers email, SMS, CRM tasks and webhooks exactly once, with "
@@ -29,7 +29,7 @@ SHARED = """\
 
 def environment() -> str:
     """The `--help` epilog: every setting with its default, from the settings class."""
-    from services.common.settings import env_name
+    from services.common.config.settings import env_name
     from services.dispatch.settings import DispatchSettings
 
     lines = ["environment (serve, migrate):"]
@@ -71,7 +71,7 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def online(args: argparse.Namespace) -> int:
-    from services.common.logging import configure_logging
+    from services.common.observability.logging import configure_logging
     from services.common.tracking import TrackingSettings
     from services.dispatch.settings import DispatchSettings
 
@@ -94,7 +94,7 @@ def online(args: argparse.Namespace) -> int:
         upgrade(settings.database_url, settings.db_schema)
         if args.command == "migrate":
             return 0
-    from services.common.http import run_server
+    from services.common.http.server import run_server
     from services.dispatch.app import create_app
 
     app = create_app(settings, kafka, tracking)

@@ -19,11 +19,11 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from services.common.clock import Clock, SystemClock
-from services.common.http import metrics_response, readiness
-from services.common.loops import finish
-from services.common.metrics import new_registry
-from services.common.settings import KafkaSettings
-from services.common.topics import Topics
+from services.common.config.settings import KafkaSettings
+from services.common.http.server import metrics_response, readiness
+from services.common.kafka.loops import finish
+from services.common.kafka.topics import Topics
+from services.common.observability.metrics import new_registry
 from services.common.tracking import TrackingSettings
 from services.dispatch.adapters.crm import HttpTaskApi
 from services.dispatch.adapters.sms import TwilioConfig, TwilioSms

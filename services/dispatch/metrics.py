@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from services.common.metrics import (
+from services.common.db.retention import pruned_rows
+from services.common.observability.metrics import (
     END_TO_END_BUCKETS_SECONDS,
     LATENCY_BUCKETS_SECONDS,
     ConsumerLag,
     OutboxBacklog,
 )
-from services.common.retention import pruned_rows
 from services.dispatch.adapters.retention import RULES
 
 DEAD_LETTER_REASONS = frozenset({"malformed", "template_error", "invalid_address",

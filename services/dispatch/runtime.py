@@ -41,12 +41,12 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.common import outbox
 from services.common.clock import Clock, SystemClock
-from services.common.deadletter import Origin, dead_letter, replayed
-from services.common.logging import lead_hash
-from services.common.outbox import Outgoing
-from services.common.topics import Topics
+from services.common.db import outbox
+from services.common.db.outbox import Outgoing
+from services.common.kafka.deadletter import Origin, dead_letter, replayed
+from services.common.kafka.topics import Topics
+from services.common.observability.logging import lead_hash
 from services.dispatch.adapters import repository as repo
 from services.dispatch.adapters import tables
 from services.dispatch.delivery import Channels, Composer, Prepared, send

@@ -16,7 +16,7 @@ from typing import cast
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common.clock import Clock
-from services.common.outbox import Outgoing
+from services.common.db.outbox import Outgoing
 from services.dispatch.adapters import repository as repo
 from services.dispatch.domain.command import SendMessage
 from services.dispatch.domain.errors import HandoffRefused

@@ -15,10 +15,10 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
-from services.common.kafka import make_consumer, make_producer
-from services.common.loops import consume, loop
-from services.common.retention import Pruner
-from services.common.settings import KafkaSettings
+from services.common.config.settings import KafkaSettings
+from services.common.db.retention import Pruner
+from services.common.kafka.clients import make_consumer, make_producer
+from services.common.kafka.loops import consume, loop
 from services.dispatch.adapters import retention
 from services.dispatch.domain.command import CHANNELS
 from services.dispatch.feedback import record_suppressions

@@ -6,9 +6,9 @@ import argparse
 import json
 import sys
 
+from services.common.config.settings import KafkaSettings, LogSettings, load
 from services.common.errors import ConfigError
-from services.common.logging import configure_logging
-from services.common.settings import KafkaSettings, LogSettings, load
+from services.common.observability.logging import configure_logging
 from services.common.tracking import TrackingSettings
 from services.ingest.domain.auth import generate_key, hash_key
 from services.ingest.settings import IngestSettings
@@ -63,7 +63,7 @@ def keygen(name: str, sources: list[str] | None, types: list[str] | None) -> int
 
 
 def serve(args: argparse.Namespace) -> int:
-    from services.common.http import run_server
+    from services.common.http.server import run_server
     from services.ingest.app import create_app
 
     try:

@@ -18,11 +18,11 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 
 from services.common.clock import Clock, SystemClock
-from services.common.deadletter import Origin, dead_letter
-from services.common.http import metrics_response
-from services.common.metrics import new_registry
-from services.common.settings import KafkaSettings
-from services.common.topics import Topics
+from services.common.config.settings import KafkaSettings
+from services.common.http.server import metrics_response
+from services.common.kafka.deadletter import Origin, dead_letter
+from services.common.kafka.topics import Topics
+from services.common.observability.metrics import new_registry
 from services.ingest.adapters.publisher import (
     KafkaPublisher,
     Publisher,

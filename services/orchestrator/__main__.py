@@ -12,8 +12,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from services.common.config.settings import KafkaSettings, LogSettings, load
 from services.common.errors import ConfigError
-from services.common.settings import KafkaSettings, LogSettings, load
 from services.orchestrator.domain.decide import Decider
 
 ENVIRONMENT = """\
@@ -67,7 +67,7 @@ def build_decider(programs: Sequence[str], policy: str, stage_model: str) -> Dec
 
 
 def offline(args: argparse.Namespace) -> int:
-    from services.common.config_files import ConfigFileError
+    from services.common.config.files import ConfigFileError
 
     try:
         decider = build_decider(args.programs or ["config/programs"], args.policy,
@@ -87,8 +87,8 @@ def offline(args: argparse.Namespace) -> int:
 
 
 def online(args: argparse.Namespace) -> int:
-    from services.common.config_files import ConfigFileError
-    from services.common.logging import configure_logging
+    from services.common.config.files import ConfigFileError
+    from services.common.observability.logging import configure_logging
     from services.orchestrator.settings import OrchestratorSettings
 
     try:
@@ -111,7 +111,7 @@ def online(args: argparse.Namespace) -> int:
         upgrade(settings.database_url, settings.db_schema)
         if args.command == "migrate":
             return 0
-    from services.common.http import run_server
+    from services.common.http.server import run_server
     from services.orchestrator.app import create_app
 
     assert decider is not None

@@ -21,15 +21,15 @@ from pydantic import BaseModel, Field, SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
-from services.common.bodylimit import BodyLimit
-from services.common.http import metrics_response, readiness
-from services.common.kafka import make_consumer, make_producer
-from services.common.logging import lead_hash
-from services.common.loops import consume, finish, loop
-from services.common.metrics import new_registry
-from services.common.retention import Pruner
-from services.common.settings import KafkaSettings
-from services.common.topics import Topics
+from services.common.config.settings import KafkaSettings
+from services.common.db.retention import Pruner
+from services.common.http.bodylimit import BodyLimit
+from services.common.http.server import metrics_response, readiness
+from services.common.kafka.clients import make_consumer, make_producer
+from services.common.kafka.loops import consume, finish, loop
+from services.common.kafka.topics import Topics
+from services.common.observability.logging import lead_hash
+from services.common.observability.metrics import new_registry
 from services.orchestrator import sms_inbound
 from services.orchestrator.adapters import erasure, queries, retention
 from services.orchestrator.adapters import repository as repo

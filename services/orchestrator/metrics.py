@@ -14,9 +14,13 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from services.common.logging import lead_hash
-from services.common.metrics import LATENCY_BUCKETS_SECONDS, ConsumerLag, OutboxBacklog
-from services.common.retention import pruned_rows
+from services.common.db.retention import pruned_rows
+from services.common.observability.logging import lead_hash
+from services.common.observability.metrics import (
+    LATENCY_BUCKETS_SECONDS,
+    ConsumerLag,
+    OutboxBacklog,
+)
 from services.orchestrator.adapters.gauges import Counts
 from services.orchestrator.adapters.retention import RULES
 from services.orchestrator.domain.effects import Effects

@@ -19,12 +19,12 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.common import outbox
-from services.common.deadletter import Origin, dead_letter, replayed
+from services.common.db import outbox
+from services.common.db.outbox import Outgoing
+from services.common.db.retention import Pruner
 from services.common.eventtime import event_epoch
-from services.common.outbox import Outgoing
-from services.common.retention import Pruner
-from services.common.topics import Topics
+from services.common.kafka.deadletter import Origin, dead_letter, replayed
+from services.common.kafka.topics import Topics
 from services.orchestrator.adapters import erasure, gauges, tables
 from services.orchestrator.adapters import repository as repo
 from services.orchestrator.adapters.message_steps import message_steps

@@ -23,9 +23,9 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.common.db.outbox import Outgoing
 from services.common.eventtime import rfc3339
-from services.common.outbox import Outgoing
-from services.common.topics import Topics
+from services.common.kafka.topics import Topics
 
 STOP = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
 START = frozenset({"START", "UNSTOP", "YES"})

@@ -12,8 +12,8 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
+from services.common.config.settings import KafkaSettings, LogSettings, load
 from services.common.errors import ConfigError
-from services.common.settings import KafkaSettings, LogSettings, load
 from services.scoring.settings import ScoringSettings
 
 ENVIRONMENT = """\
@@ -75,7 +75,7 @@ def check(paths: list[str]) -> int:
 
 
 def worker() -> int:
-    from services.common.logging import configure_logging
+    from services.common.observability.logging import configure_logging
     from services.scoring.adapters.model_files import ModelFileError, load_models
 
     try:
@@ -91,8 +91,8 @@ def worker() -> int:
 
     import faust
 
-    from services.common.metrics import new_registry
-    from services.common.topics import Topics, wait_for_partitions
+    from services.common.kafka.topics import Topics, wait_for_partitions
+    from services.common.observability.metrics import new_registry
     from services.scoring.gaps import committed
     from services.scoring.health import Health, Heartbeat, serve
     from services.scoring.metrics import ScoringMetrics

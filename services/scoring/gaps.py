@@ -33,8 +33,8 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 from tenacity import AsyncRetrying, retry_if_exception, wait_exponential
 
-from services.common.kafka import connection_options, make_admin, make_consumer
-from services.common.settings import KafkaSettings
+from services.common.config.settings import KafkaSettings
+from services.common.kafka.clients import connection_options, make_admin, make_consumer
 
 log = logging.getLogger(__name__)
 READ_TIMEOUT_SECONDS = 60.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from schemas import EVENT_TYPES
-from services.common.metrics import LATENCY_BUCKETS_SECONDS, ConsumerLag
+from services.common.observability.metrics import LATENCY_BUCKETS_SECONDS, ConsumerLag
 
 OUTCOMES = ("scored", "duplicate", "late", "dead_lettered")
 

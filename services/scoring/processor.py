@@ -12,9 +12,9 @@ import orjson
 from pydantic import ValidationError
 
 from schemas import DATA_MODELS
-from services.common.deadletter import Origin, dead_letter
 from services.common.eventtime import event_epoch, rfc3339
-from services.common.topics import Topics
+from services.common.kafka.deadletter import Origin, dead_letter
+from services.common.kafka.topics import Topics
 from services.scoring.domain.engine import Snapshot, apply
 from services.scoring.domain.model import ScoringModel
 from services.scoring.domain.state import LeadState

@@ -23,10 +23,10 @@ from aiokafka.errors import TopicAlreadyExistsError
 from faust.types import StreamT
 
 from schemas import EVENT_TYPES
-from services.common.deadletter import Origin
-from services.common.kafka import connection_options, make_admin
-from services.common.settings import KafkaSettings
-from services.common.topics import Topics
+from services.common.config.settings import KafkaSettings
+from services.common.kafka.clients import connection_options, make_admin
+from services.common.kafka.deadletter import Origin
+from services.common.kafka.topics import Topics
 from services.scoring.gaps import GapGuard
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.processor import Processor

@@ -13,7 +13,7 @@ import yaml
 from pydantic_settings import BaseSettings
 
 from deploy.local import tools
-from services.common.settings import KafkaSettings, LogSettings, env_name
+from services.common.config.settings import KafkaSettings, LogSettings, env_name
 from services.common.tracking import TrackingSettings
 from services.dispatch.settings import DispatchSettings
 from services.ingest.settings import IngestSettings

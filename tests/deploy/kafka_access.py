@@ -17,7 +17,7 @@ from collections import defaultdict
 from functools import cache
 from typing import Any
 
-from services.common.topics import Topics
+from services.common.kafka.topics import Topics
 from tests.deploy.chart_support import ROOT
 
 # Topics property -> unprefixed topic name

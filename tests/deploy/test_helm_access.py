@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from services.common.topics import SPECS
+from services.common.kafka.topics import SPECS
 from services.dispatch.settings import DispatchSettings
 from services.orchestrator.settings import OrchestratorSettings
 from services.scoring.gaps import handled_group
@@ -36,9 +36,9 @@ def users() -> dict[str, list[dict[str, Any]]]:
 
 def _scoring_app() -> Any:
     """The real faust app of the scoring worker, built (not started) with the CI prefix."""
-    from services.common.metrics import new_registry
-    from services.common.settings import KafkaSettings
-    from services.common.topics import Topics
+    from services.common.config.settings import KafkaSettings
+    from services.common.kafka.topics import Topics
+    from services.common.observability.metrics import new_registry
     from services.scoring.metrics import ScoringMetrics
     from services.scoring.processor import Processor
     from services.scoring.settings import ScoringSettings

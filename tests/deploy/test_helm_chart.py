@@ -17,7 +17,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from services.common.topics import SPECS
+from services.common.kafka.topics import SPECS
 from services.scoring.health import LIVE_PATH, READY_PATH
 from tests.deploy.chart_support import (
     ALL_FEATURES,
@@ -208,7 +208,7 @@ def test_env_vars_are_settings_the_services_read(docs: list[dict[str, Any]]) -> 
 
 def _routes(service: str) -> set[str]:
     """The paths the service's real app serves (built, not started)."""
-    from services.common.settings import KafkaSettings
+    from services.common.config.settings import KafkaSettings
     from services.common.tracking import TrackingSettings
 
     kafka = KafkaSettings()
@@ -332,9 +332,9 @@ def test_kafka_topics_match_the_topic_map(all_docs: list[dict[str, Any]]) -> Non
 
 
 def test_the_changelog_name_is_the_one_faust_uses() -> None:
-    from services.common.metrics import new_registry
-    from services.common.settings import KafkaSettings
-    from services.common.topics import Topics
+    from services.common.config.settings import KafkaSettings
+    from services.common.kafka.topics import Topics
+    from services.common.observability.metrics import new_registry
     from services.scoring.metrics import ScoringMetrics
     from services.scoring.processor import Processor
     from services.scoring.settings import ScoringSettings

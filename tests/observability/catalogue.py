@@ -13,7 +13,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from deploy.local import tools
-from services.common.metrics import new_registry
+from services.common.observability.metrics import new_registry
 from services.dispatch.metrics import DispatchMetrics
 from services.ingest.metrics import IngestMetrics
 from services.orchestrator.metrics import OrchestratorMetrics

@@ -22,8 +22,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.expression import Exists
 
-from services.common import outbox
-from services.common.outbox import Outgoing
+from services.common.db import outbox
+from services.common.db.outbox import Outgoing
 from services.dispatch.adapters import tables as t
 from services.dispatch.domain.messages import ALL_CHANNELS
 from services.dispatch.domain.suppressions import Change

@@ -1,5 +1,5 @@
 """What dispatch forgets once it is older than `NURTURE_DISPATCH_RETENTION_DAYS`
-(services.common.retention runs it): deliveries in a final status. A final delivery only
+(services.common.db.retention runs it): deliveries in a final status. A final delivery only
 serves as the dedupe mark of its message id (a redelivered command finds it and changes
 nothing) and as history; its command was already cleared when it became final.
 
@@ -14,7 +14,7 @@ from datetime import datetime
 
 from sqlalchemy import ColumnElement, and_, literal
 
-from services.common.retention import Rule
+from services.common.db.retention import Rule
 from services.dispatch.adapters import tables as t
 
 

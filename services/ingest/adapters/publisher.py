@@ -16,8 +16,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
-from services.common.kafka import make_producer
-from services.common.settings import KafkaSettings
+from services.common.config.settings import KafkaSettings
+from services.common.kafka.clients import make_producer
 from services.ingest.domain.intake import Record
 
 log = logging.getLogger(__name__)

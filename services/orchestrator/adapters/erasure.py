@@ -27,10 +27,10 @@ import orjson
 from sqlalchemy import case, delete, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.common import outbox
+from services.common.db import outbox
+from services.common.db.outbox import Outgoing
 from services.common.eventtime import rfc3339
-from services.common.outbox import Outgoing
-from services.common.topics import Topics
+from services.common.kafka.topics import Topics
 from services.orchestrator.adapters import tables as t
 
 ERASED = "lead.erased"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.common import migrations
+from services.common.db import migrations
 
 MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 

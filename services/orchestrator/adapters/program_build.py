@@ -15,9 +15,9 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from schemas import EVENT_TYPES
-from services.common.conditions import ConditionError, Predicate, always, compile_condition
-from services.common.config_files import ConfigFile, Parts
-from services.common.durations import DURATION_PROBLEM, parse_duration
+from services.common.config.conditions import ConditionError, Predicate, always, compile_condition
+from services.common.config.durations import DURATION_PROBLEM, parse_duration
+from services.common.config.files import ConfigFile, Parts
 from services.orchestrator.domain.lead import STAGES
 from services.orchestrator.domain.program import (
     Branch,

@@ -1,7 +1,7 @@
 """Program files and the contact policy file (config as code): YAML in, frozen domain objects out.
 
 `load_programs(paths)` reads every program file (a directory means its `*.yaml` / `*.yml` files)
-with `services.common.config_files`, which validates each against
+with `services.common.config.files`, which validates each against
 `schemas/config/program.schema.json`; `program_build` checks what a schema cannot and builds the
 `Program`s; this module adds the checks that need every file (program ids used twice, `enroll`
 steps naming a program no file defines). `load_policy(path)` does the same for the contact
@@ -20,7 +20,8 @@ from zoneinfo import available_timezones
 
 import schemas
 from schemas.formats import is_iana_timezone
-from services.common.config_files import (
+from services.common.config.durations import parse_duration
+from services.common.config.files import (
     ROOT,
     ConfigFile,
     ConfigFileError,
@@ -28,7 +29,6 @@ from services.common.config_files import (
     ConfigProblem,
     read_config_files,
 )
-from services.common.durations import parse_duration
 from services.orchestrator.adapters.program_build import ProgramBuilder, did_you_mean
 from services.orchestrator.domain.policy import Cap, ContactPolicy, QuietHours
 from services.orchestrator.domain.program import Program

@@ -15,9 +15,9 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.common import outbox
-from services.common.outbox import Outgoing
-from services.common.topics import Topics
+from services.common.db import outbox
+from services.common.db.outbox import Outgoing
+from services.common.kafka.topics import Topics
 from services.orchestrator.adapters import tables as t
 from services.orchestrator.domain.effects import Effects, Timer
 from services.orchestrator.domain.lead import Lead

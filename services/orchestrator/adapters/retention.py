@@ -1,5 +1,5 @@
 """What the orchestrator forgets once it is older than `NURTURE_ORCHESTRATOR_RETENTION_DAYS`
-(services.common.retention runs it): processed-event marks, including the marks of events whose
+(services.common.db.retention runs it): processed-event marks, including the marks of events whose
 decision failed. A mark only dedupes a redelivered scored event; once the topic no longer holds
 the record (and a replayed dead letter has been decided), nothing asks for it.
 
@@ -20,7 +20,7 @@ from datetime import datetime
 
 from sqlalchemy import ColumnElement
 
-from services.common.retention import Rule
+from services.common.db.retention import Rule
 from services.orchestrator.adapters import tables as t
 
 

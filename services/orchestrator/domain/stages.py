@@ -21,7 +21,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from services.common.flatten import flatten
+from services.common.config.flatten import flatten
 from services.orchestrator.domain.lead import Lead
 
 BEHAVIORAL_PREFIXES = ("web.", "product.")

@@ -1,5 +1,5 @@
-"""Alembic environment of the orchestrator (see services/common/migrations.py)."""
+"""Alembic environment of the orchestrator (see services/common/db/migrations.py)."""
 
-from services.common.migrations import run_env
+from services.common.db.migrations import run_env
 
 run_env()

@@ -1,7 +1,7 @@
 """Scoring model files (config as code): YAML files in, frozen `ScoringModel`s out.
 
 `load_models(paths)` reads every file (a directory means its `*.yaml` / `*.yml` files) with
-`services.common.config_files`, which validates each against
+`services.common.config.files`, which validates each against
 `schemas/config/scoring-model.schema.json`; this module checks what a schema cannot (unique rule
 ids, event types that exist, valid conditions, ...) and builds the models. Every problem of every
 file is collected with file, line, path and reason, and `ModelFileError` lists them all, so one
@@ -18,8 +18,9 @@ from typing import Any
 
 import schemas
 from schemas import EVENT_TYPES
-from services.common.conditions import ConditionError, Predicate, always, compile_condition
-from services.common.config_files import (
+from services.common.config.conditions import ConditionError, Predicate, always, compile_condition
+from services.common.config.durations import DURATION_PROBLEM, SECONDS_PER_DAY, parse_duration
+from services.common.config.files import (
     NO_FILE,
     ROOT,
     ConfigFile,
@@ -29,7 +30,6 @@ from services.common.config_files import (
     format_parts,
     read_config_files,
 )
-from services.common.durations import DURATION_PROBLEM, SECONDS_PER_DAY, parse_duration
 from services.scoring.domain.model import (
     Cap,
     EngagementRule,

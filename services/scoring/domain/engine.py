@@ -25,7 +25,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-from services.common.flatten import flatten
+from services.common.config.flatten import flatten
 from services.scoring.domain.model import JOURNEY_STAGES, EngagementRule, ScoringModel
 from services.scoring.domain.state import LeadState, ModelState
 

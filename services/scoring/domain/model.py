@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from services.common.conditions import Predicate, always
+from services.common.config.conditions import Predicate, always
 
 JOURNEY_STAGES = ("awareness", "consideration", "decision")
 

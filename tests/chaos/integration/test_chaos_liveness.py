@@ -12,7 +12,7 @@ import pytest
 
 from deploy.chaos.processes import Service
 from deploy.local.stack import free_port
-from services.common.metrics import new_registry
+from services.common.observability.metrics import new_registry
 from services.scoring.health import Health, serve
 
 

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaProducer
 
-from services.common.deadletter import Origin, dead_letter
-from services.common.dlq import read_all, run
-from services.common.topics import Topics
+from services.common.kafka.deadletter import Origin, dead_letter
+from services.common.kafka.topics import Topics
+from services.operator.dlq import read_all, run
 from tests.support import isolated_kafka, read_topic
 
 

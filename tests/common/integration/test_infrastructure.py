@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
-from services.common.settings import KafkaSettings
-from services.common.topics import SPECS, Topics, ensure_topics
+from services.common.config.settings import KafkaSettings
+from services.common.kafka.topics import SPECS, Topics, ensure_topics
 from tests.support import isolated_kafka, read_topic, unique
 
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.common.conditions import ConditionError, compile_condition
-from services.common.durations import parse_duration
+from services.common.config.conditions import ConditionError, compile_condition
+from services.common.config.durations import parse_duration
 
 PROFILE: dict[str, Any] = {
     "seniority": "director",

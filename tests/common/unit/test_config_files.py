@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from services.common.config_files import (
+from services.common.config.files import (
     ConfigFileError,
     ConfigFiles,
     ConfigProblem,

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from services.common.logging import RepeatFilter, configure_logging
+from services.common.observability.logging import RepeatFilter, configure_logging
 
 
 @pytest.fixture

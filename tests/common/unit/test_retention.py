@@ -9,8 +9,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from services.common.metrics import new_registry
-from services.common.retention import Pruner, pruned_rows
+from services.common.db.retention import Pruner, pruned_rows
+from services.common.observability.metrics import new_registry
 from services.dispatch.adapters.retention import RULES
 
 
@@ -20,7 +20,7 @@ async def test_a_retention_the_topic_outlasts_is_warned_about(
         caplog: pytest.LogCaptureFixture, days: float, warned: bool) -> None:
     engine = create_async_engine("postgresql+asyncpg://nobody@127.0.0.1:9/none")  # never used
     counter = pruned_rows(new_registry(), "dispatch", RULES)
-    with caplog.at_level(logging.WARNING, logger="services.common.retention"):
+    with caplog.at_level(logging.WARNING, logger="services.common.db.retention"):
         Pruner(engine, RULES, timedelta(days=days), counter, dedupes="nurture.dispatch.v1")
     await engine.dispose()
     assert any("retention shorter" in r.message for r in caplog.records) is warned

@@ -5,8 +5,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.common.clock import ControllableClock, SystemClock
+from services.common.config.settings import KafkaSettings, load
 from services.common.errors import ConfigError
-from services.common.settings import KafkaSettings, load
 from services.ingest.settings import IngestSettings
 
 

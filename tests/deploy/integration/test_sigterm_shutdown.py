@@ -24,8 +24,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from deploy.local.stack import free_port
-from services.common.settings import KafkaSettings
-from services.common.topics import Topics
+from services.common.config.settings import KafkaSettings
+from services.common.kafka.topics import Topics
 from services.dispatch.adapters.migrate import upgrade as dispatch_upgrade
 from services.orchestrator.adapters.migrate import upgrade as orchestrator_upgrade
 from tests.deploy.chart_support import CHART

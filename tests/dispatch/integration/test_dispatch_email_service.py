@@ -23,13 +23,13 @@ from sqlalchemy import update
 
 from deploy.local.stack import free_port
 from schemas import validate_event
-from services.common import dlq
-from services.common.deadletter import REPLAYED_HEADER
-from services.common.logging import lead_hash
-from services.common.settings import KafkaSettings
+from services.common.config.settings import KafkaSettings
+from services.common.kafka.deadletter import REPLAYED_HEADER
+from services.common.observability.logging import lead_hash
 from services.common.tracking import verify
 from services.dispatch.adapters import repository as repo
 from services.dispatch.adapters import tables as t
+from services.operator import dlq
 from tests.dispatch.integration.dispatch_harness import (
     SECRET,
     Running,

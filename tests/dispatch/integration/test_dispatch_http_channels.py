@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import update
 
 from schemas import validate_event
-from services.common.settings import KafkaSettings
+from services.common.config.settings import KafkaSettings
 from services.dispatch.adapters import repository as repo
 from services.dispatch.adapters import tables as t
 from services.dispatch.adapters.crm import HttpTaskApi

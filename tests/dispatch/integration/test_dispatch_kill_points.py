@@ -36,7 +36,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from deploy.local.stack import free_port
-from services.common.settings import KafkaSettings
+from services.common.config.settings import KafkaSettings
 from services.dispatch.adapters import tables as t
 from services.dispatch.adapters.migrate import upgrade
 from tests.dispatch.integration.dispatch_harness import SECRET, SmtpSink, command, produce

@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from services.common.settings import KafkaSettings
+from services.common.config.settings import KafkaSettings
 from tests.dispatch.integration.dispatch_harness import (
     SmtpSink,
     command,

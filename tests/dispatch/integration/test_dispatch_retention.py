@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import event, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.common.metrics import new_registry
-from services.common.retention import Pruner
+from services.common.db.retention import Pruner
+from services.common.observability.metrics import new_registry
 from services.dispatch.adapters import repository as repo
 from services.dispatch.adapters import tables as t
 from services.dispatch.adapters.migrate import upgrade

@@ -7,7 +7,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.common.loops import consume
+from services.common.kafka.loops import consume
 
 
 @dataclass

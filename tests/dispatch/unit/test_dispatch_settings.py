@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
+from services.common.config.settings import load
 from services.common.errors import ConfigError
-from services.common.settings import load
 from services.dispatch.settings import DispatchSettings
 
 URL = "postgresql+asyncpg://nurture@127.0.0.1:5432/nurture"

@@ -12,8 +12,8 @@ import orjson
 import pytest
 
 from deploy.local import stack
-from services.common.settings import KafkaSettings
-from services.common.topics import Topics, ensure_topics
+from services.common.config.settings import KafkaSettings
+from services.common.kafka.topics import Topics, ensure_topics
 from services.ingest.app import create_app
 from services.ingest.domain.auth import hash_key
 from services.ingest.settings import ApiKeyConfig, IngestSettings

@@ -15,8 +15,8 @@ from cloudevents.core.bindings.http import to_structured_event
 from cloudevents.core.v1.event import CloudEvent as SdkCloudEvent
 from segment.analytics.client import Client as SegmentClient
 
-from services.common.settings import KafkaSettings
-from services.common.topics import Topics
+from services.common.config.settings import KafkaSettings
+from services.common.kafka.topics import Topics
 from services.ingest.app import create_app
 from services.ingest.domain.auth import hash_key
 from services.ingest.settings import ApiKeyConfig, IngestSettings

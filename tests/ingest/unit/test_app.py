@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from services.common.clock import ControllableClock
-from services.common.settings import KafkaSettings
+from services.common.config.settings import KafkaSettings
 from services.ingest.adapters.publisher import FakePublisher
 from services.ingest.app import create_app
 from services.ingest.domain.auth import hash_key

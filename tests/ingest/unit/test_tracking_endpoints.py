@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from schemas import validate_event
-from services.common.settings import KafkaSettings
+from services.common.config.settings import KafkaSettings
 from services.common.tracking import TrackingClaims, sign
 from services.ingest.adapters.publisher import FakePublisher
 from services.ingest.app import create_app

@@ -16,7 +16,7 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from schemas import validate_event
-from services.common.settings import KafkaSettings
+from services.common.config.settings import KafkaSettings
 from services.dispatch.adapters.webhook import secret_key, signed_headers
 from services.ingest.adapters.publisher import FakePublisher
 from services.ingest.app import create_app

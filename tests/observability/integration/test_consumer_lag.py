@@ -8,8 +8,8 @@ from __future__ import annotations
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
-from services.common.metrics import ConsumerLag, new_registry
-from services.common.topics import Topics
+from services.common.kafka.topics import Topics
+from services.common.observability.metrics import ConsumerLag, new_registry
 from tests.support import isolated_kafka, unique, wait_until
 
 GROUP = "lag-test"

@@ -16,8 +16,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from services.common.metrics import new_registry
-from services.common.topics import Topics
+from services.common.kafka.topics import Topics
+from services.common.observability.metrics import new_registry
 from services.orchestrator.adapters.migrate import upgrade
 from services.orchestrator.metrics import OrchestratorMetrics
 from services.orchestrator.runtime import Orchestrator

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from deploy.local.stack import free_port
-from services.common.settings import KafkaSettings
+from services.common.config.settings import KafkaSettings
 from services.common.tracking import TrackingSettings
 from services.dispatch.adapters.migrate import upgrade as upgrade_dispatch
 from services.dispatch.app import create_app as create_dispatch

@@ -10,8 +10,8 @@ import logging
 import pytest
 from prometheus_client import CollectorRegistry
 
-from services.common.logging import lead_hash
-from services.common.metrics import new_registry
+from services.common.observability.logging import lead_hash
+from services.common.observability.metrics import new_registry
 from services.orchestrator.adapters.gauges import Counts
 from services.orchestrator.domain.decide import Decider
 from services.orchestrator.domain.effects import Effects

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from services.common.metrics import new_registry
+from services.common.observability.metrics import new_registry
 from services.dispatch.metrics import DispatchMetrics
 
 

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import pytest
 from pydantic import SecretStr
 
-from services.common.logging import configure_logging, lead_hash
-from services.common.settings import LogSettings, load
+from services.common.config.settings import LogSettings, load
+from services.common.observability.logging import configure_logging, lead_hash
 
 LEAD = "ada@example.com"
 

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from services.common.metrics import exposition
+from services.common.observability.metrics import exposition
 from tests.observability.catalogue import ROOT, promtool, registries
 
 FORBIDDEN_LABELS = {"lead", "lead_id", "subject", "email", "phone", "address", "message_id",

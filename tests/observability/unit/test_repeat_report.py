@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from services.common.logging import RepeatFilter
+from services.common.observability.logging import RepeatFilter
 from tests.observability.catalogue import ROOT
 
 
@@ -90,7 +90,7 @@ def test_the_overflow_guard_reports_the_counts_it_forgets(
 
 def test_a_service_that_exits_reports_what_it_dropped() -> None:
     code = ("import logging\n"
-            "from services.common.logging import configure_logging\n"
+            "from services.common.observability.logging import configure_logging\n"
             "configure_logging('probe')\n"
             "for _ in range(5):\n"
             "    logging.getLogger('aiokafka.conn').error('Unable connect to node %s', 1)\n")

@@ -8,7 +8,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from schemas import EVENT_TYPES
-from services.common.metrics import new_registry
+from services.common.observability.metrics import new_registry
 from services.dispatch.metrics import CHANNELS, DEAD_LETTER_REASONS, DispatchMetrics
 from services.ingest.metrics import REASONS, IngestMetrics
 from services.orchestrator.domain.program import Program, Step, Trigger

@@ -18,8 +18,8 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from deploy.local.stack import free_port
-from services.common.settings import KafkaSettings
-from services.common.topics import Topics
+from services.common.config.settings import KafkaSettings
+from services.common.kafka.topics import Topics
 from services.orchestrator.adapters.migrate import upgrade
 from tests.support import isolated_kafka, read_topic
 

@@ -15,10 +15,10 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from services.common.deadletter import Origin, dead_letter
-from services.common.dlq import run
-from services.common.settings import KafkaSettings
-from services.common.topics import Topics
+from services.common.config.settings import KafkaSettings
+from services.common.kafka.deadletter import Origin, dead_letter
+from services.common.kafka.topics import Topics
+from services.operator.dlq import run
 from services.orchestrator.app import create_app
 from services.orchestrator.domain.decide import Decider
 from services.orchestrator.domain.policy import ContactPolicy

@@ -11,8 +11,8 @@ from typing import Any
 
 import orjson
 
-from services.common.settings import KafkaSettings
-from services.common.topics import Topics
+from services.common.config.settings import KafkaSettings
+from services.common.kafka.topics import Topics
 from tests.orchestrator.integration.test_orchestrator_service import (  # noqa: F401 - fixtures
     kafka,
     orchestrators,

@@ -17,9 +17,9 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from services.common.metrics import new_registry
-from services.common.retention import Pruner
-from services.common.topics import Topics
+from services.common.db.retention import Pruner
+from services.common.kafka.topics import Topics
+from services.common.observability.metrics import new_registry
 from services.orchestrator.adapters.migrate import upgrade
 from services.orchestrator.adapters.retention import RULES
 from services.orchestrator.app import create_app

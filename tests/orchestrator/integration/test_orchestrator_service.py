@@ -15,8 +15,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from schemas import validate_event
-from services.common.settings import KafkaSettings
-from services.common.topics import Topics
+from services.common.config.settings import KafkaSettings
+from services.common.kafka.topics import Topics
 from services.orchestrator.adapters.migrate import upgrade
 from services.orchestrator.app import create_app
 from services.orchestrator.domain.decide import Decider

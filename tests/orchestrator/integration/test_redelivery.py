@@ -15,9 +15,9 @@ from aiokafka.structs import ConsumerRecord
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from services.common.deadletter import REPLAYED_HEADER
-from services.common.metrics import new_registry
-from services.common.topics import Topics
+from services.common.kafka.deadletter import REPLAYED_HEADER
+from services.common.kafka.topics import Topics
+from services.common.observability.metrics import new_registry
 from services.orchestrator.adapters.migrate import upgrade
 from services.orchestrator.metrics import OrchestratorMetrics
 from services.orchestrator.runtime import Orchestrator
@@ -152,7 +152,7 @@ async def test_a_record_kafka_refuses_is_parked_and_the_rest_is_published(
         database_url: str, kafka_bootstrap: str) -> None:
     from aiokafka import AIOKafkaProducer
 
-    from services.common.outbox import Outgoing, enqueue
+    from services.common.db.outbox import Outgoing, enqueue
     from services.orchestrator.adapters import tables
     from tests.support import isolated_kafka, read_topic
 

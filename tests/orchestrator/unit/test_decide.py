@@ -306,7 +306,7 @@ def test_consent_granted_again_lifts_an_opt_out_but_not_a_complaint() -> None:
 def test_what_an_event_causes_at_once_carries_its_id_and_time_to_dispatch() -> None:
     """dispatch's log lines name the event behind a message (tests/observability), so the
     command carries it, through the outbox row."""
-    from services.common.topics import Topics
+    from services.common.kafka.topics import Topics
     from services.orchestrator.adapters.repository import outbox_rows
 
     instant = Program(id="instant", version=1, name="Instant", trigger=Trigger(

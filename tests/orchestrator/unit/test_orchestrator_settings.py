@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from services.common.config.settings import load
 from services.common.errors import ConfigError
-from services.common.settings import load
 from services.orchestrator.settings import OrchestratorSettings
 
 URL = "postgresql+asyncpg://nurture@127.0.0.1:5432/nurture"

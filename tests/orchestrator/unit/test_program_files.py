@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from services.common.config_files import ConfigProblem
+from services.common.config.files import ConfigProblem
 from services.orchestrator.adapters.program_files import (
     POLICY_SCHEMA_PATH,
     SCHEMA_PATH,

@@ -8,8 +8,8 @@ import faust
 import pytest
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from services.common.kafka import make_admin
-from services.common.settings import KafkaSettings
+from services.common.config.settings import KafkaSettings
+from services.common.kafka.clients import make_admin
 from services.scoring.worker import ensure_changelog
 from tests.support import isolated_kafka, unique
 

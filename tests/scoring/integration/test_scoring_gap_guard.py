@@ -8,9 +8,9 @@ import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
-from services.common.kafka import make_consumer
-from services.common.settings import KafkaSettings
-from services.common.topics import Topics
+from services.common.config.settings import KafkaSettings
+from services.common.kafka.clients import make_consumer
+from services.common.kafka.topics import Topics
 from services.scoring.gaps import GapGuard, committed, handled_group
 from tests.support import isolated_kafka, unique
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from services.common.deadletter import Origin
-from services.common.topics import Topics
+from services.common.kafka.deadletter import Origin
+from services.common.kafka.topics import Topics
 from services.scoring.domain.model import EngagementRule, ScoringModel
 from services.scoring.processor import Processor, Result
 

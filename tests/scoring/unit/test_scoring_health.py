@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from deploy.local.stack import free_port
-from services.common.metrics import new_registry
-from services.common.settings import KafkaSettings
-from services.common.topics import Topics
+from services.common.config.settings import KafkaSettings
+from services.common.kafka.topics import Topics
+from services.common.observability.metrics import new_registry
 from services.scoring.health import (
     LIVE_PATH,
     READY_PATH,

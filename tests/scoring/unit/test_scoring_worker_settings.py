@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from services.common.config.settings import KafkaSettings, load
 from services.common.errors import ConfigError
-from services.common.metrics import new_registry
-from services.common.settings import KafkaSettings, load
-from services.common.topics import Topics
+from services.common.kafka.topics import Topics
+from services.common.observability.metrics import new_registry
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.processor import Processor
 from services.scoring.settings import ScoringSettings

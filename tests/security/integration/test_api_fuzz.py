@@ -22,7 +22,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
 from deploy.local.stack import free_port
-from services.common.settings import KafkaSettings
+from services.common.config.settings import KafkaSettings
 from services.ingest.app import create_app as create_ingest
 from services.ingest.domain.auth import hash_key
 from services.ingest.settings import ApiKeyConfig, IngestSettings

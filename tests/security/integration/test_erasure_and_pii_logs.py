@@ -26,8 +26,8 @@ from pythonjsonlogger.json import JsonFormatter
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from services.common.settings import KafkaSettings
-from services.common.topics import Topics
+from services.common.config.settings import KafkaSettings
+from services.common.kafka.topics import Topics
 from services.ingest.app import create_app as create_ingest
 from services.ingest.domain.auth import hash_key
 from services.ingest.settings import ApiKeyConfig, IngestSettings

@@ -21,7 +21,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from services.common.settings import KafkaSettings
+from services.common.config.settings import KafkaSettings
 from services.dispatch.adapters import tables as dt
 from services.orchestrator.adapters.migrate import upgrade
 from services.orchestrator.app import create_app as create_orchestrator

@@ -29,7 +29,7 @@ from fastapi.routing import APIRoute
 from starlette.routing import Route
 
 from services.common.clock import ControllableClock
-from services.common.settings import KafkaSettings
+from services.common.config.settings import KafkaSettings
 from services.common.tracking import TrackingClaims, TrackingSettings, sign
 from services.dispatch.app import create_app as create_dispatch
 from services.dispatch.settings import DispatchSettings

@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas import parse_event, validate_event
-from services.common.deadletter import Origin
-from services.common.topics import Topics
+from services.common.kafka.deadletter import Origin
+from services.common.kafka.topics import Topics
 from services.common.tracking import TokenError, verify
 from services.dispatch.domain.command import MalformedCommand, parse_command
 from services.ingest.domain.auth import ApiKey, AuthError, authenticate

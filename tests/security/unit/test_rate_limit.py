@@ -8,7 +8,7 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.common.settings import KafkaSettings
+from services.common.config.settings import KafkaSettings
 from services.ingest.adapters.publisher import FakePublisher
 from services.ingest.app import create_app
 from services.ingest.domain.auth import hash_key

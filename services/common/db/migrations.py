@@ -2,7 +2,7 @@
 each has its own `migrations/` folder and PostgreSQL schema (created if missing, used as the
 search_path and for the version table). A service's `migrations/env.py` is just:
 
-    from services.common.migrations import run_env
+    from services.common.db.migrations import run_env
     run_env()
 """
 

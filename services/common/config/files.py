@@ -31,8 +31,8 @@ from typing import Any
 import yaml
 
 from schemas.problems import format_path
-from services.common.config_schema import Parts, required_keys, schema_problems
-from services.common.durations import DURATION_PATTERN, DURATION_PROBLEM
+from services.common.config.durations import DURATION_PATTERN, DURATION_PROBLEM
+from services.common.config.schema import Parts, required_keys, schema_problems
 
 __all__ = [
     "NO_FILE", "ROOT", "ConfigFile", "ConfigFileError", "ConfigFiles", "ConfigProblem", "Parts",

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import ColumnElement, Table, delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.common.topics import SPECS
+from services.common.kafka.topics import SPECS
 
 log = logging.getLogger(__name__)
 BATCH = 1000
@@ -72,7 +72,7 @@ class Pruner:
     counter: Counter
     batch: int = BATCH
     dedupes: str | None = None
-    """The topic (`services.common.topics.SPECS` name) whose redeliveries the rows dedupe."""
+    """The topic (`services.common.kafka.topics.SPECS` name) whose redeliveries the rows dedupe."""
 
     def __post_init__(self) -> None:
         spec = next((s for s in SPECS if s.name == self.dedupes), None)

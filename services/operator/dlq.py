@@ -28,11 +28,11 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from services.common.deadletter import REPLAYED_HEADER
+from services.common.config.settings import KafkaSettings, load
 from services.common.errors import ConfigError
-from services.common.kafka import connection_options, make_producer
-from services.common.settings import KafkaSettings, load
-from services.common.topics import Topics, partition_count
+from services.common.kafka.clients import connection_options, make_producer
+from services.common.kafka.deadletter import REPLAYED_HEADER
+from services.common.kafka.topics import Topics, partition_count
 
 UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
 TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")  # what Kafka accepts as a topic name

@@ -11,7 +11,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from services.common.settings import KafkaSettings
+from services.common.config.settings import KafkaSettings
 
 
 def connection_options(settings: KafkaSettings, client_id: str) -> dict[str, Any]:

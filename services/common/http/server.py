@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.common.metrics import exposition
+from services.common.observability.metrics import exposition
 
 
 def metrics_response(registry: CollectorRegistry) -> Response:

@@ -3,7 +3,7 @@
 jsonschema's own messages repeat the offending value (sometimes the whole file); here each problem
 is `(path, message)` with the path as keys and list indices and a message that says what is
 expected: "is required", "unknown key (did you mean 'points'?)", "must be a whole number".
-Used by `services.common.config_files`.
+Used by `services.common.config.files`.
 """
 
 from __future__ import annotations

@@ -1,24 +1,20 @@
-"""The topic map (docs/architecture.md, "Topics") and `nurture-topics`, which creates them.
+"""The topic map (docs/architecture.md, "Topics") and `ensure_topics`, which creates them
+(`nurture-topics`, services/operator/topics.py, is the command).
 
 Brokers run with auto-creation off, so every topic is created here with its partition count and
 retention. Names take the configurable prefix `NURTURE_TOPIC_PREFIX`."""
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import logging
-import sys
 from dataclasses import dataclass
 
 from aiokafka.admin import NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
-from services.common.errors import ConfigError
-from services.common.kafka import make_admin
-from services.common.logging import configure_logging
-from services.common.settings import KafkaSettings, LogSettings, load
+from services.common.config.settings import KafkaSettings
+from services.common.kafka.clients import make_admin
 
 log = logging.getLogger(__name__)
 
@@ -132,32 +128,3 @@ async def wait_for_partitions(settings: KafkaSettings, topic: str) -> int:
         with attempt:
             return await partition_count(settings, topic)
     raise AssertionError("unreachable")  # pragma: no cover
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="nurture-topics",
-        description="Create Nurture's Kafka topics (idempotent). Reads KAFKA_BOOTSTRAP_SERVERS, "
-        "NURTURE_TOPIC_PREFIX and the KAFKA_SASL_*/KAFKA_SECURITY_PROTOCOL settings.",
-    )
-    parser.add_argument("--partitions", type=int, default=6,
-                        help="partitions per topic (%(default)s)")
-    parser.add_argument("--replication-factor", type=int, default=1, help="(%(default)s)")
-    args = parser.parse_args(argv)
-    try:
-        log_settings = load(LogSettings)
-        kafka = load(KafkaSettings)
-    except ConfigError as exc:
-        print(f"nurture-topics: {exc}", file=sys.stderr)
-        return 2
-    configure_logging("topics", level=log_settings.level, fmt=log_settings.format,
-                      hash_key=log_settings.hash_key)
-    created = asyncio.run(ensure_topics(
-        kafka, partitions=args.partitions, replication_factor=args.replication_factor))
-    log.info("topics ready",
-             extra={"topics_created": created, "bootstrap": kafka.bootstrap_servers})
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,1 @@
+"""PostgreSQL plumbing: migrations, the transactional outbox and retention."""

@@ -1,0 +1,1 @@
+"""HTTP plumbing: the uvicorn server, readiness and metrics responses, the body limit."""

@@ -1,0 +1,1 @@
+"""Kafka plumbing: client factories, the topic map, the consumer runner and dead letters."""

@@ -1,0 +1,1 @@
+"""Operator command-line tools (`nurture-topics`, `nurture-dlq`), apart from the runtime code."""
