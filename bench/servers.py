@@ -17,8 +17,9 @@ from fastapi import FastAPI, Request, Response
 
 from schemas import validate_event
 from services.common.config.settings import KafkaSettings
-from services.ingest.app import create_app
+from services.ingest.bootstrap import bootstrap
 from services.ingest.domain.auth import hash_key
+from services.ingest.entrypoints.http.app import create_app
 from services.ingest.settings import ApiKeyConfig, IngestSettings
 
 KEY = "nk_bench"
@@ -27,7 +28,7 @@ KEY = "nk_bench"
 def real_app() -> Any:
     settings = IngestSettings(api_keys=[ApiKeyConfig(name="bench", sha256=hash_key(KEY))],
                               rate_limit_per_second=0)
-    return create_app(settings, KafkaSettings())
+    return create_app(bootstrap(settings, KafkaSettings()))
 
 
 def bare_app() -> FastAPI:

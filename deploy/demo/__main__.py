@@ -31,7 +31,8 @@ from deploy.local import run as local_run
 from services.common.config.settings import KafkaSettings, load
 from services.common.observability.logging import configure_logging
 from services.common.tracking import TrackingSettings
-from services.ingest.app import create_app
+from services.ingest.bootstrap import bootstrap as bootstrap_ingest
+from services.ingest.entrypoints.http.app import create_app
 from services.ingest.settings import IngestSettings
 
 DEMO_KEY = local_run.DEV_KEY
@@ -96,8 +97,8 @@ async def run_demo(args: argparse.Namespace, demo: infra.DemoEnv,
     engine = create_async_engine(demo.env["DATABASE_URL"], pool_size=2)
     clock = OffsetClock()
     tasks: list[dict[str, Any]] = []
-    ingest_app = create_app(load(IngestSettings), load(KafkaSettings), clock=clock,
-                            tracking_keys=load(TrackingSettings).keys())
+    ingest_app = create_app(bootstrap_ingest(load(IngestSettings), load(KafkaSettings), clock=clock,
+                                             tracking_keys=load(TrackingSettings).keys()))
     ports = demo.ports
     settler = Settler(bootstrap=demo.env["KAFKA_BOOTSTRAP_SERVERS"], prefix=demo.prefix,
                       engine=engine, orchestrator_schema=demo.orchestrator_schema,

@@ -64,7 +64,8 @@ def keygen(name: str, sources: list[str] | None, types: list[str] | None) -> int
 
 def serve(args: argparse.Namespace) -> int:
     from services.common.http.server import run_server
-    from services.ingest.app import create_app
+    from services.ingest.bootstrap import bootstrap
+    from services.ingest.entrypoints.http.app import create_app
 
     try:
         log_settings = load(LogSettings)
@@ -76,7 +77,7 @@ def serve(args: argparse.Namespace) -> int:
         return 2
     configure_logging("ingest", level=log_settings.level, fmt=log_settings.format,
                       hash_key=log_settings.hash_key)
-    app = create_app(settings, kafka, tracking_keys=tracking.keys())
+    app = create_app(bootstrap(settings, kafka, tracking_keys=tracking.keys()))
     run_server(app, host=args.host or settings.host, port=args.port or settings.port,
                grace_seconds=settings.shutdown_grace_seconds, proxy_headers=True)
     return 0

@@ -213,11 +213,12 @@ def _routes(service: str) -> set[str]:
 
     kafka = KafkaSettings()
     if service == "ingest":
-        from services.ingest.app import create_app as ingest_app
+        from services.ingest.bootstrap import bootstrap as bootstrap_ingest
+        from services.ingest.entrypoints.http.app import create_app as ingest_app
         from services.ingest.settings import ApiKeyConfig, IngestSettings
 
-        app = ingest_app(IngestSettings(api_keys=[ApiKeyConfig(name="k", sha256="0" * 64)]),
-                         kafka)
+        app = ingest_app(bootstrap_ingest(
+            IngestSettings(api_keys=[ApiKeyConfig(name="k", sha256="0" * 64)]), kafka))
     elif service == "orchestrator":
         from services.orchestrator.__main__ import build_decider
         from services.orchestrator.app import create_app as orchestrator_app
@@ -232,7 +233,17 @@ def _routes(service: str) -> set[str]:
 
         app = dispatch_app(DispatchSettings(DATABASE_URL="postgresql+asyncpg://x@h/db"),  # type: ignore[call-arg]
                            kafka, TrackingSettings())
-    return {route.path for route in app.routes}  # type: ignore[attr-defined]
+    return _paths(app.routes)
+
+
+def _paths(routes: list[Any]) -> set[str]:
+    """Every route's path; a router added with `include_router` (which FastAPI keeps as one
+    entry holding the router) contributes its routes' paths."""
+    found: set[str] = set()
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        found |= _paths(included.routes) if included is not None else {route.path}
+    return found
 
 
 def test_probes_hit_the_services_real_endpoints_and_ports(

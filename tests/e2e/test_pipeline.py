@@ -15,8 +15,9 @@ import pytest
 
 from services.common.config.settings import KafkaSettings
 from services.common.kafka.topics import Topics
-from services.ingest.app import create_app as create_ingest
+from services.ingest.bootstrap import bootstrap as bootstrap_ingest
 from services.ingest.domain.auth import hash_key
+from services.ingest.entrypoints.http.app import create_app as create_ingest
 from services.ingest.settings import ApiKeyConfig, IngestSettings
 from services.orchestrator.adapters.migrate import upgrade
 from services.orchestrator.app import create_app as create_orchestrator
@@ -67,7 +68,7 @@ async def test_event_to_score_to_stage_to_command(
         DATABASE_URL=database_url, db_schema=schema, api_token="t", stage_model="itest",
         timer_poll_seconds=0.1, relay_idle_seconds=0.05)
     decider = Decider([HOT], ContactPolicy(caps=(), quiet_hours=None), stage_model="itest")
-    async with serve(create_ingest(ingest_settings, kafka)) as ingest, \
+    async with serve(create_ingest(bootstrap_ingest(ingest_settings, kafka))) as ingest, \
             serve(create_orchestrator(orch_settings, kafka, decider)), \
             httpx.AsyncClient() as client:
         async def ready() -> bool:

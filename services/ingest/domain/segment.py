@@ -30,7 +30,11 @@ import orjson
 
 from schemas import validate_event
 from services.common.eventtime import event_epoch, rfc3339
-from services.ingest.domain.intake import FieldProblem, Rejected, check_count
+from services.common.kafka.deadletter import Origin, dead_letter
+from services.ingest.domain.intake import FieldProblem, Record, Rejected, check_count
+
+ORIGIN_TOPIC = "http:/v1/batch"
+CONSUMER = "nurture-ingest"
 
 Mapped = tuple[str, dict[str, Any], dict[str, str]]  # (type, data, data field -> segment path)
 
@@ -265,3 +269,23 @@ def map_calls(
         if not found:
             events.append((index, event))
     return events, problems
+
+
+def dead_letters(calls: list[Any], problems: list[FieldProblem], *, topic: str,
+                 when: datetime) -> list[Record]:
+    """One dead letter per rejected Segment call: its original JSON and every reason, so it is
+    not lost and can be fixed and sent again (`nurture-dlq list` finds it; having no origin
+    topic, `replay` leaves it)."""
+    reasons: dict[int, list[str]] = {}
+    for p in problems:
+        reasons.setdefault(p.index, []).append(f"{p.path}: {p.message}" if p.path else p.message)
+    out = []
+    for index, why in sorted(reasons.items()):
+        call = calls[index]
+        lead = call.get("userId") or call.get("anonymousId") if isinstance(call, dict) else None
+        key, value, headers = dead_letter(
+            key=str(lead).encode() if lead else None, value=orjson.dumps(call),
+            origin=Origin(ORIGIN_TOPIC, 0, index), error="; ".join(why)[:2000],
+            consumer=CONSUMER, failed_at=when)
+        out.append(Record(key, value, "deadletter", headers, topic=topic))
+    return out

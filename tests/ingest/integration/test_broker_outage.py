@@ -14,8 +14,9 @@ import pytest
 from deploy.local import stack
 from services.common.config.settings import KafkaSettings
 from services.common.kafka.topics import Topics, ensure_topics
-from services.ingest.app import create_app
+from services.ingest.bootstrap import bootstrap
 from services.ingest.domain.auth import hash_key
+from services.ingest.entrypoints.http.app import create_app
 from services.ingest.settings import ApiKeyConfig, IngestSettings
 from tests.support import read_topic, serve, wait_until
 
@@ -47,7 +48,8 @@ async def test_outage_gives_503_then_resend_lands(broker: stack.Kafka) -> None:
         api_keys=[ApiKeyConfig(name="t", sha256=hash_key(KEY))],
         produce_timeout_seconds=2, retry_after_seconds=3)
     topic = Topics().events
-    async with serve(create_app(settings, kafka)) as url, httpx.AsyncClient(timeout=30) as client:
+    app = create_app(bootstrap(settings, kafka))
+    async with serve(app) as url, httpx.AsyncClient(timeout=30) as client:
         async def ready() -> bool:
             return (await client.get(f"{url}/readyz")).status_code == 200
         await wait_until(ready, timeout=30, what="ingest ready")

@@ -17,8 +17,9 @@ from segment.analytics.client import Client as SegmentClient
 
 from services.common.config.settings import KafkaSettings
 from services.common.kafka.topics import Topics
-from services.ingest.app import create_app
+from services.ingest.bootstrap import bootstrap
 from services.ingest.domain.auth import hash_key
+from services.ingest.entrypoints.http.app import create_app
 from services.ingest.settings import ApiKeyConfig, IngestSettings
 from tests.support import isolated_kafka, read_topic, serve, wait_until
 
@@ -47,7 +48,7 @@ async def kafka(kafka_bootstrap: str) -> KafkaSettings:
 
 @pytest.fixture
 async def ingest(kafka: KafkaSettings) -> AsyncIterator[str]:
-    async with serve(create_app(settings(), kafka)) as url:
+    async with serve(create_app(bootstrap(settings(), kafka))) as url:
         async with httpx.AsyncClient() as client:
             async def ready() -> bool:
                 return (await client.get(f"{url}/readyz")).status_code == 200

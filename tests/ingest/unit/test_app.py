@@ -15,8 +15,9 @@ import pytest
 from services.common.clock import ControllableClock
 from services.common.config.settings import KafkaSettings
 from services.ingest.adapters.publisher import FakePublisher
-from services.ingest.app import create_app
+from services.ingest.bootstrap import bootstrap
 from services.ingest.domain.auth import hash_key
+from services.ingest.entrypoints.http.app import create_app
 from services.ingest.settings import ApiKeyConfig, IngestSettings
 
 KEY = "nk_unit"
@@ -44,8 +45,8 @@ async def client(publisher: FakePublisher) -> AsyncIterator[httpx.AsyncClient]:
             ApiKeyConfig(name="sdk", sha256=hash_key(SDK_KEY), sources=["segment:*"]),
         ],
         max_batch_events=3, max_body_bytes=4096, retry_after_seconds=7)
-    app = create_app(settings, KafkaSettings(), publisher=publisher,
-                     clock=ControllableClock(datetime(2026, 11, 24, tzinfo=UTC)))
+    app = create_app(bootstrap(settings, KafkaSettings(), publisher=publisher,
+                               clock=ControllableClock(datetime(2026, 11, 24, tzinfo=UTC))))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                  base_url="http://ingest") as c:
         yield c

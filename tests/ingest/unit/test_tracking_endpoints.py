@@ -13,8 +13,9 @@ from schemas import validate_event
 from services.common.config.settings import KafkaSettings
 from services.common.tracking import TrackingClaims, sign
 from services.ingest.adapters.publisher import FakePublisher
-from services.ingest.app import create_app
+from services.ingest.bootstrap import bootstrap
 from services.ingest.domain.auth import hash_key
+from services.ingest.entrypoints.http.app import create_app
 from services.ingest.settings import ApiKeyConfig, IngestSettings
 
 KEY = b"tracking-secret-0123456789"
@@ -35,7 +36,7 @@ def publisher() -> FakePublisher:
 @pytest.fixture
 async def client(publisher: FakePublisher) -> AsyncIterator[httpx.AsyncClient]:
     settings = IngestSettings(api_keys=[ApiKeyConfig(name="k", sha256=hash_key("nk_x"))])
-    app = create_app(settings, KafkaSettings(), publisher=publisher, tracking_keys=[KEY])
+    app = create_app(bootstrap(settings, KafkaSettings(), publisher=publisher, tracking_keys=[KEY]))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                  base_url="http://ingest") as c:
         yield c

@@ -19,8 +19,9 @@ from schemas import validate_event
 from services.common.config.settings import KafkaSettings
 from services.dispatch.adapters.webhook import secret_key, signed_headers
 from services.ingest.adapters.publisher import FakePublisher
-from services.ingest.app import create_app
+from services.ingest.bootstrap import bootstrap
 from services.ingest.domain.auth import hash_key
+from services.ingest.entrypoints.http.app import create_app
 from services.ingest.settings import ApiKeyConfig, IngestSettings
 
 RAW_KEY = b"provider-secret-0123456789abcdef"
@@ -52,7 +53,7 @@ def sign(body: bytes, *, msg_id: str = "wh-1", at: float | None = None,
 def app_client(publisher: FakePublisher, secret: str | None) -> httpx.AsyncClient:
     settings = IngestSettings(api_keys=KEYS,
                               email_webhook_secret=SecretStr(secret) if secret else None)
-    app = create_app(settings, KafkaSettings(), publisher=publisher)
+    app = create_app(bootstrap(settings, KafkaSettings(), publisher=publisher))
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ingest")
 
 

@@ -26,8 +26,9 @@ from services.common.tracking import TrackingSettings
 from services.dispatch.adapters.migrate import upgrade as upgrade_dispatch
 from services.dispatch.app import create_app as create_dispatch
 from services.dispatch.settings import DispatchSettings
-from services.ingest.app import create_app as create_ingest
+from services.ingest.bootstrap import bootstrap as bootstrap_ingest
 from services.ingest.domain.auth import hash_key
+from services.ingest.entrypoints.http.app import create_app as create_ingest
 from services.ingest.settings import ApiKeyConfig, IngestSettings
 from services.orchestrator.adapters.migrate import upgrade as upgrade_orchestrator
 from services.orchestrator.app import create_app as create_orchestrator
@@ -135,8 +136,8 @@ async def test_prometheus_scrapes_the_running_services(
     # one after the other: Alembic's context is process-global
     await asyncio.to_thread(upgrade_orchestrator, database_url, o_schema)
     await asyncio.to_thread(upgrade_dispatch, database_url, d_schema)
-    ingest_app = create_ingest(
-        IngestSettings(api_keys=[ApiKeyConfig(name="site", sha256=hash_key(KEY))]), kafka)
+    ingest_app = create_ingest(bootstrap_ingest(
+        IngestSettings(api_keys=[ApiKeyConfig(name="site", sha256=hash_key(KEY))]), kafka))
     orchestrator_app = create_orchestrator(
         OrchestratorSettings(  # type: ignore[call-arg]
             DATABASE_URL=database_url, db_schema=o_schema, api_token="t", stage_model="itest",

@@ -23,8 +23,9 @@ from schemathesis import GenerationMode
 
 from deploy.local.stack import free_port
 from services.common.config.settings import KafkaSettings
-from services.ingest.app import create_app as create_ingest
+from services.ingest.bootstrap import bootstrap as bootstrap_ingest
 from services.ingest.domain.auth import hash_key
+from services.ingest.entrypoints.http.app import create_app as create_ingest
 from services.ingest.settings import ApiKeyConfig, IngestSettings
 from services.orchestrator.adapters.migrate import upgrade
 from services.orchestrator.app import create_app as create_orchestrator
@@ -101,9 +102,9 @@ def status_of(url: str) -> int:
 
 def test_ingest_spec_holds_under_fuzzing(kafka_bootstrap: str) -> None:
     kafka: KafkaSettings = asyncio.run(isolated_kafka(kafka_bootstrap))
-    app = create_ingest(IngestSettings(
+    app = create_ingest(bootstrap_ingest(IngestSettings(
         api_keys=[ApiKeyConfig(name="fuzz", sha256=hash_key(KEY))],
-        email_webhook_secret="fuzz-email-webhook-secret-0123", rate_limit_per_second=0), kafka)
+        email_webhook_secret="fuzz-email-webhook-secret-0123", rate_limit_per_second=0), kafka))
     with served(app) as url:
         fuzz(url, {"Authorization": f"Bearer {KEY}"},
              lambda: status_of(f"{url}/readyz") == 200)

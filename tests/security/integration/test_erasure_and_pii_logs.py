@@ -28,8 +28,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.common.config.settings import KafkaSettings
 from services.common.kafka.topics import Topics
-from services.ingest.app import create_app as create_ingest
+from services.ingest.bootstrap import bootstrap as bootstrap_ingest
 from services.ingest.domain.auth import hash_key
+from services.ingest.entrypoints.http.app import create_app as create_ingest
 from services.ingest.settings import ApiKeyConfig, IngestSettings
 from services.orchestrator.adapters.migrate import upgrade
 from services.orchestrator.app import create_app as create_orchestrator
@@ -143,8 +144,8 @@ async def test_no_pii_in_logs_and_erasure_leaves_none(
     await asyncio.to_thread(upgrade, database_url, schema)
     smtp = SmtpSink()
     await smtp.start()
-    ingest_app = create_ingest(IngestSettings(api_keys=[ApiKeyConfig(
-        name="site", sha256=hash_key(API_KEY))]), kafka)
+    ingest_app = create_ingest(bootstrap_ingest(IngestSettings(api_keys=[ApiKeyConfig(
+        name="site", sha256=hash_key(API_KEY))]), kafka))
     orch_app = create_orchestrator(OrchestratorSettings(
         DATABASE_URL=database_url, db_schema=schema, api_token=ORCH_TOKEN,
         admin_token=ADMIN_TOKEN, stage_model="itest", timer_poll_seconds=0.1,

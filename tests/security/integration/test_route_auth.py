@@ -34,8 +34,9 @@ from services.common.tracking import TrackingClaims, TrackingSettings, sign
 from services.dispatch.app import create_app as create_dispatch
 from services.dispatch.settings import DispatchSettings
 from services.ingest.adapters.publisher import FakePublisher
-from services.ingest.app import create_app as create_ingest
+from services.ingest.bootstrap import bootstrap as bootstrap_ingest
 from services.ingest.domain.auth import hash_key
+from services.ingest.entrypoints.http.app import create_app as create_ingest
 from services.ingest.settings import ApiKeyConfig, IngestSettings
 from services.orchestrator import sms_inbound
 from services.orchestrator.adapters.migrate import upgrade
@@ -75,9 +76,18 @@ BEARER = {"Authorization": f"Bearer {KEY}"}
 
 
 def routes(app: FastAPI) -> set[tuple[str, str]]:
+    return _routes(app.routes)
+
+
+def _routes(candidates: list[Any]) -> set[tuple[str, str]]:
+    """(method, path) of every route; a router added with `include_router` (which FastAPI keeps
+    as one entry holding the router) contributes its routes."""
     found = set()
-    for route in app.routes:
-        if isinstance(route, APIRoute | Route) and route.methods:
+    for route in candidates:
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            found |= _routes(included.routes)
+        elif isinstance(route, APIRoute | Route) and route.methods:
             found |= {(m, route.path) for m in route.methods if m != "HEAD"}
     return found
 
@@ -85,9 +95,9 @@ def routes(app: FastAPI) -> set[tuple[str, str]]:
 def ingest_app(publisher: FakePublisher, *, optional: bool = True) -> FastAPI:
     settings = IngestSettings(api_keys=[ApiKeyConfig(name="site", sha256=hash_key(KEY))],
                               email_webhook_secret=EMAIL_SECRET if optional else None)
-    return create_ingest(settings, KafkaSettings(), publisher=publisher,
-                         clock=ControllableClock(NOW),
-                         tracking_keys=[TRACKING_SECRET.encode()] if optional else None)
+    return create_ingest(bootstrap_ingest(
+        settings, KafkaSettings(), publisher=publisher, clock=ControllableClock(NOW),
+        tracking_keys=[TRACKING_SECRET.encode()] if optional else None))
 
 
 def orchestrator_settings(database_url: str, schema: str,

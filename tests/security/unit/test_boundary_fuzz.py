@@ -25,7 +25,7 @@ from services.common.tracking import TokenError, verify
 from services.dispatch.domain.command import MalformedCommand, parse_command
 from services.ingest.domain.auth import ApiKey, AuthError, authenticate
 from services.ingest.domain.intake import Rejected, accept, events_from_body
-from services.ingest.webhooks import crm_events, email_events
+from services.ingest.domain.providers import crm_events, email_events
 from services.orchestrator.runtime import parse
 from services.scoring.processor import Processor
 

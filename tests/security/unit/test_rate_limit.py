@@ -10,9 +10,10 @@ from hypothesis import strategies as st
 
 from services.common.config.settings import KafkaSettings
 from services.ingest.adapters.publisher import FakePublisher
-from services.ingest.app import create_app
+from services.ingest.bootstrap import bootstrap
 from services.ingest.domain.auth import hash_key
 from services.ingest.domain.ratelimit import RateLimiter, retry_after
+from services.ingest.entrypoints.http.app import create_app
 from services.ingest.settings import ApiKeyConfig, IngestSettings
 
 times = st.lists(st.floats(min_value=0, max_value=1e6, allow_nan=False), max_size=60)
@@ -57,7 +58,7 @@ async def test_ingest_answers_429_with_retry_after_per_key() -> None:
                                         ApiKeyConfig(name="b", sha256=hash_key("nk_b"))],
                               rate_limit_per_second=0.01, rate_limit_burst=2)
     publisher = FakePublisher()
-    app = create_app(settings, KafkaSettings(), publisher=publisher)
+    app = create_app(bootstrap(settings, KafkaSettings(), publisher=publisher))
     body = orjson.dumps({"specversion": "1.0", "id": "e1", "source": "s", "subject": "lead-1",
                          "type": "web.page_viewed", "data": {"url": "https://x.io/"}})
 

@@ -1,12 +1,12 @@
-"""Inbound webhooks: provider callbacks turned into Nurture CloudEvents, published like any other
-event (all-or-nothing per request, 2xx only once Kafka acknowledged, 503 + Retry-After if not).
+"""Provider callbacks mapped onto Nurture CloudEvents (pure: time and ids come in as arguments).
 
-- `POST /v1/webhooks/email`: delivery, bounce and complaint events of the email provider, signed
-  the Standard Webhooks way (standardwebhooks.com, the way dispatch signs its own webhooks).
-- `POST /v1/webhooks/crm`: CRM callbacks, authenticated with an ingest API key.
+- the email provider's delivery, bounce and complaint events, signed the Standard Webhooks way
+  (standardwebhooks.com, the way dispatch signs its own webhooks): `verify_signature`,
+  `email_events`;
+- CRM callbacks (the request carries an ingest API key): `crm_events`.
 
-The mapping and the signature check are pure (time and ids come in as arguments); the route
-handlers reuse the app's `handle()` for reading, accepting, publishing and error translation."""
+The routes are in `entrypoints/http/provider_webhooks.py`, the use cases in
+`service_layer/handlers.py`."""
 
 from __future__ import annotations
 
@@ -15,15 +15,11 @@ import binascii
 import hashlib
 import hmac
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
-
-from fastapi import FastAPI, Request, Response
+from typing import Any
 
 from schemas import validate_event
-from services.common.clock import Clock
 from services.ingest.domain.auth import ApiKey, AuthError
-from services.ingest.domain.intake import FieldProblem, Rejected, check_count, decode_json
-from services.ingest.openapi import CRM_WEBHOOK_BODY, EMAIL_WEBHOOK_BODY, RESPONSES
+from services.ingest.domain.intake import FieldProblem, Rejected, check_count
 
 EMAIL_SOURCE = "nurture-ingest/email-webhook"
 EMAIL_WEBHOOK_SETTING = "NURTURE_INGEST_EMAIL_WEBHOOK_SECRET"
@@ -47,17 +43,6 @@ CRM_TYPES: dict[str, tuple[str, tuple[str, ...]]] = {
 EMAIL_KEY = ApiKey("email-webhook", "", (EMAIL_SOURCE,),
                    tuple(etype for etype, _ in EMAIL_TYPES.values()))
 _ENVELOPE_PATHS = {"subject": "lead_id", "time": "timestamp", "id": "id", "type": "type"}
-
-ToEvents = Callable[[bytes, ApiKey], list[dict[str, Any]]]
-
-
-class Handle(Protocol):
-    """The app's request pipeline: identify, read, map, accept, publish, answer."""
-
-    async def __call__(self, request: Request, route: str, to_events: ToEvents, ok_status: int,
-                      ok_body: Callable[[int], dict[str, Any]], *,
-                      identify: Callable[[Request], ApiKey] | None = None) -> Response: ...
-
 
 def secret_key(secret: str) -> bytes:
     """The HMAC key of a Standard Webhooks secret: `whsec_<base64>` decoded, else the UTF-8."""
@@ -154,58 +139,3 @@ def crm_events(doc: Any, *, key_name: str, max_events: int) -> list[dict[str, An
     source, so a CRM's retry is deduped downstream."""
     return map_items(doc, CRM_TYPES, source=f"crm-webhook:{key_name}",
                      event_id=lambda _index, item: item.get("id"), max_events=max_events)
-
-
-def add_webhook_routes(app: FastAPI, *, handle: Handle, email_key: bytes | None, clock: Clock,
-                       max_events: int) -> None:
-    """Register /v1/webhooks/email (off, answering 404, without `email_key`) and
-    /v1/webhooks/crm on the ingest app."""
-
-    def email_identity(_request: Request) -> ApiKey:
-        if email_key is None:
-            raise Rejected(404, f"the email webhook is off: set {EMAIL_WEBHOOK_SETTING}")
-        return EMAIL_KEY
-
-    @app.post("/v1/webhooks/email", status_code=200, responses=RESPONSES,
-              openapi_extra=EMAIL_WEBHOOK_BODY,
-              summary="Email provider events (Standard Webhooks signature)")
-    async def email_webhook(request: Request) -> Response:
-        """Delivery, bounce and complaint callbacks of the email provider, signed the Standard
-        Webhooks way with `NURTURE_INGEST_EMAIL_WEBHOOK_SECRET` (`webhook-id`,
-        `webhook-timestamp` within 5 minutes, `webhook-signature: v1,<base64 HMAC-SHA256>`).
-
-        Body: one object or an array of `{"type": "delivered" | "bounced" | "complained",
-        "message_id", "lead_id", "timestamp" (RFC 3339), "bounce_type"?: "hard" | "soft",
-        "diagnostic"?, "program_id"?, "step_id"?, "template_id"?}` → `email.delivered`,
-        `email.bounced`, `email.complained` (source `nurture-ingest/email-webhook`, id derived
-        from `webhook-id` + position, so a retry is deduped). 200 `{"accepted": n}` once Kafka
-        has them all; 401 bad/missing/stale signature; 404 when the secret is not set; 422
-        invalid items as `{index, path, message}`; 503 + Retry-After when Kafka is down."""
-        def to_events(body: bytes, _key: ApiKey) -> list[dict[str, Any]]:
-            assert email_key is not None  # email_identity refused the request otherwise
-            webhook_id = verify_signature(email_key, headers=request.headers, body=body,
-                                          now=clock.now().timestamp())
-            return email_events(decode_json(body), webhook_id=webhook_id, max_events=max_events)
-
-        return await handle(request, "/v1/webhooks/email", to_events, 200,
-                            lambda n: {"accepted": n}, identify=email_identity)
-
-    @app.post("/v1/webhooks/crm", status_code=200, responses=RESPONSES,
-              openapi_extra=CRM_WEBHOOK_BODY,
-              summary="CRM callbacks (ingest API key)")
-    async def crm_webhook(request: Request) -> Response:
-        """CRM callbacks, authenticated with an ingest API key (`Authorization: Bearer <key>`)
-        whose sources allow `crm-webhook:<key name>` and types allow `crm.*`.
-
-        Body: one object or an array of `{"type": "opportunity_opened" | "deal_won" |
-        "deal_lost" | "task_completed" | "owner_assigned", "lead_id", "id" (the CRM's event id),
-        "timestamp" (RFC 3339), ...fields}` → `crm.<type>`; fields kept per type:
-        `opportunity_id`, `amount`, `currency`, `stage`, `owner_id` (opportunity_opened);
-        `opportunity_id`, `amount`, `currency` (+ `reason` for deal_lost); `task_id`, `outcome`;
-        `owner_id`. 200 `{"accepted": n}` once Kafka has them all; 401 / 403 / 422 / 503 as on
-        `/v1/events`."""
-        def to_events(body: bytes, key: ApiKey) -> list[dict[str, Any]]:
-            return crm_events(decode_json(body), key_name=key.name, max_events=max_events)
-
-        return await handle(request, "/v1/webhooks/crm", to_events, 200,
-                            lambda n: {"accepted": n})

@@ -1,0 +1,60 @@
+"""The dependencies ingest's routes share: the handlers, the rate-limited API key and the
+request body (read with the size limit, gunzipped)."""
+
+from __future__ import annotations
+
+import zlib
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from services.ingest.domain.auth import ApiKey
+from services.ingest.domain.intake import Rejected
+from services.ingest.entrypoints.http.auth import ApiKeyDep
+from services.ingest.service_layer.handlers import Handlers
+
+
+def handlers(request: Request) -> Handlers:
+    found: Handlers = request.app.state.handlers
+    return found
+
+
+HandlersDep = Annotated[Handlers, Depends(handlers)]
+
+
+def admitted_key(key: ApiKeyDep, service: HandlersDep) -> ApiKey:
+    """The caller's API key, within its rate limit (else 429 with Retry-After)."""
+    service.admit(key)
+    return key
+
+
+AdmittedKey = Annotated[ApiKey, Depends(admitted_key)]
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body (gunzipped if sent gzip), refusing to buffer more than `limit` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise Rejected(413, f"request body over {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise Rejected(413, f"request body over {limit} bytes")
+    if request.headers.get("content-encoding", "").lower() == "gzip":
+        inflater = zlib.decompressobj(wbits=31)
+        try:
+            plain = inflater.decompress(bytes(body), limit + 1)
+        except zlib.error:
+            raise Rejected(400, "body is not valid gzip") from None
+        if len(plain) > limit or inflater.unconsumed_tail:
+            raise Rejected(413, f"request body over {limit} bytes once decompressed")
+        return plain
+    return bytes(body)
+
+
+async def body(request: Request, service: HandlersDep) -> bytes:
+    return await read_body(request, service.settings.max_body_bytes)
+
+
+Body = Annotated[bytes, Depends(body)]
