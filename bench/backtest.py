@@ -29,8 +29,8 @@ from services.orchestrator.domain.decide import Decider
 from services.orchestrator.domain.simulate import Simulation
 from services.scoring.adapters.model_files import load_models
 from services.scoring.domain.backtest import Replay
-from services.scoring.processor import Processor, check_event, event_time
-from services.scoring.processor import Result as Scored
+from services.scoring.service_layer.handlers import Processor, check_event, event_time
+from services.scoring.service_layer.handlers import Result as Scored
 
 MODEL = str(ROOT / "config" / "scoring" / "b2b.yaml")
 TARGET_EVENTS_PER_S = 100_000

@@ -26,7 +26,7 @@ from services.common.kafka.clients import make_producer
 from services.common.kafka.topics import Topics
 from services.scoring.adapters.model_files import load_models
 from services.scoring.domain.backtest import Replay
-from services.scoring.processor import event_time
+from services.scoring.service_layer.handlers import event_time
 
 MODELS = [str(ROOT / "config" / "scoring" / "b2b.yaml"),
           str(ROOT / "config" / "scoring" / "product-led.yaml")]

@@ -124,7 +124,8 @@ class Run:
                       failures: int = 3) -> None:
         """What Kubernetes does with a liveness probe: a service whose probe fails `failures`
         times in a row is killed and started again (the scoring workers' /livez,
-        services/scoring/health.py). Probes are read between faults' restarts, never during."""
+        services/scoring/entrypoints/probes.py). Probes are read between faults' restarts,
+        never during."""
         failed: dict[str, int] = {}
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):

@@ -1,4 +1,5 @@
-"""`nurture-scoring` / `python -m services.scoring`: the composition root of the scoring service.
+"""`nurture-scoring` / `python -m services.scoring`: the command line of the scoring service
+(the worker is built by `bootstrap.py` and run by `entrypoints/worker.py`).
 
     nurture-scoring worker                 run the streaming scorer (faust worker)
     nurture-scoring check [MODEL ...]      validate model files, report every problem
@@ -8,7 +9,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Sequence
 
@@ -88,35 +88,9 @@ def worker() -> int:
         return 2
     configure_logging("scoring", level=log_settings.level, fmt=log_settings.format,
                       hash_key=log_settings.hash_key)
+    from services.scoring.entrypoints.worker import run_worker
 
-    import faust
-
-    from services.common.kafka.topics import Topics, wait_for_partitions
-    from services.common.observability.metrics import new_registry
-    from services.scoring.gaps import committed
-    from services.scoring.health import Health, Heartbeat, serve
-    from services.scoring.metrics import ScoringMetrics
-    from services.scoring.processor import Processor
-    from services.scoring.worker import app_id, create_app, ensure_changelog
-
-    partitions = asyncio.run(wait_for_partitions(kafka, Topics(kafka.topic_prefix).events))
-    # before this process's faust can commit anything (services/scoring/gaps.py)
-    committed_at_startup = asyncio.run(committed(kafka, app_id(settings, kafka)))
-    registry = new_registry()
-    metrics = ScoringMetrics(registry)
-    health = Health(registry, stuck_after=settings.commit_stuck_seconds)
-    if settings.metrics_port:  # /metrics, and /livez and /healthz for the probes
-        serve(settings.metrics_port, registry, health)
-    processor = Processor(models, Topics(kafka.topic_prefix), recent_ids=settings.recent_ids)
-    app = create_app(settings, kafka, processor, metrics, partitions=partitions,
-                     committed_at_startup=committed_at_startup)
-    asyncio.run(ensure_changelog(app, kafka, partitions=partitions,
-                                 replication_factor=settings.replication_factor))
-    health.watch(app, Topics(kafka.topic_prefix).events)
-    runner = faust.Worker(app, Heartbeat(health), loglevel=log_settings.level,
-                          override_logging=False, quiet=True)
-    runner.execute_from_commandline()
-    return 0
+    return run_worker(settings, kafka, models, log_level=log_settings.level)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -130,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"nurture-scoring: {exc}", file=sys.stderr)
             return 2
     if args.command == "backtest":
-        from services.scoring.backtest_cli import run_backtest
+        from services.scoring.entrypoints.backtest import run_backtest
 
         return run_backtest(args.models, args.events, as_json=args.json, quiet=args.quiet)
     return worker()

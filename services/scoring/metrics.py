@@ -31,7 +31,7 @@ class ScoringMetrics:
         self.reread = Counter(
             "nurture_scoring_skipped_records_reread_total",
             "Input records the faust stream skipped during a rebalance and the worker re-read "
-            "(services/scoring/gaps.py); non-zero means the guard prevented a loss.",
+            "(services/scoring/adapters/faust_app.py); non-zero means the guard prevented a loss.",
             registry=registry)
         self.lag = ConsumerLag(registry)
         # known label values at 0 from the start, so the first event of each has an increase()

@@ -13,7 +13,7 @@ from bench.core import events
 from bench.orchestrator import decider
 from services.orchestrator.domain.lead import Lead
 from services.orchestrator.domain.simulate import Simulation
-from services.scoring.processor import event_time
+from services.scoring.service_layer.handlers import event_time
 
 
 def test_fast_lead_to_dict_is_asdict() -> None:

@@ -13,7 +13,7 @@ import yaml
 from services.common.kafka.topics import SPECS
 from services.dispatch.settings import DispatchSettings
 from services.orchestrator.settings import OrchestratorSettings
-from services.scoring.gaps import handled_group
+from services.scoring.adapters.faust_app import handled_group
 from tests.deploy.chart_support import (
     ALL_FEATURES,
     CHART,
@@ -39,10 +39,10 @@ def _scoring_app() -> Any:
     from services.common.config.settings import KafkaSettings
     from services.common.kafka.topics import Topics
     from services.common.observability.metrics import new_registry
+    from services.scoring.adapters.faust_app import create_app
     from services.scoring.metrics import ScoringMetrics
-    from services.scoring.processor import Processor
+    from services.scoring.service_layer.handlers import Processor
     from services.scoring.settings import ScoringSettings
-    from services.scoring.worker import create_app
 
     kafka = KafkaSettings(NURTURE_TOPIC_PREFIX=PREFIX)  # type: ignore[call-arg]
     return create_app(ScoringSettings(), kafka, Processor([], Topics(PREFIX)),
@@ -52,7 +52,8 @@ def _scoring_app() -> Any:
 def _groups(service: str) -> set[str]:
     if service == "scoring":
         group = str(_scoring_app().conf.id)  # faust's consumer group is its app id
-        return {group, handled_group(group)}  # and the gap guard's (services/scoring/gaps.py)
+        # and the gap guard's (services/scoring/adapters/faust_app.py)
+        return {group, handled_group(group)}
     settings = {"orchestrator": OrchestratorSettings, "dispatch": DispatchSettings}
     if service not in settings:
         return set()

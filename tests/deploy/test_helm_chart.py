@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from services.common.kafka.topics import SPECS
-from services.scoring.health import LIVE_PATH, READY_PATH
+from services.scoring.entrypoints.probes import LIVE_PATH, READY_PATH
 from tests.deploy.chart_support import (
     ALL_FEATURES,
     CHART,
@@ -257,7 +257,8 @@ def test_probes_hit_the_services_real_endpoints_and_ports(
             action = c[probe].get("httpGet") or c[probe]["tcpSocket"]
             assert action["port"] in ports
             if service == "scoring":
-                # the worker's health endpoints, next to /metrics (services/scoring/health.py)
+                # the worker's health endpoints, next to /metrics
+                # (services/scoring/entrypoints/probes.py)
                 assert ports[action["port"]] == int(env["NURTURE_SCORING_METRICS_PORT"])
                 assert action["path"] == (READY_PATH if probe == "readinessProbe"
                                           else LIVE_PATH), probe
@@ -346,10 +347,10 @@ def test_the_changelog_name_is_the_one_faust_uses() -> None:
     from services.common.config.settings import KafkaSettings
     from services.common.kafka.topics import Topics
     from services.common.observability.metrics import new_registry
+    from services.scoring.adapters.faust_app import create_app
     from services.scoring.metrics import ScoringMetrics
-    from services.scoring.processor import Processor
+    from services.scoring.service_layer.handlers import Processor
     from services.scoring.settings import ScoringSettings
-    from services.scoring.worker import create_app
 
     kafka = KafkaSettings(NURTURE_TOPIC_PREFIX="prod.")  # type: ignore[call-arg]
     app = create_app(ScoringSettings(), kafka, Processor([], Topics("prod.")),

@@ -1,6 +1,6 @@
 """The fault run's kubelet reads a service's liveness probe as Kubernetes would: a real child
-process and a real HTTP probe (the scoring worker's /livez server, services/scoring/health.py)
-whose verdict the test moves."""
+process and a real HTTP probe (the scoring worker's /livez server,
+services/scoring/entrypoints/probes.py) whose verdict the test moves."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from deploy.chaos.processes import Service
 from deploy.local.stack import free_port
 from services.common.observability.metrics import new_registry
-from services.scoring.health import Health, serve
+from services.scoring.entrypoints.probes import Health, serve
 
 
 class Clock:

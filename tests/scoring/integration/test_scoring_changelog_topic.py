@@ -10,7 +10,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from services.common.config.settings import KafkaSettings
 from services.common.kafka.clients import make_admin
-from services.scoring.worker import ensure_changelog
+from services.scoring.adapters.faust_app import ensure_changelog
 from tests.support import isolated_kafka, unique
 
 

@@ -11,7 +11,7 @@ from aiokafka.structs import OffsetAndMetadata
 from services.common.config.settings import KafkaSettings
 from services.common.kafka.clients import make_consumer
 from services.common.kafka.topics import Topics
-from services.scoring.gaps import GapGuard, committed, handled_group
+from services.scoring.adapters.faust_app import GapGuard, committed, handled_group
 from tests.support import isolated_kafka, unique
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 
 from deploy.local.stack import free_port
-from services.scoring.health import LIVE_PATH, READY_PATH
+from services.scoring.entrypoints.probes import LIVE_PATH, READY_PATH
 from tests.support import ScoringWorker, isolated_kafka, wait_until
 
 MODEL = """\

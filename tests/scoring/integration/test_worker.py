@@ -209,7 +209,7 @@ async def test_kill_9_and_restart_recovers_state_from_the_changelog(
     # kill only once the first batch's offsets are committed
     await wait_until(lambda: committed(kafka, f"{kafka.topic_prefix}nurture-scoring",
                                        len(first)), timeout=30, what="offsets committed")
-    # ... and the gap guard's own account of them (services/scoring/gaps.py)
+    # ... and the gap guard's own account of them (services/scoring/adapters/faust_app.py)
     await wait_until(lambda: committed(kafka, f"{kafka.topic_prefix}nurture-scoring-handled",
                                        len(first)), timeout=30, what="handled offsets recorded")
     worker.kill()

@@ -11,7 +11,7 @@ import pytest
 from services.common.kafka.deadletter import Origin
 from services.common.kafka.topics import Topics
 from services.scoring.domain.model import EngagementRule, ScoringModel
-from services.scoring.processor import Processor, Result
+from services.scoring.service_layer.handlers import Processor, Result
 
 MODEL = ScoringModel(id="m", version=1, half_life_days=30, thresholds={"mql": 10},
                      engagement=(EngagementRule("dl", frozenset({"web.content_downloaded"}), 10),))

@@ -1,12 +1,13 @@
-"""The decisions of services/scoring/gaps.py: which offsets the stream skipped, where a
-generation's stream should start, and what the handled group may vouch for."""
+"""The decisions of the gap guard (services/scoring/adapters/faust_app.py): which offsets the
+stream skipped, where a generation's stream should start, and what the handled group may vouch
+for."""
 
 from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.scoring.gaps import gap, start_offset, vouched
+from services.scoring.adapters.faust_app import gap, start_offset, vouched
 
 
 def test_the_next_expected_offset_is_no_gap() -> None:

@@ -14,7 +14,8 @@ from deploy.local.stack import free_port
 from services.common.config.settings import KafkaSettings
 from services.common.kafka.topics import Topics
 from services.common.observability.metrics import new_registry
-from services.scoring.health import (
+from services.scoring.adapters.faust_app import create_app, watch
+from services.scoring.entrypoints.probes import (
     LIVE_PATH,
     READY_PATH,
     STALE_AFTER_SECONDS,
@@ -24,9 +25,8 @@ from services.scoring.health import (
     verdict,
 )
 from services.scoring.metrics import ScoringMetrics
-from services.scoring.processor import Processor
+from services.scoring.service_layer.handlers import Processor
 from services.scoring.settings import ScoringSettings
-from services.scoring.worker import create_app
 
 
 def test_a_fresh_heartbeat_is_healthy_and_a_stale_one_is_not() -> None:
@@ -86,7 +86,7 @@ def probes() -> Iterator[tuple[str, Health, Clock, Any]]:
                      ScoringMetrics(new_registry()), partitions=3)
     clock = Clock()
     health = Health(registry, clock=clock)
-    health.watch(app)
+    watch(health, app)
     port = free_port()
     server = serve(port, registry, health, addr="127.0.0.1")
     try:

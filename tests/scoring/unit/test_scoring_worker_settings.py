@@ -9,10 +9,10 @@ from services.common.config.settings import KafkaSettings, load
 from services.common.errors import ConfigError
 from services.common.kafka.topics import Topics
 from services.common.observability.metrics import new_registry
+from services.scoring.adapters.faust_app import create_app
 from services.scoring.metrics import ScoringMetrics
-from services.scoring.processor import Processor
+from services.scoring.service_layer.handlers import Processor
 from services.scoring.settings import ScoringSettings
-from services.scoring.worker import create_app
 
 
 def test_producer_linger_reaches_faust_in_seconds(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,14 +1,14 @@
-"""The scoring worker's health, for Kubernetes probes: /livez and /healthz next to /metrics.
+"""The scoring worker's probes for Kubernetes: /livez and /healthz next to /metrics.
 
 /metrics is served by a thread of its own, so it keeps answering when faust's event loop hangs.
-Two heartbeats live on that loop instead: the worker's (a service faust starts before the app,
-so it beats through the first table recovery) and the app's (a faust timer, which faust only
-starts once the tables are recovered). /livez fails when the worker's heartbeat is stale (a hung
-loop), or when records read have waited minutes for a commit that never comes (the loop beats,
-but faust's commit hangs: seen once in the aiokafka producer's flush after a broker restart,
-docs/reliability.md); /healthz also while the app has not started or recovers tables after a
-rebalance. `verdict` and `CommitWatch` are the pure decisions; `Health` holds the beats; `serve`
-is the HTTP server."""
+Two heartbeats live on that loop instead: the worker's (`Heartbeat` in `adapters/faust_app.py`, a
+service faust starts before the app, so it beats through the first table recovery) and the
+app's (a faust timer, `watch`, which faust only starts once the tables are recovered).
+/livez fails when the worker's heartbeat is stale (a hung loop), or when records read have
+waited minutes for a commit that never comes (the loop beats, but faust's commit hangs: seen
+once in the aiokafka producer's flush after a broker restart, docs/reliability.md); /healthz also
+while the app has not started or recovers tables after a rebalance. `verdict` and `CommitWatch`
+are the pure decisions; `Health` holds the beats; `serve` is the HTTP server."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-import mode
 from prometheus_client import CollectorRegistry, Gauge, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 
@@ -84,28 +83,11 @@ class Health:
         self.beat: float | None = None
         self.app_beat: float | None = None
         self.commits = CommitWatch()
-        self._app: Any = None
+        self.app: Any = None  # the faust app, once watch watches it
         Gauge("nurture_scoring_heartbeat_age_seconds",
               "Seconds since the worker's event loop last beat (grows while the loop hangs).",
               registry=registry).set_function(
             lambda: self.clock() - self.beat if self.beat is not None else -1.0)
-
-    def watch(self, app: Any, source: str | None = None) -> None:
-        """Beat from a timer of the faust `app` (run once its tables are recovered), read its
-        recovery flag, and watch the commits of its input topic `source`."""
-        self._app = app
-
-        async def app_heartbeat() -> None:
-            self.app_beat = self.clock()
-            if source is None:
-                return
-            mine = set(app.consumer.assignment())
-            monitor = app.monitor
-            self.commits.observe(self.app_beat, committed=monitor.tp_committed_offsets, read={
-                tp: offset for tp, offset in monitor.tp_read_offsets.items()
-                if tp.topic == source and tp in mine})
-
-        app.timer(interval=BEAT_SECONDS, name="nurture-health")(app_heartbeat)
 
     def live(self) -> tuple[bool, str]:
         now = self.clock()
@@ -116,22 +98,8 @@ class Health:
         now = self.clock()
         return verdict(now=now, beat=self.beat, stale_after=self.stale_after,
                        started=self.app_beat is not None,
-                       recovering=bool(getattr(self._app, "in_recovery", False)),
+                       recovering=bool(getattr(self.app, "in_recovery", False)),
                        stuck_for=self.commits.stuck_for(now), stuck_after=self.stuck_after)
-
-
-class Heartbeat(mode.Service):
-    """Beats `health` on the worker's loop; pass it to faust.Worker, which starts it first."""
-
-    def __init__(self, health: Health, **kwargs: Any) -> None:
-        self.health = health
-        super().__init__(**kwargs)
-
-    @mode.Service.task
-    async def _beat(self) -> None:
-        while not self.should_stop:
-            self.health.beat = self.health.clock()
-            await self.sleep(BEAT_SECONDS)
 
 
 class _Quiet(WSGIRequestHandler):

@@ -12,7 +12,7 @@ from typing import IO, Any
 import orjson
 
 from services.scoring.domain.backtest import Replay
-from services.scoring.processor import BadEvent, check_event, event_time
+from services.scoring.service_layer.handlers import BadEvent, check_event, event_time
 
 PROGRESS_EVERY_SECONDS = 5.0
 SHOWN_BAD_LINES = 5

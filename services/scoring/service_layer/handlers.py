@@ -1,5 +1,7 @@
-"""One consumed record in, the new table value and the records to produce out. No faust, no I/O:
-the worker (worker.py) does the table read/write and the sends; tests call this directly."""
+"""scoring's one use case, score a consumed record: one record in, the new table value and the
+records to produce out. No faust, no I/O: the faust adapter (`adapters/faust_app.py`) does the
+table read/write and the sends; tests call this directly. It is the hot path: per record, one
+JSON parse, one model check of `data`, the engine, one JSON dump."""
 
 from __future__ import annotations
 

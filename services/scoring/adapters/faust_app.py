@@ -1,0 +1,490 @@
+"""The faust-streaming adapter, and every workaround the scoring worker needs for faust's behavior.
+
+The worker consumes `nurture.events.v1`, keeps per-lead state in a changelog-backed table and
+produces `nurture.scored-events.v1` (and dead letters). Lead state is one table entry per lead
+id, co-partitioned with the input topic, so a restarted or rebalanced worker restores exactly the
+leads of its partitions from the changelog before it processes anything. Offsets are committed
+after the outputs are flushed (at-least-once; faust flushes the producer before it commits since
+faust-streaming/faust#273); the per-lead dedupe window makes a redelivered event a no-op. What to
+do with one record is `service_layer/handlers.py` (`Processor.process`); this module only moves
+records between faust and it.
+
+Workarounds, each with the upstream reports it covers (faust-streaming 0.15 pinned):
+
+1. **Skipped records re-read** (`GapGuard`, the agent's loop in `create_app`). faust drops a
+   record fetched under an older consumer-group generation (or while its flow control is paused
+   for a rebalance) and still acks its offset, so the offset can be committed although the agent
+   never saw the record (seen after a kill -9 and restart: the first record of the new generation
+   vanished, offsets committed past it). The generation check came with faust-streaming/faust#223
+   (the fix of #221, prefetched events after a rebalance); skipped and out-of-order offsets around
+   a rebalance: faust-streaming/faust#216, robinhood/faust#115. The guard sees the gap (the agent
+   sees every other record with its offset), re-reads it with a plain consumer and scores it
+   first; if faust delivered it after all, the dedupe window makes the second pass a no-op.
+2. **Stuck commits fail liveness** (`watch` feeding `entrypoints/probes.py`'s
+   `CommitWatch`). faust's commit can hang while the loop keeps beating (seen once in the aiokafka
+   producer's flush after a broker restart, docs/reliability.md; robinhood/faust#596, "Faust app
+   hangs on kafka restart", and aio-libs/aiokafka#1018, "Can't recover from
+   NotLeaderForPartitionError"), and a gap in acked offsets blocks every later commit
+   (faust-streaming/faust#596, faust-streaming/faust#312). /livez fails once records read have
+   waited `NURTURE_SCORING_COMMIT_STUCK_SECONDS` for a commit, so Kubernetes restarts the worker.
+3. **A heartbeat that faust starts first** (`Heartbeat`). faust starts an app's timers only
+   once its tables are recovered, so the liveness beat is a `mode.Service` handed to
+   `faust.Worker`, which starts it before the app; the app's own timer is the readiness beat.
+4. **Raw bytes in the table's changelog** (`_lead_table`). Tables take their codec from key/value
+   *models* and accept no serializer argument (faust-streaming/faust#556; robinhood/faust#148,
+   robinhood/faust#538 for the JSON-codec changelog); ours are opaque bytes (LeadState JSON), so
+   the table's serializers are set to "raw" after it is built.
+5. **The changelog topic created by us** (`ensure_changelog`). Left to faust, two workers
+   starting together on a fresh cluster sometimes both skipped it, and every table write then
+   failed (PartitionsMismatch: the changelog "has 0 partitions"). No upstream report found.
+6. **Consumer lag from the broker** (`_add_lag_timer`). faust's monitor learns end offsets only
+   when a fetch returns (robinhood/faust#139), so a stuck worker's lag would stay flat; the lag
+   is asked of the broker every `LAG_SECONDS`.
+7. **Outputs straight to the producer** (`_score_agent`). `Topic.send` wraps every record in
+   futures and sensors (most of the worker's CPU per record); the agent calls
+   `app.producer.send` instead, declares its output topics before the first send (with our
+   partitions), and the producer lingers `NURTURE_SCORING_PRODUCER_LINGER_MS` so records leave in
+   batches. No upstream report found.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Collection, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+import mode
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
+from faust.types import StreamT
+from tenacity import AsyncRetrying, retry_if_exception, wait_exponential
+
+from schemas import EVENT_TYPES
+from services.common.config.settings import KafkaSettings
+from services.common.kafka.clients import connection_options, make_admin, make_consumer
+from services.common.kafka.deadletter import Origin
+from services.common.kafka.topics import Topics
+from services.scoring.entrypoints.probes import BEAT_SECONDS, Health
+from services.scoring.metrics import ScoringMetrics
+from services.scoring.service_layer.handlers import Processor, Result
+from services.scoring.settings import ScoringSettings
+
+log = logging.getLogger(__name__)
+LAG_SECONDS = 10.0
+HANDLED_SECONDS = 1.0  # how often the gap guard records what it vouches for
+READ_TIMEOUT_SECONDS = 60.0
+REFRESH_SECONDS = 3600.0
+CLIENT_ID = "nurture-scoring-gaps"
+TABLE = "lead-state"
+RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes,
+                       "key_serializer": "raw", "value_serializer": "raw"}
+
+
+def _credentials(kafka: KafkaSettings) -> Any:
+    opts = connection_options(kafka, client_id="nurture-scoring")
+    if kafka.sasl_mechanism:
+        return faust.SASLCredentials(
+            username=opts["sasl_plain_username"], password=opts["sasl_plain_password"],
+            mechanism=kafka.sasl_mechanism, ssl_context=opts.get("ssl_context"))
+    if "ssl_context" in opts:
+        return faust.SSLCredentials(opts["ssl_context"])
+    return None
+
+
+def app_id(settings: ScoringSettings, kafka: KafkaSettings) -> str:
+    """faust's app id: the worker's consumer group and its changelog topics' prefix."""
+    return f"{kafka.topic_prefix}{settings.app_id}"
+
+
+def _faust_app(settings: ScoringSettings, kafka: KafkaSettings, partitions: int) -> faust.App:
+    return faust.App(
+        app_id(settings, kafka),
+        broker=[f"kafka://{host}" for host in kafka.bootstrap_servers.split(",")],
+        broker_credentials=_credentials(kafka),
+        store="rocksdb://" if settings.store == "rocksdb" else "memory://",
+        datadir=settings.state_dir,
+        topic_partitions=partitions,
+        topic_replication_factor=settings.replication_factor,
+        topic_allow_declare=True,
+        processing_guarantee="at_least_once",
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.session_timeout_seconds,
+        broker_heartbeat_interval=max(1.0, settings.session_timeout_seconds / 10),
+        broker_commit_interval=settings.commit_interval_seconds,
+        producer_acks=-1,
+        # outputs and changelog writes leave in batches: one produce request per few ms
+        # instead of one per record (the per-record requests were most of the worker's CPU)
+        producer_linger=settings.producer_linger_ms / 1000.0,
+        web_enabled=False,
+    )
+
+
+def _lead_table(app: faust.App, partitions: int) -> Any:
+    """The per-lead state table. Tables take their codec from key/value *models*; ours are
+    opaque bytes (LeadState JSON), so the changelog must carry them as they are (workaround 4)."""
+    table = app.Table(TABLE, partitions=partitions, default=None,
+                      key_type=bytes, value_type=bytes)
+    codec_holder: Any = table
+    codec_holder.key_serializer = codec_holder.value_serializer = "raw"
+    return table
+
+
+def _add_lag_timer(app: faust.App, topics: Topics, metrics: ScoringMetrics) -> None:
+    @app.timer(interval=LAG_SECONDS)  # type: ignore[untyped-decorator]
+    async def consumer_lag() -> None:
+        """Records of the input topic this worker's partitions have not consumed yet: the end
+        offsets asked of the broker now (faust's monitor only learns them when a fetch returns,
+        so a stuck worker's lag would stay flat) minus what faust's monitor saw read."""
+        monitor = app.monitor
+        mine = [tp for tp in app.consumer.assignment() if tp.topic == topics.events]
+        ends = await app.consumer.highwaters(*mine) if mine else {}
+        lag = 0
+        for tp, end in ends.items():
+            # next to read: after the last read record, else the committed offset
+            read = monitor.tp_read_offsets.get(tp)
+            done = read + 1 if read is not None else monitor.tp_committed_offsets.get(tp)
+            if done is not None:
+                lag += max(0, end - done)
+        metrics.lag.set(app.conf.id, {topics.events: lag})
+
+
+def _add_guard_timer(app: faust.App, guard: GapGuard, topics: Topics) -> None:
+    @app.timer(interval=HANDLED_SECONDS)  # type: ignore[untyped-decorator]
+    async def record_handled() -> None:
+        """The guard's own account of where the stream truly is (workaround 1)."""
+        mine = [tp for tp in app.consumer.assignment() if tp.topic == topics.events]
+        await guard.record(app.monitor.tp_committed_offsets, mine)
+
+
+def create_app(settings: ScoringSettings, kafka: KafkaSettings, processor: Processor,
+               metrics: ScoringMetrics, *, partitions: int,
+               committed_at_startup: Mapping[TopicPartition, int] | None = None) -> faust.App:
+    """The faust app; `partitions` must equal the input topic's partition count.
+    `committed_at_startup`: the group's committed offsets read before the worker started
+    (`committed`), for the gap guard."""
+    topics = Topics(kafka.topic_prefix)
+    app = _faust_app(settings, kafka, partitions)
+    table = _lead_table(app, partitions)
+    metrics.leads.set_function(lambda: float(len(table)))
+    _add_lag_timer(app, topics, metrics)
+    guard = GapGuard(kafka, app.conf.id, committed_at_startup)
+    _add_guard_timer(app, guard, topics)
+    _score_agent(app, table, guard, processor, metrics, topics)
+    return app
+
+
+def _score_agent(app: faust.App, table: Any, guard: GapGuard, processor: Processor,
+                 metrics: ScoringMetrics, topics: Topics) -> None:
+    source = app.topic(topics.events, **RAW)
+    outputs = [app.topic(name, **RAW) for name in (topics.scored_events, topics.deadletter)]
+
+    async def handle(key: bytes | None, value: bytes | None, origin: Origin,
+                     timestamp_ms: int) -> None:
+        started = time.perf_counter()
+        result = processor.process(
+            key=key, value=value, origin=origin, timestamp_ms=timestamp_ms,
+            state=table.get(key) if key is not None else None, now=datetime.now(UTC))
+        if result.state is not None:
+            table[key] = result.state
+        elif result.erase and key in table:
+            del table[key]  # writes the tombstone to the compacted changelog
+        for out in result.out:
+            # straight to the producer's buffer (workaround 7); an offset is committed only
+            # after a producer flush, so the output of every committed event has been delivered
+            await app.producer.send(out.topic, out.key, out.value, None, None, out.headers)
+        _observe(metrics, result, time.perf_counter() - started)
+
+    @app.agent(source)
+    async def score(stream: StreamT[bytes]) -> None:
+        for topic in outputs:  # created before the first send, with our partitions
+            await topic.maybe_declare()
+        async for event in stream.events():
+            msg = event.message
+            # records faust skipped and acked during a rebalance come first (workaround 1);
+            # they share this record's partition, so table writes land right
+            for rec in await guard.missing(msg.tp, msg.offset, app.consumer_generation_id):
+                metrics.reread.inc()
+                await handle(rec.key, rec.value, Origin(rec.topic, rec.partition, rec.offset),
+                             rec.timestamp)
+            await handle(msg.key, msg.value, Origin(msg.topic, msg.partition, msg.offset),
+                         int(msg.timestamp * 1000) if msg.timestamp else 0)
+            guard.handled(msg.tp, msg.offset)
+
+
+def _observe(metrics: ScoringMetrics, result: Result, seconds: float) -> None:
+    etype = result.event_type if result.event_type in EVENT_TYPES else "other"
+    metrics.events.labels(etype, result.outcome).inc()
+    metrics.latency.observe(seconds)
+    if result.snapshot is not None:
+        for model in result.snapshot.models:
+            for crossing in model.crossed:
+                metrics.crossings.labels(model.model, crossing.threshold,
+                                         crossing.direction).inc()
+    if result.outcome == "dead_lettered":
+        letter = orjson.loads(result.out[0].value)
+        log.warning("dead-lettered a record", extra={
+            "reason": letter["error"], **{f"origin_{k}": v for k, v in letter["origin"].items()}})
+
+
+async def ensure_changelog(app: faust.App, kafka: KafkaSettings, *, partitions: int,
+                           replication_factor: int) -> str:
+    """Create the table's compacted changelog topic before the worker starts, as every topic is
+    created (explicitly, docs/architecture.md): left to faust, two workers starting together on a
+    fresh cluster sometimes both skipped it, and every table write then failed (PartitionsMismatch:
+    the changelog 'has 0 partitions'). Returns the topic's name."""
+    name: str = app.tables[TABLE].changelog_topic.get_topic_name()
+    admin = make_admin(kafka, client_id="nurture-scoring")
+    await admin.start()
+    try:
+        if name not in set(await admin.list_topics()):
+            with contextlib.suppress(TopicAlreadyExistsError):  # the other worker was first
+                await admin.create_topics([NewTopic(
+                    name=name, num_partitions=partitions, replication_factor=replication_factor,
+                    topic_configs={"cleanup.policy": "compact"})])
+    finally:
+        await admin.close()
+    return name
+
+
+# --- workaround 1: the gap guard --------------------------------------------------------------
+# Where the stream should have started cannot be the group's committed offset read when the
+# first record arrives: faust may already have committed past the skipped record by then. So the
+# guard keeps its own account, which faust's acks cannot move:
+# - `done`: past every record this process handled, per partition;
+# - the *handled* group (`handled_group`): offsets committed by the guard itself, each the smaller
+#   of faust's committed offset (whose outputs were flushed before the commit) and `done` (what
+#   was really handled), so a restarted or rebalanced worker knows where the last one truly was;
+# - the group's committed offsets read at start-up, before this process's faust could commit
+#   anything: the answer before the handled group has one (the first run of this version).
+
+
+def handled_group(group_id: str) -> str:
+    """The consumer group (never joined, only committed to) of the guard's own account."""
+    return f"{group_id}-handled"
+
+
+def gap(expected: int, offset: int) -> range:
+    """Offsets skipped before `offset` when the next expected offset is `expected`."""
+    if offset <= expected:
+        return range(0)
+    return range(expected, offset)
+
+
+def start_offset(*, done: int | None, handled: int | None, at_startup: int | None) -> int | None:
+    """Where a generation's stream should begin on a partition: past everything this process
+    handled and past what the handled group vouches for; before the handled group has an
+    offset, the group's committed offset as this process found it. None: nothing known (a
+    group that never committed starts at the partition's beginning)."""
+    vouched = handled if handled is not None else at_startup
+    known = [offset for offset in (vouched, done) if offset is not None]
+    return max(known) if known else None
+
+
+def vouched(*, committed: int | None, done: int | None) -> int | None:
+    """The handled group's offset: below it every record was handled (`done`) and its outputs
+    flushed (faust flushes the producer before it commits `committed`)."""
+    if committed is None or done is None:
+        return None
+    return min(committed, done)
+
+
+def _tp(tp: Any) -> TopicPartition:
+    return TopicPartition(tp.topic, tp.partition)
+
+
+class GapGuard:
+    """Tracks the next expected offset per input partition within one group generation."""
+
+    def __init__(self, kafka: KafkaSettings, group_id: str,
+                 at_startup: Mapping[TopicPartition, int] | None = None) -> None:
+        self.kafka, self.group_id = kafka, group_id
+        self.at_startup = {_tp(tp): offset for tp, offset in (at_startup or {}).items()}
+        self.generation: int | None = None
+        self.expected: dict[TopicPartition, int] = {}
+        self.done: dict[TopicPartition, int] = {}
+        self.recorded: dict[TopicPartition, tuple[int, float]] = {}  # offset, when (monotonic)
+        self._reader: AIOKafkaConsumer | None = None
+        self._recorder: AIOKafkaConsumer | None = None
+
+    async def missing(self, tp: Any, offset: int,
+                      generation: int) -> list[ConsumerRecord[Any, Any]]:
+        """The records of `tp` before `offset` that the agent should have seen and did not.
+        Nothing moves on until `handled`: if handling them or the record fails, the next record
+        shows the same gap again."""
+        tp = _tp(tp)
+        if generation != self.generation:  # a rebalance: faust re-seeked to committed offsets
+            self.generation, self.expected = generation, {}
+        expected = self.expected.get(tp)
+        if expected is None:
+            expected = self.expected[tp] = await self._start(tp)
+        skipped = gap(expected, offset)
+        if not skipped:
+            return []
+        log.warning("re-reading records the stream skipped", extra={
+            "topic": tp.topic, "partition": tp.partition,
+            "from_offset": skipped.start, "to_offset": skipped.stop - 1})
+        return await self._read(tp, skipped)
+
+    async def _start(self, tp: TopicPartition) -> int:
+        handled = (await committed(self.kafka, handled_group(self.group_id), [tp])).get(tp)
+        if handled is not None and handled > self.recorded.get(tp, (-1, 0.0))[0]:
+            self.recorded[tp] = (handled, time.monotonic())  # never record below it
+        start = start_offset(done=self.done.get(tp), handled=handled,
+                             at_startup=self.at_startup.get(tp))
+        if start is None:
+            start = (await (await self._consumer()).beginning_offsets([tp]))[tp]
+        return start
+
+    def handled(self, tp: Any, offset: int) -> None:
+        """The agent handled the record at `offset` (its outputs are with the producer), and
+        the gap before it."""
+        tp = _tp(tp)
+        self.expected[tp] = max(self.expected.get(tp, 0), offset + 1)
+        self.done[tp] = max(self.done.get(tp, 0), offset + 1)
+
+    async def record(self, committed_offsets: Mapping[Any, int], assigned: Collection[Any]) -> None:
+        """Commit to the handled group what it can vouch for on the `assigned` partitions, given
+        faust's `committed_offsets`; called periodically. An unchanged offset is committed again
+        every `REFRESH_SECONDS`: the broker forgets a memberless group's offsets some days
+        (`offsets.retention.minutes`) after their last commit. A failure is logged and retried
+        on the next call (the handled group lagging only means re-reading a few more records)."""
+        now = time.monotonic()
+        offsets: dict[TopicPartition, int] = {}
+        for tp in map(_tp, assigned):
+            offset = vouched(committed=committed_offsets.get(tp), done=self.done.get(tp))
+            last, at = self.recorded.get(tp, (-1, 0.0))
+            if offset is not None and offset > last:
+                offsets[tp] = offset
+            elif last >= 0 and now - at >= REFRESH_SECONDS:
+                offsets[tp] = last
+        if not offsets:
+            return
+        try:
+            recorder = await self._recorder_for(offsets)
+            await recorder.commit({tp: OffsetAndMetadata(o, "") for tp, o in offsets.items()})
+        except KafkaError as exc:
+            log.warning("could not record the handled offsets", extra={"error": repr(exc)})
+            return
+        self.recorded.update((tp, (o, now)) for tp, o in offsets.items())
+
+    async def _recorder_for(self, offsets: Mapping[TopicPartition, int]) -> AIOKafkaConsumer:
+        """A consumer of the handled group that fetches nothing: assigned (aiokafka commits only
+        for assigned partitions) and paused."""
+        if self._recorder is None:
+            self._recorder = await _started(make_consumer(
+                self.kafka, group_id=handled_group(self.group_id), client_id=CLIENT_ID))
+        wanted = set(offsets) | self._recorder.assignment()
+        if wanted != self._recorder.assignment():
+            self._recorder.assign(sorted(wanted))
+            self._recorder.pause(*wanted)
+        return self._recorder
+
+    async def _consumer(self) -> AIOKafkaConsumer:
+        if self._reader is None:
+            self._reader = await _started(AIOKafkaConsumer(
+                **connection_options(self.kafka, CLIENT_ID),
+                enable_auto_commit=False, auto_offset_reset="earliest",
+                isolation_level="read_committed"))
+        return self._reader
+
+    async def _read(self, tp: TopicPartition, offsets: range) -> list[ConsumerRecord[Any, Any]]:
+        reader = await self._consumer()
+        reader.assign([tp])
+        reader.seek(tp, offsets.start)
+        records: list[ConsumerRecord[Any, Any]] = []
+        deadline = time.monotonic() + READ_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            batch = await reader.getmany(tp, timeout_ms=500)
+            records += [r for r in batch.get(tp, []) if r.offset < offsets.stop]
+            if await reader.position(tp) >= offsets.stop:
+                return records
+        raise RuntimeError(f"could not re-read {tp.topic}[{tp.partition}] "
+                           f"offsets {offsets.start}..{offsets.stop - 1}")
+
+    async def stop(self) -> None:
+        for consumer in (self._reader, self._recorder):
+            if consumer is not None:
+                await consumer.stop()
+        self._reader = self._recorder = None
+
+
+def _retriable(exc: BaseException) -> bool:
+    return isinstance(exc, KafkaError) and exc.retriable
+
+
+async def _started(consumer: AIOKafkaConsumer) -> AIOKafkaConsumer:
+    """`consumer`, started; closed again if it could not start (so the next call retries)."""
+    try:
+        await consumer.start()
+    except BaseException:
+        await consumer.stop()
+        raise
+    return consumer
+
+
+async def committed(kafka: KafkaSettings, group_id: str,
+                    partitions: list[TopicPartition] | None = None,
+                    ) -> dict[TopicPartition, int]:
+    """The group's committed offsets (of `partitions`, else all it has), without joining it.
+    Waits (with backoff, logging why) while the broker has no coordinator for the group yet, as
+    on a fresh cluster whose offsets topic is still being created."""
+    retrying = AsyncRetrying(
+        wait=wait_exponential(multiplier=0.2, max=5), retry=retry_if_exception(_retriable),
+        before_sleep=lambda state: log.warning(
+            "waiting for the group coordinator", extra={
+                "group": group_id, "attempt": state.attempt_number,
+                "reason": repr(state.outcome.exception()) if state.outcome else ""}))
+    async for attempt in retrying:
+        with attempt:
+            admin = make_admin(kafka, client_id=CLIENT_ID)
+            await admin.start()
+            try:
+                offsets = await admin.list_consumer_group_offsets(group_id,
+                                                                  partitions=partitions)
+            finally:
+                await admin.close()
+            return {_tp(tp): meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+# --- workarounds 2 and 3: the beats the probes read ------------------------------------------
+
+
+class Heartbeat(mode.Service):
+    """Beats `health` on the worker's loop; pass it to faust.Worker, which starts it first
+    (workaround 3)."""
+
+    def __init__(self, health: Health, **kwargs: Any) -> None:
+        self.health = health
+        super().__init__(**kwargs)
+
+    @mode.Service.task
+    async def _beat(self) -> None:
+        while not self.should_stop:
+            self.health.beat = self.health.clock()
+            await self.sleep(BEAT_SECONDS)
+
+
+def watch(health: Health, app: Any, source: str | None = None) -> None:
+    """Beat `health` from a timer of the faust `app` (run once its tables are recovered), read
+    its recovery flag, and watch the commits of its input topic `source` (workaround 2)."""
+    health.app = app
+
+    async def app_heartbeat() -> None:
+        health.app_beat = health.clock()
+        if source is None:
+            return
+        mine = set(app.consumer.assignment())
+        monitor = app.monitor
+        health.commits.observe(health.app_beat, committed=monitor.tp_committed_offsets, read={
+            tp: offset for tp, offset in monitor.tp_read_offsets.items()
+            if tp.topic == source and tp in mine})
+
+    app.timer(interval=BEAT_SECONDS, name="nurture-health")(app_heartbeat)
