@@ -36,6 +36,24 @@ def new_event(*, id: str, source: str, type: str, subject: str, data: Mapping[st
     return event
 
 
+KEY_ATTRIBUTES = ("id", "source", "type", "subject")
+"""What consumers key on: identity (`source` + `id`), `type`, and the lead (`subject`)."""
+
+
+def require_key_attributes(event: object) -> dict[str, Any]:
+    """`event` if it is a JSON object whose key attributes are non-empty strings and whose `data`
+    (if any) is an object; else ValueError naming what is wrong. The cheap check of an event that
+    was validated in full upstream (ingest validates every event against the schemas)."""
+    if not isinstance(event, dict):
+        raise ValueError("value is not a JSON object")
+    for attr in KEY_ATTRIBUTES:
+        if not isinstance(event.get(attr), str) or not event[attr]:
+            raise ValueError(f"missing or empty '{attr}'")
+    if not isinstance(event.get("data", {}), Mapping):
+        raise ValueError("'data' is not an object")
+    return event
+
+
 def _time(value: str | float | datetime) -> str:
     if isinstance(value, str):
         return value

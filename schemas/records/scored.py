@@ -4,11 +4,11 @@ the rules that gave the points and the thresholds crossed by this event."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from schemas.cloudevent import require_key_attributes
 from schemas.records.base import Record
 from schemas.registry import ENVELOPE_ID
 from schemas.vocabulary import dedupe_key, event_epoch
@@ -78,12 +78,7 @@ class ScoredEvent(Record):
     @classmethod
     def _envelope(cls, event: dict[str, Any]) -> dict[str, Any]:
         # the attributes consumers key on; scoring validated the rest against the schemas
-        for attr in ("id", "source", "type", "subject"):
-            if not isinstance(event.get(attr), str) or not event[attr]:
-                raise ValueError(f"event has no '{attr}'")
-        if not isinstance(event.get("data", {}), Mapping):
-            raise ValueError("event 'data' is not an object")
-        return event
+        return require_key_attributes(event)
 
     @property
     def lead_id(self) -> str:
