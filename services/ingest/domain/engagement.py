@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from services.common.eventtime import rfc3339
+from schemas.vocabulary import rfc3339
 from services.common.tracking import TrackingClaims
 
 SOURCE = "nurture-ingest/tracking"

@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 
 from schemas import validate_event
-from services.common.eventtime import event_epoch, rfc3339
+from schemas.vocabulary import event_epoch, rfc3339
 from services.common.kafka.deadletter import Origin, dead_letter
 from services.ingest.domain.intake import FieldProblem, Record, Rejected, check_count
 
