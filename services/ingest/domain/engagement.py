@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from schemas.cloudevent import new_event
 from schemas.vocabulary import rfc3339
 from services.common.tracking import TrackingClaims
 
@@ -22,8 +23,8 @@ def event_for(claims: TrackingClaims, etype: str, extra: dict[str, Any], *, salt
     data = {"message_id": claims.message_id, "program_id": claims.program_id,
             "step_id": claims.step_id, **extra}
     digest = hashlib.sha256(f"{claims.message_id}|{etype}|{salt}".encode()).hexdigest()[:32]
-    return {"specversion": "1.0", "id": digest, "source": SOURCE, "type": etype,
-            "subject": claims.lead_id, "time": rfc3339(now), "data": data}
+    return new_event(id=digest, source=SOURCE, type=etype, subject=claims.lead_id,
+                     time=rfc3339(now), data=data, datacontenttype=None)
 
 
 def opened(claims: TrackingClaims, *, now: float) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from schemas import validate_event
+from schemas.cloudevent import new_event
 from services.ingest.domain.auth import ApiKey, AuthError
 from services.ingest.domain.intake import FieldProblem, Rejected, check_count
 
@@ -106,9 +107,13 @@ def map_items(doc: Any, types: Mapping[str, tuple[str, tuple[str, ...]]], *, sou
             continue
         etype, fields = types[item["type"]]
         data = {f: item[f] for f in fields if item.get(f) is not None}
-        event: dict[str, Any] = {"specversion": "1.0", "id": event_id(index, item),
-                                 "source": source, "type": etype, "subject": item.get("lead_id"),
-                                 "time": item.get("timestamp"), "data": data}
+        stamp: Any = item.get("timestamp")
+        lead: Any = item.get("lead_id")  # either may be missing or wrong: validation refuses it
+        event = new_event(id=event_id(index, item), source=source, type=etype,
+                          subject=lead, data=data, datacontenttype=None,
+                          time=stamp if isinstance(stamp, str) else None)
+        if stamp is not None and not isinstance(stamp, str):
+            event["time"] = stamp  # kept as sent, so validation refuses it by its name
         event = {k: v for k, v in event.items() if v is not None}
         problems += [FieldProblem(index, _translate(p.path), p.message)
                      for p in validate_event(event)]

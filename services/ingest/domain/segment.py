@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 
 from schemas import validate_event
+from schemas.cloudevent import new_event
 from schemas.vocabulary import event_epoch, rfc3339
 from services.common.kafka.deadletter import Origin, dead_letter
 from services.ingest.domain.intake import FieldProblem, Record, Rejected, check_count
@@ -211,9 +212,8 @@ def _envelope(call: dict[str, Any], etype: str, data: dict[str, Any], *, source:
     if not isinstance(call.get("messageId"), str) or not call["messageId"]:
         raise _CallError("messageId", "is required (it makes retries safe)")
     when = _corrected_time(call, sent_at, received_at)
-    return {"specversion": "1.0", "id": call["messageId"], "source": source, "type": etype,
-            "subject": str(lead), "time": when, "datacontenttype": "application/json",
-            "data": data}
+    return new_event(id=call["messageId"], source=source, type=etype, subject=str(lead),
+                     time=when, data=data)
 
 
 def _translate(path: str, origin: dict[str, str]) -> str:

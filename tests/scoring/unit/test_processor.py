@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
+from schemas.records import ScoredEvent
+from schemas.vocabulary import ERASED_EVENT
 from services.common.kafka.deadletter import Origin
 from services.common.kafka.topics import Topics
 from services.scoring.domain.model import EngagementRule, ScoringModel
@@ -113,3 +115,21 @@ def test_an_unexpected_failure_on_one_record_is_dead_lettered_not_raised() -> No
         state=None, now=NOW)
     assert result.outcome == "dead_lettered"
     assert orjson.loads(result.out[0].value)["error"] == "ZeroDivisionError: boom"
+
+
+def test_the_scored_record_is_a_scored_event_of_the_contract() -> None:
+    (out,) = process(orjson.dumps(EVENT)).out
+    record = ScoredEvent.from_bytes(out.value)
+    assert (record.version, record.event, record.lead_id) == (1, EVENT, "lead-1")
+    assert record.score.as_of == datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+    model = record.score.models["m"]
+    assert (model.total, model.above, model.crossed[0].direction) == (10.0, ("mql",), "up")
+
+
+def test_the_erasure_is_passed_on_as_a_scored_event_without_scores() -> None:
+    erased = {**EVENT, "id": "x1", "type": ERASED_EVENT, "data": {}}
+    result = process(orjson.dumps(erased), state=process(orjson.dumps(EVENT)).state)
+    assert (result.outcome, result.erase, result.state) == ("erased", True, None)
+    (out,) = result.out
+    record = ScoredEvent.from_bytes(out.value)
+    assert (record.event_type, record.score.models) == (ERASED_EVENT, {})

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-EXAMPLE_EVENT: dict[str, Any] = {
-    "specversion": "1.0",
-    "id": "8f1c2a8e-0d7b-4a53-9d8c-3a1f5b2e7c11",
-    "source": "https://www.example.com",
-    "type": "web.page_viewed",
-    "subject": "lead-42",
-    "time": "2026-11-24T09:30:00Z",
-    "data": {"url": "https://www.example.com/pricing", "title": "Pricing"},
-}
+from schemas.cloudevent import new_event
+
+EXAMPLE_EVENT: dict[str, Any] = new_event(
+    id="8f1c2a8e-0d7b-4a53-9d8c-3a1f5b2e7c11", source="https://www.example.com",
+    type="web.page_viewed", subject="lead-42", time="2026-11-24T09:30:00Z",
+    data={"url": "https://www.example.com/pricing", "title": "Pricing"}, datacontenttype=None)
 
 _EVENT = {"type": "object", "description": "A CloudEvent: see schemas/cloudevent.schema.json "
           "and schemas/data/<type>.schema.json", "example": EXAMPLE_EVENT}
