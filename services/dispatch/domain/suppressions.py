@@ -17,6 +17,11 @@ SUPPRESSING = {"email.unsubscribed": ("email", "unsubscribed"),
                "sms.opted_out": ("sms", "opted_out")}
 INTERESTING = frozenset({*SUPPRESSING, "email.bounced", "crm.lead_upserted"})
 """The event types that can change a suppression (others are skipped unparsed)."""
+LIFTABLE = ("unsubscribed", "opted_out")
+"""The reasons a later consent lifts (never a complaint, a hard bounce or an erasure)."""
+ERASED_REASON = "erased"
+"""The reason of the all-channel suppression an erasure records (never lifted by consent).
+A stored suppression reason, not the `lead.erased` event type."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,6 @@
-"""One message, from command to provider: render the template, build the channel's message
-(email with tracking, SMS, CRM task, webhook) and hand it to the channel's provider.
+"""The channels' providers, and one message from command to provider: render the template,
+build the channel's message (email with tracking, SMS, CRM task, webhook) and hand it to the
+channel's provider.
 
 `prepare` does everything that can fail for reasons of the message itself (template, address,
 channel not configured) before anything is recorded; `send` is the provider call alone, which
