@@ -19,10 +19,10 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from schemas.vocabulary import event_epoch
 from services.common.db import outbox
 from services.common.db.outbox import Outgoing
 from services.common.db.retention import Pruner
-from services.common.eventtime import event_epoch
 from services.common.kafka.deadletter import Origin, dead_letter, replayed
 from services.common.kafka.topics import Topics
 from services.orchestrator.adapters import erasure, gauges, tables

@@ -23,8 +23,8 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from schemas.vocabulary import rfc3339
 from services.common.db.outbox import Outgoing
-from services.common.eventtime import rfc3339
 from services.common.kafka.topics import Topics
 
 STOP = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})

@@ -27,9 +27,9 @@ import orjson
 from sqlalchemy import case, delete, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from schemas.vocabulary import rfc3339
 from services.common.db import outbox
 from services.common.db.outbox import Outgoing
-from services.common.eventtime import rfc3339
 from services.common.kafka.topics import Topics
 from services.orchestrator.adapters import tables as t
 
