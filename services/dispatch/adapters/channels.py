@@ -14,13 +14,13 @@ from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import parseaddr
 
+from schemas.records import SendMessage
 from services.dispatch.adapters.crm import TaskApi
 from services.dispatch.adapters.handoff import Handoff
 from services.dispatch.adapters.sms import SmsGateway
 from services.dispatch.adapters.smtp import Mailer
 from services.dispatch.adapters.templates import TemplateStore
 from services.dispatch.adapters.webhook import WebhookSender
-from services.dispatch.domain.command import SendMessage
 from services.dispatch.domain.email import Sender, build_email
 from services.dispatch.domain.errors import ProviderRejected
 from services.dispatch.domain.links import Tracker

@@ -21,10 +21,9 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from schemas.vocabulary import ALL_CHANNELS, ERASED
 from services.dispatch.adapters import repository as repo
 from services.dispatch.adapters import tables as t
-from services.dispatch.domain.messages import ALL_CHANNELS
-from services.dispatch.domain.suppressions import ERASED_REASON
 
 
 async def erase(conn: AsyncConnection, *, lead_ids: Sequence[str], now: datetime) -> int:
@@ -37,7 +36,7 @@ async def erase(conn: AsyncConnection, *, lead_ids: Sequence[str], now: datetime
         # suppression when it scrubs itself)
         await conn.execute(select(d.c.message_id).where(d.c.lead_id == lead_id)
                            .order_by(d.c.message_id).with_for_update())
-        await repo.suppress(conn, lead_id=lead_id, channel=ALL_CHANNELS, reason=ERASED_REASON,
+        await repo.suppress(conn, lead_id=lead_id, channel=ALL_CHANNELS, reason=ERASED,
                             at=now)
         changed += await repo.scrub_erased(conn, lead_id=lead_id, now=now)
     return changed

@@ -13,9 +13,9 @@ from typing import TypeAlias
 import orjson
 from aiokafka.structs import ConsumerRecord
 
+from schemas.vocabulary import ERASED_EVENT
 from services.dispatch.domain.suppressions import INTERESTING, Change, changes_of, latest
 
-ERASED = "lead.erased"
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
 
 
@@ -40,13 +40,13 @@ def erased_leads(records: Sequence[Record]) -> list[str]:
     found: list[str] = []
     for record in records:
         header = dict(record.headers or ()).get("ce_type")
-        if header is not None and header != ERASED.encode():
+        if header is not None and header != ERASED_EVENT.encode():
             continue
         try:
             event = orjson.loads(record.value or b"")
         except orjson.JSONDecodeError:
             continue
-        if isinstance(event, dict) and event.get("type") == ERASED \
+        if isinstance(event, dict) and event.get("type") == ERASED_EVENT \
                 and isinstance(event.get("subject"), str):
             found.append(event["subject"])
     return sorted(set(found))

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import TracebackType
 
+from schemas.vocabulary import ALL_CHANNELS, ERASED
 from services.common.clock import Clock, SystemClock
 from services.common.db.outbox import Outgoing
 from services.dispatch.domain.deliveries import FINAL_STATUSES, Delivery, NewDelivery
-from services.dispatch.domain.messages import ALL_CHANNELS
-from services.dispatch.domain.suppressions import ERASED_REASON, LIFTABLE, Change
+from services.dispatch.domain.suppressions import LIFTABLE, Change
 from services.dispatch.service_layer.unit_of_work import Held
 
 
@@ -58,7 +58,7 @@ class MemoryStore:
 
     def erased(self, lead_id: str) -> bool:
         found = self.suppressions.get((lead_id, ALL_CHANNELS))
-        return found is not None and found[0] == ERASED_REASON
+        return found is not None and found[0] == ERASED
 
 
 def _ours(row: Row | None, *, status: str, lease: datetime | None) -> bool:
@@ -165,7 +165,7 @@ class MemoryDeliveries:
                 continue
             row.lead_id, row.payload = f"erased-{uuid.uuid4().hex}", None
             row.next_attempt_at, row.updated_at = None, now
-            row.last_error = ERASED_REASON if row.last_error == ERASED_REASON else None
+            row.last_error = ERASED if row.last_error == ERASED else None
             row.status = "suppressed" if row.status == "pending" else row.status
             changed += 1
         return changed
@@ -216,7 +216,7 @@ class MemorySuppressions:
     async def erase(self, *, lead_ids: Sequence[str], now: datetime) -> int:
         changed = 0
         for lead_id in lead_ids:
-            await self.suppress(lead_id=lead_id, channel=ALL_CHANNELS, reason=ERASED_REASON,
+            await self.suppress(lead_id=lead_id, channel=ALL_CHANNELS, reason=ERASED,
                                 at=now)
             changed += self.deliveries.scrub_erased(now=now, lead_id=lead_id)
         return changed

@@ -21,12 +21,12 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.expression import Exists
 
+from schemas.vocabulary import ALL_CHANNELS, ERASED
 from services.common.db import outbox
 from services.common.db.outbox import Outgoing
 from services.dispatch.adapters import tables as t
 from services.dispatch.domain.deliveries import Delivery, NewDelivery
-from services.dispatch.domain.messages import ALL_CHANNELS
-from services.dispatch.domain.suppressions import ERASED_REASON, LIFTABLE, Change
+from services.dispatch.domain.suppressions import LIFTABLE, Change
 
 __all__ = ["Delivery", "NewDelivery", "apply_suppressions", "claim_due", "claim_stale_sending",
            "count_by_status", "enqueue", "finish", "finish_sent", "get_delivery",
@@ -198,7 +198,7 @@ async def scrub_erased(conn: AsyncConnection, *, now: datetime, message_id: str 
         where.append(d.c.message_id.in_(message_ids))
     result = await conn.execute(update(d).where(*where).values(
         lead_id=f"erased-{uuid.uuid4().hex}", payload=None, next_attempt_at=None, updated_at=now,
-        last_error=case((d.c.last_error == ERASED_REASON, ERASED_REASON), else_=None),
+        last_error=case((d.c.last_error == ERASED, ERASED), else_=None),
         status=case((d.c.status == "pending", "suppressed"), else_=d.c.status)))
     return int(result.rowcount or 0)
 
@@ -208,7 +208,7 @@ def _erased() -> Exists:
     s = t.suppressions
     return select(s.c.lead_id).where(s.c.lead_id == t.deliveries.c.lead_id,
                                      s.c.channel == ALL_CHANNELS,
-                                     s.c.reason == ERASED_REASON).exists()
+                                     s.c.reason == ERASED).exists()
 
 
 async def claim_stale_sending(conn: AsyncConnection, *, before: datetime,

@@ -16,11 +16,11 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
+from schemas.vocabulary import CHANNELS
 from services.common.db import outbox
 from services.common.kafka.loops import consume, loop
 from services.dispatch.adapters import tables
 from services.dispatch.adapters.events import erased_leads, suppression_changes
-from services.dispatch.domain.command import CHANNELS
 
 if TYPE_CHECKING:
     from services.dispatch.bootstrap import KafkaClients, Service

@@ -40,26 +40,23 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from schemas.records import RecordError, SendMessage
+from schemas.vocabulary import ALL_CHANNELS, CHANNELS, ERASED
 from services.common.clock import Clock, SystemClock
 from services.common.kafka.deadletter import Origin, replayed
 from services.common.kafka.topics import Topics
 from services.common.observability.logging import lead_hash
 from services.dispatch.adapters.channels import Channels, Composer, Prepared, send
-from services.dispatch.domain.command import (
-    CHANNELS,
-    MalformedCommand,
-    SendMessage,
-    parse_command,
-)
 from services.dispatch.domain.deliveries import Delivery, NewDelivery
 from services.dispatch.domain.errors import DispatchError, HandoffRefused, ProviderUnavailable
-from services.dispatch.domain.messages import ALL_CHANNELS, triage
+from services.dispatch.domain.messages import triage
 from services.dispatch.domain.outcomes import Result
 from services.dispatch.domain.retry import RetryPolicy
-from services.dispatch.domain.suppressions import ERASED_REASON, Change
+from services.dispatch.domain.suppressions import Change
 from services.dispatch.metrics import DispatchMetrics, dead_letter_reason
 from services.dispatch.service_layer.records import (
     AMBIGUOUS_FAILURES,
+    MALFORMED,
     UNCONFIRMED,
     Record,
     as_dispatch_error,
@@ -129,10 +126,10 @@ class Handlers:
         again: set[str] = set()  # message ids of commands replayed from their dead letters
         for record in records:
             try:
-                cmd = parse_command(record.value)
-            except MalformedCommand as exc:
+                cmd = SendMessage.from_bytes(record.value)
+            except RecordError as exc:
                 letters.append(dead_letter_record(self.topics, record.key, record.value, Origin(
-                    record.topic, record.partition, record.offset), str(exc), now))
+                    record.topic, record.partition, record.offset), f"{MALFORMED}: {exc}", now))
                 self.metrics.dead_letters.labels("malformed").inc()
                 continue
             rows.append(NewDelivery(cmd.message_id, cmd.lead_id, cmd.channel,
@@ -222,8 +219,8 @@ class Handlers:
                      now: datetime) -> Work | None:
         """The command to attempt, or None when it ends here (unreadable, expired, suppressed)."""
         try:
-            cmd = parse_command(d.payload)
-        except MalformedCommand as exc:  # stored commands were valid; a model change could bite
+            cmd = SendMessage.from_bytes(d.payload)
+        except RecordError as exc:  # stored commands were valid; a model change could bite
             await self._give_up(uow, d, None, DispatchError("malformed", str(exc)), now,
                                 attempt=d.attempts + 1, label="malformed", handed_over=False)
             return None
@@ -233,7 +230,7 @@ class Handlers:
         told = await uow.deliveries.finish(message_id=d.message_id, status=skip.status,
                                            now=now, error=skip.reason,
                                            held=("pending", d.lease))
-        if told and suppressions.get(ALL_CHANNELS) != ERASED_REASON:  # erased: nobody is told
+        if told and suppressions.get(ALL_CHANNELS) != ERASED:  # erased: nobody is told
             result = Result("suppressed", d.attempts + 1, reason=skip.reason)
             uow.publish(outcome_record(self.topics, cmd, result, now))
         self.metrics.messages.labels(cmd.program_id, cmd.step_id, d.channel, skip.status).inc()
@@ -352,8 +349,8 @@ class Handlers:
                       "resent to avoid a duplicate"):
             return None
         try:
-            cmd = parse_command(d.payload)
-        except MalformedCommand:
+            cmd = SendMessage.from_bytes(d.payload)
+        except RecordError:
             return "failed"
         result = Result("failed", d.attempts, reason=UNCONFIRMED)
         uow.publish(outcome_record(self.topics, cmd, result, now))

@@ -11,11 +11,11 @@ from typing import Protocol
 
 import orjson
 
+from schemas.records import SendMessage
 from services.common.db.outbox import Outgoing
 from services.common.kafka.deadletter import Origin, dead_letter
 from services.common.kafka.topics import Topics
 from services.common.observability.logging import lead_hash
-from services.dispatch.domain.command import SendMessage
 from services.dispatch.domain.errors import DispatchError, ProviderUnavailable
 from services.dispatch.domain.outcomes import Result, outcome_event
 
@@ -23,6 +23,7 @@ log = logging.getLogger("services.dispatch.service_layer.handlers")
 CONSUMER = "nurture-dispatch"
 EVENT_HEADERS = [("content-type", "application/cloudevents+json; charset=utf-8")]
 UNCONFIRMED = "sent_unconfirmed"
+MALFORMED = "not a dispatch command"  # how the dead letter of an unreadable one starts
 # failures after the hand-off that leave open whether the provider took the message
 AMBIGUOUS_FAILURES = frozenset({"timeout", "connection_failed", "attempt_crashed"})
 

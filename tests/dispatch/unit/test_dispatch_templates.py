@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from schemas.records import SendMessage
 from services.dispatch.adapters.templates import TemplateStore
-from services.dispatch.domain.command import SendMessage
 from services.dispatch.domain.errors import TemplateError
 from services.dispatch.domain.messages import template_variables
 from services.dispatch.entrypoints.check import check, program_files, referenced_templates
