@@ -4,7 +4,7 @@ them, once per hop:
 
 | topic | model | producer → consumer |
 |---|---|---|
-| `nurture.scored.v1` | `ScoredEvent` | scoring → orchestrator |
+| `nurture.scored-events.v1` | `ScoredEvent` | scoring → orchestrator |
 | `nurture.dispatch.v1` | `SendMessage` | orchestrator → dispatch |
 | `nurture.stages.v1` | `StageChanged` | orchestrator → dashboards, downstream |
 | `nurture.deadletter.v1` | `DeadLetter` | every consumer → `nurture-dlq` |

@@ -1,4 +1,4 @@
-"""`nurture.scored.v1`: each event with the lead's score right after it, from scoring to the
+"""`nurture.scored-events.v1`: each event with the lead's score right after it, from scoring to the
 orchestrator. Scores are explained: every model's total comes with its fit and engagement parts,
 the rules that gave the points and the thresholds crossed by this event."""
 
@@ -69,7 +69,7 @@ class ScoredEvent(Record):
     """The event as scoring consumed it (a CloudEvent in structured JSON, extensions kept) and the
     lead's score after it. Keyed by the lead id (the event's `subject`)."""
 
-    TOPIC: ClassVar[str] = "nurture.scored.v1"
+    TOPIC: ClassVar[str] = "nurture.scored-events.v1"
 
     event: dict[str, Any] = Field(json_schema_extra={"$ref": ENVELOPE_ID})
     score: LeadScore

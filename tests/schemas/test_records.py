@@ -177,3 +177,9 @@ def test_the_scored_event_schema_points_at_the_event_envelope() -> None:
     broken = example(ScoredEvent)
     broken["event"]["specversion"] = "0.3"
     assert not validator(ScoredEvent).is_valid(broken)
+
+
+def test_every_topic_carries_a_model() -> None:
+    from services.common.kafka.topics import SPECS
+
+    assert {m.TOPIC for m in RECORDS} | {"nurture.events.v1"} == {s.name for s in SPECS}
