@@ -19,7 +19,7 @@ from services.common.observability.logging import lead_hash
 from services.dispatch.domain.errors import DispatchError, ProviderUnavailable
 from services.dispatch.domain.outcomes import Result, outcome_event
 
-log = logging.getLogger("services.dispatch.service_layer.handlers")
+log = logging.getLogger(__name__)
 CONSUMER = "nurture-dispatch"
 EVENT_HEADERS = [("content-type", "application/cloudevents+json; charset=utf-8")]
 UNCONFIRMED = "sent_unconfirmed"
