@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from services.dispatch.adapters.group_commit import GroupCommit
+from services.dispatch.adapters.status_writer import GroupCommit
 
 
 class Writer:
