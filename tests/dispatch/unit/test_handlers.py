@@ -28,7 +28,7 @@ from services.dispatch.adapters.status_writer import StatusWriter
 from services.dispatch.adapters.templates import TemplateStore
 from services.dispatch.domain.email import Sender
 from services.dispatch.domain.errors import ProviderUnavailable
-from services.dispatch.domain.messages import Webhook
+from services.dispatch.domain.messages import Sms, Webhook
 from services.dispatch.domain.retry import RetryPolicy
 from services.dispatch.domain.suppressions import Change
 from services.dispatch.metrics import DispatchMetrics
@@ -80,6 +80,11 @@ class ScriptedMailer(Scripted):
         pass
 
 
+class ScriptedSms(Scripted):
+    async def send(self, sms: Sms, *, handoff: Handoff = no_handoff) -> str:
+        return await self.call(sms.message_id, handoff)
+
+
 class ScriptedWebhooks(Scripted):
     async def send(self, hook: Webhook, *, now: datetime, handoff: Handoff = no_handoff) -> str:
         return await self.call(hook.message_id, handoff)
@@ -93,8 +98,8 @@ class World:
     hooks: ScriptedWebhooks
     outbox_ready: asyncio.Event
 
-    def handlers(self, **overrides: Any) -> Handlers:
-        """Handlers on the shared store (one per replica)."""
+    def handlers(self, sms: ScriptedSms | None = None, **overrides: Any) -> Handlers:
+        """Handlers on the shared store (one per replica); SMS configured when `sms` is given."""
         def uow() -> MemoryUnitOfWork:
             return MemoryUnitOfWork(self.store, self.outbox_ready, self.clock)
 
@@ -106,7 +111,7 @@ class World:
             "clock": self.clock, "jitter": lambda: 0.0, "lease": LEASE,
             "sending_timeout": SENDING_TIMEOUT} | overrides
         return Handlers(uow, StatusWriter(uow, self.clock), composer,
-                        Channels(self.mailer, None, None, self.hooks), TOPICS,
+                        Channels(self.mailer, sms, None, self.hooks), TOPICS,
                         DispatchMetrics(new_registry()), **options)
 
     def events(self, message_id: str) -> list[tuple[str, str | None]]:
@@ -134,9 +139,11 @@ def world() -> World:
 
 def command(message_id: str, *, lead: str = "lead-1", channel: str = "email") -> dict[str, Any]:
     return {"message_id": message_id, "lead_id": lead, "channel": channel,
-            "template": "pricing-followup", "program_id": "pricing-abandoner",
-            "program_version": 1, "step_id": "pricing-followup",
-            "context": {"first_name": "Ada", "email": f"{lead}@example.com", "company": "Acme"},
+            "template": "sms-follow-up-after-open" if channel == "sms" else "pricing-followup",
+            "program_id": "pricing-abandoner", "program_version": 1,
+            "step_id": "pricing-followup",
+            "context": {"first_name": "Ada", "email": f"{lead}@example.com", "company": "Acme",
+                        "phone": "+14155550123"},
             "created_at": START.isoformat(), "expires_at": (START + timedelta(days=7)).isoformat()}
 
 
@@ -282,3 +289,20 @@ async def test_a_malformed_command_is_dead_lettered_and_the_rest_recorded(world:
     await handlers.record_commands([bad, record(command("m-1"), 1)])
     assert [r.topic for r in world.store.outbox] == [TOPICS.deadletter]
     assert world.row("m-1").status == "pending"
+
+
+async def test_a_dead_letter_replayed_after_the_fix_is_sent_once(world: World) -> None:
+    cmd = command("m-1", channel="sms")
+    await world.handlers().record_commands([record(cmd)])
+    await world.handlers().deliver_due("sms")  # SMS is not configured: failed for good
+    assert world.row("m-1").status == "failed"
+    assert world.events("m-1") == [("message.failed", "channel_not_configured")]
+    fixed = world.handlers(sms=ScriptedSms())  # restarted with SMS configured
+    replay = ((REPLAYED_HEADER, b"0/7"),)
+    await fixed.record_commands([record(cmd, 1, replay)])
+    assert await fixed.deliver_due("sms") == 1
+    await fixed.record_commands([record(cmd, 2, replay)])  # replayed again, by mistake
+    assert await fixed.deliver_due("sms") == 0
+    sms = fixed.channels.sms
+    assert isinstance(sms, ScriptedSms) and sms.taken == ["m-1"]
+    assert (world.row("m-1").status, world.row("m-1").attempts) == ("sent", 1)
