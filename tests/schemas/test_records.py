@@ -183,3 +183,11 @@ def test_every_topic_carries_a_model() -> None:
     from services.common.kafka.topics import SPECS
 
     assert {m.TOPIC for m in RECORDS} | {"nurture.events.v1"} == {s.name for s in SPECS}
+
+
+def test_encode_writes_what_the_model_writes() -> None:
+    record = ScoredEvent.model_validate(example(ScoredEvent))
+    score = record.score.model_dump(mode="json")
+    assert score["as_of"] == "2026-11-20T10:00:00.000Z"  # the one event-time format
+    assert ScoredEvent.encode(record.event, score) == record.to_bytes()
+    assert ScoredEvent.from_bytes(ScoredEvent.encode(record.event, score)) == record

@@ -3,16 +3,16 @@ records to produce out. No faust, no I/O: the faust adapter (`adapters/faust_app
 table read/write and the sends; tests call this directly. It is the hot path: per record, one
 JSON parse, one model check of `data`, the engine, one JSON dump.
 
-What it produces is a `schemas.records.ScoredEvent`, written by `scored_event_value` (the model's
-wire form, encoded straight from the engine's snapshot: building the model per record would cost
-more than the rest of the encoding; see the function)."""
+What it produces is a `schemas.records.ScoredEvent`, written by `ScoredEvent.encode` straight from
+the engine's snapshot (building the nested models per record would cost more than the rest of
+the encoding)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final
+from typing import Any
 
 import orjson
 from pydantic import ValidationError
@@ -29,7 +29,6 @@ from services.scoring.domain.state import LeadState
 
 CONSUMER = "nurture-scoring"
 OUT_CONTENT_TYPE = b"application/json"
-SCORED_EVENT_VERSION: Final[int] = ScoredEvent.model_fields["version"].default
 
 
 class BadEvent(ValueError):
@@ -141,7 +140,7 @@ class Processor:
             raise BadEvent("record key is not the event's subject (the lead id)")
         lead_id = event["subject"]
         if event["type"] == ERASED_EVENT:  # the person was erased: forget the lead, pass it on
-            out_value = scored_event_value(event, {
+            out_value = ScoredEvent.encode(event, {
                 "lead_id": lead_id, "as_of": rfc3339(t), "duplicate": False, "models": {}})
             return Result("erased", ERASED_EVENT, None, [Outgoing(
                 self.topics.scored_events, key, out_value,
@@ -151,23 +150,12 @@ class Processor:
         lead = LeadState.from_bytes(state) if state else LeadState()
         snapshot = apply(lead, event, lead_id=lead_id, event_time=t, models=self.models,
                          recent_ids=self.recent_ids)
-        out_value = scored_event_value(event, snapshot_dict(snapshot))
+        out_value = ScoredEvent.encode(event, snapshot_dict(snapshot))
         headers = [("content-type", OUT_CONTENT_TYPE), ("ce_type", event["type"].encode())]
         outcome = "duplicate" if snapshot.duplicate else (
             "late" if any(m.late for m in snapshot.models) else "scored")
         return Result(outcome, event["type"], None if snapshot.duplicate else lead.to_bytes(),
                       [Outgoing(self.topics.scored_events, key, out_value, headers)], snapshot)
-
-
-def scored_event_value(event: dict[str, Any], score: dict[str, Any]) -> bytes:
-    """The record value of a `schemas.records.ScoredEvent` (`version`, `event`, `score`: a
-    `LeadScore` as a dict, `as_of` written by `rfc3339` like every event time), encoded in one
-    `orjson.dumps`. `ScoredEvent(...).to_bytes()` writes the same fields, but validating the
-    nested models per record costs about three times this encoding, and it writes `as_of` in
-    pydantic's own format instead of `rfc3339`'s. The unit tests parse what this writes with
-    `ScoredEvent.from_bytes`, so the two cannot drift. (Belongs on `ScoredEvent` as a
-    classmethod; the integrator owns schemas/.)"""
-    return orjson.dumps({"version": SCORED_EVENT_VERSION, "event": event, "score": score})
 
 
 def snapshot_dict(snapshot: Snapshot) -> dict[str, Any]:
