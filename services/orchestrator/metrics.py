@@ -175,7 +175,7 @@ class OrchestratorMetrics:
                        sends: Mapping[str, tuple[str, str]] | None = None) -> None:
         """Delivery and engagement events (email.*, sms.*, message.*) by program and step; an
         event that names only its message id is attributed through `sends` (message id →
-        program, step: `adapters.message_steps`), else counted as `other`."""
+        program, step: `Leads.sends`, service_layer/unit_of_work.py), else counted as `other`."""
         for event in events:
             family, _, kind = str(event.get("type", "")).partition(".")
             data = event.get("data")

@@ -4,7 +4,7 @@ the recent contact history the contact policy needs. Persisted as one JSON docum
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -37,6 +37,9 @@ class Enrollment:
     @property
     def active(self) -> bool:
         return self.status == "active"
+
+    def copy(self) -> Enrollment:
+        return replace(self, since=dict(self.since))
 
     @property
     def key(self) -> str:
@@ -99,6 +102,17 @@ class Lead:
 
     def active_enrollments(self) -> list[Enrollment]:
         return [e for e in self.enrollments.values() if e.active]
+
+    def copy(self) -> Lead:
+        """A copy the decisions may change without touching this one (what they change:
+        containers are copied, immutable values shared; `Contact`s are never changed)."""
+        return replace(
+            self, profile=dict(self.profile), profile_time=dict(self.profile_time),
+            scores=dict(self.scores), interests=list(self.interests), tags=list(self.tags),
+            suppressed=dict(self.suppressed),
+            enrollments={k: e.copy() for k, e in self.enrollments.items()},
+            last_exit=dict(self.last_exit), contacts=list(self.contacts),
+            scheduled_dates=dict(self.scheduled_dates))
 
     def to_dict(self) -> dict[str, Any]:
         # what dataclasses.asdict gives (a deep copy as plain dicts and lists), several times

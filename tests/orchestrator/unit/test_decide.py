@@ -307,7 +307,7 @@ def test_what_an_event_causes_at_once_carries_its_id_and_time_to_dispatch() -> N
     """dispatch's log lines name the event behind a message (tests/observability), so the
     command carries it, through the outbox row."""
     from services.common.kafka.topics import Topics
-    from services.orchestrator.adapters.repository import outbox_rows
+    from services.orchestrator.adapters.records import outbox_rows
 
     instant = Program(id="instant", version=1, name="Instant", trigger=Trigger(
         "event", event=on("web.form_submitted")),

@@ -26,7 +26,7 @@ from services.dispatch.domain.command import MalformedCommand, parse_command
 from services.ingest.domain.auth import ApiKey, AuthError, authenticate
 from services.ingest.domain.intake import Rejected, accept, events_from_body
 from services.ingest.webhooks import crm_events, email_events
-from services.orchestrator.runtime import parse
+from services.orchestrator.adapters.records import parse
 from services.scoring.processor import Processor
 
 NOW = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
