@@ -38,9 +38,6 @@ async def advance_clock(conn: AsyncConnection, *, seconds: float) -> float:
     return float(new or 0.0)
 
 
-FAILED = "failed\x1e"  # prefix of the mark of an event whose decision failed (dead-lettered)
-
-
 async def claim_events(conn: AsyncConnection, *, keys: Sequence[str], now: float,
                        replayed: Collection[str] = ()) -> set[str]:
     """Mark events processed; return the keys that were not processed before (the rest are
@@ -49,31 +46,27 @@ async def claim_events(conn: AsyncConnection, *, keys: Sequence[str], now: float
     if not keys:
         return set()
     p = t.processed_events
+    ordered = sorted(set(keys))  # two overlapping batches take the index locks in one order
     stmt = insert(p).values(
-        # sorted: two overlapping batches take the index locks in the same order
-        [{"event_key": k, "processed_at": ts(now)} for k in sorted(set(keys))]
+        [{"event_key": k, "processed_at": ts(now), "failed": False} for k in ordered]
     ).on_conflict_do_nothing().returning(p.c.event_key)
     fresh = set((await conn.execute(stmt)).scalars())
-    maybe = sorted(FAILED + k for k in fresh - set(replayed))
-    if maybe:
-        failed = {k.removeprefix(FAILED) for k in (await conn.execute(
-            select(p.c.event_key).where(p.c.event_key.in_(maybe)))).scalars()}
-        if failed:
-            await conn.execute(delete(p).where(p.c.event_key.in_(sorted(failed))))
-            fresh -= failed
+    again = sorted(set(replayed).intersection(ordered) - fresh)
+    if again:  # failed before and replayed from the dead letter: decided again
+        rows = await conn.execute(update(p).where(p.c.event_key.in_(again), p.c.failed)
+                                  .values(failed=False, processed_at=ts(now))
+                                  .returning(p.c.event_key))
+        fresh |= set(rows.scalars())
     return fresh
 
 
 async def mark_failed(conn: AsyncConnection, *, keys: Sequence[str], now: float) -> None:
-    """The events of `keys` were dead-lettered: not processed (a replay decides them again),
-    yet not to be tried again by a plain redelivery."""
-    if not keys:
-        return
-    p = t.processed_events
-    await conn.execute(delete(p).where(p.c.event_key.in_(sorted(set(keys)))))
-    await conn.execute(insert(p).values(
-        [{"event_key": FAILED + k, "processed_at": ts(now)} for k in sorted(set(keys))]
-    ).on_conflict_do_nothing())
+    """The events of `keys` (claimed) were dead-lettered: not processed (a replay decides them
+    again), yet not to be tried again by a plain redelivery."""
+    if keys:
+        p = t.processed_events
+        await conn.execute(update(p).where(p.c.event_key.in_(sorted(set(keys))))
+                           .values(failed=True, processed_at=ts(now)))
 
 
 async def lock_leads(conn: AsyncConnection, *, lead_ids: Iterable[str]) -> dict[str, Lead]:
