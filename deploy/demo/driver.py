@@ -27,7 +27,7 @@ import orjson
 from deploy.demo import personas as p
 from deploy.demo.settle import Settler
 from deploy.demo.sinks import Mail, Mailbox
-from services.common.eventtime import rfc3339
+from schemas.vocabulary import rfc3339
 
 BATCH = 500
 HANDOFF = "hot-lead-handoff"  # config/programs/hot-lead-handoff.yaml: a task for each sql

@@ -7,7 +7,8 @@ from typing import Annotated, Any
 from pydantic import Field
 from pydantic import StringConstraints as S
 
-from schemas.models.base import Channel, EventData, Identifier, PositiveInt, Text
+from schemas.models.base import EventData, Identifier, PositiveInt, Text
+from schemas.vocabulary import Channel
 
 Reason = Annotated[str, S(min_length=1, max_length=500)]
 

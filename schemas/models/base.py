@@ -106,7 +106,6 @@ Timezone = Annotated[
     AfterValidator(check_format(is_iana_timezone, "iana-timezone")),
 ]
 Amount = Annotated[float, Field(ge=0, le=10**15)]
-Channel = Literal["email", "sms", "crm_task", "webhook"]
 ConsentStatus = Literal["granted", "denied", "unknown"]
 Keyword = Annotated[str, S(min_length=1, max_length=50)]
 EventTime = Annotated[datetime, BeforeValidator(_to_datetime)]

@@ -20,8 +20,8 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
+from schemas.vocabulary import rfc3339
 from services.common.clock import Clock, SystemClock
-from services.common.eventtime import rfc3339
 from services.common.tracking import TokenError, TokenExpired, TrackingClaims, verify
 from services.ingest.adapters.publisher import PublishUnavailable
 from services.ingest.domain.intake import Record, to_record

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import re
 import sys
 from collections.abc import Sequence
@@ -28,6 +27,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from schemas.records import DeadLetter, RecordError
 from services.common.config.settings import KafkaSettings, load
 from services.common.errors import ConfigError
 from services.common.kafka.clients import connection_options, make_producer
@@ -64,18 +64,15 @@ def parse_since(text: str | None, now: datetime) -> datetime | None:
 
 def decode(partition: int, offset: int, value: bytes) -> Letter | None:
     try:
-        doc = orjson.loads(value)
-        origin = doc["origin"]
-        return Letter(
-            offset=offset, partition=partition, error=str(doc["error"]),
-            consumer=str(doc.get("consumer", "")),
-            failed_at=datetime.fromisoformat(doc["failed_at"]),
-            origin_topic=str(origin["topic"]),
-            origin=f"{origin['topic']}/{origin['partition']}/{origin['offset']}",
-            key=base64.b64decode(doc["key_b64"]) if doc.get("key_b64") else None,
-            value=base64.b64decode(doc["value_b64"]) if doc.get("value_b64") else None)
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        letter = DeadLetter.from_bytes(value)
+    except RecordError:
         return None  # not a dead letter of ours: shown as unreadable, never replayed
+    origin = letter.origin
+    return Letter(
+        offset=offset, partition=partition, error=letter.error, consumer=letter.consumer,
+        failed_at=letter.failed_at, origin_topic=origin.topic,
+        origin=f"{origin.topic}/{origin.partition}/{origin.offset}",
+        key=letter.key or None, value=letter.value or None)
 
 
 def matches(letter: Letter, args: argparse.Namespace, since: datetime | None) -> bool:

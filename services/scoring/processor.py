@@ -12,7 +12,7 @@ import orjson
 from pydantic import ValidationError
 
 from schemas import DATA_MODELS
-from services.common.eventtime import event_epoch, rfc3339
+from schemas.vocabulary import event_epoch, rfc3339
 from services.common.kafka.deadletter import Origin, dead_letter
 from services.common.kafka.topics import Topics
 from services.scoring.domain.engine import Snapshot, apply

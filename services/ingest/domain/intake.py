@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from schemas import validate_event
-from services.common.eventtime import event_epoch, rfc3339
+from schemas.vocabulary import event_epoch, rfc3339
 from services.ingest.domain.auth import ApiKey
 
 CLOUDEVENT = "application/cloudevents+json"

@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 
 from schemas import validate_event
-from services.common.eventtime import event_epoch, rfc3339
+from schemas.vocabulary import event_epoch, rfc3339
 from services.ingest.domain.intake import FieldProblem, Rejected, check_count
 
 Mapped = tuple[str, dict[str, Any], dict[str, str]]  # (type, data, data field -> segment path)

@@ -13,8 +13,8 @@ from typing import Any, Protocol
 
 import orjson
 
+from schemas.vocabulary import event_epoch, rfc3339
 from services.common.db.outbox import Outgoing
-from services.common.eventtime import event_epoch, rfc3339
 from services.common.kafka.deadletter import Origin, dead_letter, replayed
 from services.common.kafka.topics import Topics
 from services.orchestrator.domain.effects import Effects

@@ -15,7 +15,7 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-from services.common.eventtime import rfc3339
+from schemas.vocabulary import rfc3339
 
 STOP = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
 START = frozenset({"START", "UNSTOP", "YES"})

@@ -17,6 +17,11 @@ TS = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
+    _lead_tables()
+    _work_tables()
+
+
+def _lead_tables() -> None:
     op.create_table(
         "leads",
         sa.Column("lead_id", sa.Text, primary_key=True),
@@ -49,6 +54,9 @@ def upgrade() -> None:
         sa.Column("exited_at", TS),
     )
     op.create_index("enrollments_program", "enrollments", ["program_id", "status"])
+
+
+def _work_tables() -> None:
     op.create_table(
         "timers",
         sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=True),
