@@ -14,6 +14,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from schemas.vocabulary import CHANNELS
 from services.common.db.retention import pruned_rows
 from services.common.observability.logging import lead_hash
 from services.common.observability.metrics import (
@@ -238,7 +239,7 @@ def held_reason(reason: str | None) -> str:
 
 
 def _channel(value: Any) -> str:
-    return value if value in ("email", "sms", "crm_task", "webhook") else "other"
+    return value if value in CHANNELS else "other"
 
 
 def _bounded(reason: str | None) -> str:

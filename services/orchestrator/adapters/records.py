@@ -13,14 +13,15 @@ from typing import Any, Protocol
 
 import orjson
 
-from schemas.vocabulary import event_epoch, rfc3339
+from schemas.cloudevent import new_event
+from schemas.records import SendMessage, StageChanged
+from schemas.vocabulary import ERASED_EVENT, dedupe_key, event_epoch
 from services.common.db.outbox import Outgoing
 from services.common.kafka.deadletter import Origin, dead_letter, replayed
 from services.common.kafka.topics import Topics
-from services.orchestrator.domain.effects import Effects
+from services.orchestrator.domain.effects import Command, Effects, StageChange
 
 CONSUMER = "nurture-orchestrator"
-ERASED = "lead.erased"
 ERASURE_SOURCE = "nurture-orchestrator/erasure"
 CLOUDEVENT = "application/cloudevents+json"
 
@@ -73,7 +74,7 @@ def parse(record: Record) -> Parsed:
     when = None
     with contextlib.suppress(ValueError):
         when = event_epoch(event.get("time"))
-    return Parsed(f"{event['source']}\x1f{event['id']}", event["subject"], event, score, when,
+    return Parsed(dedupe_key(event["source"], event["id"]), event["subject"], event, score, when,
                   record)
 
 
@@ -89,37 +90,36 @@ def dead_letter_row(record: Record, error: str, *, topics: Topics) -> Outgoing:
     return Outgoing(topics.deadletter, key, value, [(k, v.decode()) for k, v in headers])
 
 
+def send_message(lead_id: str, cmd: Command) -> SendMessage:
+    """The one place a decision's `Command` becomes the dispatch command record."""
+    return SendMessage(
+        message_id=cmd.message_id, lead_id=lead_id, channel=cmd.channel,
+        template=cmd.template, program_id=cmd.program_id, program_version=cmd.program_version,
+        step_id=cmd.step_id, context=cmd.context, created_at=ts(cmd.created_at),
+        expires_at=ts(cmd.expires_at), subject=cmd.subject, due_at=ts(cmd.due_at),
+        event_time=ts(cmd.event_time), event_id=cmd.event_id)
+
+
+def stage_changed(lead_id: str, change: StageChange) -> StageChanged:
+    return StageChanged(lead_id=lead_id, from_stage=change.from_stage,
+                        to_stage=change.to_stage, at=ts(change.at), cause=change.cause)
+
+
 def outbox_rows(lead_id: str, fx: Effects, topics: Topics) -> list[Outgoing]:
     """The dispatch commands and stage changes of one decision."""
-    rows = []
-    for cmd in fx.commands:
-        body = {"message_id": cmd.message_id, "lead_id": lead_id, "channel": cmd.channel,
-                "template": cmd.template, "program_id": cmd.program_id,
-                "program_version": cmd.program_version, "step_id": cmd.step_id,
-                "context": cmd.context, "created_at": ts(cmd.created_at),
-                "expires_at": ts(cmd.expires_at), "subject": cmd.subject,
-                "due_at": ts(cmd.due_at)}
-        if cmd.event_time is not None:
-            body["event_time"] = ts(cmd.event_time)
-        if cmd.event_id is not None:
-            body["event_id"] = cmd.event_id
-        rows.append(Outgoing(topics.dispatch, lead_id.encode(), orjson.dumps(body),
-                             [("content-type", "application/json")]))
-    for change in fx.stage_changes:
-        body = {"lead_id": lead_id, "from_stage": change.from_stage,
-                "to_stage": change.to_stage, "at": ts(change.at), "cause": change.cause}
-        rows.append(Outgoing(topics.stages, lead_id.encode(), orjson.dumps(body),
-                             [("content-type", "application/json")]))
-    return rows
+    key, headers = lead_id.encode(), [("content-type", "application/json")]
+    return [*(Outgoing(topics.dispatch, key, send_message(lead_id, cmd).to_bytes(), headers)
+              for cmd in fx.commands),
+            *(Outgoing(topics.stages, key, stage_changed(lead_id, c).to_bytes(), headers)
+              for c in fx.stage_changes)]
 
 
 def erased_event(lead_id: str, *, topic: str, now: float) -> Outgoing:
     """The control event; its id is new each time (each erasure is an act of its own)."""
-    event = {"specversion": "1.0", "id": f"erase-{uuid.uuid4().hex}",
-             "source": ERASURE_SOURCE, "type": ERASED, "subject": lead_id, "time": rfc3339(now),
-             "data": {}}
+    event = new_event(id=f"erase-{uuid.uuid4().hex}", source=ERASURE_SOURCE,
+                      type=ERASED_EVENT, subject=lead_id, time=now, data={})
     return Outgoing(topic, lead_id.encode(), orjson.dumps(event),
-                    [("content-type", CLOUDEVENT), ("ce_type", ERASED)])
+                    [("content-type", CLOUDEVENT), ("ce_type", ERASED_EVENT)])
 
 
 def event_rows(events: Iterable[dict[str, Any]], topics: Topics) -> list[Outgoing]:

@@ -15,7 +15,7 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-from schemas.vocabulary import rfc3339
+from schemas.cloudevent import new_event
 
 STOP = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
 START = frozenset({"START", "UNSTOP", "YES"})
@@ -47,6 +47,6 @@ def events_for(form: Mapping[str, str], lead_ids: list[str], now: float) -> list
     else:
         etype, data = "sms.replied", {"keyword": word} if word else {}
     sid = form.get("MessageSid") or form.get("SmsSid") or ""
-    return [{"specversion": "1.0", "source": SOURCE, "type": etype, "subject": lead,
-             "id": hashlib.sha256(f"{sid}|{lead}|{etype}".encode()).hexdigest()[:32],
-             "time": rfc3339(now), "data": data} for lead in lead_ids]
+    return [new_event(id=hashlib.sha256(f"{sid}|{lead}|{etype}".encode()).hexdigest()[:32],
+                      source=SOURCE, type=etype, subject=lead, time=now, data=data)
+            for lead in lead_ids]

@@ -9,6 +9,8 @@ from typing import Any
 
 import orjson
 
+from schemas.vocabulary import canonical_reason
+
 STAGES = ("subscriber", "lead", "mql", "sql", "opportunity", "customer", "recycled",
           "disqualified", "cold")
 FUNNEL = ("lead", "mql", "sql", "opportunity", "customer")  # the conversion path, in order
@@ -125,4 +127,6 @@ class Lead:
         data = dict(raw)
         data["enrollments"] = {k: Enrollment(**v) for k, v in raw.get("enrollments", {}).items()}
         data["contacts"] = [Contact(**c) for c in raw.get("contacts", [])]
+        # documents saved before the words were unified say "complaint", "opted out", ...
+        data["suppressed"] = {k: canonical_reason(v) for k, v in raw.get("suppressed", {}).items()}
         return cls(**data)

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from schemas.vocabulary import ERASED_EVENT
 from services.common.db.outbox import Outgoing
 from services.common.db.retention import Pruner
 from services.common.kafka.topics import Topics
 from services.common.observability.logging import lead_hash
 from services.orchestrator.adapters import records
-from services.orchestrator.adapters.records import ERASED, Parsed, Record
+from services.orchestrator.adapters.records import Parsed, Record
 from services.orchestrator.domain import inbound_sms
 from services.orchestrator.domain.attribution import unattributed
 from services.orchestrator.domain.decide import Decider
@@ -101,7 +102,7 @@ class Handlers:
         """Decide each event in order; `leads` ends as the leads are after the batch."""
         effects: list[tuple[str, Effects]] = []
         for p in batch.todo:
-            if p.event["type"] == ERASED:  # forget what came before it, in order
+            if p.event["type"] == ERASED_EVENT:  # forget what came before it, in order
                 leads.pop(p.lead_id, None)
                 effects = [(lid, fx) for lid, fx in effects if lid != p.lead_id]
                 await uow.leads.erase(p.lead_id, now=now)

@@ -10,6 +10,7 @@ import orjson
 import pytest
 from aiokafka.structs import ConsumerRecord
 
+from schemas.records import SendMessage, StageChanged
 from services.common.kafka.deadletter import REPLAYED_HEADER
 from services.common.kafka.topics import Topics
 from services.common.observability.metrics import new_registry
@@ -164,8 +165,11 @@ async def test_timers_fire_once() -> None:
         await uow.advance_clock(H + 1)
     assert await h.fire_timers() == 1
     assert await h.fire_timers() == 0
-    (cmd,) = [orjson.loads(o.value) for o in store.outbox if o.topic == TOPICS.dispatch]
-    assert (cmd["lead_id"], cmd["template"]) == ("lead-1", "pricing-followup")
+    (cmd,) = [SendMessage.from_bytes(o.value) for o in store.outbox
+              if o.topic == TOPICS.dispatch]  # through the contract dispatch parses with
+    assert (cmd.lead_id, cmd.template, cmd.step_id) == ("lead-1", "pricing-followup", "email-1")
+    stages = [StageChanged.from_bytes(o.value) for o in store.outbox if o.topic == TOPICS.stages]
+    assert [(s.lead_id, s.from_stage, s.to_stage) for s in stages] == [("lead-1", None, "lead")]
 
 
 async def test_a_failing_unit_of_work_rolls_everything_back_and_counts_nothing() -> None:
