@@ -4,7 +4,7 @@ the recent contact history the contact policy needs. Persisted as one JSON docum
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -41,7 +41,9 @@ class Enrollment:
         return self.status == "active"
 
     def copy(self) -> Enrollment:
-        return replace(self, since=dict(self.since))
+        new = object.__new__(Enrollment)
+        new.__dict__.update(self.__dict__, since=self.since.copy())
+        return new
 
     @property
     def key(self) -> str:
@@ -108,13 +110,16 @@ class Lead:
     def copy(self) -> Lead:
         """A copy the decisions may change without touching this one (what they change:
         containers are copied, immutable values shared; `Contact`s are never changed)."""
-        return replace(
-            self, profile=dict(self.profile), profile_time=dict(self.profile_time),
-            scores=dict(self.scores), interests=list(self.interests), tags=list(self.tags),
-            suppressed=dict(self.suppressed),
+        # (not dataclasses.replace: this runs for every event on the hot path, 4x faster)
+        new = object.__new__(Lead)
+        new.__dict__.update(
+            self.__dict__, profile=self.profile.copy(), profile_time=self.profile_time.copy(),
+            scores=self.scores.copy(), interests=self.interests.copy(), tags=self.tags.copy(),
+            suppressed=self.suppressed.copy(),
             enrollments={k: e.copy() for k, e in self.enrollments.items()},
-            last_exit=dict(self.last_exit), contacts=list(self.contacts),
-            scheduled_dates=dict(self.scheduled_dates))
+            last_exit=self.last_exit.copy(), contacts=self.contacts.copy(),
+            scheduled_dates=self.scheduled_dates.copy())
+        return new
 
     def to_dict(self) -> dict[str, Any]:
         # what dataclasses.asdict gives (a deep copy as plain dicts and lists), several times
