@@ -38,5 +38,8 @@ def create_app(orch: Orchestrator) -> FastAPI:
     app.state.orch = orch
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     for module in (leads, programs, admin, sms, probes):
-        app.include_router(module.router)
+        # the routes themselves, not `include_router`: FastAPI >= 0.16x includes a router as
+        # one lazy entry, and what lists `app.routes` (the auth matrix, the chart's probes)
+        # expects the routes (no prefix or router-level dependency is lost: there is none)
+        app.router.routes.extend(module.router.routes)
     return app
