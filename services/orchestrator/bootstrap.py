@@ -54,8 +54,9 @@ class Orchestrator:
         return f"{self.kafka.topic_prefix}{self.settings.group_id}"
 
     def consumer(self) -> AIOKafkaConsumer:
+        group = self.group_id  # (a name: tests/deploy/kafka_access.py reads the code's groups)
         return make_consumer(self.kafka, self.topics.scored_events, client_id=CONSUMER,
-                             group_id=self.group_id)
+                             group_id=group)
 
     def producer(self) -> AIOKafkaProducer:
         return make_producer(self.kafka, client_id=CONSUMER)
