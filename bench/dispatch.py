@@ -1,9 +1,10 @@
-"""5. Dispatch: sends/s of the real Dispatcher (commands recorded with the idempotency check —
-every command is fed twice, the second copy must change nothing — then the channel loop's
-rounds: claim, render, `sending`, provider call, `sent` + outcome event in the outbox) to local
-fake SMTP and HTTP peers (bench/peers.py, a child process), against a bare loop sending the same
-number of messages to the same peers: aiosmtplib on one connection for email, and httpx with the
-same concurrency for webhooks (aiohttp is not installed; httpx is what dispatch itself uses)."""
+"""5. Dispatch: sends/s of the real handlers, as bootstrap.py builds them (commands recorded
+with the idempotency check — every command is fed twice, the second copy must change nothing —
+then the channel loop's rounds: claim, render, `sending`, provider call, `sent` + outcome event
+in the outbox) to local fake SMTP and HTTP peers (bench/peers.py, a child process), against a
+bare loop sending the same number of messages to the same peers: aiosmtplib on one connection
+for email, and httpx with the same concurrency for webhooks (aiohttp is not installed; httpx is
+what dispatch itself uses)."""
 
 from __future__ import annotations
 
@@ -20,13 +21,11 @@ from aiokafka.structs import ConsumerRecord
 
 from bench.core import ROOT, Sizes, Stopwatch, compare, rate
 from bench.infra import Infra, child, free_port, http_ready
-from services.common.clock import SystemClock
 from services.common.config.settings import KafkaSettings
-from services.common.observability.metrics import new_registry
+from services.common.tracking import TrackingSettings
 from services.dispatch.adapters.migrate import upgrade
-from services.dispatch.app import bootstrap
-from services.dispatch.metrics import DispatchMetrics
-from services.dispatch.runtime import Dispatcher
+from services.dispatch.bootstrap import bootstrap
+from services.dispatch.service_layer.handlers import Handlers
 from services.dispatch.settings import DispatchSettings
 
 HOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # noqa: S105 - a local fake peer
@@ -69,30 +68,26 @@ async def real(infra: Infra, kafka: KafkaSettings, smtp_port: int, http: str, ch
         DATABASE_URL=infra.database_url, db_schema=schema, smtp_port=smtp_port,
         templates=str(ROOT / "config" / "templates"), webhook_url=f"{http}/hooks",
         webhook_secret=HOOK_SECRET)
-    dispatcher, client = bootstrap(settings, kafka, b"k" * 32, DispatchMetrics(new_registry()),
-                                   SystemClock())
+    service = bootstrap(settings, kafka, TrackingSettings(secret="k" * 32))
     recs = records([command(f"lead-{i}", channel) for i in range(n)])
     try:
-        await deliver(dispatcher, channel, recs[:2])  # warm-up: connections, templates
+        await deliver(service.handlers, channel, recs[:2])  # warm-up: connections, templates
         before = await received(http)
         clock = Stopwatch()
-        await deliver(dispatcher, channel, recs[2:])
+        await deliver(service.handlers, channel, recs[2:])
         seconds = clock()
         after = await received(http)
     finally:
-        await client.aclose()
-        if dispatcher.channels.mailer is not None:
-            await dispatcher.channels.mailer.close()
-        await dispatcher.engine.dispose()
+        await service.aclose()
     arrived = sum(after[k] - before[k] for k in ("smtp", "http"))
     return rate(len(recs) - 2, seconds), arrived
 
 
-async def deliver(dispatcher: Dispatcher, channel: str,
+async def deliver(handlers: Handlers, channel: str,
                   recs: list[ConsumerRecord[bytes, bytes]]) -> None:
-    await dispatcher.handle_batch(recs)
-    await dispatcher.handle_batch(recs)  # redelivered: the idempotency check drops them
-    while await dispatcher.deliver_due(channel):
+    await handlers.record_commands(recs)
+    await handlers.record_commands(recs)  # redelivered: the idempotency check drops them
+    while await handlers.deliver_due(channel):
         pass
 
 

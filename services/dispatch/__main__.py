@@ -1,4 +1,6 @@
-"""`nurture-dispatch` / `python -m services.dispatch`: the composition root.
+"""`nurture-dispatch` / `python -m services.dispatch`: the command line. It parses the
+arguments, loads the settings (failing fast, naming the variable) and runs: bootstrap.py builds
+the service, entrypoints/ drive it.
 
     nurture-dispatch serve      consume dispatch commands and deliver them (+ /metrics, /readyz)
     nurture-dispatch migrate    bring dispatch's database schema up to date (Alembic)
@@ -57,19 +59,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run_check(args: argparse.Namespace) -> int:
-    from services.dispatch.adapters.templates import TemplateStore
-    from services.dispatch.check import check
-
-    store = TemplateStore(Path(args.templates))
-    problems = check(store, args.programs or ["config/programs"])
-    for line in problems:
-        print(line, file=sys.stderr)
-    if not problems:
-        print(f"ok: {len(store.names())} templates in {args.templates}")
-    return 1 if problems else 0
-
-
 def online(args: argparse.Namespace) -> int:
     from services.common.observability.logging import configure_logging
     from services.common.tracking import TrackingSettings
@@ -95,9 +84,10 @@ def online(args: argparse.Namespace) -> int:
         if args.command == "migrate":
             return 0
     from services.common.http.server import run_server
-    from services.dispatch.app import create_app
+    from services.dispatch.bootstrap import bootstrap
+    from services.dispatch.entrypoints.http.app import create_app
 
-    app = create_app(settings, kafka, tracking)
+    app = create_app(bootstrap(settings, kafka, tracking))
     run_server(app, host=settings.host, port=settings.port,
                grace_seconds=settings.shutdown_grace_seconds)
     return 0
@@ -106,6 +96,8 @@ def online(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.command == "check":
+        from services.dispatch.entrypoints.check import run_check
+
         return run_check(args)
     return online(args)
 

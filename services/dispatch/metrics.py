@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from schemas.vocabulary import CHANNELS
 from services.common.db.retention import pruned_rows
 from services.common.observability.metrics import (
     END_TO_END_BUCKETS_SECONDS,
@@ -17,7 +18,6 @@ from services.dispatch.adapters.retention import RULES
 
 DEAD_LETTER_REASONS = frozenset({"malformed", "template_error", "invalid_address",
                                  "channel_not_configured", "rejected", "exhausted"})
-CHANNELS = ("email", "sms", "crm_task", "webhook")
 
 
 class DispatchMetrics:

@@ -16,6 +16,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from fastapi.routing import iter_route_contexts
 
 from services.common.kafka.topics import SPECS
 from services.scoring.health import LIVE_PATH, READY_PATH
@@ -227,12 +228,15 @@ def _routes(service: str) -> set[str]:
         app = orchestrator_app(bootstrap(settings, kafka, build_decider(
             [str(ROOT / "config/programs")], str(ROOT / "config/contact-policy.yaml"), "b2b")))
     else:
-        from services.dispatch.app import create_app as dispatch_app
+        from services.dispatch.bootstrap import bootstrap
+        from services.dispatch.entrypoints.http.app import create_app as dispatch_app
         from services.dispatch.settings import DispatchSettings
 
-        app = dispatch_app(DispatchSettings(DATABASE_URL="postgresql+asyncpg://x@h/db"),  # type: ignore[call-arg]
-                           kafka, TrackingSettings())
-    return {route.path for route in app.routes}  # type: ignore[attr-defined]
+        app = dispatch_app(bootstrap(
+            DispatchSettings(DATABASE_URL="postgresql+asyncpg://x@h/db"),  # type: ignore[call-arg]
+            kafka, TrackingSettings()))
+    # routers included with include_router are tree nodes since FastAPI 0.137: flattened here
+    return {str(route.path) for route in iter_route_contexts(app.routes)}
 
 
 def test_probes_hit_the_services_real_endpoints_and_ports(

@@ -18,33 +18,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-import orjson
-from aiokafka.structs import ConsumerRecord
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from schemas.vocabulary import ALL_CHANNELS, ERASED
 from services.dispatch.adapters import repository as repo
 from services.dispatch.adapters import tables as t
-from services.dispatch.domain.messages import ALL_CHANNELS
-
-ERASED = "lead.erased"
-
-
-def erased_leads(records: Sequence[ConsumerRecord[bytes, bytes]]) -> list[str]:
-    """The lead ids a batch of `nurture.events.v1` records erases."""
-    found: list[str] = []
-    for record in records:
-        header = dict(record.headers or ()).get("ce_type")
-        if header is not None and header != ERASED.encode():
-            continue
-        try:
-            event = orjson.loads(record.value or b"")
-        except orjson.JSONDecodeError:
-            continue
-        if isinstance(event, dict) and event.get("type") == ERASED \
-                and isinstance(event.get("subject"), str):
-            found.append(event["subject"])
-    return sorted(set(found))
 
 
 async def erase(conn: AsyncConnection, *, lead_ids: Sequence[str], now: datetime) -> int:
@@ -57,7 +36,7 @@ async def erase(conn: AsyncConnection, *, lead_ids: Sequence[str], now: datetime
         # suppression when it scrubs itself)
         await conn.execute(select(d.c.message_id).where(d.c.lead_id == lead_id)
                            .order_by(d.c.message_id).with_for_update())
-        await repo.suppress(conn, lead_id=lead_id, channel=ALL_CHANNELS, reason=repo.ERASED,
+        await repo.suppress(conn, lead_id=lead_id, channel=ALL_CHANNELS, reason=ERASED,
                             at=now)
         changed += await repo.scrub_erased(conn, lead_id=lead_id, now=now)
     return changed

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -22,44 +21,17 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.expression import Exists
 
+from schemas.vocabulary import ALL_CHANNELS, ERASED
 from services.common.db import outbox
 from services.common.db.outbox import Outgoing
 from services.dispatch.adapters import tables as t
-from services.dispatch.domain.messages import ALL_CHANNELS
-from services.dispatch.domain.suppressions import Change
+from services.dispatch.domain.deliveries import Delivery, NewDelivery
+from services.dispatch.domain.suppressions import LIFTABLE, Change
 
-LIFTABLE = ("unsubscribed", "opted_out")
-ERASED = "erased"
-"""The reason of the all-channel suppression an erasure records (never lifted by consent)."""
-
-
-@dataclass(frozen=True, slots=True)
-class NewDelivery:
-    message_id: str
-    lead_id: str
-    channel: str
-    payload: bytes
-    origin_topic: str
-    origin_partition: int
-    origin_offset: int
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """A delivery row as the loops see it."""
-
-    message_id: str
-    lead_id: str
-    channel: str
-    status: str
-    attempts: int
-    payload: bytes | None
-    origin_topic: str
-    origin_partition: int
-    origin_offset: int
-    last_error: str | None = None
-    provider_id: str | None = None
-    lease: datetime | None = None  # set by `claim_due`: this claim's fencing token
+__all__ = ["Delivery", "NewDelivery", "apply_suppressions", "claim_due", "claim_stale_sending",
+           "count_by_status", "enqueue", "finish", "finish_sent", "get_delivery",
+           "insert_deliveries", "reschedule", "retry_failed", "scrub_erased", "start_attempts",
+           "suppress", "suppressions_for"]
 
 
 def _delivery(row: Any, lease: datetime | None = None) -> Delivery:
@@ -235,7 +207,8 @@ def _erased() -> Exists:
     """Whether a delivery's lead is erased (correlated to the `deliveries` row)."""
     s = t.suppressions
     return select(s.c.lead_id).where(s.c.lead_id == t.deliveries.c.lead_id,
-                                     s.c.channel == ALL_CHANNELS, s.c.reason == ERASED).exists()
+                                     s.c.channel == ALL_CHANNELS,
+                                     s.c.reason == ERASED).exists()
 
 
 async def claim_stale_sending(conn: AsyncConnection, *, before: datetime,

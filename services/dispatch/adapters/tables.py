@@ -6,11 +6,11 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
+from services.dispatch.domain.deliveries import FINAL_STATUSES, STATUSES
+
+__all__ = ["FINAL_STATUSES", "STATUSES", "deliveries", "metadata", "outbox", "suppressions"]
 metadata = sa.MetaData()
 TS = sa.DateTime(timezone=True)
-
-STATUSES = ("pending", "sending", "sent", "failed", "suppressed", "expired")
-FINAL_STATUSES = ("sent", "failed", "suppressed", "expired")
 
 deliveries = sa.Table(
     "deliveries", metadata,

@@ -18,7 +18,7 @@ from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 
-from services.dispatch.domain.command import SendMessage
+from schemas.records import SendMessage
 from services.dispatch.domain.errors import DispatchError
 from services.dispatch.domain.links import Tracker
 

@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from schemas.records import SendMessage
 from services.common.tracking import Kind, TrackingClaims, sign, tracking_path
-from services.dispatch.domain.command import SendMessage
 
 _HREF = re.compile(r'(<a\b[^>]*?\bhref\s*=\s*")(https?://[^"]+)(")', re.IGNORECASE)
 _BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)

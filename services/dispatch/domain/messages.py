@@ -12,11 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from services.dispatch.domain.command import SendMessage
+from schemas.records import SendMessage
+from schemas.vocabulary import ALL_CHANNELS
 from services.dispatch.domain.sms_text import fit
-
-ALL_CHANNELS = "*"
-"""The `channel` of a suppression that applies to every channel."""
 
 
 @dataclass(frozen=True, slots=True)

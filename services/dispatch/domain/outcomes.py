@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from services.dispatch.domain.command import SendMessage
+from schemas.cloudevent import new_event
+from schemas.records import SendMessage
 
 SOURCE = "nurture-dispatch"
 Outcome = Literal["sent", "failed", "suppressed"]
@@ -51,13 +52,6 @@ def outcome_event(cmd: SendMessage, result: Result, *, now: datetime) -> dict[st
     if result.outcome == "failed":
         data["retryable"] = result.retryable
     per_attempt = data["attempt"] if result.outcome == "failed" else None
-    return {
-        "specversion": "1.0",
-        "id": event_id(cmd.message_id, result.outcome, per_attempt),
-        "source": SOURCE,
-        "type": f"message.{result.outcome}",
-        "subject": cmd.lead_id,
-        "time": now.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-        "datacontenttype": "application/json",
-        "data": data,
-    }
+    return new_event(id=event_id(cmd.message_id, result.outcome, per_attempt), source=SOURCE,
+                     type=f"message.{result.outcome}", subject=cmd.lead_id, data=data,
+                     time=now.astimezone(UTC).isoformat().replace("+00:00", "Z"))

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-SUPPRESSING = {"email.unsubscribed": ("email", "unsubscribed"),
-               "email.complained": ("email", "complained"),
-               "sms.opted_out": ("sms", "opted_out")}
+from schemas.vocabulary import SUPPRESSING, event_epoch, suppression_of
+
 INTERESTING = frozenset({*SUPPRESSING, "email.bounced", "crm.lead_upserted"})
 """The event types that can change a suppression (others are skipped unparsed)."""
+LIFTABLE = ("unsubscribed", "opted_out")
+"""The reasons a later consent lifts (never a complaint, a hard bounce or an erasure)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,11 +36,9 @@ def changes_of(event: Mapping[str, Any], *, now: datetime) -> list[Change]:
     if not isinstance(lead, str) or not lead or not isinstance(data, Mapping):
         return []
     at = _time(event.get("time")) or now
-    if etype in SUPPRESSING:
-        channel, reason = SUPPRESSING[etype]
-        return [Change(lead, channel, reason, at)]
-    if etype == "email.bounced" and data.get("bounce_type") == "hard":
-        return [Change(lead, "email", "hard_bounce", at)]
+    suppressed = suppression_of(etype, data) if isinstance(etype, str) else None
+    if suppressed is not None:
+        return [Change(lead, suppressed[0], suppressed[1], at)]
     consent = data.get("consent") if etype == "crm.lead_upserted" else None
     if isinstance(consent, Mapping):
         return [Change(lead, channel, None, at) for channel in ("email", "sms")
@@ -58,10 +57,8 @@ def latest(changes: Iterable[Change]) -> list[Change]:
 
 
 def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
+    """The event time (`schemas.vocabulary.event_epoch`), or None when it has none usable."""
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return datetime.fromtimestamp(event_epoch(value), UTC)
     except ValueError:
         return None
-    return parsed if parsed.tzinfo is not None else None

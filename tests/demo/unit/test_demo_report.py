@@ -14,7 +14,7 @@ from deploy.demo.infra import DemoEnv, Ports, write_prometheus_config
 from deploy.demo.report import markdown, summarize
 from deploy.demo.settle import Backlog
 from deploy.demo.sinks import parse_mail
-from services.dispatch.domain.command import SendMessage
+from schemas.records import SendMessage
 from services.dispatch.domain.email import EmailContent, Sender, build_email
 from services.dispatch.domain.links import Tracker
 

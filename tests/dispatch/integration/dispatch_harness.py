@@ -30,7 +30,8 @@ from services.common.config.settings import KafkaSettings
 from services.common.kafka.topics import Topics
 from services.common.tracking import TrackingSettings
 from services.dispatch.adapters.migrate import upgrade
-from services.dispatch.app import create_app
+from services.dispatch.bootstrap import bootstrap
+from services.dispatch.entrypoints.http.app import create_app
 from services.dispatch.settings import DispatchSettings
 from tests.support import read_topic, serve, wait_until
 
@@ -130,7 +131,8 @@ async def dispatch_service(database_url: str, kafka: KafkaSettings, *, schema: s
     await asyncio.to_thread(upgrade, database_url, schema)
     settings = DispatchSettings(  # type: ignore[call-arg]
         DATABASE_URL=database_url, db_schema=schema, **(FAST | overrides))
-    app = create_app(settings, kafka, TrackingSettings(secret=SECRET))  # type: ignore[arg-type]
+    app = create_app(bootstrap(settings, kafka,
+                               TrackingSettings(secret=SECRET)))  # type: ignore[arg-type]
     engine = create_async_engine(database_url,
                                  connect_args={"server_settings": {"search_path": schema}})
     async with AsyncExitStack() as stack:

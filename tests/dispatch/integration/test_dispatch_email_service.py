@@ -73,7 +73,7 @@ async def dispatch(database_url: str, kafka: KafkaSettings,
 async def test_the_sent_line_names_the_message_and_the_event_behind_it_not_the_lead(
         dispatch: Running, smtp: SmtpSink, caplog: pytest.LogCaptureFixture) -> None:
     cmd = command("lead-1", event_id="evt-pricing-7")
-    with caplog.at_level(logging.INFO, logger="services.dispatch.runtime"):
+    with caplog.at_level(logging.INFO, logger="services.dispatch.service_layer.handlers"):
         await produce(dispatch.kafka, [cmd])
         await outcomes(dispatch, until=lambda es: of(es, cmd["message_id"], "message.sent"))
     (line,) = [r.__dict__ for r in caplog.records if r.getMessage() == "message sent"]

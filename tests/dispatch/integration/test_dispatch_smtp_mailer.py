@@ -17,8 +17,8 @@ import pytest
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from deploy.local.stack import free_port
+from schemas.records import SendMessage
 from services.dispatch.adapters.smtp import FakeMailer, Mailer, SmtpConfig, SmtpMailer
-from services.dispatch.domain.command import SendMessage
 from services.dispatch.domain.email import EmailContent, Sender, build_email
 from services.dispatch.domain.errors import HandoffRefused, ProviderUnavailable
 from services.dispatch.domain.links import Tracker

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from services.dispatch.groupcommit import GroupCommit
+from services.dispatch.adapters.status_writer import GroupCommit
 
 
 class Writer:

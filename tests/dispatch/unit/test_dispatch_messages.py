@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from schemas.records import SendMessage
 from services.common.tracking import Kind, verify
-from services.dispatch.domain.command import SendMessage
 from services.dispatch.domain.email import (
     EmailContent,
     InvalidAddress,

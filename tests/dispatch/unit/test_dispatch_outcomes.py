@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from schemas import validate_event
-from services.dispatch.domain.command import SendMessage
+from schemas.records import SendMessage
 from services.dispatch.domain.outcomes import Result, event_id, outcome_event
 
 NOW = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)

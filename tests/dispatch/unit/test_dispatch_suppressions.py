@@ -10,8 +10,8 @@ import orjson
 import pytest
 from aiokafka.structs import ConsumerRecord
 
+from services.dispatch.adapters.events import suppression_changes
 from services.dispatch.domain.suppressions import Change, changes_of, latest
-from services.dispatch.feedback import suppression_changes
 
 NOW = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 T1 = datetime(2026, 2, 1, 9, 0, tzinfo=UTC)

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
+from schemas.records import SendMessage
 from services.dispatch.adapters.templates import TemplateStore
-from services.dispatch.check import check, program_files, referenced_templates
-from services.dispatch.domain.command import SendMessage
 from services.dispatch.domain.errors import TemplateError
 from services.dispatch.domain.messages import template_variables
+from services.dispatch.entrypoints.check import check, program_files, referenced_templates
 from tests.support import ROOT
 
 SHIPPED = TemplateStore(ROOT / "config" / "templates")

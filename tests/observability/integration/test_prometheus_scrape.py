@@ -24,7 +24,8 @@ from deploy.local.stack import free_port
 from services.common.config.settings import KafkaSettings
 from services.common.tracking import TrackingSettings
 from services.dispatch.adapters.migrate import upgrade as upgrade_dispatch
-from services.dispatch.app import create_app as create_dispatch
+from services.dispatch.bootstrap import bootstrap as bootstrap_dispatch
+from services.dispatch.entrypoints.http.app import create_app as create_dispatch
 from services.dispatch.settings import DispatchSettings
 from services.ingest.app import create_app as create_ingest
 from services.ingest.domain.auth import hash_key
@@ -143,11 +144,11 @@ async def test_prometheus_scrapes_the_running_services(
             DATABASE_URL=database_url, db_schema=o_schema, api_token="t", stage_model="itest",
             timer_poll_seconds=0.1, relay_idle_seconds=0.05),
         kafka, Decider([HOT], ContactPolicy(caps=(), quiet_hours=None), stage_model="itest")))
-    dispatch_app = create_dispatch(
+    dispatch_app = create_dispatch(bootstrap_dispatch(
         DispatchSettings(  # type: ignore[call-arg]
             DATABASE_URL=database_url, db_schema=d_schema, smtp_port=smtp.port,
             poll_seconds=0.05, relay_idle_seconds=0.05),
-        kafka, TrackingSettings(secret="observability-tracking-secret-0123456789"))  # type: ignore[arg-type]
+        kafka, TrackingSettings(secret="observability-tracking-secret-0123456789")))  # type: ignore[arg-type]
     async with serve(ingest_app) as ingest, serve(orchestrator_app) as orchestrator, \
             serve(dispatch_app) as dispatch, httpx.AsyncClient(timeout=30) as client:
         urls = {"ingest": ingest, "scoring": f"http://127.0.0.1:{scorer.metrics_port}",

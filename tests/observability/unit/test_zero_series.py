@@ -8,8 +8,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from schemas import EVENT_TYPES
+from schemas.vocabulary import CHANNELS
 from services.common.observability.metrics import new_registry
-from services.dispatch.metrics import CHANNELS, DEAD_LETTER_REASONS, DispatchMetrics
+from services.dispatch.metrics import DEAD_LETTER_REASONS, DispatchMetrics
 from services.ingest.metrics import REASONS, IngestMetrics
 from services.orchestrator.domain.program import Program, Step, Trigger
 from services.orchestrator.metrics import ENGAGEMENT, OrchestratorMetrics

@@ -25,13 +25,14 @@ import httpx
 import orjson
 import pytest
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.routing import Route
 
 from services.common.clock import ControllableClock
 from services.common.config.settings import KafkaSettings
 from services.common.tracking import TrackingClaims, TrackingSettings, sign
-from services.dispatch.app import create_app as create_dispatch
+from services.dispatch.bootstrap import bootstrap as bootstrap_dispatch
+from services.dispatch.entrypoints.http.app import create_app as create_dispatch
 from services.dispatch.settings import DispatchSettings
 from services.ingest.adapters.publisher import FakePublisher
 from services.ingest.app import create_app as create_ingest
@@ -77,9 +78,10 @@ BEARER = {"Authorization": f"Bearer {KEY}"}
 
 def routes(app: FastAPI) -> set[tuple[str, str]]:
     found = set()
-    for route in app.routes:
-        if isinstance(route, APIRoute | Route) and route.methods:
-            found |= {(m, route.path) for m in route.methods if m != "HEAD"}
+    # routers included with include_router are tree nodes since FastAPI 0.137: flattened here
+    for route in iter_route_contexts(app.routes):
+        if isinstance(route.original_route, APIRoute | Route) and route.methods:
+            found |= {(m, str(route.path)) for m in route.methods if m != "HEAD"}
     return found
 
 
@@ -111,7 +113,8 @@ def test_every_route_has_a_decision(database_url: str) -> None:
     apps = {"ingest": (ingest_app(FakePublisher()), INGEST),
             "orchestrator": (create_orchestrator(bootstrap(settings, KafkaSettings(), DECIDER,
                                                  run_workers=False)), ORCHESTRATOR),
-            "dispatch": (create_dispatch(dispatch, KafkaSettings(), TrackingSettings()),
+            "dispatch": (create_dispatch(bootstrap_dispatch(dispatch, KafkaSettings(),
+                                                            TrackingSettings())),
                          DISPATCH)}
     for name, (app, table) in apps.items():
         assert routes(app) == set(table), f"{name}: routes without a decision, or gone"

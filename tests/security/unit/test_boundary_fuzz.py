@@ -19,10 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas import parse_event, validate_event
+from schemas.records import RecordError, SendMessage
 from services.common.kafka.deadletter import Origin
 from services.common.kafka.topics import Topics
 from services.common.tracking import TokenError, verify
-from services.dispatch.domain.command import MalformedCommand, parse_command
 from services.ingest.domain.auth import ApiKey, AuthError, authenticate
 from services.ingest.domain.intake import Rejected, accept, events_from_body
 from services.ingest.webhooks import crm_events, email_events
@@ -151,5 +151,5 @@ def test_orchestrator_parses_or_says_why(value: bytes | None) -> None:
 @FAST
 @given(value=st.none() | payloads)
 def test_dispatch_parses_a_command_or_says_why(value: bytes | None) -> None:
-    outcome = outcome_of(lambda: parse_command(value), MalformedCommand)
-    assert not isinstance(outcome, MalformedCommand) or str(outcome)
+    outcome = outcome_of(lambda: SendMessage.from_bytes(value), RecordError)
+    assert not isinstance(outcome, RecordError) or str(outcome)

@@ -1,5 +1,6 @@
-"""One message, from command to provider: render the template, build the channel's message
-(email with tracking, SMS, CRM task, webhook) and hand it to the channel's provider.
+"""The channels' providers, and one message from command to provider: render the template,
+build the channel's message (email with tracking, SMS, CRM task, webhook) and hand it to the
+channel's provider.
 
 `prepare` does everything that can fail for reasons of the message itself (template, address,
 channel not configured) before anything is recorded; `send` is the provider call alone, which
@@ -13,13 +14,13 @@ from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import parseaddr
 
+from schemas.records import SendMessage
 from services.dispatch.adapters.crm import TaskApi
 from services.dispatch.adapters.handoff import Handoff
 from services.dispatch.adapters.sms import SmsGateway
 from services.dispatch.adapters.smtp import Mailer
 from services.dispatch.adapters.templates import TemplateStore
 from services.dispatch.adapters.webhook import WebhookSender
-from services.dispatch.domain.command import SendMessage
 from services.dispatch.domain.email import Sender, build_email
 from services.dispatch.domain.errors import ProviderRejected
 from services.dispatch.domain.links import Tracker

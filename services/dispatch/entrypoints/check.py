@@ -4,6 +4,8 @@ steps)."""
 
 from __future__ import annotations
 
+import argparse
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -50,3 +52,14 @@ def check(store: TemplateStore, programs: Iterable[str]) -> list[str]:
             except TemplateError as exc:
                 problems.append(exc.detail)
     return problems
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """`nurture-dispatch check`: the problems on stderr, 1 if there are any."""
+    store = TemplateStore(Path(args.templates))
+    problems = check(store, args.programs or ["config/programs"])
+    for line in problems:
+        print(line, file=sys.stderr)
+    if not problems:
+        print(f"ok: {len(store.names())} templates in {args.templates}")
+    return 1 if problems else 0

@@ -1,0 +1,1 @@
+"""Dispatch's small HTTP app: health, readiness and metrics."""
