@@ -1,12 +1,12 @@
 """4. Orchestrator, against PostgreSQL: scored events/s through the real
-`Orchestrator.handle_batch` (one transaction per polled batch of up to 500, set-based writes)
+`Handlers.handle_scored_events` (one transaction per polled batch of up to 500, set-based writes)
 against a naive loop doing the same writes with one transaction per event (the same repository
 calls, a batch of one each; the project has no ORM models, so this is SQLAlchemy Core per event).
 Stage transitions and commands written are counted from the database afterwards.
 
 Timers: the timers those events scheduled are re-dated to come due over the next seconds, and the
-real timer loop (`loop(orch.fire_timers, ..., timer_poll_seconds)`) fires them: timers/s and
-lateness (fired at - due at) p50/p99."""
+real timer loop (`loop(orch.handlers.fire_timers, ..., timer_poll_seconds)`) fires them: timers/s
+and lateness (fired at - due at) p50/p99."""
 
 from __future__ import annotations
 
@@ -23,15 +23,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from bench.backtest import scored_lines
 from bench.core import ROOT, Sizes, Stopwatch, absolute, compare, events, latency_ms, rate
 from bench.infra import Infra, poll
+from services.common.config.settings import KafkaSettings
 from services.common.kafka.loops import loop
 from services.common.kafka.topics import Topics
 from services.common.observability.metrics import new_registry
 from services.orchestrator.adapters import tables as t
 from services.orchestrator.adapters.migrate import upgrade
 from services.orchestrator.adapters.program_files import load_policy, load_programs
+from services.orchestrator.bootstrap import Orchestrator, bootstrap
 from services.orchestrator.domain.decide import Decider
 from services.orchestrator.metrics import OrchestratorMetrics
-from services.orchestrator.runtime import Orchestrator
+from services.orchestrator.settings import OrchestratorSettings
 
 BATCH = 500
 TIMER_SPREAD_SECONDS = 3.0
@@ -54,7 +56,10 @@ async def orchestrator(infra: Infra, what: str) -> Orchestrator:
     await asyncio.to_thread(upgrade, infra.database_url, schema)
     engine = create_async_engine(infra.database_url, pool_size=10, connect_args={
         "server_settings": {"search_path": schema}})
-    return Orchestrator(engine, decider(), Topics("bench."), OrchestratorMetrics(new_registry()))
+    settings = OrchestratorSettings(DATABASE_URL=infra.database_url,  # type: ignore[call-arg]
+                                    db_schema=schema)
+    return bootstrap(settings, KafkaSettings(), decider(), engine=engine, topics=Topics("bench."),
+                     metrics=OrchestratorMetrics(new_registry()), run_workers=False)
 
 
 async def counts(engine: AsyncEngine) -> dict[str, int]:
@@ -92,7 +97,7 @@ async def fire_timers(orch: Orchestrator, limit: int) -> dict[str, Any]:
     orch.metrics.timer_lateness = lateness  # type: ignore[assignment]
     stop = asyncio.Event()
     clock = Stopwatch()
-    task = asyncio.create_task(loop(orch.fire_timers, stop, 0.5, what="timers"))
+    task = asyncio.create_task(loop(orch.handlers.fire_timers, stop, 0.5, what="timers"))
     with contextlib.suppress(TimeoutError):  # reported as fired < timers
         await poll(lambda: len(lateness.values) >= len(ids), within=60, what="timers fired")
     elapsed = clock()
@@ -112,7 +117,7 @@ async def burst_fire(orch: Orchestrator) -> float:
         pending = (await conn.execute(select(func.count()).select_from(t.timers))).scalar_one()
     clock = Stopwatch()
     fired = 0
-    while n := await orch.fire_timers():
+    while n := await orch.handlers.fire_timers():
         fired += n
     return rate(fired, clock()) if pending else 0.0
 
@@ -126,11 +131,11 @@ async def run(infra: Infra, sizes: Sizes) -> dict[str, Any]:
     try:
         clock = Stopwatch()
         for i in range(0, len(recs), BATCH):
-            await real.handle_batch(recs[i:i + BATCH])
+            await real.handlers.handle_scored_events(recs[i:i + BATCH])
         real_seconds = clock()
         clock = Stopwatch()
         for rec in recs:
-            await naive.handle_batch([rec])
+            await naive.handlers.handle_scored_events([rec])
         naive_seconds = clock()
         real_counts, naive_counts = await counts(real.engine), await counts(naive.engine)
         timers = await fire_timers(real, sizes.timers)

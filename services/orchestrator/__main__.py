@@ -1,4 +1,5 @@
-"""`nurture-orchestrator` / `python -m services.orchestrator`: the composition root.
+"""`nurture-orchestrator` / `python -m services.orchestrator`: the command line (what is built
+is built in `bootstrap.py`).
 
     nurture-orchestrator serve       API + scored-event consumer + timers + outbox relay
     nurture-orchestrator migrate     bring the database schema up to date (Alembic)
@@ -14,7 +15,6 @@ from collections.abc import Sequence
 
 from services.common.config.settings import KafkaSettings, LogSettings, load
 from services.common.errors import ConfigError
-from services.orchestrator.domain.decide import Decider
 
 ENVIRONMENT = """\
 environment (serve, migrate):
@@ -60,14 +60,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def build_decider(programs: Sequence[str], policy: str, stage_model: str) -> Decider:
-    from services.orchestrator.adapters.program_files import load_policy, load_programs
-
-    return Decider(load_programs(programs), load_policy(policy), stage_model=stage_model)
-
-
 def offline(args: argparse.Namespace) -> int:
     from services.common.config.files import ConfigFileError
+    from services.orchestrator.bootstrap import build_decider
 
     try:
         decider = build_decider(args.programs or ["config/programs"], args.policy,
@@ -80,7 +75,7 @@ def offline(args: argparse.Namespace) -> int:
             print(f"ok: {program.id} v{program.version} ({program.trigger.kind} trigger, "
                   f"{len(program.steps)} steps, priority {program.priority})")
         return 0
-    from services.orchestrator.simulate_cli import simulate
+    from services.orchestrator.entrypoints.simulate import simulate
 
     return simulate(decider, args.events, tail_days=args.tail_days, as_json=args.json,
                     quiet=args.quiet)
@@ -89,6 +84,7 @@ def offline(args: argparse.Namespace) -> int:
 def online(args: argparse.Namespace) -> int:
     from services.common.config.files import ConfigFileError
     from services.common.observability.logging import configure_logging
+    from services.orchestrator.bootstrap import build_decider
     from services.orchestrator.settings import OrchestratorSettings
 
     try:
@@ -112,11 +108,12 @@ def online(args: argparse.Namespace) -> int:
         if args.command == "migrate":
             return 0
     from services.common.http.server import run_server
-    from services.orchestrator.app import create_app
+    from services.orchestrator.bootstrap import bootstrap
+    from services.orchestrator.entrypoints.http.app import create_app
 
     assert decider is not None
-    app = create_app(settings, kafka, decider)
-    run_server(app, host=settings.host, port=settings.port,
+    run_server(create_app(bootstrap(settings, kafka, decider)), host=settings.host,
+               port=settings.port,
                grace_seconds=settings.shutdown_grace_seconds)
     return 0
 

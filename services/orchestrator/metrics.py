@@ -14,6 +14,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from schemas.vocabulary import CHANNELS
 from services.common.db.retention import pruned_rows
 from services.common.observability.logging import lead_hash
 from services.common.observability.metrics import (
@@ -45,6 +46,13 @@ class OrchestratorMetrics:
     def __init__(self, registry: CollectorRegistry,
                  programs: Mapping[str, Program] | None = None) -> None:
         self.steps = {p.id: {s.id for s in p.steps} for p in (programs or {}).values()}
+        self._funnel(registry)
+        self._programs(registry)
+        self._work(registry)
+        self.pruned = pruned_rows(registry, "orchestrator", RULES)
+        self._zeros(programs or {})
+
+    def _funnel(self, registry: CollectorRegistry) -> None:
         self.events = Counter(
             "nurture_orchestrator_events_total",
             "Scored events consumed, by outcome (processed, duplicate, dead_lettered).",
@@ -68,6 +76,8 @@ class OrchestratorMetrics:
             "nurture_orchestrator_sales_cycle_seconds",
             "Time from a lead's creation to becoming a customer, by nurtured.",
             ["nurtured"], buckets=TIME_IN_STAGE_BUCKETS, registry=registry)
+
+    def _programs(self, registry: CollectorRegistry) -> None:
         self.enrollments = Counter(
             "nurture_orchestrator_enrollments_total",
             "Enrollment changes by program and status (entered, exited, completed) and reason.",
@@ -83,6 +93,8 @@ class OrchestratorMetrics:
             "Delivery and engagement events (sent, delivered, opened, clicked, bounced, "
             "unsubscribed, ...) by program, step and channel.",
             ["program", "step", "channel", "event"], registry=registry)
+
+    def _work(self, registry: CollectorRegistry) -> None:
         self.batch_duration = Histogram(
             "nurture_orchestrator_batch_duration_seconds",
             "Time to decide and commit one polled batch of scored events.",
@@ -113,8 +125,6 @@ class OrchestratorMetrics:
             registry=registry)
         self.outbox = OutboxBacklog(registry)
         self.lag = ConsumerLag(registry)
-        self.pruned = pruned_rows(registry, "orchestrator", RULES)
-        self._zeros(programs or {})
 
     def _zeros(self, programs: Mapping[str, Program]) -> None:
         """Every known label value at 0 from the start: a counter series born at 1 has no
@@ -175,7 +185,7 @@ class OrchestratorMetrics:
                        sends: Mapping[str, tuple[str, str]] | None = None) -> None:
         """Delivery and engagement events (email.*, sms.*, message.*) by program and step; an
         event that names only its message id is attributed through `sends` (message id →
-        program, step: `adapters.message_steps`), else counted as `other`."""
+        program, step: `Leads.sends`, service_layer/unit_of_work.py), else counted as `other`."""
         for event in events:
             family, _, kind = str(event.get("type", "")).partition(".")
             data = event.get("data")
@@ -238,7 +248,7 @@ def held_reason(reason: str | None) -> str:
 
 
 def _channel(value: Any) -> str:
-    return value if value in ("email", "sms", "crm_task", "webhook") else "other"
+    return value if value in CHANNELS else "other"
 
 
 def _bounded(reason: str | None) -> str:

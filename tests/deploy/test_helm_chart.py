@@ -221,13 +221,13 @@ def _routes(service: str) -> set[str]:
         app = ingest_app(bootstrap_ingest(
             IngestSettings(api_keys=[ApiKeyConfig(name="k", sha256="0" * 64)]), kafka))
     elif service == "orchestrator":
-        from services.orchestrator.__main__ import build_decider
-        from services.orchestrator.app import create_app as orchestrator_app
+        from services.orchestrator.bootstrap import bootstrap, build_decider
+        from services.orchestrator.entrypoints.http.app import create_app as orchestrator_app
         from services.orchestrator.settings import OrchestratorSettings
 
         settings = OrchestratorSettings(DATABASE_URL="postgresql+asyncpg://x@h/db")  # type: ignore[call-arg]
-        app = orchestrator_app(settings, kafka, build_decider(
-            [str(ROOT / "config/programs")], str(ROOT / "config/contact-policy.yaml"), "b2b"))
+        app = orchestrator_app(bootstrap(settings, kafka, build_decider(
+            [str(ROOT / "config/programs")], str(ROOT / "config/contact-policy.yaml"), "b2b")))
     else:
         from services.dispatch.bootstrap import bootstrap
         from services.dispatch.entrypoints.http.app import create_app as dispatch_app

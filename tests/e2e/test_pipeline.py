@@ -20,10 +20,11 @@ from services.ingest.domain.auth import hash_key
 from services.ingest.entrypoints.http.app import create_app as create_ingest
 from services.ingest.settings import ApiKeyConfig, IngestSettings
 from services.orchestrator.adapters.migrate import upgrade
-from services.orchestrator.app import create_app as create_orchestrator
+from services.orchestrator.bootstrap import bootstrap
 from services.orchestrator.domain.decide import Decider
 from services.orchestrator.domain.policy import ContactPolicy
 from services.orchestrator.domain.program import Program, Step, Trigger
+from services.orchestrator.entrypoints.http.app import create_app as create_orchestrator
 from services.orchestrator.settings import OrchestratorSettings
 from tests.scoring.integration.test_worker import MODEL
 from tests.support import (
@@ -69,7 +70,7 @@ async def test_event_to_score_to_stage_to_command(
         timer_poll_seconds=0.1, relay_idle_seconds=0.05)
     decider = Decider([HOT], ContactPolicy(caps=(), quiet_hours=None), stage_model="itest")
     async with serve(create_ingest(bootstrap_ingest(ingest_settings, kafka))) as ingest, \
-            serve(create_orchestrator(orch_settings, kafka, decider)), \
+            serve(create_orchestrator(bootstrap(orch_settings, kafka, decider))), \
             httpx.AsyncClient() as client:
         async def ready() -> bool:
             return (await client.get(f"{ingest}/readyz")).status_code == 200

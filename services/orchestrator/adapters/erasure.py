@@ -23,32 +23,16 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-import orjson
 from sqlalchemy import case, delete, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from schemas.vocabulary import rfc3339
-from services.common.db import outbox
-from services.common.db.outbox import Outgoing
 from services.common.kafka.topics import Topics
 from services.orchestrator.adapters import tables as t
 
-ERASED = "lead.erased"
-SOURCE = "nurture-orchestrator/erasure"
 
-
-def erased_event(lead_id: str, *, topic: str, now: float) -> Outgoing:
-    """The control event; its id is new each time (each erasure is an act of its own)."""
-    event = {"specversion": "1.0", "id": f"erase-{uuid.uuid4().hex}", "source": SOURCE,
-             "type": ERASED, "subject": lead_id, "time": rfc3339(now), "data": {}}
-    return Outgoing(topic, lead_id.encode(), orjson.dumps(event),
-                    [("content-type", "application/cloudevents+json"), ("ce_type", ERASED)])
-
-
-async def erase(conn: AsyncConnection, *, lead_id: str, topics: Topics, now: float,
-                announce: bool) -> bool:
-    """Erase `lead_id` in this transaction; True if there was a lead row. With `announce`, also
-    enqueue `lead.erased` for the other services (the API does; the consumer does not)."""
+async def erase(conn: AsyncConnection, *, lead_id: str, topics: Topics, now: float) -> bool:
+    """Erase `lead_id` in this transaction; True if there was a lead row. (`lead.erased` for the
+    other services is published by the caller: the API's erasure does, the consumer's not.)"""
     await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:id))"), {"id": lead_id})
     existed = (await conn.execute(delete(t.leads).where(t.leads.c.lead_id == lead_id)
                                   .returning(t.leads.c.lead_id))).first() is not None
@@ -64,7 +48,4 @@ async def erase(conn: AsyncConnection, *, lead_id: str, topics: Topics, now: flo
         lead_id=alias, status=case((active, "exited"), else_=e.c.status),
         exit_reason=case((active, "erased"), else_=e.c.exit_reason),
         exited_at=case((active, at), else_=e.c.exited_at)))
-    if announce:
-        await outbox.enqueue(conn, t.outbox, [erased_event(lead_id, topic=topics.events,
-                                                           now=now)], at)
     return existed

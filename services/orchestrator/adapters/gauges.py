@@ -3,12 +3,20 @@ backlog), refreshed on an interval rather than per event: a few GROUP BYs per ro
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.orchestrator.adapters.repository import ts
+from services.common.db import outbox
+from services.orchestrator.adapters import tables
+from services.orchestrator.adapters.records import ts
+from services.orchestrator.adapters.repository import clock_offset
+
+if TYPE_CHECKING:
+    from services.orchestrator.metrics import OrchestratorMetrics
 
 LEADS_SQL = text("""
 SELECT l.stage,
@@ -46,3 +54,13 @@ async def counts(conn: AsyncConnection, *, now: float) -> Counts:
     out.timers_pending, out.timers_overdue = int(row.pending), int(row.overdue)
     out.oldest_overdue_seconds = float(row.oldest_overdue)
     return out
+
+
+async def refresh(engine: AsyncEngine, metrics: OrchestratorMetrics) -> int:
+    """Recount the gauges (stages, enrollments, timers, outbox) by the shared clock; 0, so the
+    loop waits its interval."""
+    async with engine.connect() as conn:
+        now = time.time() + await clock_offset(conn)
+        found = await counts(conn, now=now)
+    metrics.refresh(found, await outbox.backlog(engine, tables.outbox))
+    return 0

@@ -7,7 +7,7 @@ import itertools
 from typing import Any
 
 from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.orchestrator.adapters import tables as t
 from services.orchestrator.domain.lead import FUNNEL, STAGES
@@ -112,3 +112,22 @@ async def funnel(conn: AsyncConnection) -> dict[str, Any]:
         "sales_cycle": {"deals": int(cycle.deals),
                         "median_seconds": None if cycle.median is None else float(cycle.median)},
     }
+
+
+class PgViews:
+    """The read models above, each on a connection of its own (no transaction needed)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def lead(self, lead_id: str) -> dict[str, Any] | None:
+        async with self.engine.connect() as conn:
+            return await lead_view(conn, lead_id=lead_id)
+
+    async def program_stats(self) -> dict[str, dict[str, Any]]:
+        async with self.engine.connect() as conn:
+            return await program_stats(conn)
+
+    async def funnel(self) -> dict[str, Any]:
+        async with self.engine.connect() as conn:
+            return await funnel(conn)

@@ -5,12 +5,10 @@ table per batch."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -19,12 +17,10 @@ from services.common.db import outbox
 from services.common.db.outbox import Outgoing
 from services.common.kafka.topics import Topics
 from services.orchestrator.adapters import tables as t
+from services.orchestrator.adapters.records import outbox_rows, ts
 from services.orchestrator.domain.effects import Effects, Timer
 from services.orchestrator.domain.lead import Lead
-
-
-def ts(epoch: float | None) -> datetime | None:
-    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
+from services.orchestrator.service_layer.unit_of_work import DueTimer
 
 
 def epoch(value: datetime) -> float:
@@ -42,9 +38,6 @@ async def advance_clock(conn: AsyncConnection, *, seconds: float) -> float:
     return float(new or 0.0)
 
 
-FAILED = "failed\x1e"  # prefix of the mark of an event whose decision failed (dead-lettered)
-
-
 async def claim_events(conn: AsyncConnection, *, keys: Sequence[str], now: float,
                        replayed: Collection[str] = ()) -> set[str]:
     """Mark events processed; return the keys that were not processed before (the rest are
@@ -53,31 +46,27 @@ async def claim_events(conn: AsyncConnection, *, keys: Sequence[str], now: float
     if not keys:
         return set()
     p = t.processed_events
+    ordered = sorted(set(keys))  # two overlapping batches take the index locks in one order
     stmt = insert(p).values(
-        # sorted: two overlapping batches take the index locks in the same order
-        [{"event_key": k, "processed_at": ts(now)} for k in sorted(set(keys))]
+        [{"event_key": k, "processed_at": ts(now), "failed": False} for k in ordered]
     ).on_conflict_do_nothing().returning(p.c.event_key)
     fresh = set((await conn.execute(stmt)).scalars())
-    maybe = sorted(FAILED + k for k in fresh - set(replayed))
-    if maybe:
-        failed = {k.removeprefix(FAILED) for k in (await conn.execute(
-            select(p.c.event_key).where(p.c.event_key.in_(maybe)))).scalars()}
-        if failed:
-            await conn.execute(delete(p).where(p.c.event_key.in_(sorted(failed))))
-            fresh -= failed
+    again = sorted(set(replayed).intersection(ordered) - fresh)
+    if again:  # failed before and replayed from the dead letter: decided again
+        rows = await conn.execute(update(p).where(p.c.event_key.in_(again), p.c.failed)
+                                  .values(failed=False, processed_at=ts(now))
+                                  .returning(p.c.event_key))
+        fresh |= set(rows.scalars())
     return fresh
 
 
 async def mark_failed(conn: AsyncConnection, *, keys: Sequence[str], now: float) -> None:
-    """The events of `keys` were dead-lettered: not processed (a replay decides them again),
-    yet not to be tried again by a plain redelivery."""
-    if not keys:
-        return
-    p = t.processed_events
-    await conn.execute(delete(p).where(p.c.event_key.in_(sorted(set(keys)))))
-    await conn.execute(insert(p).values(
-        [{"event_key": FAILED + k, "processed_at": ts(now)} for k in sorted(set(keys))]
-    ).on_conflict_do_nothing())
+    """The events of `keys` (claimed) were dead-lettered: not processed (a replay decides them
+    again), yet not to be tried again by a plain redelivery."""
+    if keys:
+        p = t.processed_events
+        await conn.execute(update(p).where(p.c.event_key.in_(sorted(set(keys))))
+                           .values(failed=True, processed_at=ts(now)))
 
 
 async def lock_leads(conn: AsyncConnection, *, lead_ids: Iterable[str]) -> dict[str, Lead]:
@@ -96,37 +85,20 @@ async def lock_leads(conn: AsyncConnection, *, lead_ids: Iterable[str]) -> dict[
     return {row.lead_id: Lead.from_dict(row.state) for row in rows}
 
 
+async def leads_with_phone(conn: AsyncConnection, *, phone: str) -> list[str]:
+    rows = await conn.execute(text(
+        "SELECT lead_id FROM leads WHERE state->'profile'->>'phone' = :phone ORDER BY lead_id"),
+        {"phone": phone})
+    return [r.lead_id for r in rows]
+
+
 async def get_lead(conn: AsyncConnection, *, lead_id: str) -> Lead | None:
     state = await conn.scalar(select(t.leads.c.state).where(t.leads.c.lead_id == lead_id))
     return Lead.from_dict(state) if state else None
 
 
-def outbox_rows(lead_id: str, fx: Effects, topics: Topics) -> list[Outgoing]:
-    rows = []
-    for cmd in fx.commands:
-        body = {"message_id": cmd.message_id, "lead_id": lead_id, "channel": cmd.channel,
-                "template": cmd.template, "program_id": cmd.program_id,
-                "program_version": cmd.program_version, "step_id": cmd.step_id,
-                "context": cmd.context, "created_at": ts(cmd.created_at),
-                "expires_at": ts(cmd.expires_at), "subject": cmd.subject,
-                "due_at": ts(cmd.due_at)}
-        if cmd.event_time is not None:
-            body["event_time"] = ts(cmd.event_time)
-        if cmd.event_id is not None:
-            body["event_id"] = cmd.event_id
-        rows.append(Outgoing(topics.dispatch, lead_id.encode(), orjson.dumps(body),
-                             [("content-type", "application/json")]))
-    for change in fx.stage_changes:
-        body = {"lead_id": lead_id, "from_stage": change.from_stage,
-                "to_stage": change.to_stage, "at": ts(change.at), "cause": change.cause}
-        rows.append(Outgoing(topics.stages, lead_id.encode(), orjson.dumps(body),
-                             [("content-type", "application/json")]))
-    return rows
-
-
-async def save(conn: AsyncConnection, *, leads: dict[str, Lead],
-               effects: Sequence[tuple[str, Effects]], extra_outbox: Sequence[Outgoing] = (),
-               topics: Topics, now: float) -> None:
+async def save(conn: AsyncConnection, *, leads: Mapping[str, Lead],
+               effects: Sequence[tuple[str, Effects]], topics: Topics, now: float) -> None:
     """Persist changed leads and everything their decisions asked for, set-based."""
     if leads:
         rows = [{"lead_id": lid, "stage": lead.stage, "state": lead.to_dict(),
@@ -141,7 +113,7 @@ async def save(conn: AsyncConnection, *, leads: dict[str, Lead],
     history: list[dict[str, Any]] = []
     timers: list[dict[str, Any]] = []
     notes: list[dict[str, Any]] = []
-    out = list(extra_outbox)
+    out: list[Outgoing] = []
     for lead_id, fx in effects:
         history += [{"lead_id": lead_id, "from_stage": c.from_stage, "to_stage": c.to_stage,
                      "at": ts(c.at), "cause": c.cause} for c in fx.stage_changes]
@@ -160,7 +132,7 @@ async def save(conn: AsyncConnection, *, leads: dict[str, Lead],
     await _mirror_enrollments(conn, leads)
 
 
-async def _mirror_enrollments(conn: AsyncConnection, leads: dict[str, Lead]) -> None:
+async def _mirror_enrollments(conn: AsyncConnection, leads: Mapping[str, Lead]) -> None:
     """Keep the enrollments table (for the API and reports) in step with the lead documents."""
     rows = [{"lead_id": lid, "program_id": e.program_id, "entered_at": ts(e.entered_at),
              "program_version": e.program_version, "status": e.status,
@@ -174,13 +146,6 @@ async def _mirror_enrollments(conn: AsyncConnection, leads: dict[str, Lead]) -> 
                             t.enrollments.c.entered_at],
             set_={c: stmt.excluded[c] for c in ("status", "step_id", "exit_reason",
                                                 "exited_at", "program_version")}))
-
-
-@dataclass(frozen=True, slots=True)
-class DueTimer:
-    id: int
-    lead_id: str
-    timer: Timer
 
 
 async def claim_due_timers(conn: AsyncConnection, *, now: float, limit: int) -> list[DueTimer]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Float,
@@ -75,6 +76,7 @@ processed_events = Table(
     "processed_events", metadata,
     Column("event_key", Text, primary_key=True),
     Column("processed_at", TS, nullable=False),
+    Column("failed", Boolean, nullable=False),  # its decision raised: dead-lettered (0005)
 )
 outbox = Table(
     "outbox", metadata,

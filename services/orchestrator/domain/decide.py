@@ -1,7 +1,8 @@
-"""The orchestrator's decisions (pure): given a lead, what happened and `now`, change the lead
-and return the effects. No I/O, no clock reads: the adapters load the lead, call one of
-`Decider.on_event` / `on_timer` / `enroll` / `unenroll`, then persist the lead and the effects
-in one transaction.
+"""The orchestrator's decisions (pure): given a lead, what happened and `now`, return the lead
+as it is afterwards and the effects. No I/O, no clock reads: the service layer loads the lead,
+calls one of `Decider.decide_event` / `decide_timer` / `decide_enroll` / `decide_unenroll`
+(which leave the lead they are given as it was), then saves the new lead and the effects in one
+unit of work. The `on_*` methods underneath work in place on a lead the caller owns.
 
 Program edits: an enrollment keeps the version it entered with in `program_version`; when a
 program file changes, running enrollments continue by step *id* in the new version (a step that
@@ -36,7 +37,34 @@ class Decider:
         self.policy = policy
         self.stage_model = stage_model
 
-    # --- entry points -------------------------------------------------------------------------
+    # --- entry points: the lead given is left as it was; the new one is returned ---------------
+
+    def decide_event(self, lead: Lead | None, lead_id: str, event: Mapping[str, Any],
+                     score: Mapping[str, Any], *, event_time: float,
+                     now: float) -> tuple[Lead, Effects]:
+        """A scored event for `lead_id` (`lead` None: seen for the first time)."""
+        return self.on_event_for(None if lead is None else lead.copy(), lead_id, event, score,
+                                 event_time=event_time, now=now)
+
+    def decide_timer(self, lead: Lead, timer: Timer, now: float) -> tuple[Lead, Effects]:
+        new = lead.copy()
+        return new, self.on_timer(new, timer, now)
+
+    def decide_enroll(self, lead: Lead, program_id: str, now: float, *,
+                      cause: str) -> tuple[Lead, Effects, str | None]:
+        """Enroll through the API: (new lead, effects, None), or the lead unchanged, no effects
+        and why it may not enter (KeyError for an unknown program)."""
+        why = self.eligible(lead, self.programs[program_id], now)
+        if why is not None:
+            return lead, Effects(), why
+        new = lead.copy()
+        return new, self.enroll(new, program_id, now, cause=cause), None
+
+    def decide_unenroll(self, lead: Lead, program_id: str, now: float) -> tuple[Lead, Effects]:
+        new = lead.copy()
+        return new, self.unenroll(new, program_id, now)
+
+    # --- the same decisions, in place on a lead the caller owns --------------------------------
 
     def new_lead(self, lead_id: str, etype: str, data: Mapping[str, Any], now: float,
                  fx: Effects) -> Lead:

@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from schemas.vocabulary import PERSON_CHANNELS
 from services.orchestrator.domain.lead import Contact, Lead
-
-PERSON_CHANNELS = frozenset({"email", "sms"})
 
 
 @dataclass(frozen=True, slots=True)

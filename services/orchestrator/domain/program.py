@@ -14,7 +14,6 @@ TriggerKind = Literal["event", "stage", "threshold", "inactivity", "date", "manu
 StepKind = Literal["wait", "wait_for", "branch", "send", "task", "set_stage", "tag", "enroll",
                    "exit"]
 Reentry = Literal["never", "always", "after"]
-CHANNELS = ("email", "sms", "crm_task", "webhook")
 
 
 def always(_: Mapping[str, Any]) -> bool:

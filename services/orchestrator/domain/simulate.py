@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from schemas.vocabulary import dedupe_key
 from services.orchestrator.domain.decide import Decider
 from services.orchestrator.domain.effects import Effects, Timer
 from services.orchestrator.domain.lead import Lead
@@ -55,7 +56,7 @@ class Simulation:
             self._record(lead_id, self.decider.on_timer(self.leads[lead_id], timer, due))
 
     def feed(self, event: Mapping[str, Any], score: Mapping[str, Any], event_time: float) -> None:
-        key = f"{event.get('source')}\x1f{event.get('id')}"
+        key = dedupe_key(str(event.get("source")), str(event.get("id")))
         if key in self.seen:
             self.duplicates += 1
             return

@@ -21,16 +21,15 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from schemas.vocabulary import Channel, SuppressionReason, suppression_of
 from services.common.config.flatten import flatten
 from services.orchestrator.domain.lead import Lead
 
 BEHAVIORAL_PREFIXES = ("web.", "product.")
 BEHAVIORAL_TYPES = frozenset({"email.opened", "email.clicked", "email.replied", "sms.replied"})
-SUPPRESSING = {  # event type -> (channel, reason), and a data condition where needed
-    "email.unsubscribed": ("email", "unsubscribed"),
-    "email.complained": ("email", "complaint"),
-    "sms.opted_out": ("sms", "opted out"),
-}
+# consent granted again lifts these suppressions (never a complaint or a hard bounce)
+LIFTED_BY_CONSENT: tuple[tuple[Channel, SuppressionReason], ...] = (
+    ("sms", "opted_out"), ("email", "unsubscribed"))
 
 
 def is_behavioral(etype: str) -> bool:
@@ -49,19 +48,17 @@ def update_record(lead: Lead, etype: str, data: Mapping[str, Any], score: Mappin
                 lead.profile_time[key] = event_time
     elif etype == "crm.owner_assigned" and isinstance(data.get("owner_id"), str):
         lead.profile["owner_id"] = data["owner_id"]
-    if etype in SUPPRESSING:
-        channel, reason = SUPPRESSING[etype]
+    suppressed = suppression_of(etype, data)
+    if suppressed is not None:
+        channel, reason = suppressed
         lead.suppressed[channel] = reason
     elif etype == "crm.lead_upserted":
-        for channel, lifted in (("sms", "opted out"), ("email", "unsubscribed")):
-            # consent granted again (START by SMS, a re-subscribe in the CRM) lifts an opt-out,
-            # never a complaint or a hard bounce
+        for channel, lifted in LIFTED_BY_CONSENT:
+            # consent granted again (START by SMS, a re-subscribe in the CRM) lifts an opt-out
             if lead.profile.get(f"consent.{channel}") == "granted" \
                     and lead.suppressed.get(channel) == lifted \
                     and lead.profile_time.get(f"consent.{channel}") == event_time:
                 del lead.suppressed[channel]
-    elif etype == "email.bounced" and data.get("bounce_type") == "hard":
-        lead.suppressed["email"] = "hard bounce"
     if is_behavioral(etype):
         lead.last_activity_at = max(lead.last_activity_at or event_time, event_time)
     for model, snap in (score.get("models") or {}).items():

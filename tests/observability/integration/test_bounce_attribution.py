@@ -13,14 +13,13 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from services.common.kafka.topics import Topics
 from services.common.observability.metrics import new_registry
 from services.orchestrator.adapters.migrate import upgrade
 from services.orchestrator.domain.decide import Decider
 from services.orchestrator.domain.policy import ContactPolicy
 from services.orchestrator.domain.program import EventMatch, Program, Step, Trigger
 from services.orchestrator.metrics import OrchestratorMetrics
-from services.orchestrator.runtime import Orchestrator
+from tests.orchestrator.support import orchestrator
 
 PRICING = Program(
     id="pricing", version=1, name="Pricing",
@@ -51,10 +50,9 @@ async def test_a_bounce_with_only_a_message_id_counts_for_its_program_and_step(
                                  connect_args={"server_settings": {"search_path": schema}})
     decider = Decider([PRICING], ContactPolicy(caps=(), quiet_hours=None))
     registry = new_registry()
-    orch = Orchestrator(engine, decider, Topics(), OrchestratorMetrics(registry,
-                                                                       decider.programs))
+    orch = orchestrator(engine, decider, metrics=OrchestratorMetrics(registry, decider.programs))
     try:
-        await orch.handle_batch([
+        await orch.handlers.handle_scored_events([
             scored(0, "crm.lead_upserted", {"email": "ada@example.com",
                                             "consent": {"email": "opted_in"}}),
             scored(1, "web.page_viewed", {"url": "u", "path": "/pricing"})])
@@ -62,7 +60,7 @@ async def test_a_bounce_with_only_a_message_id_counts_for_its_program_and_step(
             sent = (await conn.execute(text(
                 "SELECT message_id FROM messages WHERE status = 'sent'"))).scalars().all()
         assert len(sent) == 1, sent
-        await orch.handle_batch([
+        await orch.handlers.handle_scored_events([
             scored(2, "email.delivered", {"message_id": sent[0]}),
             scored(3, "email.bounced", {"message_id": sent[0], "bounce_type": "hard"}),
             scored(4, "email.complained", {"message_id": "not-ours"})])

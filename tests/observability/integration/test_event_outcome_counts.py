@@ -16,12 +16,11 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from services.common.kafka.topics import Topics
 from services.common.observability.metrics import new_registry
 from services.orchestrator.adapters.migrate import upgrade
 from services.orchestrator.metrics import OrchestratorMetrics
-from services.orchestrator.runtime import Orchestrator
 from tests.orchestrator.integration.test_orchestrator_service import decider
+from tests.orchestrator.support import orchestrator
 
 
 def record(offset: int, lead: str, value: bytes) -> ConsumerRecord[bytes, bytes]:
@@ -59,10 +58,10 @@ async def engine(database_url: str) -> AsyncEngine:
 
 async def test_a_decision_that_raises_counts_as_dead_lettered_only(engine: AsyncEngine) -> None:
     registry = new_registry()
-    orch = Orchestrator(engine, decider(), Topics(), OrchestratorMetrics(registry))
+    orch = orchestrator(engine, decider(), metrics=OrchestratorMetrics(registry))
     try:
-        await orch.handle_batch([good(0, "lead-1"), choking(1), record(2, "x", b"not json"),
-                                 good(3, "lead-2")])
+        await orch.handlers.handle_scored_events([
+            good(0, "lead-1"), choking(1), record(2, "x", b"not json"), good(3, "lead-2")])
         assert outcomes(registry) == {"processed": 2, "duplicate": 0, "dead_lettered": 2}
     finally:
         await engine.dispose()
@@ -70,18 +69,18 @@ async def test_a_decision_that_raises_counts_as_dead_lettered_only(engine: Async
 
 async def test_a_rolled_back_batch_counts_once_when_redelivered(engine: AsyncEngine) -> None:
     registry = new_registry()
-    orch = Orchestrator(engine, decider(), Topics(), OrchestratorMetrics(registry))
+    orch = orchestrator(engine, decider(), metrics=OrchestratorMetrics(registry))
     try:
-        await orch.handle_batch([good(0, "lead-1")])
+        await orch.handlers.handle_scored_events([good(0, "lead-1")])
         batch = [good(0, "lead-1"), choking(1), good(2, "lead-2")]
         async with engine.begin() as conn:
             await conn.execute(text("ALTER TABLE outbox RENAME TO outbox_away"))
         with pytest.raises(DBAPIError):
-            await orch.handle_batch(batch)
+            await orch.handlers.handle_scored_events(batch)
         assert outcomes(registry) == {"processed": 1, "duplicate": 0, "dead_lettered": 0}
         async with engine.begin() as conn:
             await conn.execute(text("ALTER TABLE outbox_away RENAME TO outbox"))
-        await orch.handle_batch(batch)  # the redelivery
+        await orch.handlers.handle_scored_events(batch)  # the redelivery
         assert outcomes(registry) == {"processed": 2, "duplicate": 1, "dead_lettered": 1}
     finally:
         await engine.dispose()

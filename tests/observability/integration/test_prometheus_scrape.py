@@ -32,10 +32,11 @@ from services.ingest.domain.auth import hash_key
 from services.ingest.entrypoints.http.app import create_app as create_ingest
 from services.ingest.settings import ApiKeyConfig, IngestSettings
 from services.orchestrator.adapters.migrate import upgrade as upgrade_orchestrator
-from services.orchestrator.app import create_app as create_orchestrator
+from services.orchestrator.bootstrap import bootstrap
 from services.orchestrator.domain.decide import Decider
 from services.orchestrator.domain.policy import ContactPolicy
 from services.orchestrator.domain.program import Program, Step, Trigger
+from services.orchestrator.entrypoints.http.app import create_app as create_orchestrator
 from services.orchestrator.settings import OrchestratorSettings
 from tests.dispatch.integration.dispatch_harness import SmtpSink
 from tests.observability.catalogue import ALERTS, prometheus, promtool
@@ -139,11 +140,11 @@ async def test_prometheus_scrapes_the_running_services(
     await asyncio.to_thread(upgrade_dispatch, database_url, d_schema)
     ingest_app = create_ingest(bootstrap_ingest(
         IngestSettings(api_keys=[ApiKeyConfig(name="site", sha256=hash_key(KEY))]), kafka))
-    orchestrator_app = create_orchestrator(
+    orchestrator_app = create_orchestrator(bootstrap(
         OrchestratorSettings(  # type: ignore[call-arg]
             DATABASE_URL=database_url, db_schema=o_schema, api_token="t", stage_model="itest",
             timer_poll_seconds=0.1, relay_idle_seconds=0.05),
-        kafka, Decider([HOT], ContactPolicy(caps=(), quiet_hours=None), stage_model="itest"))
+        kafka, Decider([HOT], ContactPolicy(caps=(), quiet_hours=None), stage_model="itest")))
     dispatch_app = create_dispatch(bootstrap_dispatch(
         DispatchSettings(  # type: ignore[call-arg]
             DATABASE_URL=database_url, db_schema=d_schema, smtp_port=smtp.port,

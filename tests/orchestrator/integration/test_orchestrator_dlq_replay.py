@@ -19,9 +19,10 @@ from services.common.config.settings import KafkaSettings
 from services.common.kafka.deadletter import Origin, dead_letter
 from services.common.kafka.topics import Topics
 from services.operator.dlq import run
-from services.orchestrator.app import create_app
+from services.orchestrator.bootstrap import bootstrap
 from services.orchestrator.domain.decide import Decider
 from services.orchestrator.domain.policy import ContactPolicy
+from services.orchestrator.entrypoints.http.app import create_app
 from services.orchestrator.settings import OrchestratorSettings
 from tests.orchestrator.integration.test_orchestrator_service import (  # noqa: F401 - fixtures
     API,
@@ -96,14 +97,14 @@ async def test_an_event_whose_decision_failed_is_decided_after_the_fix_and_repla
         timer_poll_seconds=0.1, relay_idle_seconds=0.05)
     topics = Topics(kafka.topic_prefix)
     buggy = BuggyDecider([PRICING], ContactPolicy(caps=(), quiet_hours=None))
-    async with serve(create_app(settings, kafka, buggy)) as url:
+    async with serve(create_app(bootstrap(settings, kafka, buggy))) as url:
         await produce(kafka, [profile("lead-9")])
         (letter,) = await read_topic(kafka.bootstrap_servers, topics.deadletter,
                                      until=lambda rs: len(rs) >= 1)
         assert orjson.loads(letter.value)["error"] == "KeyError: 'company_size'"
     replay = argparse.Namespace(command="replay", since="1h", reason="company_size",
                                 consumer="nurture-orchestrator", dry_run=False)
-    async with serve(create_app(settings, kafka, decider())) as url, \
+    async with serve(create_app(bootstrap(settings, kafka, decider()))) as url, \
             httpx.AsyncClient() as client:  # the fixed release
         assert await run(replay, kafka) == 0
 

@@ -18,13 +18,12 @@ from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from services.common.db.retention import Pruner
-from services.common.kafka.topics import Topics
 from services.common.observability.metrics import new_registry
 from services.orchestrator.adapters.migrate import upgrade
 from services.orchestrator.adapters.retention import RULES
-from services.orchestrator.app import create_app
+from services.orchestrator.bootstrap import Orchestrator, bootstrap
+from services.orchestrator.entrypoints.http.app import create_app
 from services.orchestrator.metrics import OrchestratorMetrics
-from services.orchestrator.runtime import Orchestrator
 from services.orchestrator.settings import OrchestratorSettings
 from tests.orchestrator.integration.test_orchestrator_service import (
     ADMIN,
@@ -34,6 +33,7 @@ from tests.orchestrator.integration.test_orchestrator_service import (
     scored,
 )
 from tests.orchestrator.integration.test_redelivery import TABLES, records, snapshot
+from tests.orchestrator.support import orchestrator as build
 from tests.support import isolated_kafka, migrated_schema, serve, wait_until
 
 HOUR = 3600
@@ -46,7 +46,7 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 
 def orchestrator(engine: AsyncEngine, registry: CollectorRegistry) -> Orchestrator:
-    return Orchestrator(engine, decider(), Topics(), OrchestratorMetrics(registry))
+    return build(engine, decider(), metrics=OrchestratorMetrics(registry))
 
 
 def pruner(orch: Orchestrator, batch: int = 1000) -> Pruner:
@@ -76,26 +76,26 @@ async def test_marks_older_than_the_retention_go_and_the_state_and_history_stay(
     registry = new_registry()
     orch = orchestrator(engine, registry)
     first, second = records(0), shifted(records(1), 100)
-    await orch.handle_batch(first)
+    await orch.handlers.handle_scored_events(first)
     await advance(engine, 2 * HOUR)  # by the shared clock, as the API moves it
-    await orch.handle_batch(second)
+    await orch.handlers.handle_scored_events(second)
     recent = await marks(engine) - {f"t\x1fe{r.offset}" for r in first}
     assert len(recent) == len(second)
     before = await snapshot(engine)
 
-    assert await orch.prune(pruner(orch, batch=7)) == {"processed_events": len(first)}
+    assert await orch.handlers.prune(pruner(orch, batch=7)) == {"processed_events": len(first)}
     assert await marks(engine) == recent
     after = await snapshot(engine)
     assert {k: after[k] for k in TABLES if k != "processed_events"} \
         == {k: before[k] for k in TABLES if k != "processed_events"}
     assert registry.get_sample_value("nurture_orchestrator_pruned_rows_total",
                                      {"table": "processed_events"}) == len(first)
-    assert await orch.prune(pruner(orch)) == {"processed_events": 0}
+    assert await orch.handlers.prune(pruner(orch)) == {"processed_events": 0}
 
 
 async def test_a_backlog_goes_in_batches_of_one_statement_each(engine: AsyncEngine) -> None:
     orch = orchestrator(engine, new_registry())
-    await orch.handle_batch(records(2))
+    await orch.handlers.handle_scored_events(records(2))
     await advance(engine, 2 * HOUR)
     deletes: list[str] = []
 
@@ -104,7 +104,7 @@ async def test_a_backlog_goes_in_batches_of_one_statement_each(engine: AsyncEngi
             deletes.append(args[2])
 
     event.listen(engine.sync_engine, "before_cursor_execute", seen)
-    assert await orch.prune(pruner(orch, batch=15)) == {"processed_events": 40}
+    assert await orch.handlers.prune(pruner(orch, batch=15)) == {"processed_events": 40}
     assert len(deletes) == 3  # 15 + 15 + 10
     assert await marks(engine) == set()
 
@@ -119,16 +119,16 @@ async def test_a_redelivery_is_a_duplicate_until_its_mark_is_pruned(engine: Asyn
         return registry.get_sample_value("nurture_orchestrator_events_total",
                                          {"outcome": "processed"})
 
-    await orch.handle_batch(batch)
+    await orch.handlers.handle_scored_events(batch)
     once = processed()
     assert once
     await advance(engine, HOUR - 60)
-    await orch.prune(pruner(orch))
-    await orch.handle_batch(batch)
+    await orch.handlers.prune(pruner(orch))
+    await orch.handlers.handle_scored_events(batch)
     assert processed() == once
     await advance(engine, 120)
-    await orch.prune(pruner(orch))
-    await orch.handle_batch(batch)
+    await orch.handlers.prune(pruner(orch))
+    await orch.handlers.handle_scored_events(batch)
     assert processed() == 2 * once
 
 
@@ -144,7 +144,7 @@ async def test_the_service_prunes_marks_on_its_interval_by_the_shared_clock(
     engine = create_async_engine(database_url,
                                  connect_args={"server_settings": {"search_path": schema}})
     try:
-        async with serve(create_app(settings, kafka, decider())) as url, \
+        async with serve(create_app(bootstrap(settings, kafka, decider()))) as url, \
                 httpx.AsyncClient() as client:
             async def ready() -> bool:
                 return (await client.get(f"{url}/readyz")).status_code == 200

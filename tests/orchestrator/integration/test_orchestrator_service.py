@@ -18,10 +18,11 @@ from schemas import validate_event
 from services.common.config.settings import KafkaSettings
 from services.common.kafka.topics import Topics
 from services.orchestrator.adapters.migrate import upgrade
-from services.orchestrator.app import create_app
+from services.orchestrator.bootstrap import bootstrap
 from services.orchestrator.domain.decide import Decider
 from services.orchestrator.domain.policy import ContactPolicy
 from services.orchestrator.domain.program import EventMatch, Program, Step, Trigger
+from services.orchestrator.entrypoints.http.app import create_app
 from services.orchestrator.settings import OrchestratorSettings
 from tests.support import isolated_kafka, read_topic, serve, wait_until
 
@@ -65,7 +66,8 @@ async def orchestrators(database_url: str, schema: str,
                 DATABASE_URL=database_url, db_schema=schema, api_token="api-token",
                 admin_token="admin-token", enrollment_token="enrollment-token",
                 timer_poll_seconds=0.1, relay_idle_seconds=0.05)
-            url = await stack.enter_async_context(serve(create_app(settings, kafka, decider())))
+            app = create_app(bootstrap(settings, kafka, decider()))
+            url = await stack.enter_async_context(serve(app))
             async with httpx.AsyncClient() as client:
                 async def ready() -> bool:
                     return (await client.get(f"{url}/readyz")).status_code == 200
@@ -209,7 +211,7 @@ async def test_two_replicas_share_timers_without_double_firing(
 
 async def test_inbound_sms_stop_becomes_an_opt_out_event_for_the_lead(
         database_url: str, schema: str, kafka: KafkaSettings) -> None:
-    from services.orchestrator.sms_inbound import signature
+    from services.orchestrator.adapters.twilio import signature
 
     settings = OrchestratorSettings(  # type: ignore[call-arg]
         DATABASE_URL=database_url, db_schema=schema, api_token="api-token",
@@ -218,7 +220,7 @@ async def test_inbound_sms_stop_becomes_an_opt_out_event_for_the_lead(
     phone = "+14155550123"
     await produce(kafka, [("lead-sms", scored_event("lead-sms", "p", "crm.lead_upserted",
                                                     {"phone": phone}))])
-    async with serve(create_app(settings, kafka, decider())) as url, \
+    async with serve(create_app(bootstrap(settings, kafka, decider()))) as url, \
             httpx.AsyncClient() as client:
         async def known() -> bool:
             r = await client.get(f"{url}/v1/leads/lead-sms", headers=API)

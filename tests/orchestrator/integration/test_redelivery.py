@@ -20,8 +20,8 @@ from services.common.kafka.topics import Topics
 from services.common.observability.metrics import new_registry
 from services.orchestrator.adapters.migrate import upgrade
 from services.orchestrator.metrics import OrchestratorMetrics
-from services.orchestrator.runtime import Orchestrator
 from tests.orchestrator.integration.test_orchestrator_service import decider
+from tests.orchestrator.support import orchestrator
 
 KINDS = [("crm.lead_upserted", {"email": "x@example.com"}),
          ("web.page_viewed", {"url": "u", "path": "/pricing"}),
@@ -65,14 +65,14 @@ async def test_a_redelivered_batch_changes_nothing(database_url: str, seed: int)
     engine = create_async_engine(database_url,
                                  connect_args={"server_settings": {"search_path": schema}})
     try:
-        orch = Orchestrator(engine, decider(), Topics(), OrchestratorMetrics(new_registry()))
+        orch = orchestrator(engine, decider(), metrics=OrchestratorMetrics(new_registry()))
         batch = records(seed)
-        await orch.handle_batch(batch)
+        await orch.handlers.handle_scored_events(batch)
         before = await snapshot(engine)
         assert before["leads"] and before["processed_events"]
-        await orch.handle_batch(batch)
+        await orch.handlers.handle_scored_events(batch)
         part = random.Random(seed).sample(batch, k=len(batch) // 2)
-        await orch.handle_batch(part)
+        await orch.handlers.handle_scored_events(part)
         assert await snapshot(engine) == before
     finally:
         await engine.dispose()
@@ -85,14 +85,14 @@ async def test_an_event_the_decisions_choke_on_is_dead_lettered_and_the_rest_goe
     engine = create_async_engine(database_url,
                                  connect_args={"server_settings": {"search_path": schema}})
     try:
-        orch = Orchestrator(engine, decider(), Topics(), OrchestratorMetrics(new_registry()))
+        orch = orchestrator(engine, decider(), metrics=OrchestratorMetrics(new_registry()))
         good = records(1)[:3]
         poison_value = orjson.dumps({"event": {"id": "bad", "source": "t", "type": "web.x",
                                                "subject": "lead-0", "data": {}},
                                      "score": {"models": ["not", "a", "mapping"]}})
         poison = ConsumerRecord("scored", 0, 99, 0, 0, b"lead-0", poison_value, None, 6,
                                 len(poison_value), [])
-        await orch.handle_batch([good[0], poison, *good[1:]])
+        await orch.handlers.handle_scored_events([good[0], poison, *good[1:]])
         shot = await snapshot(engine)
         assert len(shot["processed_events"]) == 4  # the poison one is not retried forever
         async with engine.connect() as conn:
@@ -100,7 +100,8 @@ async def test_an_event_the_decisions_choke_on_is_dead_lettered_and_the_rest_goe
         assert topics.count(Topics().deadletter) == 1
         assert shot["leads"]  # the good events were decided and saved
 
-        await orch.handle_batch([poison])  # redelivered (a crash before the commit): nothing
+        # redelivered (a crash before the commit): nothing
+        await orch.handlers.handle_scored_events([poison])
         # replayed from its dead letter (`nurture-dlq replay`): decided again, here failing
         # again, so a second dead letter
         replay = ConsumerRecord("scored", 0, 100, 0, 0, b"lead-0", poison_value, None, 6,
@@ -109,7 +110,7 @@ async def test_an_event_the_decisions_choke_on_is_dead_lettered_and_the_rest_goe
             letters = (await conn.execute(text(
                 "SELECT count(*) FROM outbox WHERE topic = :t"), {"t": Topics().deadletter}))
             assert letters.scalar() == 1
-        await orch.handle_batch([replay])
+        await orch.handlers.handle_scored_events([replay])
         async with engine.connect() as conn:
             letters = (await conn.execute(text(
                 "SELECT count(*) FROM outbox WHERE topic = :t"), {"t": Topics().deadletter}))
@@ -125,7 +126,7 @@ async def test_a_late_timer_is_decided_at_the_current_time(database_url: str) ->
     engine = create_async_engine(database_url,
                                  connect_args={"server_settings": {"search_path": schema}})
     try:
-        orch = Orchestrator(engine, decider(), Topics(), OrchestratorMetrics(new_registry()))
+        orch = orchestrator(engine, decider(), metrics=OrchestratorMetrics(new_registry()))
         profile = orjson.dumps({"event": {"id": "p", "source": "t", "type": "crm.lead_upserted",
                                           "subject": "lead-1", "data": {"email": "a@x.io"}},
                                 "score": {}})
@@ -133,13 +134,13 @@ async def test_a_late_timer_is_decided_at_the_current_time(database_url: str) ->
                                         "subject": "lead-1",
                                         "data": {"url": "u", "path": "/pricing"}},
                               "score": {}})
-        await orch.handle_batch([ConsumerRecord("s", 0, i, 0, 0, b"lead-1", v, None, 6, len(v),
-                                                [])
-                                 for i, v in enumerate((profile, visit))])
+        await orch.handlers.handle_scored_events([
+            ConsumerRecord("s", 0, i, 0, 0, b"lead-1", v, None, 6, len(v), [])
+            for i, v in enumerate((profile, visit))])
         async with engine.begin() as conn:  # ten hours late
             await conn.execute(text("UPDATE clock SET offset_seconds = 36000"))
             due = await conn.scalar(text("SELECT extract(epoch FROM due_at) FROM timers"))
-        assert await orch.fire_timers() == 1
+        assert await orch.handlers.fire_timers() == 1
         async with engine.connect() as conn:
             sent_at = await conn.scalar(text(
                 "SELECT extract(epoch FROM at) FROM messages WHERE status = 'sent'"))
@@ -165,7 +166,8 @@ async def test_a_record_kafka_refuses_is_parked_and_the_rest_is_published(
     producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers)
     await producer.start()
     try:
-        orch = Orchestrator(engine, decider(), topics, OrchestratorMetrics(new_registry()))
+        orch = orchestrator(engine, decider(), topics=topics,
+                            metrics=OrchestratorMetrics(new_registry()))
         async with engine.begin() as conn:
             await enqueue(conn, tables.outbox, [
                 Outgoing(topics.stages, b"lead-1", b"x" * 2_000_000, []),  # over 1 MiB

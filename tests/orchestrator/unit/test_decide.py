@@ -296,18 +296,18 @@ def test_consent_granted_again_lifts_an_opt_out_but_not_a_complaint() -> None:
     decider.on_event(the_lead, event("sms.opted_out", keyword="STOP"), {}, event_time=T0, now=T0)
     decider.on_event(the_lead, event("email.complained", message_id="m"), {}, event_time=T0,
                      now=T0)
-    assert the_lead.suppressed == {"sms": "opted out", "email": "complaint"}
+    assert the_lead.suppressed == {"sms": "opted_out", "email": "complained"}
     decider.on_event(the_lead, event("crm.lead_upserted",
                                      consent={"sms": "granted", "email": "granted"}), {},
                      event_time=T0 + 60, now=T0 + 60)
-    assert the_lead.suppressed == {"email": "complaint"}
+    assert the_lead.suppressed == {"email": "complained"}
 
 
 def test_what_an_event_causes_at_once_carries_its_id_and_time_to_dispatch() -> None:
     """dispatch's log lines name the event behind a message (tests/observability), so the
     command carries it, through the outbox row."""
     from services.common.kafka.topics import Topics
-    from services.orchestrator.adapters.repository import outbox_rows
+    from services.orchestrator.adapters.records import outbox_rows
 
     instant = Program(id="instant", version=1, name="Instant", trigger=Trigger(
         "event", event=on("web.form_submitted")),

@@ -28,10 +28,11 @@ from services.ingest.domain.auth import hash_key
 from services.ingest.entrypoints.http.app import create_app as create_ingest
 from services.ingest.settings import ApiKeyConfig, IngestSettings
 from services.orchestrator.adapters.migrate import upgrade
-from services.orchestrator.app import create_app as create_orchestrator
+from services.orchestrator.bootstrap import bootstrap
 from services.orchestrator.domain.decide import Decider
 from services.orchestrator.domain.policy import ContactPolicy
 from services.orchestrator.domain.program import Program, Step, Trigger
+from services.orchestrator.entrypoints.http.app import create_app as create_orchestrator
 from services.orchestrator.settings import OrchestratorSettings
 from tests.support import isolated_kafka
 
@@ -123,7 +124,7 @@ def test_orchestrator_spec_holds_under_fuzzing(database_url: str, orch_schema: s
     decider = Decider([Program(id="manual", version=1, name="Manual", trigger=Trigger("manual"),
                                steps=(Step("wait", "wait", seconds=3600),))],
                       ContactPolicy(caps=(), quiet_hours=None))
-    app = create_orchestrator(settings_, KafkaSettings(), decider, run_workers=False)
+    app = create_orchestrator(bootstrap(settings_, KafkaSettings(), decider, run_workers=False))
     with served(app) as url:
         fuzz(url, {"Authorization": f"Bearer {API}"},
              lambda: status_of(f"{url}/readyz") == 200)

@@ -33,10 +33,11 @@ from services.ingest.domain.auth import hash_key
 from services.ingest.entrypoints.http.app import create_app as create_ingest
 from services.ingest.settings import ApiKeyConfig, IngestSettings
 from services.orchestrator.adapters.migrate import upgrade
-from services.orchestrator.app import create_app as create_orchestrator
+from services.orchestrator.bootstrap import bootstrap
 from services.orchestrator.domain.decide import Decider
 from services.orchestrator.domain.policy import ContactPolicy
 from services.orchestrator.domain.program import Program, Step, Trigger
+from services.orchestrator.entrypoints.http.app import create_app as create_orchestrator
 from services.orchestrator.settings import OrchestratorSettings
 from tests.dispatch.integration.dispatch_harness import SECRET, SmtpSink, dispatch_service
 from tests.scoring.integration.test_worker import MODEL
@@ -146,11 +147,11 @@ async def test_no_pii_in_logs_and_erasure_leaves_none(
     await smtp.start()
     ingest_app = create_ingest(bootstrap_ingest(IngestSettings(api_keys=[ApiKeyConfig(
         name="site", sha256=hash_key(API_KEY))]), kafka))
-    orch_app = create_orchestrator(OrchestratorSettings(
+    orch_app = create_orchestrator(bootstrap(OrchestratorSettings(
         DATABASE_URL=database_url, db_schema=schema, api_token=ORCH_TOKEN,
         admin_token=ADMIN_TOKEN, stage_model="itest", timer_poll_seconds=0.1,
         relay_idle_seconds=0.05), kafka,
-        Decider([HELLO], ContactPolicy(caps=(), quiet_hours=None), stage_model="itest"))
+        Decider([HELLO], ContactPolicy(caps=(), quiet_hours=None), stage_model="itest")))
     orch_auth = {"Authorization": f"Bearer {ORCH_TOKEN}"}
     try:
         async with serve(ingest_app) as ingest, serve(orch_app) as orch, \

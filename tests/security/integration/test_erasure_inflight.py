@@ -24,10 +24,11 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from services.common.config.settings import KafkaSettings
 from services.dispatch.adapters import tables as dt
 from services.orchestrator.adapters.migrate import upgrade
-from services.orchestrator.app import create_app as create_orchestrator
+from services.orchestrator.bootstrap import bootstrap
 from services.orchestrator.domain.decide import Decider
 from services.orchestrator.domain.policy import ContactPolicy
 from services.orchestrator.domain.program import Program, Step, Trigger
+from services.orchestrator.entrypoints.http.app import create_app as create_orchestrator
 from services.orchestrator.settings import OrchestratorSettings
 from tests.dispatch.integration.dispatch_harness import (
     SmtpSink,
@@ -161,11 +162,11 @@ async def test_erasure_ends_active_enrollments(database_url: str) -> None:
     schema = f"er_{uuid.uuid4().hex[:10]}"
     await asyncio.to_thread(upgrade, database_url, schema)
     token = f"tok-{uuid.uuid4().hex}"
-    app = create_orchestrator(
+    app = create_orchestrator(bootstrap(
         OrchestratorSettings(DATABASE_URL=database_url, db_schema=schema, api_token=token,
                              enrollment_token=f"{token}-enroll"),
         KafkaSettings(), Decider([MANUAL], ContactPolicy(caps=(), quiet_hours=None)),
-        run_workers=False)
+        run_workers=False))
     auth = {"Authorization": f"Bearer {token}"}
     enrolling = {"Authorization": f"Bearer {token}-enroll"}
     engine = create_async_engine(database_url,

@@ -39,12 +39,13 @@ from services.ingest.bootstrap import bootstrap as bootstrap_ingest
 from services.ingest.domain.auth import hash_key
 from services.ingest.entrypoints.http.app import create_app as create_ingest
 from services.ingest.settings import ApiKeyConfig, IngestSettings
-from services.orchestrator import sms_inbound
+from services.orchestrator.adapters import twilio
 from services.orchestrator.adapters.migrate import upgrade
-from services.orchestrator.app import create_app as create_orchestrator
+from services.orchestrator.bootstrap import bootstrap
 from services.orchestrator.domain.decide import Decider
 from services.orchestrator.domain.policy import ContactPolicy
 from services.orchestrator.domain.program import Program, Step, Trigger
+from services.orchestrator.entrypoints.http.app import create_app as create_orchestrator
 from services.orchestrator.settings import OrchestratorSettings
 from tests.support import serve
 
@@ -111,8 +112,8 @@ def test_every_route_has_a_decision(database_url: str) -> None:
     settings = orchestrator_settings(database_url, "unused")
     dispatch = DispatchSettings(DATABASE_URL=database_url)
     apps = {"ingest": (ingest_app(FakePublisher()), INGEST),
-            "orchestrator": (create_orchestrator(settings, KafkaSettings(), DECIDER,
-                                                 run_workers=False), ORCHESTRATOR),
+            "orchestrator": (create_orchestrator(bootstrap(settings, KafkaSettings(), DECIDER,
+                                                 run_workers=False)), ORCHESTRATOR),
             "dispatch": (create_dispatch(bootstrap_dispatch(dispatch, KafkaSettings(),
                                                             TrackingSettings())),
                          DISPATCH)}
@@ -248,8 +249,8 @@ async def orch_schema(database_url: str) -> str:
 
 @pytest.fixture
 async def orchestrator(database_url: str, orch_schema: str) -> AsyncIterator[str]:
-    app = create_orchestrator(orchestrator_settings(database_url, orch_schema), KafkaSettings(),
-                              DECIDER, run_workers=False)
+    app = create_orchestrator(bootstrap(orchestrator_settings(database_url, orch_schema),
+                                        KafkaSettings(), DECIDER, run_workers=False))
     async with serve(app) as url:
         yield url
 
@@ -286,9 +287,9 @@ async def test_orchestrator_api_token_admin_token_and_sms_signature(orchestrator
         assert r.status_code == 200
 
         form = {"From": "+14155550100", "Body": "HELP", "MessageSid": "SM1"}
-        good = sms_inbound.signature(SMS_TOKEN, f"{PUBLIC_URL}/v1/webhooks/sms", form)
+        good = twilio.signature(SMS_TOKEN, f"{PUBLIC_URL}/v1/webhooks/sms", form)
         form_headers = {"Content-Type": "application/x-www-form-urlencoded"}
-        for sig in [None, "bm9wZQ==", sms_inbound.signature("other", PUBLIC_URL, form)]:
+        for sig in [None, "bm9wZQ==", twilio.signature("other", PUBLIC_URL, form)]:
             r = await client.post("/v1/webhooks/sms", content=urlencode(form), headers=(
                 form_headers | ({"X-Twilio-Signature": sig} if sig else {})))
             assert r.status_code == 401
@@ -301,8 +302,9 @@ async def test_orchestrator_api_token_admin_token_and_sms_signature(orchestrator
 
 async def test_orchestrator_admin_enrollment_and_sms_endpoints_are_off_unless_configured(
         database_url: str, orch_schema: str) -> None:
-    app = create_orchestrator(orchestrator_settings(database_url, orch_schema, optional=False),
-                              KafkaSettings(), DECIDER, run_workers=False)
+    app = create_orchestrator(bootstrap(
+        orchestrator_settings(database_url, orch_schema, optional=False), KafkaSettings(),
+        DECIDER, run_workers=False))
     async with serve(app) as url, httpx.AsyncClient(base_url=url) as client:
         for auth in [API, ADMIN_T, ENROLL_T]:
             r = await client.post("/v1/admin/clock/advance", content=b'{"seconds": 60}',
@@ -321,7 +323,7 @@ async def test_orchestrator_without_an_api_token_refuses_everything(
         database_url: str, orch_schema: str) -> None:
     settings = orchestrator_settings(database_url, orch_schema)
     settings.api_token = None
-    app = create_orchestrator(settings, KafkaSettings(), DECIDER, run_workers=False)
+    app = create_orchestrator(bootstrap(settings, KafkaSettings(), DECIDER, run_workers=False))
     async with serve(app) as url, httpx.AsyncClient(base_url=url) as client:
         for call, _, _ in ORCH_CALLS:
             r = await client.request(call.method, call.path, content=call.body,
@@ -338,8 +340,8 @@ async def test_public_endpoints_refuse_big_bodies_without_buffering_them(
         assert r.status_code == 413 and publisher.published == []
         r = await client.post("/v1/events", content=big * 5, headers=JSON | BEARER)
         assert r.status_code == 413
-    app = create_orchestrator(orchestrator_settings(database_url, orch_schema), KafkaSettings(),
-                              DECIDER, run_workers=False)
+    app = create_orchestrator(bootstrap(orchestrator_settings(database_url, orch_schema),
+                                        KafkaSettings(), DECIDER, run_workers=False))
     async with serve(app) as url, httpx.AsyncClient(base_url=url) as client:
         r = await client.post("/v1/webhooks/sms", content=big, headers={
             "Content-Type": "application/x-www-form-urlencoded"})
@@ -350,8 +352,8 @@ async def test_orchestrator_refuses_big_bodies_before_authentication(
         database_url: str, orch_schema: str) -> None:
     """FastAPI reads a route's body before its auth dependency runs: the app-wide limit
     refuses a body over 64 KiB first, declared (Content-Length) or streamed (chunked)."""
-    app = create_orchestrator(orchestrator_settings(database_url, orch_schema), KafkaSettings(),
-                              DECIDER, run_workers=False)
+    app = create_orchestrator(bootstrap(orchestrator_settings(database_url, orch_schema),
+                                        KafkaSettings(), DECIDER, run_workers=False))
     big = b"x" * (64 * 1024 + 1)
     enroll = "/v1/leads/lead-1/enrollments"
     async with serve(app) as url, httpx.AsyncClient(base_url=url) as client:

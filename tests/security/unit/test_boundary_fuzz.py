@@ -26,7 +26,7 @@ from services.common.tracking import TokenError, verify
 from services.ingest.domain.auth import ApiKey, AuthError, authenticate
 from services.ingest.domain.intake import Rejected, accept, events_from_body
 from services.ingest.domain.providers import crm_events, email_events
-from services.orchestrator.runtime import parse
+from services.orchestrator.adapters.records import parse
 from services.scoring.service_layer.handlers import Processor
 
 NOW = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)

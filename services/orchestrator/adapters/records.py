@@ -1,0 +1,129 @@
+"""The records the orchestrator reads and writes on Kafka, as bytes: the scored events it
+consumes (`parse`), and the outbox rows it produces: dispatch commands and stage changes
+(`outbox_rows`), dead letters, the `lead.erased` control event and the events of inbound SMS."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import orjson
+
+from schemas.cloudevent import new_event
+from schemas.records import SendMessage, StageChanged
+from schemas.vocabulary import ERASED_EVENT, dedupe_key, event_epoch
+from services.common.db.outbox import Outgoing
+from services.common.kafka.deadletter import Origin, dead_letter, replayed
+from services.common.kafka.topics import Topics
+from services.orchestrator.domain.effects import Command, Effects, StageChange
+
+CONSUMER = "nurture-orchestrator"
+ERASURE_SOURCE = "nurture-orchestrator/erasure"
+CLOUDEVENT = "application/cloudevents+json"
+
+
+class Record(Protocol):
+    """A consumed Kafka record (aiokafka's ConsumerRecord is one)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes]]: ...
+
+
+@dataclass
+class Parsed:
+    key: str  # dedupe key: source + id
+    lead_id: str
+    event: dict[str, Any]
+    score: dict[str, Any]
+    event_time: float | None
+    record: Record
+
+    @property
+    def replayed(self) -> bool:
+        """Put back from its dead letter (`nurture-dlq replay`)."""
+        return replayed(self.record.headers)
+
+
+def parse(record: Record) -> Parsed:
+    """A scored event, or ValueError saying why it is not one."""
+    try:
+        doc = orjson.loads(record.value or b"")
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"value is not JSON: {exc}") from None
+    event = doc.get("event") if isinstance(doc, dict) else None
+    if not isinstance(event, dict):
+        raise ValueError("not a scored event: no 'event' object")
+    for attr in ("id", "source", "type", "subject"):
+        if not isinstance(event.get(attr), str) or not event[attr]:
+            raise ValueError(f"event has no '{attr}'")
+    score = doc.get("score") if isinstance(doc.get("score"), dict) else {}
+    when = None
+    with contextlib.suppress(ValueError):
+        when = event_epoch(event.get("time"))
+    return Parsed(dedupe_key(event["source"], event["id"]), event["subject"], event, score, when,
+                  record)
+
+
+def ts(epoch: float | None) -> datetime | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
+
+
+def dead_letter_row(record: Record, error: str, *, topics: Topics) -> Outgoing:
+    key, value, headers = dead_letter(
+        key=record.key, value=record.value, error=error, consumer=CONSUMER,
+        origin=Origin(record.topic, record.partition, record.offset),
+        failed_at=datetime.now(UTC))
+    return Outgoing(topics.deadletter, key, value, [(k, v.decode()) for k, v in headers])
+
+
+def send_message(lead_id: str, cmd: Command) -> SendMessage:
+    """The one place a decision's `Command` becomes the dispatch command record."""
+    return SendMessage(
+        message_id=cmd.message_id, lead_id=lead_id, channel=cmd.channel,
+        template=cmd.template, program_id=cmd.program_id, program_version=cmd.program_version,
+        step_id=cmd.step_id, context=cmd.context, created_at=ts(cmd.created_at),
+        expires_at=ts(cmd.expires_at), subject=cmd.subject, due_at=ts(cmd.due_at),
+        event_time=ts(cmd.event_time), event_id=cmd.event_id)
+
+
+def stage_changed(lead_id: str, change: StageChange) -> StageChanged:
+    return StageChanged(lead_id=lead_id, from_stage=change.from_stage,
+                        to_stage=change.to_stage, at=ts(change.at), cause=change.cause)
+
+
+def outbox_rows(lead_id: str, fx: Effects, topics: Topics) -> list[Outgoing]:
+    """The dispatch commands and stage changes of one decision."""
+    key, headers = lead_id.encode(), [("content-type", "application/json")]
+    return [*(Outgoing(topics.dispatch, key, send_message(lead_id, cmd).to_bytes(), headers)
+              for cmd in fx.commands),
+            *(Outgoing(topics.stages, key, stage_changed(lead_id, c).to_bytes(), headers)
+              for c in fx.stage_changes)]
+
+
+def erased_event(lead_id: str, *, topic: str, now: float) -> Outgoing:
+    """The control event; its id is new each time (each erasure is an act of its own)."""
+    event = new_event(id=f"erase-{uuid.uuid4().hex}", source=ERASURE_SOURCE,
+                      type=ERASED_EVENT, subject=lead_id, time=now, data={})
+    return Outgoing(topic, lead_id.encode(), orjson.dumps(event),
+                    [("content-type", CLOUDEVENT), ("ce_type", ERASED_EVENT)])
+
+
+def event_rows(events: Iterable[dict[str, Any]], topics: Topics) -> list[Outgoing]:
+    """CloudEvents the orchestrator originates (inbound SMS), for `nurture.events.v1`."""
+    return [Outgoing(topics.events, e["subject"].encode(), orjson.dumps(e),
+                     [("content-type", f"{CLOUDEVENT}; charset=utf-8")])
+            for e in events]

@@ -1,0 +1,67 @@
+"""/v1/leads: a lead's picture, its enrollments, and erasure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel, Field
+
+from services.orchestrator.entrypoints.http.dependencies import (
+    API,
+    ENROLLMENT,
+    Reads,
+    Uses,
+    errors,
+)
+from services.orchestrator.service_layer.handlers import NotFound, Refused
+
+router = APIRouter()
+
+
+class EnrollRequest(BaseModel):
+    program: str = Field(min_length=1, description="program id")
+
+
+@router.get("/v1/leads/{lead_id}", dependencies=API, responses=errors(401, 404),
+            summary="A lead: profile, scores, stage, enrollments, messages")
+async def get_lead(lead_id: str, views: Reads) -> dict[str, Any]:
+    view = await views.lead(lead_id)
+    if view is None:
+        raise HTTPException(404, f"no lead '{lead_id}'")
+    return view
+
+
+@router.post("/v1/leads/{lead_id}/enrollments", status_code=201, dependencies=ENROLLMENT,
+             responses=errors(400, 401, 404, 409),
+             summary="Enroll a lead in a program (what a sales rep does)")
+async def enroll(lead_id: str, body: EnrollRequest, handlers: Uses) -> dict[str, Any]:
+    try:
+        enr = await handlers.enroll(lead_id, body.program)
+    except NotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    except Refused as exc:
+        raise HTTPException(409, str(exc)) from None
+    return {"lead_id": lead_id, "program": body.program, "status": enr.status,
+            "step": enr.step, "program_version": enr.program_version}
+
+
+@router.delete("/v1/leads/{lead_id}/enrollments/{program}", dependencies=ENROLLMENT,
+               responses=errors(401, 404), summary="End an enrollment")
+async def unenroll(lead_id: str, program: str, handlers: Uses) -> dict[str, Any]:
+    try:
+        await handlers.unenroll(lead_id, program)
+    except NotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    return {"lead_id": lead_id, "program": program, "status": "exited"}
+
+
+@router.delete("/v1/leads/{lead_id}", status_code=202, dependencies=API,
+               responses=errors(401),
+               summary="Erase a person: their PII here, in scoring and in dispatch")
+async def erase_lead(lead_id: str, handlers: Uses) -> dict[str, Any]:
+    """Deletes the lead's profile and pending messages, keeps anonymous counts, and
+    publishes `lead.erased` so scoring and dispatch erase too (docs/security.md).
+    Idempotent; 202 whether or not the lead was known."""
+    found = await handlers.erase(lead_id)
+    return {"lead_id": lead_id, "erased": True, "found": found}

@@ -1,0 +1,229 @@
+"""The orchestrator's use cases, one handler each: decide a batch of scored events, fire due
+timers, enroll, unenroll, erase, inbound SMS, move the shared clock, prune, and the API's reads.
+Each opens a unit of work, loads the state, calls the pure Decider, saves and publishes; the
+unit of work commits and wakes the outbox relay. No SQL and no Kafka client here."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from schemas.vocabulary import ERASED_EVENT
+from services.common.db.outbox import Outgoing
+from services.common.db.retention import Pruner
+from services.common.kafka.topics import Topics
+from services.common.observability.logging import lead_hash
+from services.orchestrator.adapters import records
+from services.orchestrator.adapters.records import Parsed, Record
+from services.orchestrator.domain import inbound_sms
+from services.orchestrator.domain.attribution import unattributed
+from services.orchestrator.domain.decide import Decider
+from services.orchestrator.domain.effects import Effects
+from services.orchestrator.domain.lead import Enrollment, Lead
+from services.orchestrator.metrics import OrchestratorMetrics
+from services.orchestrator.service_layer.unit_of_work import UnitOfWork, Views
+
+log = logging.getLogger(__name__)
+
+
+class NotFound(LookupError):
+    """No such program, or the lead is not enrolled in it (the API answers 404)."""
+
+
+class Refused(ValueError):
+    """The lead may not enter the program now; the message says why (the API answers 409)."""
+
+
+@dataclass
+class Batch:
+    """A polled batch of scored events on its way through `handle_scored_events`."""
+
+    parsed: list[Parsed]
+    letters: list[Outgoing]  # dead letters: unparseable records, then failed decisions
+    unparsed: int
+    todo: list[Parsed]
+    failed: list[str]  # dedupe keys of events whose decision raised
+
+
+@dataclass
+class Handlers:
+    uow: Callable[[], UnitOfWork]
+    decider: Decider
+    topics: Topics
+    metrics: OrchestratorMetrics
+
+    # --- scored events ------------------------------------------------------------------------
+
+    async def handle_scored_events(self, polled: Sequence[Record]) -> None:
+        """One unit of work for a polled batch: redeliveries change nothing, an event whose
+        decision raises is dead-lettered (its lead stays as it was) and the rest goes on."""
+        started = time.monotonic()
+        batch = self._parse(polled)
+        async with self.uow() as uow:
+            now = await uow.now()
+            fresh = await uow.events.claim([p.key for p in batch.parsed], now=now,
+                                           replayed={p.key for p in batch.parsed if p.replayed})
+            for p in batch.parsed:  # the first occurrence of a fresh key
+                if p.key in fresh:
+                    fresh.discard(p.key)
+                    batch.todo.append(p)
+            leads = await uow.leads.lock(p.lead_id for p in batch.todo)
+            effects = await self._decide(uow, batch, leads, now)
+            # not marked processed: replayed from its dead letter after a fix, it is decided
+            # again (and once decided, a second replay is a duplicate)
+            await uow.events.mark_failed(batch.failed, now=now)
+            await uow.leads.save(leads, effects)
+            uow.publish(*batch.letters)
+            sends = await uow.leads.sends(unattributed(p.event for p in batch.todo))
+        # counted once committed (a rolled-back batch comes again and counts then)
+        self.metrics.count_events(
+            duplicate=len(batch.parsed) - len(batch.todo), dead_lettered=len(batch.letters),
+            processed=len(batch.todo) - (len(batch.letters) - batch.unparsed))
+        self.metrics.observe(effects)
+        self.metrics.observe_events((p.event for p in batch.todo), sends)
+        self.metrics.batch_duration.observe(time.monotonic() - started)
+
+    def _parse(self, polled: Sequence[Record]) -> Batch:
+        parsed, letters = [], []
+        for record in polled:
+            try:
+                parsed.append(records.parse(record))
+            except ValueError as exc:
+                letters.append(records.dead_letter_row(record, str(exc), topics=self.topics))
+        return Batch(parsed, letters, len(letters), [], [])
+
+    async def _decide(self, uow: UnitOfWork, batch: Batch, leads: dict[str, Lead],
+                      now: float) -> list[tuple[str, Effects]]:
+        """Decide each event in order; `leads` ends as the leads are after the batch."""
+        effects: list[tuple[str, Effects]] = []
+        for p in batch.todo:
+            if p.event["type"] == ERASED_EVENT:  # forget what came before it, in order
+                leads.pop(p.lead_id, None)
+                effects = [(lid, fx) for lid, fx in effects if lid != p.lead_id]
+                await uow.leads.erase(p.lead_id, now=now)
+                continue
+            try:
+                lead, fx = self.decider.decide_event(
+                    leads.get(p.lead_id), p.lead_id, p.event, p.score,
+                    event_time=p.event_time or now, now=now)
+            except Exception as exc:  # one event the decisions choke on: dead-lettered,
+                # the lead as it was before it; the batch and the partition go on
+                log.exception("decision failed; event dead-lettered",
+                              extra={"event_id": p.event.get("id")})
+                batch.letters.append(records.dead_letter_row(
+                    p.record, f"{type(exc).__name__}: {exc}", topics=self.topics))
+                batch.failed.append(p.key)
+                continue
+            leads[p.lead_id] = lead
+            effects.append((p.lead_id, fx))
+        return effects
+
+    # --- timers -------------------------------------------------------------------------------
+
+    async def fire_timers(self, limit: int = 200) -> int:
+        """Fire due timers in one unit of work; the number fired."""
+        effects: list[tuple[str, Effects]] = []
+        async with self.uow() as uow:
+            now = await uow.now()
+            due = await uow.timers.claim_due(now=now, limit=limit)
+            if not due:
+                return 0
+            leads = await uow.leads.lock(d.lead_id for d in due)
+            for item in due:
+                lead = leads.get(item.lead_id)
+                if lead is None:
+                    continue
+                # decided at the current time, not the due time: a backlog (an outage, a clock
+                # moved forward) still meets quiet hours and caps as they are now
+                leads[item.lead_id], fx = self.decider.decide_timer(lead, item.timer, now)
+                effects.append((item.lead_id, fx))
+                self.metrics.timer_lateness.observe(max(0.0, now - item.timer.due_at))
+            await uow.leads.save(leads, effects)
+        self.metrics.observe(effects)
+        return len(due)
+
+    # --- API commands -------------------------------------------------------------------------
+
+    async def enroll(self, lead_id: str, program_id: str) -> Enrollment:
+        """Enroll a lead (creating it if needed); NotFound for an unknown program, Refused
+        when it may not enter now."""
+        if program_id not in self.decider.programs:
+            raise NotFound(f"no program '{program_id}'")
+        async with self.uow() as uow:
+            now = await uow.now()
+            lead = await self._lead_or_new(uow, lead_id, now)
+            lead, fx, refused = self.decider.decide_enroll(lead, program_id, now, cause="api")
+            await uow.leads.save({lead_id: lead}, [(lead_id, fx)])
+        self.metrics.observe([(lead_id, fx)])
+        if refused is not None:
+            raise Refused(f"not enrolled: {refused}")
+        return lead.enrollments[program_id]
+
+    async def unenroll(self, lead_id: str, program_id: str) -> None:
+        """End an active enrollment; NotFound when there is none."""
+        async with self.uow() as uow:
+            now = await uow.now()
+            lead = (await uow.leads.lock([lead_id])).get(lead_id)
+            current = lead.enrollments.get(program_id) if lead else None
+            if lead is None or current is None or not current.active:
+                raise NotFound(f"lead '{lead_id}' is not enrolled in '{program_id}'")
+            lead, fx = self.decider.decide_unenroll(lead, program_id, now)
+            await uow.leads.save({lead_id: lead}, [(lead_id, fx)])
+        self.metrics.observe([(lead_id, fx)])
+
+    async def _lead_or_new(self, uow: UnitOfWork, lead_id: str, now: float) -> Lead:
+        lead = (await uow.leads.lock([lead_id])).get(lead_id)
+        return lead or Lead(lead_id, stage_entered_at=now, created_at=now)
+
+    async def erase(self, lead_id: str) -> bool:
+        """Erase a person here and announce `lead.erased` to scoring and dispatch
+        (docs/security.md); True if the lead was known. Idempotent."""
+        async with self.uow() as uow:
+            now = await uow.now()
+            found = await uow.leads.erase(lead_id, now=now)
+            uow.publish(records.erased_event(lead_id, topic=self.topics.events, now=now))
+        log.info("lead erased", extra={"lead_hash": lead_hash(lead_id), "found": found})
+        return found
+
+    async def inbound_sms(self, form: Mapping[str, str]) -> str | None:
+        """An inbound SMS (already authenticated): its events for every lead with the sender's
+        number, published; the reply to send back (HELP), or None."""
+        async with self.uow() as uow:
+            now = await uow.now()
+            leads = await uow.leads.with_phone(form.get("From", ""))
+            events = inbound_sms.events_for(form, leads, now)
+            if not leads:  # profiles hold E.164 numbers (ingest validates them), as providers send
+                log.warning("inbound SMS from a number no lead has", extra={
+                    "number_hash": hashlib.sha256(form.get("From", "").encode()).hexdigest()[:16],
+                    "keyword": inbound_sms.keyword(form.get("Body", ""))})
+            uow.publish(*records.event_rows(events, self.topics))
+        return inbound_sms.reply(form)
+
+    async def advance_clock(self, seconds: float) -> tuple[float, float]:
+        """Move the shared clock forward: (offset, now)."""
+        async with self.uow() as uow:
+            offset = await uow.advance_clock(seconds)
+            return offset, await uow.now()
+
+    async def prune(self, pruner: Pruner) -> dict[str, int]:
+        """Delete the rows past the retention (adapters/retention.py), by the shared clock;
+        the rows deleted per table."""
+        async with self.uow() as uow:
+            now = await uow.now()
+        return await pruner.prune(now=datetime.fromtimestamp(now, UTC))
+
+    # --- API reads ----------------------------------------------------------------------------
+
+    async def programs(self, views: Views) -> list[dict[str, Any]]:
+        """Every program with its per-step counts."""
+        stats = await views.program_stats()
+        return [{"id": p.id, "version": p.version, "name": p.name, "priority": p.priority,
+                 "trigger": p.trigger.kind, "steps": [s.id for s in p.steps],
+                 **stats.get(p.id, {"entered": 0, "active": 0, "waiting_at_step": {},
+                                    "exited": {}, "messages": {}})}
+                for p in self.decider.programs.values()]

@@ -1,0 +1,102 @@
+"""The unit of work: one transaction around a use case. `async with uow:` begins it; leaving the
+block normally writes what was published and commits, an exception rolls everything back. After
+a commit that wrote outbox rows, the unit of work wakes the outbox relay itself (nobody else
+does). The repositories below are only usable inside the block.
+
+Implementations: `adapters/unit_of_work.py` (PostgreSQL) and `adapters/memory.py` (in memory,
+for unit tests); `tests/orchestrator/contract/` runs the same tests against both."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Protocol, Self
+
+from services.common.db.outbox import Outgoing
+from services.orchestrator.domain.effects import Effects, Timer
+from services.orchestrator.domain.lead import Lead
+
+
+@dataclass(frozen=True, slots=True)
+class DueTimer:
+    id: int
+    lead_id: str
+    timer: Timer
+
+
+class Leads(Protocol):
+    """The lead documents, with what their decisions asked for (history, timers, message log,
+    dispatch commands and stage changes for the outbox)."""
+
+    async def lock(self, lead_ids: Iterable[str]) -> dict[str, Lead]:
+        """Load and lock these leads until the end of the unit of work (missing ones are left
+        out, and still locked: two creators of one new lead wait for each other)."""
+
+    async def get(self, lead_id: str) -> Lead | None: ...
+
+    async def with_phone(self, phone: str) -> list[str]:
+        """Ids of the leads whose profile has this phone number, in order."""
+
+    async def save(self, leads: Mapping[str, Lead],
+                   effects: Sequence[tuple[str, Effects]]) -> None:
+        """Store the leads and what their decisions asked for (set-based: once per batch)."""
+
+    async def erase(self, lead_id: str, *, now: float) -> bool:
+        """Forget the lead (GDPR art. 17, `adapters/erasure.py`): True if there was one."""
+
+    async def sends(self, message_ids: Iterable[str]) -> dict[str, tuple[str, str]]:
+        """message id -> (program id, step id) of the messages sent with these ids."""
+
+
+class ProcessedEvents(Protocol):
+    """Marks of the scored events already decided (their dedupe keys)."""
+
+    async def claim(self, keys: Sequence[str], *, now: float,
+                    replayed: Iterable[str] = ()) -> set[str]:
+        """Mark the events processed; the keys not processed before (the rest are
+        redeliveries). An event whose decision failed is a redelivery too, unless it is
+        `replayed` from its dead letter: then it is decided again."""
+
+    async def mark_failed(self, keys: Sequence[str], *, now: float) -> None:
+        """These (claimed) events were dead-lettered: a replay decides them again, a plain
+        redelivery does not."""
+
+
+class Timers(Protocol):
+    async def claim_due(self, *, now: float, limit: int) -> list[DueTimer]:
+        """Due timers, taken (no other replica gets them) and deleted: if the unit of work
+        fails they come back."""
+
+
+class UnitOfWork(Protocol):
+    @property
+    def leads(self) -> Leads: ...
+    @property
+    def events(self) -> ProcessedEvents: ...
+    @property
+    def timers(self) -> Timers: ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None: ...
+
+    async def now(self) -> float:
+        """The shared clock (wall clock plus the stored offset), read once per unit of work."""
+
+    async def advance_clock(self, seconds: float) -> float:
+        """Move the shared clock forward; the new offset."""
+
+    def publish(self, *records: Outgoing) -> None:
+        """Records for the outbox, written at commit."""
+
+
+class Views(Protocol):
+    """Read models for the API (nothing here changes state)."""
+
+    async def lead(self, lead_id: str) -> dict[str, Any] | None: ...
+
+    async def program_stats(self) -> dict[str, dict[str, Any]]: ...
+
+    async def funnel(self) -> dict[str, Any]: ...

@@ -1,0 +1,172 @@
+"""One contract for both units of work: the in-memory one (adapters/memory.py, what the
+service-layer unit tests run on) and the PostgreSQL one (adapters/unit_of_work.py), so the fake
+cannot drift from the real thing. The PostgreSQL runs are integration tests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from services.common.db.outbox import Outgoing
+from services.common.kafka.topics import Topics
+from services.orchestrator.adapters.memory import MemoryStore, MemoryUnitOfWork
+from services.orchestrator.adapters.migrate import upgrade
+from services.orchestrator.adapters.unit_of_work import PgUnitOfWork
+from services.orchestrator.domain.effects import Command, Effects, Note, StageChange, Timer
+from services.orchestrator.domain.lead import Enrollment, Lead
+from services.orchestrator.service_layer.unit_of_work import UnitOfWork
+from tests.support import migrated_schema
+
+TOPICS = Topics()
+
+
+@dataclass
+class Backend:
+    uow: Callable[[], UnitOfWork]
+    ready: asyncio.Event
+    outbox: Callable[[], Any]  # async () -> [(topic, key)] committed
+
+
+@pytest.fixture(params=["memory", pytest.param("postgres", marks=pytest.mark.integration)])
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
+    ready = asyncio.Event()
+    if request.param == "memory":
+        store = MemoryStore()
+
+        async def memory_outbox() -> list[tuple[str, bytes | None]]:
+            return [(o.topic, o.key) for o in store.outbox]
+
+        yield Backend(lambda: MemoryUnitOfWork(store, TOPICS, ready), ready, memory_outbox)
+        return
+    database_url = request.getfixturevalue("database_url")
+    async with migrated_schema(database_url, upgrade, "ocontract") as engine:
+        async def pg_outbox() -> list[tuple[str, bytes | None]]:
+            async with engine.connect() as conn:
+                rows = await conn.execute(text("SELECT topic, key FROM outbox ORDER BY id"))
+                return [(r.topic, r.key) for r in rows]
+
+        yield Backend(lambda: PgUnitOfWork(engine, TOPICS, ready), ready, pg_outbox)
+
+
+def lead(lead_id: str, **profile: Any) -> Lead:
+    the_lead = Lead(lead_id, stage_entered_at=1e9, created_at=1e9, profile=dict(profile))
+    the_lead.enrollments["p"] = Enrollment("p", 1, entered_at=1e9, step=1, step_id="s")
+    return the_lead
+
+
+def effects(lead_id: str, now: float, *, timer_in: float = 60.0) -> Effects:
+    return Effects(
+        commands=[Command("m-1", lead_id, "email", "p", 1, "s", "t", {}, now)],
+        stage_changes=[StageChange(lead_id, None, "lead", now, "first seen")],
+        timers=[Timer(now + timer_in, "step", "p", 1)],
+        notes=[Note("p", "s", "email", "sent", None, now, message_id="m-1")])
+
+
+async def test_saved_leads_come_back_equal(backend: Backend) -> None:
+    async with backend.uow() as uow:
+        await uow.leads.save({"l-1": lead("l-1", phone="+1")}, [])
+    async with backend.uow() as uow:
+        assert await uow.leads.lock(["l-1", "l-none"]) == {"l-1": lead("l-1", phone="+1")}
+        assert await uow.leads.get("l-1") == lead("l-1", phone="+1")
+        assert await uow.leads.get("l-none") is None
+        assert await uow.leads.with_phone("+1") == ["l-1"]
+        assert await uow.leads.with_phone("+2") == []
+
+
+async def test_an_exception_rolls_everything_back_and_wakes_nobody(backend: Backend) -> None:
+    async def fails() -> None:
+        async with backend.uow() as uow:
+            now = await uow.now()
+            await uow.events.claim(["k"], now=now)
+            await uow.leads.save({"l-1": lead("l-1")}, [("l-1", effects("l-1", now))])
+            uow.publish(Outgoing(TOPICS.events, b"l-1", b"{}", []))
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        await fails()
+    assert not backend.ready.is_set()
+    assert await backend.outbox() == []
+    async with backend.uow() as uow:
+        assert await uow.leads.get("l-1") is None
+        assert await uow.events.claim(["k"], now=await uow.now()) == {"k"}
+
+
+async def test_a_commit_writes_the_outbox_and_wakes_the_relay(backend: Backend) -> None:
+    async with backend.uow() as uow:
+        now = await uow.now()
+        await uow.leads.save({"l-1": lead("l-1")}, [("l-1", effects("l-1", now))])
+        uow.publish(Outgoing(TOPICS.events, b"l-1", b"{}", []))
+    assert backend.ready.is_set()
+    assert sorted(await backend.outbox()) == sorted([
+        (TOPICS.dispatch, b"l-1"), (TOPICS.stages, b"l-1"), (TOPICS.events, b"l-1")])
+    async with backend.uow() as uow:
+        assert await uow.leads.sends(["m-1", "m-2"]) == {"m-1": ("p", "s")}
+
+
+async def test_processed_marks_redelivery_failure_and_replay(backend: Backend) -> None:
+    async with backend.uow() as uow:
+        now = await uow.now()
+        assert await uow.events.claim(["a", "b", "a"], now=now) == {"a", "b"}
+        await uow.events.mark_failed(["b"], now=now)
+    async with backend.uow() as uow:
+        now = await uow.now()
+        assert await uow.events.claim(["a", "b", "c"], now=now) == {"c"}
+        assert await uow.events.claim(["a", "b"], now=now, replayed=["a", "b"]) == {"b"}
+    async with backend.uow() as uow:  # decided after the replay: a second replay is a duplicate
+        assert await uow.events.claim(["b"], now=await uow.now(), replayed=["b"]) == set()
+
+
+async def test_due_timers_are_taken_once_and_come_back_on_rollback(backend: Backend) -> None:
+    async with backend.uow() as uow:
+        now = await uow.now()
+        await uow.leads.save({"l-1": lead("l-1")}, [("l-1", effects("l-1", now, timer_in=-1))])
+        await uow.leads.save({"l-2": lead("l-2")}, [("l-2", effects("l-2", now))])
+    taken = []
+
+    async def crashes() -> None:
+        async with backend.uow() as uow:
+            taken.extend(await uow.timers.claim_due(now=await uow.now(), limit=10))
+            raise RuntimeError("crash before the commit")
+
+    with pytest.raises(RuntimeError):
+        await crashes()
+    assert len(taken) == 1
+    async with backend.uow() as uow:
+        (due,) = await uow.timers.claim_due(now=await uow.now(), limit=10)
+        assert (due.lead_id, due.timer.kind, due.timer.program_id) == ("l-1", "step", "p")
+    async with backend.uow() as uow:
+        assert await uow.timers.claim_due(now=await uow.now(), limit=10) == []
+
+
+async def test_erasure_forgets_the_lead_its_timers_and_its_pending_commands(
+        backend: Backend) -> None:
+    async with backend.uow() as uow:
+        now = await uow.now()
+        await uow.leads.save({"l-1": lead("l-1", phone="+1"), "l-2": lead("l-2")},
+                             [("l-1", effects("l-1", now, timer_in=-1)),
+                              ("l-2", effects("l-2", now))])
+    async with backend.uow() as uow:
+        assert await uow.leads.erase("l-1", now=await uow.now()) is True
+        assert await uow.leads.erase("l-unknown", now=await uow.now()) is False
+    async with backend.uow() as uow:
+        assert await uow.leads.get("l-1") is None and await uow.leads.get("l-2") is not None
+        assert await uow.leads.with_phone("+1") == []
+        due = await uow.timers.claim_due(now=await uow.now() + 120, limit=10)
+        assert [d.lead_id for d in due] == ["l-2"]
+    outbox = await backend.outbox()
+    assert (TOPICS.dispatch, b"l-1") not in outbox and (TOPICS.dispatch, b"l-2") in outbox
+    assert (TOPICS.stages, b"l-1") in outbox  # published facts stay
+
+
+async def test_the_shared_clock_moves_forward(backend: Backend) -> None:
+    async with backend.uow() as uow:
+        before = await uow.now()
+        assert await uow.advance_clock(3600) == 3600
+        assert await uow.now() >= before + 3600
+    async with backend.uow() as uow:
+        assert await uow.now() >= before + 3600
