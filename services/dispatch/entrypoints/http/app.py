@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from services.common.kafka.loops import finish
 from services.dispatch.bootstrap import Service
-from services.dispatch.entrypoints.http import health, metrics
+from services.dispatch.entrypoints.http import metrics, probes
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ def create_app(service: Service) -> FastAPI:
     app = FastAPI(title="Nurture dispatch", version="1.0", lifespan=lifespan,
                   description="Delivers email, SMS, CRM tasks and webhooks exactly once.")
     app.state.service = service
-    app.include_router(health.router)
+    app.include_router(probes.router)
     app.include_router(metrics.router)
     return app
 

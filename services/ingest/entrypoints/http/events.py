@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from services.ingest.entrypoints.http.deps import AdmittedKey, Body, HandlersDep
+from services.ingest.entrypoints.http.dependencies import AdmittedKey, Body, HandlersDep
 from services.ingest.entrypoints.http.openapi import EVENTS_BODY, RESPONSES
 
 router = APIRouter()

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from services.common.http.server import metrics_response
-from services.ingest.entrypoints.http.deps import HandlersDep
+from services.ingest.entrypoints.http.dependencies import HandlersDep
 from services.ingest.entrypoints.http.errors import problem
 
 router = APIRouter()

@@ -7,7 +7,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
-from services.ingest.entrypoints.http.deps import AdmittedKey, Body, HandlersDep
+from services.ingest.entrypoints.http.dependencies import AdmittedKey, Body, HandlersDep
 from services.ingest.entrypoints.http.openapi import (
     CRM_WEBHOOK_BODY,
     EMAIL_WEBHOOK_BODY,

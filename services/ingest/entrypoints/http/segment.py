@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from services.ingest.entrypoints.http.deps import AdmittedKey, Body, HandlersDep
+from services.ingest.entrypoints.http.dependencies import AdmittedKey, Body, HandlersDep
 from services.ingest.entrypoints.http.errors import listed
 from services.ingest.entrypoints.http.openapi import BATCH_BODY, RESPONSES
 

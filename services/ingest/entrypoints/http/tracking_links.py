@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from services.common.tracking import TokenError, TokenExpired, TrackingClaims
 from services.ingest.adapters.publisher import PublishUnavailable
-from services.ingest.entrypoints.http.deps import HandlersDep
+from services.ingest.entrypoints.http.dependencies import HandlersDep
 from services.ingest.service_layer.handlers import Handlers
 
 log = logging.getLogger(__name__)
