@@ -1,17 +1,42 @@
-"""The background loop every consumer-side service runs (timers, outbox relays, retries)."""
+"""The loops every consumer-side service runs: `consume` (a consumer group's batches into a
+handler, offsets committed after it) and `loop` (timers, outbox relays, retries)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
 log = logging.getLogger(__name__)
+
+
+class ConsumedRecord(Protocol):
+    """A record as `consume` hands it to a handler (aiokafka's ConsumerRecord is one; tests pass
+    plain objects with these attributes)."""
+
+    @property
+    def topic(self) -> str: ...
+
+    @property
+    def partition(self) -> int: ...
+
+    @property
+    def offset(self) -> int: ...
+
+    @property
+    def key(self) -> bytes | None: ...
+
+    @property
+    def value(self) -> bytes | None: ...
+
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes]]: ...
 
 
 async def loop(work: Callable[[], Awaitable[int]], stop: asyncio.Event, idle: float,

@@ -5,15 +5,14 @@ command), the PII-free fields of a decision log line, and the records they are h
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from datetime import datetime
-from typing import Protocol
 
 import orjson
 
 from schemas.records import SendMessage
 from services.common.db.outbox import Outgoing
 from services.common.kafka.deadletter import Origin, dead_letter
+from services.common.kafka.loops import ConsumedRecord
 from services.common.kafka.topics import Topics
 from services.common.observability.logging import lead_hash
 from services.dispatch.domain.errors import DispatchError, ProviderUnavailable
@@ -28,26 +27,8 @@ MALFORMED = "not a dispatch command"  # how the dead letter of an unreadable one
 AMBIGUOUS_FAILURES = frozenset({"timeout", "connection_failed", "attempt_crashed"})
 
 
-class Record(Protocol):
-    """A record read from Kafka, as the consumer hands it over."""
-
-    @property
-    def topic(self) -> str: ...
-
-    @property
-    def partition(self) -> int: ...
-
-    @property
-    def offset(self) -> int: ...
-
-    @property
-    def key(self) -> bytes | None: ...
-
-    @property
-    def value(self) -> bytes | None: ...
-
-    @property
-    def headers(self) -> Sequence[tuple[str, bytes]]: ...
+Record = ConsumedRecord
+"""A consumed record (services/common/kafka/loops.py)."""
 
 
 def outcome_record(topics: Topics, cmd: SendMessage, result: Result, now: datetime) -> Outgoing:
