@@ -22,6 +22,7 @@ import orjson
 
 from bench.core import ROOT, Sizes, Stopwatch, absolute, events, iter_events, rate
 from bench.infra import Infra
+from schemas.records import ScoredEvent
 from services.common.kafka.deadletter import Origin
 from services.common.kafka.topics import Topics
 from services.orchestrator.adapters.program_files import load_policy, load_programs
@@ -69,9 +70,8 @@ def dry_run(lines: list[bytes]) -> float:
     sim = Simulation(decider)
     clock = Stopwatch()
     for line in lines:
-        doc = orjson.loads(line)
-        event = doc["event"]
-        sim.feed(event, doc["score"], event_time(event, 0))
+        scored = ScoredEvent.from_bytes(line)  # as the orchestrator reads them
+        sim.feed(scored.event, scored.score.models, event_time(scored.event, 0))
     sim.run_until(sim.clock + 30 * 86400)
     return rate(len(lines), clock())
 

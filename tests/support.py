@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -23,10 +23,32 @@ from aiokafka.structs import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from deploy.local.stack import free_port
+from schemas.records import Crossing, LeadScore, ModelScore, ScoredEvent
 from services.common.config.settings import KafkaSettings
 from services.common.kafka.topics import Topics, ensure_topics
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+SCORED_AS_OF = "2026-11-20T10:00:00Z"  # the score's time when the event has none
+
+
+def model_score(total: float = 0.0, *, crossed: Iterable[tuple[str, str]] = (),
+                model: str = "b2b", **more: Any) -> ModelScore:
+    """One model's score after an event: `total` points (all engagement), the thresholds
+    `crossed` as (name, "up" | "down"); `more` sets other fields (interests, journey_stage...)."""
+    return ModelScore(model=model, version=1, fit=0.0, engagement=total, total=total,
+                      previous_total=None, crossed=tuple(
+                          Crossing(threshold=name, direction=way, score=total)  # type: ignore[arg-type]
+                          for name, way in crossed), **more)
+
+
+def scored_record(event: Mapping[str, Any], *models: ModelScore) -> bytes:
+    """The value of a valid `nurture.scored-events.v1` record, built through its model: `event`
+    (a CloudEvent with at least id, source, type, subject) and the lead's `models` after it."""
+    score = LeadScore(lead_id=str(event["subject"]), as_of=event.get("time", SCORED_AS_OF),
+                      models={m.model: m for m in models})
+    return ScoredEvent(event=dict(event), score=score).to_bytes()
 
 
 def unique(prefix: str) -> str:

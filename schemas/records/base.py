@@ -14,9 +14,11 @@ class RecordError(ValueError):
 
 
 def describe(exc: ValidationError, *, limit: int = 5) -> str:
-    """`path: message; ...` for the first problems of a validation error, without input values."""
+    """`path: message; ...` for the first problems of a validation error, without input values
+    (a validator's own message as it is, without pydantic's "Value error, " before it)."""
     return "; ".join(
-        f"{'.'.join(str(part) for part in error['loc']) or 'value'}: {error['msg']}"
+        f"{'.'.join(str(part) for part in error['loc']) or 'value'}: "
+        f"{error['msg'].removeprefix('Value error, ')}"
         for error in exc.errors(include_input=False, include_url=False)[:limit])
 
 
@@ -42,6 +44,10 @@ class Record(BaseModel):
         try:
             return cls.model_validate_json(raw)
         except ValidationError as exc:
+            first = exc.errors(include_input=False, include_url=False)[0]
+            if first["type"] == "json_invalid":  # the words every consumer's dead letters use
+                raise RecordError(
+                    f"value is not JSON: {first['msg'].removeprefix('Invalid JSON: ')}") from None
             raise RecordError(f"not a {cls.__name__}: {describe(exc)}") from None
 
     def to_bytes(self) -> bytes:

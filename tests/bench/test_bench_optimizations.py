@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-import orjson
-
 from bench.backtest import scored_lines
 from bench.core import events
 from bench.orchestrator import decider
+from schemas.records import ScoredEvent
 from services.orchestrator.domain.lead import Lead
 from services.orchestrator.domain.simulate import Simulation
 from services.scoring.service_layer.handlers import event_time
@@ -19,8 +18,8 @@ from services.scoring.service_layer.handlers import event_time
 def test_fast_lead_to_dict_is_asdict() -> None:
     sim = Simulation(decider())
     for line in scored_lines(events(1500, 200, seed=9, hot_share=0.1)):
-        doc = orjson.loads(line)
-        sim.feed(doc["event"], doc["score"], event_time(doc["event"], 0))
+        scored = ScoredEvent.from_bytes(line)
+        sim.feed(scored.event, scored.score.models, event_time(scored.event, 0))
     sim.run_until(sim.clock + 30 * 86400)
     leads = list(sim.leads.values())
     assert sum(len(lead.enrollments) for lead in leads) > 100  # the rich case is covered

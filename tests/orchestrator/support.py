@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -9,10 +11,29 @@ from services.common.config.settings import KafkaSettings
 from services.common.kafka.topics import Topics
 from services.orchestrator.bootstrap import Orchestrator, bootstrap
 from services.orchestrator.domain.decide import Decider
+from services.orchestrator.domain.effects import Effects
+from services.orchestrator.domain.lead import Lead
 from services.orchestrator.metrics import OrchestratorMetrics
 from services.orchestrator.settings import OrchestratorSettings
 
 UNUSED_URL = "postgresql+asyncpg://unused@localhost/unused"  # the engine is the test's
+
+
+class Choking(Decider):
+    """Changes the lead it works on, then raises, for events of type `web.choke`."""
+
+    def on_event(self, lead: Lead, event: Any, score: Any, *, event_time: float,
+                 now: float) -> Effects:
+        fx = super().on_event(lead, event, score, event_time=event_time, now=now)
+        if event.get("type") == "web.choke":
+            lead.tags.append("half-decided")
+            raise KeyError("company_size")
+        return fx
+
+
+def choking(decider: Decider) -> Decider:
+    """The same decisions with a bug: they raise on events of type `web.choke`."""
+    return Choking(list(decider.programs.values()), decider.policy, decider.stage_model)
 
 
 def orchestrator(engine: AsyncEngine, decider: Decider, *, topics: Topics | None = None,

@@ -113,6 +113,18 @@ def test_a_record_error_names_the_field_and_never_the_value() -> None:
             SendMessage.from_bytes(raw)
 
 
+def test_a_record_error_says_not_json_and_gives_a_validator_message_as_it_is() -> None:
+    """Dead letters of every consumer say "value is not JSON"; a validator's own message is
+    kept without pydantic's "Value error, " before it."""
+    with pytest.raises(RecordError, match=r"^value is not JSON: .*line 1 column 2$"):
+        ScoredEvent.from_bytes(b"{not json")
+    doc = example(ScoredEvent)
+    del doc["event"]["subject"]
+    with pytest.raises(RecordError) as caught:
+        ScoredEvent.from_bytes(json.dumps(doc).encode())
+    assert str(caught.value) == "not a ScoredEvent: event: missing or empty 'subject'"
+
+
 @pytest.mark.parametrize("attr", ["id", "source", "type", "subject"])
 def test_a_scored_event_needs_the_attributes_consumers_key_on(attr: str) -> None:
     doc = example(ScoredEvent)

@@ -1,10 +1,10 @@
 """The records the orchestrator reads and writes on Kafka, as bytes: the scored events it
-consumes (`parse`), and the outbox rows it produces: dispatch commands and stage changes
-(`outbox_rows`), dead letters, the `lead.erased` control event and the events of inbound SMS."""
+consumes (`parse`, through the `ScoredEvent` model, once per record), and the outbox rows it
+produces: dispatch commands and stage changes (`outbox_rows`), dead letters, the `lead.erased`
+control event and the events of inbound SMS."""
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -14,8 +14,8 @@ from typing import Any, Protocol
 import orjson
 
 from schemas.cloudevent import new_event
-from schemas.records import SendMessage, StageChanged
-from schemas.vocabulary import ERASED_EVENT, dedupe_key, event_epoch
+from schemas.records import LeadScore, ScoredEvent, SendMessage, StageChanged
+from schemas.vocabulary import ERASED_EVENT
 from services.common.db.outbox import Outgoing
 from services.common.kafka.deadletter import Origin, dead_letter, replayed
 from services.common.kafka.topics import Topics
@@ -43,12 +43,14 @@ class Record(Protocol):
     def headers(self) -> Sequence[tuple[str, bytes]]: ...
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Parsed:
+    """A consumed scored event, parsed once, with what the handler keys on."""
+
     key: str  # dedupe key: source + id
     lead_id: str
     event: dict[str, Any]
-    score: dict[str, Any]
+    score: LeadScore
     event_time: float | None
     record: Record
 
@@ -59,23 +61,10 @@ class Parsed:
 
 
 def parse(record: Record) -> Parsed:
-    """A scored event, or ValueError saying why it is not one."""
-    try:
-        doc = orjson.loads(record.value or b"")
-    except orjson.JSONDecodeError as exc:
-        raise ValueError(f"value is not JSON: {exc}") from None
-    event = doc.get("event") if isinstance(doc, dict) else None
-    if not isinstance(event, dict):
-        raise ValueError("not a scored event: no 'event' object")
-    for attr in ("id", "source", "type", "subject"):
-        if not isinstance(event.get(attr), str) or not event[attr]:
-            raise ValueError(f"event has no '{attr}'")
-    score = doc.get("score") if isinstance(doc.get("score"), dict) else {}
-    when = None
-    with contextlib.suppress(ValueError):
-        when = event_epoch(event.get("time"))
-    return Parsed(dedupe_key(event["source"], event["id"]), event["subject"], event, score, when,
-                  record)
+    """A scored event, or RecordError (a ValueError) naming the wrong fields, never values."""
+    scored = ScoredEvent.from_bytes(record.value)
+    return Parsed(scored.dedupe_key, scored.lead_id, scored.event, scored.score,
+                  scored.event_epoch(), record)
 
 
 def ts(epoch: float | None) -> datetime | None:

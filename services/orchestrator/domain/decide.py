@@ -6,7 +6,10 @@ unit of work. The `on_*` methods underneath work in place on a lead the caller o
 
 Program edits: an enrollment keeps the version it entered with in `program_version`; when a
 program file changes, running enrollments continue by step *id* in the new version (a step that
-no longer exists ends the enrollment with reason "program changed")."""
+no longer exists ends the enrollment with reason "program changed").
+
+`scores` is the lead's score per model right after the event (`LeadScore.models` of the scored
+event); empty when the event came without scores (a plain CloudEvent in a dry run)."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from schemas.records import ModelScore
 from services.orchestrator.domain import steps
 from services.orchestrator.domain.effects import Effects, EnrollmentChange, StageChange, Timer
 from services.orchestrator.domain.lead import Enrollment, Lead
@@ -40,10 +44,10 @@ class Decider:
     # --- entry points: the lead given is left as it was; the new one is returned ---------------
 
     def decide_event(self, lead: Lead | None, lead_id: str, event: Mapping[str, Any],
-                     score: Mapping[str, Any], *, event_time: float,
+                     scores: Mapping[str, ModelScore], *, event_time: float,
                      now: float) -> tuple[Lead, Effects]:
         """A scored event for `lead_id` (`lead` None: seen for the first time)."""
-        return self.on_event_for(None if lead is None else lead.copy(), lead_id, event, score,
+        return self.on_event_for(None if lead is None else lead.copy(), lead_id, event, scores,
                                  event_time=event_time, now=now)
 
     def decide_timer(self, lead: Lead, timer: Timer, now: float) -> tuple[Lead, Effects]:
@@ -78,7 +82,7 @@ class Decider:
         return lead
 
     def on_event_for(self, lead: Lead | None, lead_id: str, event: Mapping[str, Any],
-                     score: Mapping[str, Any], *, event_time: float,
+                     scores: Mapping[str, ModelScore], *, event_time: float,
                      now: float) -> tuple[Lead, Effects]:
         """`on_event`, creating the lead when `lead` is None."""
         fx = Effects()
@@ -86,7 +90,7 @@ class Decider:
             data = event.get("data")
             lead = self.new_lead(lead_id, str(event.get("type")),
                                  data if isinstance(data, Mapping) else {}, now, fx)
-        more = self.on_event(lead, event, score, event_time=event_time, now=now)
+        more = self.on_event(lead, event, scores, event_time=event_time, now=now)
         for name in ("commands", "stage_changes", "timers", "notes", "enrollments"):
             getattr(fx, name).extend(getattr(more, name))
         # what this event caused at once carries its time, for the end-to-end latency, and
@@ -96,22 +100,22 @@ class Decider:
                        for c in fx.commands]
         return lead, fx
 
-    def on_event(self, lead: Lead, event: Mapping[str, Any], score: Mapping[str, Any], *,
-                 event_time: float, now: float) -> Effects:
+    def on_event(self, lead: Lead, event: Mapping[str, Any], scores: Mapping[str, ModelScore],
+                 *, event_time: float, now: float) -> Effects:
         """A scored event for this lead."""
         fx = Effects()
         etype = str(event.get("type"))
         data = event.get("data") if isinstance(event.get("data"), Mapping) else {}
         assert isinstance(data, Mapping)
         previous_activity = lead.last_activity_at
-        profile_changed = update_record(lead, etype, data, score, event_time)
-        change = next_stage(lead, etype, data, score, self.stage_model)
+        profile_changed = update_record(lead, etype, data, scores, event_time)
+        change = next_stage(lead, etype, data, scores, self.stage_model)
         if change:
             self.set_stage(lead, change[0], change[1], now, fx)
         for enr in sorted(lead.active_enrollments(), key=self._rank):
             self._event_for_enrollment(lead, enr, etype, data, now, fx)
         for program in self.programs.values():
-            if self._triggered(program, lead, etype, data, score):
+            if self._triggered(program, lead, etype, data, scores):
                 self._enroll(lead, program, now, fx, cause=f"event {etype}")
         if lead.last_activity_at != previous_activity:
             self._schedule_inactivity(lead, fx)
@@ -180,12 +184,12 @@ class Decider:
     # --- enrollments --------------------------------------------------------------------------
 
     def _triggered(self, program: Program, lead: Lead, etype: str, data: Mapping[str, Any],
-                   score: Mapping[str, Any]) -> bool:
+                   scores: Mapping[str, ModelScore]) -> bool:
         trig = program.trigger
         if trig.kind == "event" and trig.event is not None:
             return trig.event.matches(etype, data)
         if trig.kind == "threshold" and trig.model and trig.threshold:
-            return crossed(score, trig.model, trig.threshold) == "up"
+            return crossed(scores, trig.model, trig.threshold) == "up"
         return False
 
     def eligible(self, lead: Lead, program: Program, now: float) -> str | None:

@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from schemas.records import ModelScore
 from schemas.vocabulary import dedupe_key
 from services.orchestrator.domain.decide import Decider
 from services.orchestrator.domain.effects import Effects, Timer
@@ -55,7 +56,10 @@ class Simulation:
             self.clock = max(self.clock, due)
             self._record(lead_id, self.decider.on_timer(self.leads[lead_id], timer, due))
 
-    def feed(self, event: Mapping[str, Any], score: Mapping[str, Any], event_time: float) -> None:
+    def feed(self, event: Mapping[str, Any], scores: Mapping[str, ModelScore],
+             event_time: float) -> None:
+        """One recorded event with the lead's scores after it (`LeadScore.models`; empty for a
+        plain CloudEvent)."""
         key = dedupe_key(str(event.get("source")), str(event.get("id")))
         if key in self.seen:
             self.duplicates += 1
@@ -64,7 +68,7 @@ class Simulation:
         self.run_until(event_time)
         self.clock = max(self.clock, event_time)
         lead_id = str(event["subject"])
-        lead, fx = self.decider.on_event_for(self.leads.get(lead_id), lead_id, event, score,
+        lead, fx = self.decider.on_event_for(self.leads.get(lead_id), lead_id, event, scores,
                                              event_time=event_time, now=self.clock)
         self.leads[lead_id] = lead
         self.events += 1

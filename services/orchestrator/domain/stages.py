@@ -13,7 +13,10 @@ Stage rules, in order (first match wins):
 | any behavioral event                                | cold                         | lead        |
 | a form other than newsletter                        | subscriber                   | lead        |
 A new lead starts as `subscriber` if its first event is a newsletter sign-up, else `lead`.
-Programs can also set a stage (`set_stage` step), e.g. `cold` after re-engagement fails."""
+Programs can also set a stage (`set_stage` step), e.g. `cold` after re-engagement fails.
+
+`scores` is the lead's score per model right after the event (`LeadScore.models` of the scored
+event, read as typed `ModelScore`s); empty when the event came without scores."""
 
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from schemas.records import ModelScore
 from schemas.vocabulary import Channel, SuppressionReason, suppression_of
 from services.common.config.flatten import flatten
 from services.orchestrator.domain.lead import Lead
@@ -36,8 +40,8 @@ def is_behavioral(etype: str) -> bool:
     return etype.startswith(BEHAVIORAL_PREFIXES) or etype in BEHAVIORAL_TYPES
 
 
-def update_record(lead: Lead, etype: str, data: Mapping[str, Any], score: Mapping[str, Any],
-                  event_time: float) -> bool:
+def update_record(lead: Lead, etype: str, data: Mapping[str, Any],
+                  scores: Mapping[str, ModelScore], event_time: float) -> bool:
     """Fold the event into the lead; True when the profile changed."""
     changed = False
     if etype == "crm.lead_upserted":
@@ -61,22 +65,28 @@ def update_record(lead: Lead, etype: str, data: Mapping[str, Any], score: Mappin
                 del lead.suppressed[channel]
     if is_behavioral(etype):
         lead.last_activity_at = max(lead.last_activity_at or event_time, event_time)
-    for model, snap in (score.get("models") or {}).items():
-        if isinstance(snap, Mapping):
-            lead.scores[model] = {k: snap.get(k) for k in
-                                  ("total", "fit", "engagement", "above", "breakdown")}
-            if snap.get("interests"):
-                lead.interests = list(snap["interests"])
-            if snap.get("journey_stage"):
-                lead.journey_stage = snap["journey_stage"]
+    for model, snap in scores.items():
+        lead.scores[model] = snapshot(snap)
+        if snap.interests:
+            lead.interests = list(snap.interests)
+        if snap.journey_stage:
+            lead.journey_stage = snap.journey_stage
     return changed
 
 
-def crossed(score: Mapping[str, Any], model: str, threshold: str) -> str | None:
-    snap = (score.get("models") or {}).get(model) or {}
-    for crossing in snap.get("crossed") or ():
-        if crossing.get("threshold") == threshold:
-            return str(crossing.get("direction"))
+def snapshot(snap: ModelScore) -> dict[str, Any]:
+    """What the lead keeps of a model's score (JSON-ready: it is saved with the lead)."""
+    return {"total": snap.total, "fit": snap.fit, "engagement": snap.engagement,
+            "above": list(snap.above),
+            "breakdown": [{"rule": c.rule, "points": c.points} for c in snap.breakdown]}
+
+
+def crossed(scores: Mapping[str, ModelScore], model: str, threshold: str) -> str | None:
+    """`up` or `down` when this event crossed `model`'s `threshold`, else None."""
+    snap = scores.get(model)
+    for crossing in snap.crossed if snap is not None else ():
+        if crossing.threshold == threshold:
+            return crossing.direction
     return None
 
 
@@ -85,8 +95,8 @@ def initial_stage(etype: str, data: Mapping[str, Any]) -> str:
     return "subscriber" if newsletter else "lead"
 
 
-def next_stage(lead: Lead, etype: str, data: Mapping[str, Any], score: Mapping[str, Any],
-               stage_model: str) -> tuple[str, str] | None:
+def next_stage(lead: Lead, etype: str, data: Mapping[str, Any],
+               scores: Mapping[str, ModelScore], stage_model: str) -> tuple[str, str] | None:
     """(new stage, cause) for this event, or None. See the table in the module docstring."""
     stage = lead.stage
     if etype == "crm.deal_won" and stage != "customer":
@@ -95,13 +105,13 @@ def next_stage(lead: Lead, etype: str, data: Mapping[str, Any], score: Mapping[s
         return "recycled", "deal lost"
     if etype == "crm.opportunity_opened" and stage not in ("opportunity", "customer"):
         return "opportunity", "opportunity opened"
-    if crossed(score, stage_model, "sql") == "up" and stage in (
+    if crossed(scores, stage_model, "sql") == "up" and stage in (
             "subscriber", "lead", "mql", "recycled", "cold"):
         return "sql", f"{stage_model} score crossed sql"
-    if crossed(score, stage_model, "mql") == "up" and stage in (
+    if crossed(scores, stage_model, "mql") == "up" and stage in (
             "subscriber", "lead", "recycled", "cold"):
         return "mql", f"{stage_model} score crossed mql"
-    if crossed(score, stage_model, "mql") == "down" and stage == "mql":
+    if crossed(scores, stage_model, "mql") == "down" and stage == "mql":
         return "lead", f"{stage_model} score fell below mql"
     if stage == "cold" and is_behavioral(etype):
         return "lead", "active again"

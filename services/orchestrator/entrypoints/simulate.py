@@ -6,15 +6,35 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Mapping
 from datetime import datetime
 from typing import IO, Any
 
 import orjson
+from pydantic import ValidationError
 
+from schemas.records import ModelScore, ScoredEvent
+from schemas.records.base import describe
 from services.orchestrator.domain.decide import Decider
 from services.orchestrator.domain.simulate import Simulation
 
 PROGRESS_EVERY_SECONDS = 5.0
+
+
+def _line(line: bytes) -> tuple[dict[str, Any], Mapping[str, ModelScore], float]:
+    """A scored-event record (read through the `ScoredEvent` model) or a plain CloudEvent (no
+    scores): the event, the scores after it and its time; ValueError saying why not."""
+    doc = orjson.loads(line)
+    event, scores = doc, {}
+    if isinstance(doc, dict) and "event" in doc:
+        try:
+            scored = ScoredEvent.model_validate(doc)
+        except ValidationError as exc:  # its field paths, never values (they may be personal)
+            raise ValueError(f"not a ScoredEvent: {describe(exc)}") from None
+        event, scores = scored.event, scored.score.models
+    if not isinstance(event, dict) or not isinstance(event.get("subject"), str):
+        raise ValueError("not an event with a subject")
+    return event, scores, datetime.fromisoformat(str(event["time"])).timestamp()
 
 
 def _records(stream: IO[bytes], bad: list[str]) -> Any:
@@ -22,13 +42,7 @@ def _records(stream: IO[bytes], bad: list[str]) -> Any:
         if not line.strip():
             continue
         try:
-            doc = orjson.loads(line)
-            event, score = (doc["event"], doc.get("score") or {}) \
-                if isinstance(doc, dict) and isinstance(doc.get("event"), dict) else (doc, {})
-            if not isinstance(event, dict) or not isinstance(event.get("subject"), str):
-                raise ValueError("not an event with a subject")
-            when = datetime.fromisoformat(str(event["time"])).timestamp()
-            yield event, score, when
+            yield _line(line)
         except (orjson.JSONDecodeError, ValueError, KeyError) as exc:
             bad.append(f"line {number}: {exc}")
 

@@ -89,11 +89,13 @@ class Handlers:
         self.metrics.batch_duration.observe(time.monotonic() - started)
 
     def _parse(self, polled: Sequence[Record]) -> Batch:
+        """Each record parsed once (through the `ScoredEvent` model); the ones that are not a
+        scored event become dead letters saying why."""
         parsed, letters = [], []
         for record in polled:
             try:
                 parsed.append(records.parse(record))
-            except ValueError as exc:
+            except ValueError as exc:  # RecordError: the wrong fields, never their values
                 letters.append(records.dead_letter_row(record, str(exc), topics=self.topics))
         return Batch(parsed, letters, len(letters), [], [])
 
@@ -109,7 +111,7 @@ class Handlers:
                 continue
             try:
                 lead, fx = self.decider.decide_event(
-                    leads.get(p.lead_id), p.lead_id, p.event, p.score,
+                    leads.get(p.lead_id), p.lead_id, p.event, p.score.models,
                     event_time=p.event_time or now, now=now)
             except Exception as exc:  # one event the decisions choke on: dead-lettered,
                 # the lead as it was before it; the batch and the partition go on

@@ -30,7 +30,7 @@ from services.dispatch.adapters.migrate import upgrade as dispatch_upgrade
 from services.orchestrator.adapters.migrate import upgrade as orchestrator_upgrade
 from tests.deploy.chart_support import CHART
 from tests.dispatch.integration.dispatch_harness import SmtpSink, command
-from tests.support import ROOT, isolated_kafka, read_topic, wait_until
+from tests.support import ROOT, isolated_kafka, read_topic, scored_record, wait_until
 
 # what Kubernetes waits after SIGTERM before SIGKILL (the chart's default)
 GRACE = float(yaml.safe_load((CHART / "values.yaml").read_text())
@@ -169,11 +169,10 @@ async def test_orchestrator_commits_what_it_recorded_and_leaves_its_group(
 
     def scored(i: int) -> tuple[bytes, bytes]:
         lead = f"lead-{i % 50}"
-        return lead.encode(), orjson.dumps({
-            "event": {"specversion": "1.0", "id": f"e-{i}", "source": "sigterm",
-                      "type": "web.page_viewed", "subject": lead,
-                      "time": "2026-11-20T10:00:00Z", "data": {"url": "https://x.io/"}},
-            "score": {"lead_id": lead, "models": {}}})
+        return lead.encode(), scored_record(
+            {"specversion": "1.0", "id": f"e-{i}", "source": "sigterm",
+             "type": "web.page_viewed", "subject": lead, "time": "2026-11-20T10:00:00Z",
+             "data": {"url": "https://x.io/"}})
 
     total = 3000
     await produce(kafka.bootstrap_servers, topics.scored_events, [scored(i) for i in range(total)])

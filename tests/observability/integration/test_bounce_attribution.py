@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-import orjson
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import CollectorRegistry
 from sqlalchemy import text
@@ -20,6 +19,7 @@ from services.orchestrator.domain.policy import ContactPolicy
 from services.orchestrator.domain.program import EventMatch, Program, Step, Trigger
 from services.orchestrator.metrics import OrchestratorMetrics
 from tests.orchestrator.support import orchestrator
+from tests.support import scored_record
 
 PRICING = Program(
     id="pricing", version=1, name="Pricing",
@@ -29,10 +29,8 @@ LEAD = "lead-bounce"
 
 
 def scored(offset: int, etype: str, data: dict[str, object]) -> ConsumerRecord[bytes, bytes]:
-    value = orjson.dumps({
-        "event": {"id": f"e{offset}", "source": "t", "type": etype, "subject": LEAD,
-                  "time": "2026-11-20T10:00:00Z", "data": data},
-        "score": {"models": {}}})
+    value = scored_record({"id": f"e{offset}", "source": "t", "type": etype, "subject": LEAD,
+                           "time": "2026-11-20T10:00:00Z", "data": data})
     return ConsumerRecord("scored", 0, offset, 0, 0, LEAD.encode(), value, None, len(LEAD),
                           len(value), [])
 

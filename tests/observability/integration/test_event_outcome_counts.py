@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-import orjson
 import pytest
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import CollectorRegistry
@@ -20,7 +19,9 @@ from services.common.observability.metrics import new_registry
 from services.orchestrator.adapters.migrate import upgrade
 from services.orchestrator.metrics import OrchestratorMetrics
 from tests.orchestrator.integration.test_orchestrator_service import decider
+from tests.orchestrator.support import choking as chokes_on
 from tests.orchestrator.support import orchestrator
+from tests.support import model_score, scored_record
 
 
 def record(offset: int, lead: str, value: bytes) -> ConsumerRecord[bytes, bytes]:
@@ -29,18 +30,17 @@ def record(offset: int, lead: str, value: bytes) -> ConsumerRecord[bytes, bytes]
 
 
 def good(offset: int, lead: str) -> ConsumerRecord[bytes, bytes]:
-    return record(offset, lead, orjson.dumps({
-        "event": {"id": f"e{offset}", "source": "t", "type": "web.page_viewed", "subject": lead,
-                  "time": "2026-11-20T10:00:00Z", "data": {"url": "u", "path": "/blog"}},
-        "score": {"models": {"b2b": {"total": 1.0, "crossed": []}}}}))
+    return record(offset, lead, scored_record(
+        {"id": f"e{offset}", "source": "t", "type": "web.page_viewed", "subject": lead,
+         "time": "2026-11-20T10:00:00Z", "data": {"url": "u", "path": "/blog"}},
+        model_score(1.0)))
 
 
 def choking(offset: int) -> ConsumerRecord[bytes, bytes]:
-    """Parses, but the decisions raise on it (scores that are not a mapping)."""
-    return record(offset, "lead-9", orjson.dumps({
-        "event": {"id": f"bad{offset}", "source": "t", "type": "web.x", "subject": "lead-9",
-                  "data": {}},
-        "score": {"models": ["not", "a", "mapping"]}}))
+    """Parses, but the decisions raise on it (`chokes_on` decides it with a bug)."""
+    return record(offset, "lead-9", scored_record(
+        {"id": f"bad{offset}", "source": "t", "type": "web.choke", "subject": "lead-9",
+         "data": {}}))
 
 
 def outcomes(registry: CollectorRegistry) -> dict[str, float]:
@@ -58,7 +58,7 @@ async def engine(database_url: str) -> AsyncEngine:
 
 async def test_a_decision_that_raises_counts_as_dead_lettered_only(engine: AsyncEngine) -> None:
     registry = new_registry()
-    orch = orchestrator(engine, decider(), metrics=OrchestratorMetrics(registry))
+    orch = orchestrator(engine, chokes_on(decider()), metrics=OrchestratorMetrics(registry))
     try:
         await orch.handlers.handle_scored_events([
             good(0, "lead-1"), choking(1), record(2, "x", b"not json"), good(3, "lead-2")])
@@ -69,7 +69,7 @@ async def test_a_decision_that_raises_counts_as_dead_lettered_only(engine: Async
 
 async def test_a_rolled_back_batch_counts_once_when_redelivered(engine: AsyncEngine) -> None:
     registry = new_registry()
-    orch = orchestrator(engine, decider(), metrics=OrchestratorMetrics(registry))
+    orch = orchestrator(engine, chokes_on(decider()), metrics=OrchestratorMetrics(registry))
     try:
         await orch.handlers.handle_scored_events([good(0, "lead-1")])
         batch = [good(0, "lead-1"), choking(1), good(2, "lead-2")]

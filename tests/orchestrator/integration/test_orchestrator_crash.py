@@ -21,7 +21,7 @@ from deploy.local.stack import free_port
 from services.common.config.settings import KafkaSettings
 from services.common.kafka.topics import Topics
 from services.orchestrator.adapters.migrate import upgrade
-from tests.support import isolated_kafka, read_topic
+from tests.support import isolated_kafka, read_topic, scored_record
 
 ROOT = Path(__file__).resolve().parents[3]
 LEADS = 1500
@@ -37,10 +37,8 @@ POLICY = "default_timezone: UTC\nquiet_hours: null\ncaps: []\nsms_requires_conse
 
 
 def scored(lead: str, eid: str, etype: str, data: dict[str, object]) -> bytes:
-    return orjson.dumps({"event": {"specversion": "1.0", "id": eid, "source": "crash",
-                                   "type": etype, "subject": lead,
-                                   "time": "2026-11-20T10:00:00Z", "data": data},
-                         "score": {"lead_id": lead, "models": {}}})
+    return scored_record({"specversion": "1.0", "id": eid, "source": "crash", "type": etype,
+                          "subject": lead, "time": "2026-11-20T10:00:00Z", "data": data})
 
 
 async def test_kill_9_mid_batch_loses_nothing_and_duplicates_nothing(

@@ -30,7 +30,8 @@ async def test_poison_scored_events_are_dead_lettered_and_the_partition_goes_on(
     garbage = b"\x00\xffnot json at all"
     not_scored = orjson.dumps({"hello": "world"})
     no_subject = orjson.dumps({"event": {"id": "e-x", "source": "itest",
-                                         "type": "web.page_viewed", "data": {}}, "score": {}})
+                                         "type": "web.page_viewed", "data": {}},
+                               "score": {"lead_id": "lead-p", "as_of": "2026-11-20T10:00:00Z"}})
     await orchestrators()
     await produce(kafka, [("lead-p", garbage), ("lead-p", not_scored), ("lead-p", no_subject),
                           profile("lead-p"), ("lead-p", scored("lead-p", "v1", "/pricing"))])
@@ -39,7 +40,8 @@ async def test_poison_scored_events_are_dead_lettered_and_the_partition_goes_on(
     assert [base64.b64decode(letter["value_b64"]) for letter in letters] == [
         garbage, not_scored, no_subject]
     assert [letter["error"] for letter in letters] == [
-        letters[0]["error"], "not a scored event: no 'event' object", "event has no 'subject'"]
+        letters[0]["error"], "not a ScoredEvent: event: Field required; score: Field required",
+        "not a ScoredEvent: event: missing or empty 'subject'"]
     assert letters[0]["error"].startswith("value is not JSON")
     assert {letter["consumer"] for letter in letters} == {"nurture-orchestrator"}
     assert {letter["origin"]["topic"] for letter in letters} == {topics.scored_events}

@@ -24,7 +24,14 @@ from services.orchestrator.domain.policy import ContactPolicy
 from services.orchestrator.domain.program import EventMatch, Program, Step, Trigger
 from services.orchestrator.entrypoints.http.app import create_app
 from services.orchestrator.settings import OrchestratorSettings
-from tests.support import isolated_kafka, read_topic, serve, wait_until
+from tests.support import (
+    isolated_kafka,
+    model_score,
+    read_topic,
+    scored_record,
+    serve,
+    wait_until,
+)
 
 H, D = 3600, 86400
 API = {"Authorization": "Bearer api-token"}
@@ -86,10 +93,9 @@ def profile(lead: str) -> tuple[str, bytes]:
 
 
 def scored_event(lead: str, eid: str, etype: str, data: dict[str, Any]) -> bytes:
-    return orjson.dumps({
-        "event": {"specversion": "1.0", "id": eid, "source": "itest", "type": etype,
-                  "subject": lead, "time": "2026-11-20T10:00:00Z", "data": data},
-        "score": {"lead_id": lead, "models": {"b2b": {"total": 21.0, "crossed": []}}}})
+    return scored_record({"specversion": "1.0", "id": eid, "source": "itest", "type": etype,
+                          "subject": lead, "time": "2026-11-20T10:00:00Z", "data": data},
+                         model_score(21.0))
 
 
 async def produce(kafka: KafkaSettings, records: list[tuple[str, bytes]]) -> None:

@@ -9,7 +9,6 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 import pytest
 from aiokafka.structs import ConsumerRecord
 from sqlalchemy import text
@@ -21,7 +20,8 @@ from services.common.observability.metrics import new_registry
 from services.orchestrator.adapters.migrate import upgrade
 from services.orchestrator.metrics import OrchestratorMetrics
 from tests.orchestrator.integration.test_orchestrator_service import decider
-from tests.orchestrator.support import orchestrator
+from tests.orchestrator.support import choking, orchestrator
+from tests.support import model_score, scored_record
 
 KINDS = [("crm.lead_upserted", {"email": "x@example.com"}),
          ("web.page_viewed", {"url": "u", "path": "/pricing"}),
@@ -37,11 +37,10 @@ def records(seed: int) -> list[ConsumerRecord[bytes, bytes]]:
     for offset in range(40):
         lead = f"lead-{rnd.randrange(6)}"
         etype, data = rnd.choice(KINDS)
-        crossed = [{"threshold": "mql", "direction": "up"}] if rnd.random() < 0.1 else []
-        value = orjson.dumps({"event": {"id": f"e{offset}", "source": "t", "type": etype,
-                                        "subject": lead, "time": "2026-11-20T10:00:00Z",
-                                        "data": data},
-                              "score": {"models": {"b2b": {"total": 1.0, "crossed": crossed}}}})
+        crossed = [("mql", "up")] if rnd.random() < 0.1 else []
+        value = scored_record({"id": f"e{offset}", "source": "t", "type": etype,
+                               "subject": lead, "time": "2026-11-20T10:00:00Z", "data": data},
+                              model_score(1.0, crossed=crossed))
         out.append(ConsumerRecord("scored", 0, offset, 0, 0, lead.encode(), value, None,
                                   len(lead), len(value), []))
     return out
@@ -85,11 +84,11 @@ async def test_an_event_the_decisions_choke_on_is_dead_lettered_and_the_rest_goe
     engine = create_async_engine(database_url,
                                  connect_args={"server_settings": {"search_path": schema}})
     try:
-        orch = orchestrator(engine, decider(), metrics=OrchestratorMetrics(new_registry()))
+        orch = orchestrator(engine, choking(decider()),
+                            metrics=OrchestratorMetrics(new_registry()))
         good = records(1)[:3]
-        poison_value = orjson.dumps({"event": {"id": "bad", "source": "t", "type": "web.x",
-                                               "subject": "lead-0", "data": {}},
-                                     "score": {"models": ["not", "a", "mapping"]}})
+        poison_value = scored_record({"id": "bad", "source": "t", "type": "web.choke",
+                                      "subject": "lead-0", "data": {}})
         poison = ConsumerRecord("scored", 0, 99, 0, 0, b"lead-0", poison_value, None, 6,
                                 len(poison_value), [])
         await orch.handlers.handle_scored_events([good[0], poison, *good[1:]])
@@ -127,13 +126,10 @@ async def test_a_late_timer_is_decided_at_the_current_time(database_url: str) ->
                                  connect_args={"server_settings": {"search_path": schema}})
     try:
         orch = orchestrator(engine, decider(), metrics=OrchestratorMetrics(new_registry()))
-        profile = orjson.dumps({"event": {"id": "p", "source": "t", "type": "crm.lead_upserted",
-                                          "subject": "lead-1", "data": {"email": "a@x.io"}},
-                                "score": {}})
-        visit = orjson.dumps({"event": {"id": "v", "source": "t", "type": "web.page_viewed",
-                                        "subject": "lead-1",
-                                        "data": {"url": "u", "path": "/pricing"}},
-                              "score": {}})
+        profile = scored_record({"id": "p", "source": "t", "type": "crm.lead_upserted",
+                                 "subject": "lead-1", "data": {"email": "a@x.io"}})
+        visit = scored_record({"id": "v", "source": "t", "type": "web.page_viewed",
+                               "subject": "lead-1", "data": {"url": "u", "path": "/pricing"}})
         await orch.handlers.handle_scored_events([
             ConsumerRecord("s", 0, i, 0, 0, b"lead-1", v, None, 6, len(v), [])
             for i, v in enumerate((profile, visit))])

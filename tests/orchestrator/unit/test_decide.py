@@ -9,12 +9,14 @@ from typing import Any
 import orjson
 import pytest
 
+from schemas.records import ModelScore
 from services.orchestrator.domain.decide import Decider
 from services.orchestrator.domain.effects import Effects, Timer
 from services.orchestrator.domain.lead import Lead
 from services.orchestrator.domain.policy import ContactPolicy
 from services.orchestrator.domain.program import Branch, EventMatch, Program, Step, Trigger
 from services.orchestrator.domain.stages import next_stage
+from tests.support import model_score
 
 H, D = 3600, 86400
 T0 = 1_790_000_000.0  # 2026-09-21 14:13 UTC (a Monday afternoon)
@@ -110,8 +112,7 @@ def test_goal_exits_and_stage_change_into_an_excluded_stage_exits() -> None:
     other = lead()
     decider.on_event(other, event("web.page_viewed", path="/pricing"), {},
                      event_time=T0, now=T0)
-    crossed_sql = {"models": {"b2b": {"total": 120, "crossed": [
-        {"threshold": "mql", "direction": "up"}, {"threshold": "sql", "direction": "up"}]}}}
+    crossed_sql = {"b2b": model_score(120, crossed=[("mql", "up"), ("sql", "up")])}
     fx = decider.on_event(other, event("web.page_viewed", path="/docs"), crossed_sql,
                           event_time=T0 + 60, now=T0 + 60)
     assert [(s.from_stage, s.to_stage) for s in fx.stage_changes] == [("lead", "sql")]
@@ -239,8 +240,8 @@ def test_lead_survives_serialization() -> None:
 
 # --- stage transitions ----------------------------------------------------------------------
 
-def crossing(threshold: str, direction: str) -> Mapping[str, Any]:
-    return {"models": {"b2b": {"crossed": [{"threshold": threshold, "direction": direction}]}}}
+def crossing(threshold: str, direction: str) -> Mapping[str, ModelScore]:
+    return {"b2b": model_score(crossed=[(threshold, direction)])}
 
 
 @pytest.mark.parametrize(("stage", "etype", "score", "expected"), [
@@ -260,7 +261,7 @@ def crossing(threshold: str, direction: str) -> Mapping[str, Any]:
     ("subscriber", "web.form_submitted", {}, "lead"),
     ("lead", "web.page_viewed", {}, None),
 ])
-def test_stage_transitions(stage: str, etype: str, score: Mapping[str, Any],
+def test_stage_transitions(stage: str, etype: str, score: Mapping[str, ModelScore],
                            expected: str | None) -> None:
     the_lead = Lead("x", stage=stage)
     change = next_stage(the_lead, etype, {}, score, "b2b")

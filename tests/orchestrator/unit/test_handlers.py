@@ -16,12 +16,13 @@ from services.common.kafka.topics import Topics
 from services.common.observability.metrics import new_registry
 from services.orchestrator.adapters.memory import MemoryStore, MemoryUnitOfWork
 from services.orchestrator.domain.decide import Decider
-from services.orchestrator.domain.effects import Effects
 from services.orchestrator.domain.lead import Lead
 from services.orchestrator.domain.policy import ContactPolicy
 from services.orchestrator.domain.program import EventMatch, Program, Step, Trigger
 from services.orchestrator.metrics import OrchestratorMetrics
 from services.orchestrator.service_layer.handlers import Handlers, NotFound, Refused
+from tests.orchestrator.support import Choking
+from tests.support import scored_record
 
 T0 = 1_790_000_000.0
 H, D = 3600, 86400
@@ -38,18 +39,6 @@ def decider() -> Decider:
     return Decider([PRICING], ContactPolicy(caps=(), quiet_hours=None))
 
 
-class Choking(Decider):
-    """Changes the lead it works on, then raises, for events of type `web.choke`."""
-
-    def on_event(self, lead: Lead, event: Any, score: Any, *, event_time: float,
-                 now: float) -> Effects:
-        fx = super().on_event(lead, event, score, event_time=event_time, now=now)
-        if event.get("type") == "web.choke":
-            lead.tags.append("half-decided")
-            raise KeyError("company_size")
-        return fx
-
-
 def handlers(store: MemoryStore, the_decider: Decider | None = None) -> Handlers:
     return Handlers(lambda: MemoryUnitOfWork(store, TOPICS, clock=lambda: T0),
                     the_decider or decider(), TOPICS, OrchestratorMetrics(new_registry()))
@@ -57,9 +46,8 @@ def handlers(store: MemoryStore, the_decider: Decider | None = None) -> Handlers
 
 def record(offset: int, lead: str, etype: str, *, eid: str | None = None,
            replayed: bool = False, **data: Any) -> ConsumerRecord[bytes, bytes]:
-    value = orjson.dumps({"event": {"id": eid or f"e{offset}", "source": "t", "type": etype,
-                                    "subject": lead, "time": "2026-09-21T10:00:00Z",
-                                    "data": data}, "score": {}})
+    value = scored_record({"id": eid or f"e{offset}", "source": "t", "type": etype,
+                           "subject": lead, "time": "2026-09-21T10:00:00Z", "data": data})
     headers = [(REPLAYED_HEADER, b"0/1")] if replayed else []
     return ConsumerRecord("scored", 0, offset, 0, 0, lead.encode(), value, None, len(lead),
                           len(value), headers)

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from schemas.records import ModelScore
 from services.orchestrator.adapters.program_files import load_policy, load_programs
 from services.orchestrator.domain.decide import Decider
 from services.orchestrator.domain.effects import (
@@ -26,6 +27,7 @@ from services.orchestrator.domain.effects import (
 from services.orchestrator.domain.lead import Contact, Lead
 from services.orchestrator.domain.policy import ContactPolicy
 from services.orchestrator.domain.program import Program
+from tests.support import model_score
 
 ROOT = Path(__file__).resolve().parents[3]
 H, D = 3600, 86400
@@ -42,10 +44,9 @@ def local(text: str, tz: str = NY) -> float:
 T0 = local("2026-09-21 14:00")  # a Monday afternoon in New York
 
 
-def score(*crossed: str, **snapshot: Any) -> dict[str, Any]:
+def score(*crossed: str, **snapshot: Any) -> dict[str, ModelScore]:
     """A scored event's snapshot of the b2b model, crossing `crossed` thresholds upward."""
-    return {"models": {"b2b": {"total": 60, **snapshot, "crossed": [
-        {"threshold": name, "direction": "up"} for name in crossed]}}}
+    return {"b2b": model_score(60, crossed=[(name, "up") for name in crossed], **snapshot)}
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +73,7 @@ class Sim:
     notes: list[Note] = field(default_factory=list)
 
     def event(self, at: float, etype: str, data: dict[str, Any],
-              snapshot: dict[str, Any] | None = None) -> None:
+              snapshot: dict[str, ModelScore] | None = None) -> None:
         self.run_until(at)
         self.take(self.decider.on_event(self.lead, {"type": etype, "data": data},
                                         snapshot or {}, event_time=at, now=at))

@@ -13,6 +13,7 @@ from services.orchestrator.domain.decide import Decider
 from services.orchestrator.domain.policy import ContactPolicy
 from services.orchestrator.domain.simulate import Simulation
 from tests.orchestrator.unit.test_decide import PRICING, T0
+from tests.support import scored_record
 
 H, D = 3600, 86400
 
@@ -50,8 +51,8 @@ def test_cli_simulate_reports_held_messages(tmp_path: Path) -> None:
     policy = tmp_path / "policy.yaml"
     policy.write_text("default_timezone: UTC\nquiet_hours: null\ncaps: []\n"
                       "sms_requires_consent: true\n")
-    lines = [orjson.dumps({"event": ev("a", 1, "web.page_viewed", url="u") | {
-        "time": "2026-11-01T10:00:00Z"}, "score": {}}),
+    lines = [scored_record(ev("a", 1, "web.page_viewed", url="u")
+                           | {"time": "2026-11-01T10:00:00Z"}),
         orjson.dumps(ev("b", 1, "crm.lead_upserted", email="b@x.io")
                      | {"time": "2026-11-01T10:00:00Z"}),
         orjson.dumps(ev("b", 2, "web.page_viewed", url="u") | {"time": "2026-11-01T11:00:00Z"}),

@@ -15,6 +15,7 @@ from services.common.kafka.loops import finish
 from services.orchestrator.bootstrap import Orchestrator
 from services.orchestrator.entrypoints.consumer import run_workers
 from services.orchestrator.entrypoints.http import admin, leads, probes, programs, sms
+from services.orchestrator.entrypoints.http.dependencies import tokens
 
 MAX_BODY_BYTES = 64 * 1024  # every route: refused before authentication reads anything
 
@@ -35,7 +36,7 @@ def create_app(orch: Orchestrator) -> FastAPI:
 
     app = FastAPI(title="Nurture orchestrator", version="1.0", lifespan=lifespan,
                   description="Leads, lifecycle stages, nurture programs and the funnel.")
-    app.state.orch = orch
+    app.state.orch, app.state.tokens = orch, tokens(orch.settings)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     for module in (leads, programs, admin, sms, probes):
         # the routes themselves, not `include_router`: FastAPI >= 0.16x includes a router as

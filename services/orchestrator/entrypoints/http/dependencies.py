@@ -1,18 +1,20 @@
 """What the routers depend on (FastAPI `Depends`): the built orchestrator, its handlers and
-read models, and the bearer-token checks."""
+read models, and the bearer-token checks (`services/common/http/auth.py`)."""
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Request
 from pydantic import BaseModel, SecretStr
 
+from services.common.http.auth import bearer_token
 from services.orchestrator.bootstrap import Orchestrator
 from services.orchestrator.service_layer.handlers import Handlers
 from services.orchestrator.service_layer.unit_of_work import Views
+from services.orchestrator.settings import OrchestratorSettings
 
 
 class Problem(BaseModel):
@@ -44,33 +46,48 @@ Uses = Annotated[Handlers, Depends(handlers)]
 Reads = Annotated[Views, Depends(views)]
 
 
-def _bearer(request: Request, secret: SecretStr, message: str) -> None:
-    given = request.headers.get("authorization", "")
-    expected = f"Bearer {secret.get_secret_value()}"
-    if not hmac.compare_digest(given.encode(), expected.encode()):
-        raise HTTPException(401, message, headers={"WWW-Authenticate": 'Bearer realm="nurture"'})
+@dataclass(frozen=True)
+class Tokens:
+    """The bearer-token checks of the routes (the shared `bearer_token`), built once per app
+    from the settings by `create_app`."""
+
+    api: Callable[[Request], None]
+    admin: Callable[[Request], None]
+    enrollment: Callable[[Request], None]
+
+
+def _own(secret: SecretStr | None, what: str, variable: str) -> Callable[[Request], None]:
+    """Endpoints behind a token of their own: 404 while the token is unset (the endpoints are
+    off), 401 for any other credentials (the API token included)."""
+    return bearer_token(secret, name=variable.lower(), when_unset=404, unset_detail=(
+        f"{what} are disabled (set NURTURE_ORCHESTRATOR_{variable}_TOKEN to enable them)"))
+
+
+def tokens(settings: OrchestratorSettings) -> Tokens:
+    return Tokens(
+        api=bearer_token(settings.api_token, name="bearer", when_unset=401,
+                         unset_detail="the API has no token configured"),
+        admin=_own(settings.admin_token, "admin endpoints", "ADMIN"),
+        enrollment=_own(settings.enrollment_token, "enrollment changes", "ENROLLMENT"))
+
+
+def _tokens(request: Request) -> Tokens:
+    return request.app.state.tokens  # type: ignore[no-any-return]
 
 
 def api_token(request: Request) -> None:
     """The /v1 API's bearer token."""
-    secret = orchestrator(request).settings.api_token
-    if secret is None:
-        raise HTTPException(401, "the API has no token configured")
-    _bearer(request, secret, "missing or wrong bearer token")
+    _tokens(request).api(request)
 
 
-def own_token(field: str, what: str, variable: str) -> Callable[[Request], None]:
-    """The check of endpoints behind a token of their own: 404 while the token is unset (the
-    endpoints are off), 401 for any other credentials (the API token included)."""
-    def check(request: Request) -> None:
-        secret: SecretStr | None = getattr(orchestrator(request).settings, field)
-        if secret is None:
-            raise HTTPException(404, f"{what} are disabled (set NURTURE_ORCHESTRATOR_{variable}"
-                                     "_TOKEN to enable them)")
-        _bearer(request, secret, f"missing or wrong {variable.lower()} token")
-    return check
+def admin_token(request: Request) -> None:
+    _tokens(request).admin(request)
+
+
+def enrollment_token(request: Request) -> None:
+    _tokens(request).enrollment(request)
 
 
 API = [Depends(api_token)]
-ADMIN = [Depends(own_token("admin_token", "admin endpoints", "ADMIN"))]
-ENROLLMENT = [Depends(own_token("enrollment_token", "enrollment changes", "ENROLLMENT"))]
+ADMIN = [Depends(admin_token)]
+ENROLLMENT = [Depends(enrollment_token)]
