@@ -6,10 +6,10 @@ control event and the events of inbound SMS."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
@@ -18,6 +18,7 @@ from schemas.records import LeadScore, ScoredEvent, SendMessage, StageChanged
 from schemas.vocabulary import ERASED_EVENT
 from services.common.db.outbox import Outgoing
 from services.common.kafka.deadletter import Origin, dead_letter, replayed
+from services.common.kafka.loops import ConsumedRecord
 from services.common.kafka.topics import Topics
 from services.orchestrator.domain.effects import Command, Effects, StageChange
 
@@ -26,21 +27,8 @@ ERASURE_SOURCE = "nurture-orchestrator/erasure"
 CLOUDEVENT = "application/cloudevents+json"
 
 
-class Record(Protocol):
-    """A consumed Kafka record (aiokafka's ConsumerRecord is one)."""
-
-    @property
-    def topic(self) -> str: ...
-    @property
-    def partition(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes | None: ...
-    @property
-    def headers(self) -> Sequence[tuple[str, bytes]]: ...
+Record = ConsumedRecord
+"""A consumed record (services/common/kafka/loops.py)."""
 
 
 @dataclass(frozen=True, slots=True)

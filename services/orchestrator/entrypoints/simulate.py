@@ -7,7 +7,6 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Mapping
-from datetime import datetime
 from typing import IO, Any
 
 import orjson
@@ -15,6 +14,7 @@ from pydantic import ValidationError
 
 from schemas.records import ModelScore, ScoredEvent
 from schemas.records.base import describe
+from schemas.vocabulary import event_epoch
 from services.orchestrator.domain.decide import Decider
 from services.orchestrator.domain.simulate import Simulation
 
@@ -34,7 +34,7 @@ def _line(line: bytes) -> tuple[dict[str, Any], Mapping[str, ModelScore], float]
         event, scores = scored.event, scored.score.models
     if not isinstance(event, dict) or not isinstance(event.get("subject"), str):
         raise ValueError("not an event with a subject")
-    return event, scores, datetime.fromisoformat(str(event["time"])).timestamp()
+    return event, scores, event_epoch(event.get("time"))
 
 
 def _records(stream: IO[bytes], bad: list[str]) -> Any:
