@@ -255,12 +255,12 @@ class Decider:
 
     def _advance(self, lead: Lead, program: Program, enr: Enrollment, now: float,
                  fx: Effects) -> None:
-        for kind, arg in steps.advance(lead, program, enr, now, fx, self.policy):
-            if kind == "set_stage":
-                self.set_stage(lead, arg, f"program {program.id}", now, fx)
-            elif kind == "enroll" and arg in self.programs:
-                self._enroll(lead, self.programs[arg], now, fx, cause=f"program {program.id}",
-                             manual=True)
+        for handoff in steps.advance(lead, program, enr, now, fx, self.policy):
+            if isinstance(handoff, steps.SetStage):
+                self.set_stage(lead, handoff.stage, f"program {program.id}", now, fx)
+            elif handoff.program in self.programs:
+                self._enroll(lead, self.programs[handoff.program], now, fx,
+                             cause=f"program {program.id}", manual=True)
 
     def _schedule_inactivity(self, lead: Lead, fx: Effects) -> None:
         assert lead.last_activity_at is not None

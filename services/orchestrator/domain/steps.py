@@ -5,6 +5,7 @@ programs are handed back to the Decider, which owns those rules."""
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Any
 
 from services.orchestrator.domain import policy as contact
@@ -97,8 +98,26 @@ def _send(lead: Lead, program: Program, enr: Enrollment, step: Step, now: float,
     return True
 
 
+@dataclass(frozen=True, slots=True)
+class SetStage:
+    """A `set_stage` step asks the decider to move the lead to `stage`."""
+
+    stage: str
+
+
+@dataclass(frozen=True, slots=True)
+class EnrollIn:
+    """An `enroll` step asks the decider to enroll the lead in `program`."""
+
+    program: str
+
+
+Handoff = SetStage | EnrollIn
+"""What a program's steps leave to the decider (it owns stages and enrollments)."""
+
+
 def _run(lead: Lead, program: Program, enr: Enrollment, step: Step, now: float, fx: Effects,
-         policy: contact.ContactPolicy, handoff: list[tuple[str, str]]) -> int | None:
+         policy: contact.ContactPolicy, handoff: list[Handoff]) -> int | None:
     """Run one step: the index to go to next, or None to stop here (waiting or finished)."""
     here = enr.step
     if step.kind == "wait":
@@ -120,8 +139,10 @@ def _run(lead: Lead, program: Program, enr: Enrollment, step: Step, now: float, 
     if step.kind == "tag":
         if step.tag and step.tag not in lead.tags:
             lead.tags.append(step.tag)
-    elif step.kind in ("set_stage", "enroll"):
-        handoff.append((step.kind, step.stage or step.program or ""))
+    elif step.kind == "set_stage":
+        handoff.append(SetStage(step.stage or ""))
+    elif step.kind == "enroll":
+        handoff.append(EnrollIn(step.program or ""))
     elif step.kind == "exit":
         finish(lead, enr, "exited", step.reason or "exit step", now, fx)
         return None
@@ -129,9 +150,9 @@ def _run(lead: Lead, program: Program, enr: Enrollment, step: Step, now: float, 
 
 
 def advance(lead: Lead, program: Program, enr: Enrollment, now: float, fx: Effects,
-            policy: contact.ContactPolicy) -> list[tuple[str, str]]:
-    """Run steps from the enrollment's current one; return (set_stage | enroll, arg) hand-offs."""
-    handoff: list[tuple[str, str]] = []
+            policy: contact.ContactPolicy) -> list[Handoff]:
+    """Run steps from the enrollment's current one; return what they leave to the decider."""
+    handoff: list[Handoff] = []
     for _ in range(MAX_STEPS_PER_ADVANCE):
         if not enr.active:
             break
