@@ -51,6 +51,7 @@ async def claim_events(conn: AsyncConnection, *, keys: Sequence[str], now: float
         [{"event_key": k, "processed_at": ts(now), "failed": False} for k in ordered]
     ).on_conflict_do_nothing().returning(p.c.event_key)
     fresh = set((await conn.execute(stmt)).scalars())
+    fresh -= await _legacy_failed(conn, keys=ordered, fresh=fresh, replayed=replayed, now=now)
     again = sorted(set(replayed).intersection(ordered) - fresh)
     if again:  # failed before and replayed from the dead letter: decided again
         rows = await conn.execute(update(p).where(p.c.event_key.in_(again), p.c.failed)
@@ -58,6 +59,27 @@ async def claim_events(conn: AsyncConnection, *, keys: Sequence[str], now: float
                                   .returning(p.c.event_key))
         fresh |= set(rows.scalars())
     return fresh
+
+
+LEGACY_FAILED = "failed\x1e"
+"""How a replica older than migration 0005 marks a failed decision: a second row, the key with
+this prefix. Read (and converted) while such replicas may still run during a rolling upgrade;
+drop with a later migration that converts the rest."""
+
+
+async def _legacy_failed(conn: AsyncConnection, *, keys: Sequence[str], fresh: set[str],
+                         replayed: Collection[str], now: float) -> set[str]:
+    """Convert the old-style failed marks of `keys`; the fresh keys that are in fact failed
+    decisions (not replayed), now marked in the `failed` column."""
+    p = t.processed_events
+    rows = await conn.execute(delete(p).where(p.c.event_key.in_(
+        [LEGACY_FAILED + k for k in keys])).returning(p.c.event_key))
+    failed = sorted({k.removeprefix(LEGACY_FAILED) for k in rows.scalars()}
+                    .intersection(fresh).difference(replayed))
+    if failed:
+        await conn.execute(update(p).where(p.c.event_key.in_(failed))
+                           .values(failed=True, processed_at=ts(now)))
+    return set(failed)
 
 
 async def mark_failed(conn: AsyncConnection, *, keys: Sequence[str], now: float) -> None:
