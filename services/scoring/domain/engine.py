@@ -25,7 +25,6 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-from schemas.vocabulary import dedupe_key
 from services.common.config.flatten import flatten
 from services.scoring.domain.model import JOURNEY_STAGES, EngagementRule, ScoringModel
 from services.scoring.domain.state import LeadState, ModelState
@@ -85,16 +84,11 @@ def _r(value: float) -> float:
 
 
 def event_key(event: Mapping[str, Any]) -> int:
-    """Stable 64-bit hash of an event's dedupe key (`schemas.vocabulary.dedupe_key`: its
-    `source` and `id`), as kept in the lead's recent-id window."""
-    raw = dedupe_key(str(event.get("source")), str(event.get("id"))).encode()
-    return int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "big")
-
-
-def _legacy_event_key(event: Mapping[str, Any]) -> int:
-    # the window of a lead last scored before the dedupe key was unified holds this hash
-    # (source and id joined by NUL); checked too, so a redelivery across the upgrade is still
-    # a duplicate. Drop once every stored window has rolled over.
+    """Stable 64-bit hash of an event's dedupe key, its `source` and `id` (what
+    `schemas.vocabulary.dedupe_key` joins), as kept in the lead's recent-id window. The two are
+    hashed joined by NUL, as since the first release: the windows stored in the changelog keep
+    their meaning whichever version of the worker reads them (a rolling upgrade moves
+    partitions back and forth between old and new workers)."""
     raw = f"{event.get('source')}\x00{event.get('id')}".encode()
     return int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "big")
 
@@ -250,7 +244,7 @@ def apply(state: LeadState, event: Mapping[str, Any], *, lead_id: str, event_tim
     `detail=False` leaves out breakdown, interests and journey stage (a backtest asks for them
     once per lead at the end, with `describe`)."""
     key = event_key(event)
-    if key in state.seen or _legacy_event_key(event) in state.seen:
+    if key in state.seen:
         now = state.last_time if state.last_time is not None else event_time
         return Snapshot(lead_id, now, True, tuple(
             _score(_model_state(state, m), m, now, False, report=False) for m in models))
