@@ -40,6 +40,11 @@ SUPPRESSING: Final[Mapping[str, tuple[Channel, SuppressionReason]]] = MappingPro
 """Event types that always suppress a channel, with the reason; a hard bounce does too (see
 `suppression_of`)."""
 
+LIFTED_BY_CONSENT: Final[Mapping[Channel, SuppressionReason]] = MappingProxyType({
+    "email": "unsubscribed", "sms": "opted_out"})
+"""Per channel, the suppression a later consent (`crm.lead_upserted` granting it, a START by
+SMS) lifts; never a complaint, a hard bounce or an erasure."""
+
 _LEGACY_REASONS: Final = MappingProxyType(
     {"complaint": "complained", "opted out": "opted_out", "hard bounce": "hard_bounce"})
 

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas.vocabulary import SUPPRESSING, event_epoch, suppression_of
+from schemas.vocabulary import LIFTED_BY_CONSENT, SUPPRESSING, event_epoch, suppression_of
 
 INTERESTING = frozenset({*SUPPRESSING, "email.bounced", "crm.lead_upserted"})
 """The event types that can change a suppression (others are skipped unparsed)."""
-LIFTABLE = ("unsubscribed", "opted_out")
-"""The reasons a later consent lifts (never a complaint, a hard bounce or an erasure)."""
+LIFTABLE = tuple(LIFTED_BY_CONSENT.values())
+"""The reasons a later consent lifts (schemas.vocabulary.LIFTED_BY_CONSENT)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +41,7 @@ def changes_of(event: Mapping[str, Any], *, now: datetime) -> list[Change]:
         return [Change(lead, suppressed[0], suppressed[1], at)]
     consent = data.get("consent") if etype == "crm.lead_upserted" else None
     if isinstance(consent, Mapping):
-        return [Change(lead, channel, None, at) for channel in ("email", "sms")
+        return [Change(lead, channel, None, at) for channel in LIFTED_BY_CONSENT
                 if consent.get(channel) == "granted"]
     return []
 

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from schemas.vocabulary import canonical_reason
 from services.orchestrator.adapters import tables as t
 from services.orchestrator.domain.lead import FUNNEL, STAGES
 
@@ -31,7 +32,8 @@ async def lead_view(conn: AsyncConnection, *, lead_id: str) -> dict[str, Any] | 
         "lead_id": lead_id, "stage": state["stage"], "profile": state["profile"],
         "scores": state["scores"], "interests": state["interests"],
         "journey_stage": state["journey_stage"], "tags": state["tags"],
-        "suppressed": state["suppressed"],
+        "suppressed": {channel: canonical_reason(reason)  # a lead not saved since the words
+                       for channel, reason in state["suppressed"].items()},  # were unified
         "stage_history": [dict(r._mapping) for r in history],
         "enrollments": [{k: v for k, v in r._mapping.items() if k != "lead_id"}
                         for r in enrollments],

@@ -99,7 +99,12 @@ class PgUnitOfWork:
 
     async def __aenter__(self) -> Self:
         self._conn = await self.engine.connect()
-        await self._conn.begin()
+        try:
+            await self._conn.begin()
+        except BaseException:  # the connection goes back to the pool, not leaked
+            await self._conn.close()
+            self._conn = None
+            raise
         self._now, self._out, self.wrote = None, [], False
         return self
 

@@ -25,17 +25,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from schemas.records import ModelScore
-from schemas.vocabulary import Channel, SuppressionReason, suppression_of
+from schemas.vocabulary import LIFTED_BY_CONSENT, suppression_of
 from services.common.config.flatten import flatten
 from services.orchestrator.domain.lead import Lead
 
 BEHAVIORAL_PREFIXES = ("web.", "product.")
 BEHAVIORAL_TYPES = frozenset({"email.opened", "email.clicked", "email.replied", "sms.replied"})
-# consent granted again lifts these suppressions (never a complaint or a hard bounce)
-LIFTED_BY_CONSENT: tuple[tuple[Channel, SuppressionReason], ...] = (
-    ("sms", "opted_out"), ("email", "unsubscribed"))
-
-
 def is_behavioral(etype: str) -> bool:
     return etype.startswith(BEHAVIORAL_PREFIXES) or etype in BEHAVIORAL_TYPES
 
@@ -57,7 +52,7 @@ def update_record(lead: Lead, etype: str, data: Mapping[str, Any],
         channel, reason = suppressed
         lead.suppressed[channel] = reason
     elif etype == "crm.lead_upserted":
-        for channel, lifted in LIFTED_BY_CONSENT:
+        for channel, lifted in LIFTED_BY_CONSENT.items():
             # consent granted again (START by SMS, a re-subscribe in the CRM) lifts an opt-out
             if lead.profile.get(f"consent.{channel}") == "granted" \
                     and lead.suppressed.get(channel) == lifted \

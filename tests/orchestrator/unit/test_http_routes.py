@@ -59,3 +59,19 @@ async def test_the_routes_keep_their_tokens() -> None:
         assert (await http.delete("/v1/leads/lead-1")).status_code == 401
         r = await http.post("/v1/admin/clock/advance", json={"seconds": 1}, headers=API)
         assert r.status_code == 404  # no admin token configured: the endpoint is off
+
+
+async def test_enroll_refuses_a_lead_id_no_event_could_carry_naming_the_field() -> None:
+    """A lead the API creates must be one a dispatch command can name (the `subject` rules):
+    otherwise its first send would fail deep in the outbox, not here."""
+    store = MemoryStore()
+    async with client(store) as http:
+        for bad in ("x" * 201, "lead%0A1"):
+            r = await http.post(f"/v1/leads/{bad}/enrollments", json={"program": "pricing"},
+                                headers=ENROLLING)
+            assert r.status_code == 422
+            assert r.json()["detail"][0]["loc"] == ["path", "lead_id"]
+        r = await http.post(f"/v1/leads/{'x' * 200}/enrollments", json={"program": "pricing"},
+                            headers=ENROLLING)
+        assert r.status_code == 201
+    assert list(store.leads) == ["x" * 200]

@@ -1,4 +1,4 @@
-"""The dispatch HTTP app: `/healthz`, `/readyz` (health.py) and `/metrics` (metrics.py), with
+"""The dispatch HTTP app: `/healthz`, `/readyz` (probes.py) and `/metrics` (metrics.py), with
 the service's consumers and loops (entrypoints/consumer.py) running in its lifespan."""
 
 from __future__ import annotations

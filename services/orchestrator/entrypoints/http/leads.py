@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Path
 from pydantic import BaseModel, Field
 
+from schemas.formats import NO_CONTROL_CHARS
 from services.orchestrator.entrypoints.http.dependencies import (
     API,
     ENROLLMENT,
@@ -17,6 +18,10 @@ from services.orchestrator.entrypoints.http.dependencies import (
 from services.orchestrator.service_layer.handlers import NotFound, Refused
 
 router = APIRouter()
+
+LeadId = Annotated[str, Path(min_length=1, max_length=200, pattern=NO_CONTROL_CHARS,
+                             description="the lead id (the `subject` of its events)")]
+"""A lead id as an event's `subject` may be one: a lead the API creates can be sent to."""
 
 
 class EnrollRequest(BaseModel):
@@ -35,7 +40,7 @@ async def get_lead(lead_id: str, views: Reads) -> dict[str, Any]:
 @router.post("/v1/leads/{lead_id}/enrollments", status_code=201, dependencies=ENROLLMENT,
              responses=errors(400, 401, 404, 409),
              summary="Enroll a lead in a program (what a sales rep does)")
-async def enroll(lead_id: str, body: EnrollRequest, handlers: Uses) -> dict[str, Any]:
+async def enroll(lead_id: LeadId, body: EnrollRequest, handlers: Uses) -> dict[str, Any]:
     try:
         enr = await handlers.enroll(lead_id, body.program)
     except NotFound as exc:
