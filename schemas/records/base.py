@@ -4,9 +4,21 @@ personal data, and errors end up in logs and dead letters)."""
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal, Self
+from datetime import datetime
+from typing import Annotated, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, PlainSerializer, ValidationError
+
+from schemas.vocabulary import rfc3339
+
+
+def _rfc3339(value: datetime) -> str:
+    return rfc3339(value.timestamp())
+
+
+Timestamp = Annotated[AwareDatetime, PlainSerializer(_rfc3339, return_type=str, when_used="json")]
+"""A point in time in a record: any RFC 3339 date-time with an offset in, written as UTC with
+milliseconds (`schemas.vocabulary.rfc3339`, the one event-time format)."""
 
 
 class RecordError(ValueError):

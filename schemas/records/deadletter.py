@@ -9,9 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar, Self
 
-from pydantic import AwareDatetime
-
-from schemas.records.base import Record
+from schemas.records.base import Record, Timestamp
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +30,7 @@ class DeadLetter(Record):
 
     error: str
     consumer: str
-    failed_at: AwareDatetime
+    failed_at: Timestamp
     origin: Origin
     key_b64: str | None = None
     value_b64: str | None = None

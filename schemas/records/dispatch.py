@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
-from schemas.records.base import Record
+from schemas.records.base import Record, Timestamp
 from schemas.vocabulary import Channel
 
 _ID = r"^[^\x00-\x1F\x7F]+$"
@@ -28,11 +28,11 @@ class SendMessage(Record):
     program_version: int | None = None
     step_id: str = Field(min_length=1, max_length=200, pattern=_ID)
     context: dict[str, Any] = Field(default_factory=dict)
-    created_at: AwareDatetime | None = None
-    expires_at: AwareDatetime | None = None
+    created_at: Timestamp | None = None
+    expires_at: Timestamp | None = None
     subject: str | None = None
-    due_at: AwareDatetime | None = None
-    event_time: AwareDatetime | None = Field(
+    due_at: Timestamp | None = None
+    event_time: Timestamp | None = Field(
         default=None, description="of the triggering event, when there was one")
     event_id: str | None = Field(
         default=None, description="that event's id (for the logs; never a reason to refuse)")

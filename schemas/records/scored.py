@@ -5,16 +5,15 @@ the rules that gave the points and the thresholds crossed by this event."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any, ClassVar, Literal
 
 import orjson
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_serializer, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from schemas.cloudevent import require_key_attributes
-from schemas.records.base import Record
+from schemas.records.base import Record, Timestamp
 from schemas.registry import ENVELOPE_ID
-from schemas.vocabulary import dedupe_key, event_epoch, rfc3339
+from schemas.vocabulary import dedupe_key, event_epoch
 
 _FROZEN = ConfigDict(frozen=True)
 
@@ -63,13 +62,9 @@ class LeadScore(BaseModel):
 
     model_config = _FROZEN
     lead_id: str
-    as_of: AwareDatetime
+    as_of: Timestamp
     duplicate: bool = False
     models: dict[str, ModelScore] = Field(default_factory=dict)
-
-    @field_serializer("as_of")
-    def _as_of(self, as_of: datetime) -> str:
-        return rfc3339(as_of.timestamp())  # the one event-time format (schemas.vocabulary)
 
 
 class ScoredEvent(Record):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
-from schemas.records.base import Record
+from schemas.records.base import Record, Timestamp
 
 
 class StageChanged(Record):
@@ -18,5 +18,5 @@ class StageChanged(Record):
     lead_id: str = Field(min_length=1, max_length=200)
     from_stage: str | None
     to_stage: str = Field(min_length=1)
-    at: AwareDatetime
+    at: Timestamp
     cause: str
