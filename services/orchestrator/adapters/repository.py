@@ -9,7 +9,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import delete, func, literal, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -45,15 +45,15 @@ async def claim_events(conn: AsyncConnection, *, keys: Sequence[str], now: float
     redelivery too, unless it is `replayed` from its dead letter: then it is decided again."""
     if not keys:
         return set()
-    p = t.processed_events
     ordered = sorted(set(keys))  # two overlapping batches take the index locks in one order
-    stmt = insert(p).values(
-        [{"event_key": k, "processed_at": ts(now), "failed": False} for k in ordered]
-    ).on_conflict_do_nothing().returning(p.c.event_key)
-    fresh = set((await conn.execute(stmt)).scalars())
-    fresh -= await _legacy_failed(conn, keys=ordered, fresh=fresh, replayed=replayed, now=now)
+    fresh, legacy = await _insert_marks(conn, ordered, now)
+    failed = sorted(legacy.intersection(fresh).difference(replayed))
+    if failed:  # marked failed by an older replica: a redelivery, now marked the new way
+        await mark_failed(conn, keys=failed, now=now)
+        fresh -= set(failed)
     again = sorted(set(replayed).intersection(ordered) - fresh)
     if again:  # failed before and replayed from the dead letter: decided again
+        p = t.processed_events
         rows = await conn.execute(update(p).where(p.c.event_key.in_(again), p.c.failed)
                                   .values(failed=False, processed_at=ts(now))
                                   .returning(p.c.event_key))
@@ -67,19 +67,26 @@ this prefix. Read (and converted) while such replicas may still run during a rol
 drop with a later migration that converts the rest."""
 
 
-async def _legacy_failed(conn: AsyncConnection, *, keys: Sequence[str], fresh: set[str],
-                         replayed: Collection[str], now: float) -> set[str]:
-    """Convert the old-style failed marks of `keys`; the fresh keys that are in fact failed
-    decisions (not replayed), now marked in the `failed` column."""
+async def _insert_marks(conn: AsyncConnection, keys: Sequence[str],
+                        now: float) -> tuple[set[str], set[str]]:
+    """One round trip: insert the processed marks of `keys` and delete their old-style failed
+    marks; the keys newly marked, and the keys that had an old-style failed mark."""
     p = t.processed_events
-    rows = await conn.execute(delete(p).where(p.c.event_key.in_(
-        [LEGACY_FAILED + k for k in keys])).returning(p.c.event_key))
-    failed = sorted({k.removeprefix(LEGACY_FAILED) for k in rows.scalars()}
-                    .intersection(fresh).difference(replayed))
-    if failed:
-        await conn.execute(update(p).where(p.c.event_key.in_(failed))
-                           .values(failed=True, processed_at=ts(now)))
-    return set(failed)
+    inserted = insert(p).values(
+        [{"event_key": k, "processed_at": ts(now), "failed": False} for k in keys]
+    ).on_conflict_do_nothing().returning(p.c.event_key).cte("inserted")
+    legacy = delete(p).where(p.c.event_key.in_([LEGACY_FAILED + k for k in keys])).returning(
+        p.c.event_key).cte("legacy")
+    rows = await conn.execute(
+        select(inserted.c.event_key, literal(False).label("legacy"))
+        .union_all(select(legacy.c.event_key, literal(True))))
+    fresh, old = set(), set()
+    for key, is_legacy in rows:
+        if is_legacy:
+            old.add(key.removeprefix(LEGACY_FAILED))
+        else:
+            fresh.add(key)
+    return fresh, old
 
 
 async def mark_failed(conn: AsyncConnection, *, keys: Sequence[str], now: float) -> None:
