@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import ast
 from collections import defaultdict
+from dataclasses import fields
 from functools import cache
 from typing import Any
 
 from services.common.kafka.topics import Topics
 from tests.deploy.chart_support import ROOT
 
-# Topics property -> unprefixed topic name
-TOPIC_NAMES = {name: getattr(Topics(), name) for name, value in vars(Topics).items()
-               if isinstance(value, property)}
+# Topics attribute -> unprefixed topic name
+TOPIC_NAMES = {f.name: getattr(Topics(), f.name) for f in fields(Topics) if not f.init}
 READ_CALLS = frozenset({"make_consumer", "topic"})
 LOOK_CALLS = frozenset({"wait_for_partitions", "partition_count", "labels", "set", "watch"})
 

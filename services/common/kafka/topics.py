@@ -7,7 +7,7 @@ retention. Names take the configurable prefix `NURTURE_TOPIC_PREFIX`."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiokafka.admin import NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
@@ -39,32 +39,21 @@ SPECS = (
 
 @dataclass(frozen=True)
 class Topics:
-    """Topic names with the environment's prefix applied."""
+    """Topic names with the environment's prefix applied (computed once, read as attributes)."""
 
     prefix: str = ""
+    events: str = field(init=False)
+    scored_events: str = field(init=False)
+    dispatch: str = field(init=False)
+    stages: str = field(init=False)
+    deadletter: str = field(init=False)
 
-    def _name(self, base: str) -> str:
-        return f"{self.prefix}{base}"
+    def __post_init__(self) -> None:
+        for attribute, spec in zip(_ATTRIBUTES, SPECS, strict=True):
+            object.__setattr__(self, attribute, f"{self.prefix}{spec.name}")
 
-    @property
-    def events(self) -> str:
-        return self._name("nurture.events.v1")
 
-    @property
-    def scored_events(self) -> str:
-        return self._name("nurture.scored-events.v1")
-
-    @property
-    def dispatch(self) -> str:
-        return self._name("nurture.dispatch.v1")
-
-    @property
-    def stages(self) -> str:
-        return self._name("nurture.stages.v1")
-
-    @property
-    def deadletter(self) -> str:
-        return self._name("nurture.deadletter.v1")
+_ATTRIBUTES = ("events", "scored_events", "dispatch", "stages", "deadletter")  # as in SPECS
 
 
 async def ensure_topics(

@@ -13,7 +13,11 @@ raises. Where the point is, per protocol:
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
+
+from services.dispatch.domain.errors import HandoffRefused
+from services.dispatch.service_layer.unit_of_work import Start, Statuses
 
 Handoff = Callable[[], Awaitable[None]]
 
@@ -31,3 +35,22 @@ def http_trace(handoff: Handoff) -> Callable[[str, dict[str, Any]], Awaitable[No
             await handoff()
 
     return trace
+
+
+@dataclass(slots=True)
+class Handover:
+    """One attempt's hand-off (a `Handoff` for the provider): the first time it is awaited it
+    marks the delivery `sending` (committed) and keeps the attempt number; raises
+    HandoffRefused when the delivery is no longer pending under this attempt's claim, so
+    nothing is sent."""
+
+    statuses: Statuses
+    claim: Start
+    attempt: int | None = None
+
+    async def __call__(self) -> None:
+        if self.attempt is not None:  # a provider may reach its hand-off point only once
+            return
+        self.attempt = await self.statuses.start(self.claim)
+        if self.attempt is None:
+            raise HandoffRefused(self.claim.message_id)

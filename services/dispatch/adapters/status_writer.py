@@ -2,7 +2,7 @@
 transactions (group commit, below): while one write runs, the starts and successes that arrive
 meanwhile are collected and go out together in the next one. Each message keeps its own
 protocol: its `sending` is committed when its provider call reaches the hand-off
-point (the handler's `Handover`, adapters/handoff.py) and before it goes past it, and its `sent`
+point (`Handover`, adapters/handoff.py) and before it goes past it, and its `sent`
 (with the `message.sent` event in the outbox) is committed as soon as a write is free after the
 call returned, so the crash window is not wider than with a transaction per step.
 

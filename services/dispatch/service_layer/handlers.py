@@ -11,7 +11,7 @@ Exactly-once, step by step:
 2. `deliver_due` claims due rows (locked against other replicas, then leased by moving
    `next_attempt_at`: the lease is the claim's fencing token), checks expiry and suppressions
    and renders; for each message it calls the provider, which records `sending` (attempt + 1)
-   at its hand-off point (`Handover`; adapters/handoff.py: SMTP right before the message data,
+   at its hand-off point (`Handover`, adapters/handoff.py: SMTP right before the message data,
    HTTP right before the request goes out), then records `sent`, a retry at `next_attempt_at`,
    or `failed` plus a dead letter. A failure before the hand-off is a retry like any other. Up
    to `concurrency` messages of a round are in flight at once; their `sending` / `sent` writes
@@ -47,6 +47,7 @@ from services.common.kafka.deadletter import Origin, replayed
 from services.common.kafka.topics import Topics
 from services.common.observability.logging import lead_hash
 from services.dispatch.adapters.channels import Channels, Composer, Prepared, send
+from services.dispatch.adapters.handoff import Handover
 from services.dispatch.domain.deliveries import Delivery, NewDelivery
 from services.dispatch.domain.errors import DispatchError, HandoffRefused, ProviderUnavailable
 from services.dispatch.domain.messages import triage
@@ -74,25 +75,6 @@ from services.dispatch.service_layer.unit_of_work import (
 
 log = logging.getLogger(__name__)
 Work = tuple[Delivery, SendMessage]
-
-
-@dataclass(slots=True)
-class Handover:
-    """One attempt's hand-off (a `Handoff` for the provider): the first time it is awaited it
-    marks the delivery `sending` (committed) and keeps the attempt number; raises
-    HandoffRefused when the delivery is no longer pending under this attempt's claim, so
-    nothing is sent."""
-
-    statuses: Statuses
-    claim: Start
-    attempt: int | None = None
-
-    async def __call__(self) -> None:
-        if self.attempt is not None:  # a provider may reach its hand-off point only once
-            return
-        self.attempt = await self.statuses.start(self.claim)
-        if self.attempt is None:
-            raise HandoffRefused(self.claim.message_id)
 
 
 @dataclass

@@ -72,20 +72,21 @@ class Handlers:
                 if p.key in fresh:
                     fresh.discard(p.key)
                     batch.todo.append(p)
-            leads = await uow.leads.lock(p.lead_id for p in batch.todo)
+            leads = await uow.leads.lock([p.lead_id for p in batch.todo])
             effects = await self._decide(uow, batch, leads, now)
             # not marked processed: replayed from its dead letter after a fix, it is decided
             # again (and once decided, a second replay is a duplicate)
             await uow.events.mark_failed(batch.failed, now=now)
             await uow.leads.save(leads, effects)
             uow.publish(*batch.letters)
-            sends = await uow.leads.sends(unattributed(p.event for p in batch.todo))
+            events = [p.event for p in batch.todo]
+            sends = await uow.leads.sends(unattributed(events))
         # counted once committed (a rolled-back batch comes again and counts then)
         self.metrics.count_events(
             duplicate=len(batch.parsed) - len(batch.todo), dead_lettered=len(batch.letters),
             processed=len(batch.todo) - (len(batch.letters) - batch.unparsed))
         self.metrics.observe(effects)
-        self.metrics.observe_events((p.event for p in batch.todo), sends)
+        self.metrics.observe_events(events, sends)
         self.metrics.batch_duration.observe(time.monotonic() - started)
 
     def _parse(self, polled: Sequence[Record]) -> Batch:
@@ -135,7 +136,7 @@ class Handlers:
             due = await uow.timers.claim_due(now=now, limit=limit)
             if not due:
                 return 0
-            leads = await uow.leads.lock(d.lead_id for d in due)
+            leads = await uow.leads.lock([d.lead_id for d in due])
             for item in due:
                 lead = leads.get(item.lead_id)
                 if lead is None:
