@@ -50,6 +50,7 @@ SETTLE_SECONDS = 10.0  # then this long idle before the POST (holds the idle win
 SEND_WITHIN = 180.0
 LONG = "600"  # seconds, for every idle loop interval that has a setting
 ROOT_CALLER = "<root>"
+VARIANTS = ("raw", "minus_idle", "minus_idle_tasks", "idle")
 SERVICES = ("ingest", "scoring", "orchestrator", "dispatch")
 
 Row = list[Any]  # bench/walktrace.py: t, thread, task, module, qualname, caller module,
@@ -216,6 +217,17 @@ def minus_idle(rows: list[Row], idle: list[Row]) -> list[Row]:
     return kept
 
 
+def minus_idle_tasks(rows: list[Row], settled: list[Row]) -> list[Row]:
+    """`rows` without the calls of the idle stack's own tasks: tasks that made calls in the
+    idle stretch before the POST (timers, gauges) and, in the window, made no call along an
+    edge the idle stretch did not make."""
+    idle_edges = {edge(row) for row in settled}
+    idle_tasks = {(row[1], row[2]) for row in settled if row[2] is not None}
+    walking = {(row[1], row[2]) for row in rows if edge(row) not in idle_edges}
+    noise = idle_tasks - walking
+    return [row for row in rows if (row[1], row[2]) not in noise]
+
+
 def is_visit(row: Row) -> bool:
     return row[5] is None or row[5] != row[3]
 
@@ -254,7 +266,7 @@ def analyse(traces: Path, times: dict[str, float]) -> dict[str, Any]:
     length = end - start
     idle_from = start - length
     out: dict[str, Any] = {"window_seconds": round(length, 4), "services": {}}
-    every: dict[str, list[Row]] = {"raw": [], "minus_idle": [], "idle": []}
+    every: dict[str, list[Row]] = {key: [] for key in VARIANTS}
     seen_idle: set[tuple[str, str]] = set()
     for name in SERVICES:
         rows = load(traces / f"{name}.jsonl", times["settled"])
@@ -263,7 +275,8 @@ def analyse(traces: Path, times: dict[str, float]) -> dict[str, Any]:
         settled = [row for row in rows if row[0] < start]
         seen = {edge(row) for row in settled}
         seen_idle |= seen
-        parts = {"raw": walk, "minus_idle": minus_idle(walk, idle), "idle": idle}
+        parts = {"raw": walk, "minus_idle": minus_idle(walk, idle),
+                 "minus_idle_tasks": minus_idle_tasks(walk, settled), "idle": idle}
         for key, part in parts.items():
             every[key].extend(part)
         out["services"][name] = {
@@ -280,24 +293,27 @@ def analyse(traces: Path, times: dict[str, float]) -> dict[str, Any]:
 
 def table(result: dict[str, Any]) -> str:
     """The figures per service and in total, then the walk's modules and callbacks."""
-    head = (f"{'':14}{'calls':>7}{'visits':>8}{'modules':>9}{'callbacks':>11}  |  minus idle:"
-            f"{'calls':>7}{'visits':>8}{'modules':>9}{'callbacks':>11}  | idle calls")
-    lines = [f"commit {result['commit']}, window {result['walk']['window_seconds']} s "
-             "(callbacks: all, and of them generators first iterated by their receiver)", head]
+    blocks = (("raw", "raw"), ("minus_idle", "minus idle window"),
+              ("minus_idle_tasks", "minus idle tasks"))
+    cols = f"{'calls':>6}{'visits':>7}{'mods':>5}{'cb (g)':>8}"
+    lines = [f"commit {result['commit']}, window {result['walk']['window_seconds']} s; "
+             "cb = callbacks (g: of them generators first iterated by their receiver)",
+             f"{'':13}" + "".join(f" | {title:<26}" for _, title in blocks) + " | idle",
+             f"{'':13}" + f" | {cols}" * len(blocks) + " | calls"]
 
     def cells(m: dict[str, Any]) -> str:
-        callbacks = f"{m['callbacks']} ({m['generator_callbacks']} g)"
-        return (f"{m['calls']:>7}{m['module_visits']:>8}{m['distinct_modules']:>9}"
-                f"{callbacks:>11}")
+        callbacks = f"{m['callbacks']} ({m['generator_callbacks']})"
+        return (f" | {m['calls']:>6}{m['module_visits']:>7}{m['distinct_modules']:>5}"
+                f"{callbacks:>8}")
     walk = result["walk"]
     for name in (*SERVICES, "total"):
         doc = walk["total"] if name == "total" else walk["services"][name]
-        lines.append(f"{name:14}{cells(doc['raw'])}  |  {'':11}{cells(doc['minus_idle'])}"
-                     f"  | {doc['idle']['calls']:>5}")
-    total = walk["total"]["minus_idle"]
-    lines.append("\nmodules of the walk (minus idle), first seen first: visits / calls")
+        lines.append(f"{name:13}" + "".join(cells(doc[key]) for key, _ in blocks)
+                     + f" | {doc['idle']['calls']:>5}")
+    total = walk["total"]["minus_idle_tasks"]
+    lines.append("\nmodules of the walk (minus idle tasks), first called first: visits / calls")
     lines += [f"  {m['module']:60} {m['visits']:>4} / {m['calls']:<4}" for m in total["modules"]]
-    lines.append("callbacks (minus idle): " + ("none" if not total["callback_edges"] else ""))
+    lines.append("callbacks (minus idle tasks): " + ("none" if not total["callback_edges"] else ""))
     lines += [f"  {e['caller']} -> {e['callee']}  x{e['count']}"
               + (" (a generator, first iterated by its receiver)" if e["kind"] == "g" else "")
               for e in total["callback_edges"]]

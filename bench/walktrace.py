@@ -15,8 +15,9 @@ where the caller is the nearest project frame below the callee (null for a root 
 from the event loop, a library or another task), `task` is the asyncio task's name (null
 outside a task) and `kind` is "g" for a generator's first step (a generator expression or
 function iterated by whoever holds it), "c" for a coroutine's, "f" for a function. The stack
-is a frame's `f_back` chain, so it stops at the task's coroutine: a hand-off to another task
-(an event, a queue) shows as a root entry there.
+is a frame's `f_back` chain, cut where the event loop runs a callback (asyncio's Handle._run):
+one task's await chain, not the frames the loop itself runs in (`asyncio.run` in a service's
+main), so a hand-off to another task (an event, a queue) shows as a root entry there.
 
 Rows are buffered in memory and appended to OUT as JSON lines by a thread every FLUSH_SECONDS,
 and at exit; the thread starts before the profile is installed, so it is not recorded."""
@@ -57,6 +58,7 @@ class Recorder:
         # object's hash reads its whole body); the code is kept so its id is never reused.
         self.codes: dict[int, tuple[CodeType, Info | None]] = {}
         self.stacks: dict[tuple[str, ...], tuple[str, ...]] = {}  # interned stack tuples
+        self.loop_runs: set[int] = set()  # id(code) of asyncio's Handle._run: a task's floor
         self.prefixes = tuple(str(ROOT / tree) + "/" for tree in TREES)
 
     def info(self, code: CodeType) -> Info | None:
@@ -70,6 +72,8 @@ class Recorder:
     def classify(self, code: CodeType) -> Info | None:
         path = code.co_filename
         if not path.startswith(self.prefixes):
+            if code.co_qualname == "Handle._run" and path.endswith("asyncio/events.py"):
+                self.loop_runs.add(id(code))
             return None
         dotted = path[len(str(ROOT)) + 1:].removesuffix(".py").replace("/", ".")
         module = dotted.removesuffix(".__init__")
@@ -95,7 +99,10 @@ class Recorder:
         stack: list[str] = []
         back = frame.f_back
         while back is not None:
-            info = self.info(back.f_code)
+            code = back.f_code
+            info = self.info(code)
+            if id(code) in self.loop_runs:
+                break
             if info is not None:
                 if caller is None:
                     caller = info
