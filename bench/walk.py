@@ -11,15 +11,19 @@ idle stack makes few calls.
 After WARM_LEADS warm-up sends (lazy start-up work out of the way) and a quiet stretch, one
 event for a fresh lead is posted; the measured window runs from just before the POST to the
 SMTP peer's receipt of that lead's message. An idle window of the same length right before the
-POST is the noise baseline: the report gives each figure raw and with the idle window's
-multiset of (caller function -> callee function) edges subtracted.
+POST is the noise baseline: the report gives each figure raw, with the idle window's multiset
+of (caller function -> callee function) edges subtracted, and without the idle stack's own
+tasks (a task that made calls in the idle stretch and nothing new in the window: timers,
+gauges; a window as short as the walk, ~0.1-0.2 s, rarely catches them, so the subtraction
+alone leaves them in). The modules and callbacks printed are of that last figure.
 
 Per service and in total: project calls (call events), module visits (calls whose callee module
 differs from the nearest project caller's, plus each root entry: a call with no project caller,
-from the event loop, a library or another task), distinct modules (callees' and their project
-stacks'), and callbacks: a call into module M from module B while M is lower on the project
-stack below B (A -> ... -> B -> A). The stack is one task's await chain (a hand-off to another
-task through an event or a queue is a root entry there, not a callback)."""
+from the event loop, a library or another task), distinct modules (callee modules; in the
+total, shared modules once), and callbacks: a call into module M from module B while M is
+lower on the project stack below B (A -> ... -> B -> A; a generator made in M and first
+iterated in B counts, and is marked). The stack is one task's await chain (a hand-off to
+another task through an event or a queue is a root entry there, not a callback)."""
 
 from __future__ import annotations
 
