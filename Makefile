@@ -10,7 +10,7 @@ UV_VERSION := 0.13.9
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha1sum | cut -c1-12)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv jars tools up run demo stop clean test test-unit lint typecheck fmt lock chaos soak
+.PHONY: help venv jars tools up run demo stop clean test test-unit lint typecheck fmt lock chaos soak walk
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -60,6 +60,9 @@ test-unit: venv  ## unit tests only (no broker, no database)
 bench: venv jars  ## side-by-side benchmarks (own broker + database unless set) -> bench/results.json, docs/benchmarks.md
 	$(PY) -m bench $(BENCH_ARGS)
 	$(PY) -m bench.report
+
+walk: venv jars  ## trace one lead id from the ingest POST to the SMTP send: calls, module visits, callbacks (WALK_ARGS=--out walk.json)
+	$(PY) -m bench.walk $(WALK_ARGS)
 
 lint: venv  ## ruff + mypy (strict on services/ and schemas/)
 	$(VENV)/bin/ruff check .
