@@ -144,6 +144,12 @@ def tracking_path(kind: Kind, token: str) -> str:
     return f"/t/{kind}/{token}"
 
 
+def tracking_url(base_url: str, claims: TrackingClaims, *, key: bytes) -> str:
+    """The link for `claims` on ingest's public `base_url`: the endpoint of its kind, with the
+    token signed by `key`."""
+    return base_url.rstrip("/") + tracking_path(claims.kind, sign(claims, key=key))
+
+
 def _claims(raw: bytes) -> TrackingClaims:
     try:
         doc = orjson.loads(raw)

@@ -7,7 +7,7 @@ a lease on `next_attempt_at`), marked `sending` when the provider call reaches i
 point (adapters/handoff.py) and given its final status right after. The raw command
 (`payload`) is kept while the message may still be attempted and cleared once it is final: it
 holds personal data. A delivery of an erased lead (suppression `*` / `erased`,
-adapters/erasure.py) is scrubbed whenever it leaves `sending`."""
+`erase`, below) is scrubbed whenever it leaves `sending`."""
 
 from __future__ import annotations
 
@@ -22,16 +22,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.expression import Exists
 
 from schemas.vocabulary import ALL_CHANNELS, ERASED
-from services.common.db import outbox
-from services.common.db.outbox import Outgoing
 from services.dispatch.adapters import tables as t
 from services.dispatch.domain.deliveries import Delivery, NewDelivery
 from services.dispatch.domain.suppressions import LIFTABLE, Change
+from services.dispatch.service_layer.unit_of_work import Held
 
-__all__ = ["Delivery", "NewDelivery", "apply_suppressions", "claim_due", "claim_stale_sending",
-           "count_by_status", "enqueue", "finish", "finish_sent", "get_delivery",
-           "insert_deliveries", "reschedule", "retry_failed", "scrub_erased", "start_attempts",
-           "suppress", "suppressions_for"]
+__all__ = ["Delivery", "NewDelivery", "SqlDeliveries", "SqlSuppressions", "apply_suppressions",
+           "claim_due", "claim_stale_sending", "count_by_status", "erase", "finish",
+           "finish_sent", "get_delivery", "insert_deliveries", "reschedule", "retry_failed",
+           "scrub_erased", "start_attempts", "suppress", "suppressions_for"]
 
 
 def _delivery(row: Any, lease: datetime | None = None) -> Delivery:
@@ -268,12 +267,107 @@ async def apply_suppressions(conn: AsyncConnection, *, changes: Sequence[Change]
                                            s.c.reason.in_(LIFTABLE)))
 
 
-async def enqueue(conn: AsyncConnection, *, records: Sequence[Outgoing], now: datetime) -> None:
-    """Add records to the outbox (published by the relay after this transaction commits)."""
-    await outbox.enqueue(conn, t.outbox, records, now)
-
-
 async def count_by_status(conn: AsyncConnection) -> dict[str, int]:
     rows = await conn.execute(select(t.deliveries.c.status, func.count())
                               .group_by(t.deliveries.c.status))
     return {str(k): int(v) for k, v in rows}
+
+
+async def erase(conn: AsyncConnection, *, lead_ids: Sequence[str], now: datetime) -> int:
+    """Suppress `lead_ids` on every channel and scrub their deliveries; how many rows changed.
+
+    Erasure in dispatch: on `lead.erased` (published by the orchestrator, docs/security.md)
+    dispatch records an all-channel suppression `(<lead id>, '*', 'erased')` and scrubs the lead's
+    deliveries: they lose everything that can hold PII — the raw command (its `context` carries the
+    profile) and the provider's last error text (it may quote an address) — and are re-keyed to a
+    random `erased-<uuid>`, so per-status counts stay right and nothing links back to the person.
+    Messages still waiting are not sent (`suppressed`).
+
+    The suppression closes the two ways a message could still go out afterwards: a delivery in the
+    middle of its provider call (`sending`) is left alone here, and when the call ends the
+    repository scrubs it (a transient failure is not rescheduled); a command still on
+    `nurture.dispatch.v1` when the erasure arrives (the dispatch consumer's lag) is inserted later,
+    and the last check before sending finds the suppression and drops it, scrubbed. The suppression
+    keeps the lead id itself (pseudonymous: no email, phone or name): it is the record that this id
+    must not be contacted again, and is never lifted by a later consent."""
+    d = t.deliveries
+    changed = 0
+    for lead_id in lead_ids:
+        # lock every row of the lead, `sending` ones too: an attempt finishing concurrently
+        # then commits either before this (and is scrubbed below) or after it (and sees the
+        # suppression when it scrubs itself)
+        await conn.execute(select(d.c.message_id).where(d.c.lead_id == lead_id)
+                           .order_by(d.c.message_id).with_for_update())
+        await suppress(conn, lead_id=lead_id, channel=ALL_CHANNELS, reason=ERASED, at=now)
+        changed += await scrub_erased(conn, lead_id=lead_id, now=now)
+    return changed
+
+
+# --- the repositories of the unit of work (adapters/unit_of_work.py) --------------------
+
+
+class SqlDeliveries:
+    """`Deliveries` (service_layer/unit_of_work.py) on a connection."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def insert(self, *, rows: Sequence[NewDelivery], now: datetime) -> set[str]:
+        return await insert_deliveries(self.conn, rows=rows, now=now)
+
+    async def retry_failed(self, *, rows: Sequence[NewDelivery], now: datetime,
+                           unconfirmed: str) -> set[str]:
+        return await retry_failed(self.conn, rows=rows, now=now, unconfirmed=unconfirmed)
+
+    async def claim_due(self, *, channel: str, now: datetime, limit: int,
+                        lease_until: datetime) -> list[Delivery]:
+        return await claim_due(self.conn, channel=channel, now=now, limit=limit,
+                               lease_until=lease_until)
+
+    async def start_attempts(self, *, claims: Mapping[str, datetime],
+                             now: datetime) -> dict[str, int]:
+        return await start_attempts(self.conn, claims=claims, now=now)
+
+    async def finish_sent(self, *, sent: Mapping[str, str | None], now: datetime) -> None:
+        await finish_sent(self.conn, sent=sent, now=now)
+
+    async def finish(self, *, message_id: str, status: str, now: datetime,
+                     provider_id: str | None = None, error: str | None = None,
+                     attempts: int | None = None, held: Held | None = None) -> bool:
+        return await finish(self.conn, message_id=message_id, status=status, now=now,
+                            provider_id=provider_id, error=error, attempts=attempts, held=held)
+
+    async def reschedule(self, *, message_id: str, at: datetime, now: datetime, error: str,
+                         status: str, lease: datetime | None = None,
+                         attempts: int | None = None) -> bool:
+        return await reschedule(self.conn, message_id=message_id, at=at, now=now,
+                                error=error, status=status, lease=lease,
+                                attempts=attempts)
+
+    async def claim_stale_sending(self, *, before: datetime, limit: int) -> list[Delivery]:
+        return await claim_stale_sending(self.conn, before=before, limit=limit)
+
+    async def get(self, *, message_id: str) -> Delivery | None:
+        return await get_delivery(self.conn, message_id=message_id)
+
+    async def count_by_status(self) -> dict[str, int]:
+        return await count_by_status(self.conn)
+
+
+class SqlSuppressions:
+    """`Suppressions` on a connection."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def for_leads(self, *, lead_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+        return await suppressions_for(self.conn, lead_ids=lead_ids)
+
+    async def suppress(self, *, lead_id: str, channel: str, reason: str, at: datetime) -> None:
+        await suppress(self.conn, lead_id=lead_id, channel=channel, reason=reason, at=at)
+
+    async def apply(self, *, changes: Sequence[Change]) -> None:
+        await apply_suppressions(self.conn, changes=changes)
+
+    async def erase(self, *, lead_ids: Sequence[str], now: datetime) -> int:
+        return await erase(self.conn, lead_ids=lead_ids, now=now)

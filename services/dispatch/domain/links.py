@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from schemas.records import SendMessage
-from services.common.tracking import Kind, TrackingClaims, sign, tracking_path
+from services.common.tracking import Kind, TrackingClaims, tracking_url
 
 _HREF = re.compile(r'(<a\b[^>]*?\bhref\s*=\s*")(https?://[^"]+)(")', re.IGNORECASE)
 _BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
@@ -40,7 +40,7 @@ class Tracker:
             message_id=self.cmd.message_id, lead_id=self.cmd.lead_id,
             program_id=self.cmd.program_id, step_id=self.cmd.step_id, kind=kind,
             exp=int((self.now + ttl).timestamp()), url=target)
-        return self.base_url.rstrip("/") + tracking_path(kind, sign(claims, key=self.key))
+        return tracking_url(self.base_url, claims, key=self.key)
 
     def track_clicks(self, body: str) -> str:
         """`body` (HTML) with every absolute http(s) link sent through the click endpoint."""

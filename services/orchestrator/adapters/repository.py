@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, func, literal, select, text, update
 from sqlalchemy.dialects.postgresql import insert
@@ -16,11 +16,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.common.db import outbox
 from services.common.db.outbox import Outgoing
 from services.common.kafka.topics import Topics
+from services.orchestrator.adapters import erasure
 from services.orchestrator.adapters import tables as t
 from services.orchestrator.adapters.records import outbox_rows, ts
 from services.orchestrator.domain.effects import Effects, Timer
 from services.orchestrator.domain.lead import Lead
 from services.orchestrator.service_layer.unit_of_work import DueTimer
+
+if TYPE_CHECKING:
+    from services.orchestrator.adapters.unit_of_work import PgUnitOfWork
 
 
 def epoch(value: datetime) -> float:
@@ -201,3 +205,61 @@ async def backlog(conn: AsyncConnection) -> dict[str, float]:
 async def count_by(conn: AsyncConnection, column: Any) -> dict[str, int]:
     rows = await conn.execute(select(column, func.count()).group_by(column))
     return {str(k): int(v) for k, v in rows}
+
+
+# --- the repositories of the unit of work (adapters/unit_of_work.py) --------------------
+
+
+class PgLeads:
+    def __init__(self, uow: PgUnitOfWork) -> None:
+        self._uow = uow
+
+    async def lock(self, lead_ids: Iterable[str]) -> dict[str, Lead]:
+        return await lock_leads(self._uow.conn, lead_ids=lead_ids)
+
+    async def get(self, lead_id: str) -> Lead | None:
+        return await get_lead(self._uow.conn, lead_id=lead_id)
+
+    async def with_phone(self, phone: str) -> list[str]:
+        return await leads_with_phone(self._uow.conn, phone=phone)
+
+    async def save(self, leads: Mapping[str, Lead],
+                   effects: Sequence[tuple[str, Effects]]) -> None:
+        uow = self._uow
+        await save(uow.conn, leads=leads, effects=effects, topics=uow.topics,
+                        now=await uow.now())
+        uow.wrote = uow.wrote or any(fx.commands or fx.stage_changes for _, fx in effects)
+
+    async def erase(self, lead_id: str, *, now: float) -> bool:
+        return await erasure.erase(self._uow.conn, lead_id=lead_id, topics=self._uow.topics,
+                                   now=now)
+
+    async def sends(self, message_ids: Iterable[str]) -> dict[str, tuple[str, str]]:
+        ids = sorted(set(message_ids))
+        if not ids:
+            return {}
+        m = t.messages.c
+        rows = await self._uow.conn.execute(select(m.message_id, m.program_id, m.step_id).where(
+            m.message_id.in_(ids), m.status == "sent"))
+        return {str(r.message_id): (str(r.program_id), str(r.step_id)) for r in rows}
+
+
+class PgProcessedEvents:
+    def __init__(self, uow: PgUnitOfWork) -> None:
+        self._uow = uow
+
+    async def claim(self, keys: Sequence[str], *, now: float,
+                    replayed: Iterable[str] = ()) -> set[str]:
+        return await claim_events(self._uow.conn, keys=keys, now=now,
+                                       replayed=set(replayed))
+
+    async def mark_failed(self, keys: Sequence[str], *, now: float) -> None:
+        await mark_failed(self._uow.conn, keys=keys, now=now)
+
+
+class PgTimers:
+    def __init__(self, uow: PgUnitOfWork) -> None:
+        self._uow = uow
+
+    async def claim_due(self, *, now: float, limit: int) -> list[DueTimer]:
+        return await claim_due_timers(self._uow.conn, now=now, limit=limit)

@@ -1,5 +1,10 @@
-"""The dependencies ingest's routes share: the handlers, the rate-limited API key and the
-request body (read with the size limit, gunzipped)."""
+"""The dependencies ingest's routes share: the handlers, the API key (401 through the
+`AuthError` handler of `errors.py`), rate-limited (429), and the request body (read with the
+size limit, gunzipped).
+
+`api_key` only needs the app to hold its keys in `app.state.api_keys` (a tuple of `ApiKey`); it
+belongs in `services/common/http/` (with `domain/auth.py`, which is pure) once another service
+authenticates API keys."""
 
 from __future__ import annotations
 
@@ -8,9 +13,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from services.ingest.domain.auth import ApiKey
+from services.ingest.domain.auth import ApiKey, authenticate
 from services.ingest.domain.intake import Rejected
-from services.ingest.entrypoints.http.auth import ApiKeyDep
 from services.ingest.service_layer.handlers import Handlers
 
 
@@ -20,6 +24,16 @@ def handlers(request: Request) -> Handlers:
 
 
 HandlersDep = Annotated[Handlers, Depends(handlers)]
+
+
+def api_key(request: Request) -> ApiKey:
+    """The key of `Authorization: Bearer <key>` (or Basic with the key as user name) among
+    `request.app.state.api_keys`; AuthError(401) saying what is wrong otherwise."""
+    keys: tuple[ApiKey, ...] = request.app.state.api_keys
+    return authenticate(keys, request.headers.get("authorization"))
+
+
+ApiKeyDep = Annotated[ApiKey, Depends(api_key)]
 
 
 def admitted_key(key: ApiKeyDep, service: HandlersDep) -> ApiKey:
