@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from services.common.clock import Clock, SystemClock
 from services.common.config.settings import KafkaSettings
 from services.common.kafka.topics import Topics
-from services.common.observability.metrics import new_registry
+from services.common.observability.metrics import service_registry
 from services.ingest.adapters.publisher import KafkaPublisher, Publisher
 from services.ingest.domain.auth import ApiKey
 from services.ingest.domain.providers import secret_key
@@ -63,7 +63,7 @@ def bootstrap(settings: IngestSettings, kafka: KafkaSettings, *,
     if publisher is None:
         publisher = kafka_publisher = KafkaPublisher(
             kafka, topic=topics.events, timeout=settings.produce_timeout_seconds)
-    registry = registry or new_registry()
+    registry = registry or service_registry()
     metrics = IngestMetrics(registry)
     connected = publisher
     metrics.kafka_connected.set_function(lambda: float(connected.connected))
