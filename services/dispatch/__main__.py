@@ -14,34 +14,25 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from services.common.config.settings import KafkaSettings, LogSettings, load
+from services.common.config.settings import (
+    KafkaSettings,
+    LogSettings,
+    environment_help,
+    load,
+)
 from services.common.errors import ConfigError
 
 DESCRIPTION = (
     "Nurture dispatch: delivers email, SMS, CRM tasks and webhooks exactly once, with "
     "templates, tracking and feedback events."
 )
-SHARED = """\
-  NURTURE_TRACKING_SECRET                    tracking-link signing secret, shared with ingest
-                                             (unset: a random key, links will not verify)
-  NURTURE_TRACKING_PREVIOUS_SECRETS          retired secrets still accepted (comma-separated)
-  KAFKA_BOOTSTRAP_SERVERS, KAFKA_*, NURTURE_TOPIC_PREFIX, NURTURE_LOG_LEVEL, NURTURE_LOG_FORMAT
-"""
-
-
 def environment() -> str:
-    """The `--help` epilog: every setting with its default, from the settings class."""
-    from services.common.config.settings import env_name
+    """The `--help` epilog: every setting with its default, from the settings classes."""
+    from services.common.tracking import TrackingSettings
     from services.dispatch.settings import DispatchSettings
 
-    lines = ["environment (serve, migrate):"]
-    for field, info in DispatchSettings.model_fields.items():
-        default = "required" if info.is_required() else (
-            "unset" if info.default is None else str(info.default).lower()
-            if isinstance(info.default, bool) else str(info.default))
-        text = f"({default})" + (f" {info.description}" if info.description else "")
-        lines.append(f"  {env_name(DispatchSettings, field):<42} {text}")
-    return "\n".join(lines) + "\n" + SHARED
+    return environment_help("environment (serve, migrate)", DispatchSettings, TrackingSettings,
+                            KafkaSettings, LogSettings)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

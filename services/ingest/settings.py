@@ -28,23 +28,31 @@ class ApiKeyConfig(BaseModel):
 class IngestSettings(BaseSettings):
     """HTTP server, API keys, request limits and produce timeouts for the ingest service."""
 
-    model_config = SettingsConfigDict(env_prefix="NURTURE_INGEST_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="NURTURE_INGEST_", extra="ignore",
+                                      use_attribute_docstrings=True)
 
     host: str = "0.0.0.0"  # noqa: S104 - a server in a container listens on all interfaces
+    """listen address"""
     port: int = Field(default=8080, ge=1, le=65535)
+    """listen port"""
     api_keys: list[ApiKeyConfig] = Field(
         default_factory=list,
         description='JSON list: [{"name": "website", "sha256": "<hex>", "sources": ["*"]}]',
     )
     max_batch_events: int = Field(default=500, ge=1, le=10_000)
+    """most events in one batch request (413 beyond)"""
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=4 * 1024 * 1024)
+    """largest request body, after gunzip (413 beyond)"""
     max_event_bytes: int = Field(default=256 * 1024, ge=1024, le=900 * 1024,
                                  description="one event, encoded (Kafka's record limit is ~1 MiB)")
     max_future_seconds: int = Field(default=300, ge=0,
                                     description="how far `time` may lie ahead of receipt")
     produce_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    """how long a request waits for Kafka's acks before 503"""
     retry_after_seconds: int = Field(default=5, ge=1, le=3600)
+    """the Retry-After of a 503 while Kafka is unavailable"""
     shutdown_grace_seconds: float = Field(default=20.0, ge=0)
+    """on SIGTERM, how long requests in flight may finish"""
     rate_limit_per_second: float = Field(
         default=100.0, ge=0, le=1_000_000,
         description="requests per second each API key may make (token bucket refill; 0 = off)")
