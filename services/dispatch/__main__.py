@@ -5,6 +5,7 @@ the service, entrypoints/ drive it.
     nurture-dispatch serve      consume dispatch commands and deliver them (+ /metrics, /readyz)
     nurture-dispatch migrate    bring dispatch's database schema up to date (Alembic)
     nurture-dispatch check      templates parse, and every template programs use exists
+    nurture-dispatch preview    a template rendered for a lead's profile, nothing sent
 """
 
 from __future__ import annotations
@@ -47,6 +48,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     check.add_argument("--templates", default="config/templates", help="(%(default)s)")
     check.add_argument("--programs", action="append",
                        help="program file or directory; repeatable (default: config/programs)")
+    from services.dispatch.entrypoints import preview
+
+    preview.add_arguments(sub.add_parser(
+        "preview", help="render a template for a lead's profile, sending nothing",
+        description=preview.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
     return parser.parse_args(argv)
 
 
@@ -90,6 +96,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from services.dispatch.entrypoints.check import run_check
 
         return run_check(args)
+    if args.command == "preview":
+        from services.dispatch.entrypoints.preview import run_preview
+
+        return run_preview(args)
     return online(args)
 
 

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 COMMANDS = ["services.ingest", "services.scoring", "services.orchestrator", "services.dispatch",
-            "services.operator.topics", "services.operator.dlq"]
+            "services.operator.topics", "services.operator.dlq", "services.operator"]
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
