@@ -3,6 +3,7 @@
     nurture-ops topics    create Nurture's Kafka topics (idempotent)
     nurture-ops dlq       list dead letters and replay them after a fix
     nurture-ops tail      read a topic, decoded through its contract and filtered
+    nurture-ops explain   why a lead is where it is: stage history, scores, programs, messages
 
 `nurture-ops COMMAND --help` says more. Every command reads Kafka's settings from the
 environment (KAFKA_BOOTSTRAP_SERVERS, KAFKA_*, NURTURE_TOPIC_PREFIX). `nurture-topics` and
@@ -14,10 +15,10 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from services.operator import dlq, tail, topics
+from services.operator import dlq, explain, tail, topics
 
 COMMANDS: dict[str, Callable[[Sequence[str], str], int]] = {
-    "topics": topics.main, "dlq": dlq.main, "tail": tail.main}
+    "topics": topics.main, "dlq": dlq.main, "tail": tail.main, "explain": explain.main}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,6 +24,13 @@ def test_help(module: str) -> None:
     assert proc.stdout.startswith("usage: nurture-")
 
 
+@pytest.mark.parametrize("command", ["topics", "dlq", "tail", "explain"])
+def test_every_operator_command_answers_help(command: str) -> None:
+    proc = run("services.operator", command, "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"usage: nurture-ops {command}")
+
+
 SETTINGS = {  # the settings classes each service reads
     "services.ingest": ("services.ingest.settings:IngestSettings",
                         "services.common.tracking:TrackingSettings"),
