@@ -5,8 +5,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+from pathlib import Path
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -35,6 +44,11 @@ class IngestSettings(BaseSettings):
     """listen address"""
     port: int = Field(default=8080, ge=1, le=65535)
     """listen port"""
+    api_keys_file: Path | None = None
+    """a JSON file with more keys, in the form of NURTURE_INGEST_API_KEYS (e.g. a mounted
+    Kubernetes Secret); re-read when it changes, without a restart"""
+    api_keys_reload_seconds: float = Field(default=5.0, gt=0)
+    """how often the key file is looked at for a change"""
     api_keys: list[ApiKeyConfig] = Field(
         default_factory=list,
         description='JSON list: [{"name": "website", "sha256": "<hex>", "sources": ["*"]}]',
@@ -82,13 +96,37 @@ class IngestSettings(BaseSettings):
             raise ValueError("the email webhook secret is too short (at least 16 bytes)")
         return secret
 
+    @field_validator("api_keys_file")
+    @classmethod
+    def _readable_key_file(cls, path: Path | None) -> Path | None:
+        if path is not None:
+            read_key_file(path)  # fail at start, naming the file and what is wrong
+        return path
+
     @field_validator("api_keys")
     @classmethod
-    def _keys_present_and_unique(cls, keys: list[ApiKeyConfig]) -> list[ApiKeyConfig]:
-        if not keys:
-            raise ValueError("at least one API key is required; create one with "
+    def _keys_present_and_unique(cls, keys: list[ApiKeyConfig],
+                                 info: ValidationInfo) -> list[ApiKeyConfig]:
+        if not keys and info.data.get("api_keys_file") is None:
+            raise ValueError("at least one API key is required (here or in "
+                             "NURTURE_INGEST_API_KEYS_FILE); create one with "
                              "`nurture-ingest keygen --name NAME`")
         names = [k.name for k in keys]
         if len(names) != len(set(names)):
             raise ValueError("API key names must be unique")
         return keys
+
+
+_KEY_LIST = TypeAdapter(list[ApiKeyConfig])
+
+
+def read_key_file(path: Path) -> list[ApiKeyConfig]:
+    """The key entries of a key file; ValueError saying which file and what is wrong."""
+    try:
+        return _KEY_LIST.validate_json(path.read_bytes())
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read ({exc.strerror})") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(the document)"
+        raise ValueError(f"{path}: {where}: {first['msg']}") from None
