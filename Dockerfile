@@ -43,9 +43,13 @@ USER 10001:10001
 
 # --- runtime: the virtualenv and the default config, no build tools, a numeric non-root user --
 FROM ${PYTHON_IMAGE} AS runtime
+# the source revision this image is built from (e.g. --build-arg REVISION=$(git rev-parse HEAD)):
+# an OCI label, and `nurture_build_info{revision}` on every service's /metrics
+ARG REVISION=unknown
 LABEL org.opencontainers.image.title="nurture" \
       org.opencontainers.image.description="Kafka-native lead-nurturing pipeline" \
-      org.opencontainers.image.licenses="Apache-2.0"
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.revision="${REVISION}"
 RUN groupadd --system --gid 10001 nurture \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin nurture
@@ -57,7 +61,8 @@ ENV PATH=/opt/nurture/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     HOME=/tmp \
-    NURTURE_SCORING_STATE_DIR=/tmp/nurture-scoring
+    NURTURE_SCORING_STATE_DIR=/tmp/nurture-scoring \
+    NURTURE_BUILD_REVISION=${REVISION}
 # the root filesystem may be read-only: everything written goes to /tmp or the state volume
 USER 10001:10001
 EXPOSE 8080 8081 8082 9102

@@ -80,10 +80,15 @@ class TrackingSettings(BaseSettings):
     `NURTURE_TRACKING_SECRET`, at least 16 bytes; `NURTURE_TRACKING_PREVIOUS_SECRETS`, a
     comma-separated list of retired secrets still accepted while old links are live."""
 
-    model_config = SettingsConfigDict(env_prefix="NURTURE_TRACKING_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="NURTURE_TRACKING_", extra="ignore",
+                                      use_attribute_docstrings=True)
 
     secret: SecretStr | None = Field(default=None, min_length=MIN_KEY_BYTES)
+    """signs tracking and unsubscribe links (dispatch) and verifies them (ingest): the same in
+    both; unset, dispatch signs with a random key (links will not verify) and ingest's /t/
+    endpoints are off"""
     previous_secrets: SecretStr | None = None
+    """retired secrets, comma-separated, still accepted while their links live"""
 
     def keys(self) -> list[bytes]:
         """The verification keys, current first ([] when no secret is set)."""

@@ -5,6 +5,7 @@ the service, entrypoints/ drive it.
     nurture-dispatch serve      consume dispatch commands and deliver them (+ /metrics, /readyz)
     nurture-dispatch migrate    bring dispatch's database schema up to date (Alembic)
     nurture-dispatch check      templates parse, and every template programs use exists
+    nurture-dispatch preview    a template rendered for a lead's profile, nothing sent
 """
 
 from __future__ import annotations
@@ -14,34 +15,25 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from services.common.config.settings import KafkaSettings, LogSettings, load
+from services.common.config.settings import (
+    KafkaSettings,
+    LogSettings,
+    environment_help,
+    load,
+)
 from services.common.errors import ConfigError
 
 DESCRIPTION = (
     "Nurture dispatch: delivers email, SMS, CRM tasks and webhooks exactly once, with "
     "templates, tracking and feedback events."
 )
-SHARED = """\
-  NURTURE_TRACKING_SECRET                    tracking-link signing secret, shared with ingest
-                                             (unset: a random key, links will not verify)
-  NURTURE_TRACKING_PREVIOUS_SECRETS          retired secrets still accepted (comma-separated)
-  KAFKA_BOOTSTRAP_SERVERS, KAFKA_*, NURTURE_TOPIC_PREFIX, NURTURE_LOG_LEVEL, NURTURE_LOG_FORMAT
-"""
-
-
 def environment() -> str:
-    """The `--help` epilog: every setting with its default, from the settings class."""
-    from services.common.config.settings import env_name
+    """The `--help` epilog: every setting with its default, from the settings classes."""
+    from services.common.tracking import TrackingSettings
     from services.dispatch.settings import DispatchSettings
 
-    lines = ["environment (serve, migrate):"]
-    for field, info in DispatchSettings.model_fields.items():
-        default = "required" if info.is_required() else (
-            "unset" if info.default is None else str(info.default).lower()
-            if isinstance(info.default, bool) else str(info.default))
-        text = f"({default})" + (f" {info.description}" if info.description else "")
-        lines.append(f"  {env_name(DispatchSettings, field):<42} {text}")
-    return "\n".join(lines) + "\n" + SHARED
+    return environment_help("environment (serve, migrate)", DispatchSettings, TrackingSettings,
+                            KafkaSettings, LogSettings)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -56,6 +48,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     check.add_argument("--templates", default="config/templates", help="(%(default)s)")
     check.add_argument("--programs", action="append",
                        help="program file or directory; repeatable (default: config/programs)")
+    from services.dispatch.entrypoints import preview
+
+    preview.add_arguments(sub.add_parser(
+        "preview", help="render a template for a lead's profile, sending nothing",
+        description=preview.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
     return parser.parse_args(argv)
 
 
@@ -99,6 +96,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from services.dispatch.entrypoints.check import run_check
 
         return run_check(args)
+    if args.command == "preview":
+        from services.dispatch.entrypoints.preview import run_preview
+
+        return run_preview(args)
     return online(args)
 
 

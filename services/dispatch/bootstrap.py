@@ -24,7 +24,7 @@ from services.common.config.settings import KafkaSettings
 from services.common.db.retention import Pruner
 from services.common.kafka.clients import make_consumer, make_producer
 from services.common.kafka.topics import Topics
-from services.common.observability.metrics import new_registry
+from services.common.observability.metrics import service_registry
 from services.common.tracking import TrackingSettings
 from services.dispatch.adapters import retention
 from services.dispatch.adapters.channels import Channels, Composer, message_id_domain
@@ -94,7 +94,7 @@ def bootstrap(settings: DispatchSettings, kafka: KafkaSettings, tracking: Tracki
               channels: Channels | None = None) -> Service:
     """The service (nothing connects yet); the caller runs it and then `aclose`s it."""
     clock = clock or SystemClock()
-    registry = registry or new_registry()
+    registry = registry or service_registry()
     metrics = DispatchMetrics(registry)
     engine = make_engine(settings)
     http = httpx.AsyncClient(timeout=settings.http_timeout_seconds)

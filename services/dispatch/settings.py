@@ -21,13 +21,18 @@ Guarantee = Literal["at-most-once", "at-least-once"]
 class DispatchSettings(BaseSettings):
     """Database, Kafka group, templates, SMTP, the HTTP channels, tracking and retry timings."""
 
-    model_config = SettingsConfigDict(env_prefix="NURTURE_DISPATCH_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="NURTURE_DISPATCH_", extra="ignore",
+                                      use_attribute_docstrings=True)
 
     database_url: str = Field(validation_alias=AliasChoices("DATABASE_URL"),
                               pattern=r"^postgresql\+asyncpg://")
+    """PostgreSQL, postgresql+asyncpg://user:password@host:port/database"""
     db_schema: str = Field(default="nurture_dispatch", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    """schema of dispatch's tables"""
     host: str = "0.0.0.0"  # noqa: S104 - a server in a container listens on all interfaces
+    """listen address"""
     port: int = Field(default=8082, ge=1, le=65535)
+    """listen port"""
     group_id: str = Field(default="nurture-dispatch",
                           description="Kafka consumer group (prefixed by NURTURE_TOPIC_PREFIX)")
     templates: str = Field(default="config/templates", description="template directory")
@@ -36,6 +41,7 @@ class DispatchSettings(BaseSettings):
     from_address: str = Field(default="Nurture <nurture@localhost>", min_length=3,
                               description="From: of emails, may carry a display name")
     reply_to: str | None = None
+    """Reply-To of every email"""
     message_id_domain: str | None = Field(
         default=None, description="right-hand side of Message-ID (default: from the sender)")
     brand: str = Field(default="Nurture", description="{{ brand }} in templates")
@@ -45,13 +51,18 @@ class DispatchSettings(BaseSettings):
                           description="{{ site_url }} in templates")
 
     smtp_host: str = "127.0.0.1"
+    """SMTP server host"""
     smtp_port: int = Field(default=1025, ge=1, le=65535)
+    """SMTP server port"""
     smtp_security: Literal["none", "starttls", "tls"] = Field(
         default="none", description="none | starttls | tls (implicit TLS)")
     smtp_username: str | None = Field(default=None, description="SMTP AUTH (off when unset)")
     smtp_password: SecretStr | None = None
+    """SMTP AUTH password (with the user name)"""
     smtp_timeout_seconds: float = Field(default=30.0, gt=0)
+    """SMTP connect and command timeout"""
     smtp_validate_certs: bool = True
+    """verify the SMTP server's TLS certificate"""
     smtp_ca_file: str | None = Field(default=None,
                                      description="CA bundle for the SMTP server's certificate")
 
@@ -63,7 +74,9 @@ class DispatchSettings(BaseSettings):
     unsubscribe_ttl_days: int = Field(default=365, ge=30, le=3650,
                                       description="how long a message's unsubscribe link works")
     track_opens: bool = True
+    """add the open-tracking pixel to emails"""
     track_clicks: bool = True
+    """rewrite email links through the click tracker"""
     unsubscribe_mailto: str | None = Field(default=None, pattern=r"^[^\s@<>]+@[^\s@<>]+$",
                                            description="adds a mailto: to List-Unsubscribe")
 
@@ -72,7 +85,9 @@ class DispatchSettings(BaseSettings):
     sms_account_sid: str | None = Field(
         default=None, description="SMS is on when SID, auth token and from number are set")
     sms_auth_token: SecretStr | None = None
+    """the SMS provider's auth token (Twilio's API, Basic auth with the SID)"""
     sms_from: str | None = None
+    """the sending phone number (E.164)"""
     crm_url: str | None = Field(default=None, pattern=_URL,
                                 description="CRM task endpoint (CRM tasks off when unset)")
     crm_token: SecretStr | None = Field(default=None, description="bearer token for the CRM")
@@ -81,6 +96,7 @@ class DispatchSettings(BaseSettings):
     webhook_secret: SecretStr | None = Field(default=None,
                                              description="signing secret: whsec_<base64> or text")
     http_timeout_seconds: float = Field(default=10.0, gt=0)
+    """timeout of SMS, CRM and webhook requests"""
     follow_suppressions: bool = Field(
         default=True, description="read unsubscribes, complaints, hard bounces and SMS "
                                   "opt-outs from the events topic into the suppression list")
@@ -90,6 +106,7 @@ class DispatchSettings(BaseSettings):
     retry_base_seconds: float = Field(
         default=30.0, ge=0, description="first retry delay; doubles per attempt, jittered")
     retry_max_seconds: float = Field(default=3600.0, gt=0)
+    """longest wait between two attempts of a message"""
     # What happens to an attempt interrupted after the hand-off point (SMTP: the message data
     # was being sent; HTTP: the request went out), where only the provider knows whether it took
     # the message. Before that point an interrupted attempt is always resent.
@@ -115,14 +132,18 @@ class DispatchSettings(BaseSettings):
     poll_seconds: float = Field(default=1.0, gt=0,
                                 description="how often each channel looks for due retries")
     recovery_poll_seconds: float = Field(default=30.0, gt=0)
+    """how often attempts stuck in `sending` are looked for"""
     relay_idle_seconds: float = Field(default=0.2, gt=0)
+    """how often the outbox relay looks for rows when nothing woke it"""
     batch_size: int = Field(default=50, ge=1, le=1000)
+    """most due messages a channel loop claims at once"""
     concurrency: int = Field(
         default=16, ge=1, le=200, description="messages in flight per channel (each still "
                                               "sending -> provider call -> sent)")
     smtp_connections: int = Field(default=4, ge=1, le=50,
                                   description="SMTP connections kept open (opened on demand)")
     shutdown_grace_seconds: float = Field(default=20.0, ge=0)
+    """on SIGTERM, how long sends in flight may finish"""
     retention_days: float = Field(
         default=30.0, gt=0, description="keep deliveries in a final status (sent, failed, "
         "suppressed, expired) this long after their last change (fractions of a day allowed). "

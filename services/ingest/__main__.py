@@ -6,32 +6,26 @@ import argparse
 import json
 import sys
 
-from services.common.config.settings import KafkaSettings, LogSettings, load
+from services.common.config.settings import (
+    KafkaSettings,
+    LogSettings,
+    environment_help,
+    load,
+)
 from services.common.errors import ConfigError
 from services.common.observability.logging import configure_logging
 from services.common.tracking import TrackingSettings
 from services.ingest.domain.auth import generate_key, hash_key
 from services.ingest.settings import IngestSettings
 
-ENVIRONMENT = """\
-environment:
-  NURTURE_INGEST_API_KEYS          JSON list of keys: [{"name","sha256","sources"}] (required)
-  NURTURE_INGEST_HOST / _PORT      listen address (0.0.0.0:8080)
-  NURTURE_INGEST_MAX_BATCH_EVENTS  events per request (500)
-  NURTURE_INGEST_MAX_BODY_BYTES    request body limit (1048576)
-  NURTURE_INGEST_PRODUCE_TIMEOUT_SECONDS  wait for Kafka acks before 503 (10)
-  NURTURE_INGEST_RETRY_AFTER_SECONDS      Retry-After on 503 (5)
-  NURTURE_INGEST_SHUTDOWN_GRACE_SECONDS   drain time for in-flight requests on SIGTERM (20)
-  KAFKA_BOOTSTRAP_SERVERS          broker list (127.0.0.1:9092)
-  KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD,
-  KAFKA_SSL_CAFILE                 TLS / SASL to the brokers
-  NURTURE_TOPIC_PREFIX             prefix for every topic name ("")
-  NURTURE_LOG_LEVEL / _FORMAT      INFO | DEBUG ...; json | text
-  NURTURE_TRACKING_SECRET          verifies open/click/unsubscribe links (same as dispatch);
-                                   the /t/ endpoints are off without it
-  NURTURE_INGEST_EMAIL_WEBHOOK_SECRET  verifies POST /v1/webhooks/email (Standard Webhooks;
-                                   whsec_<base64> or plain text); the endpoint is off without it
-"""
+
+def environment() -> str:
+    """The `--help` epilog: every setting with its default, from the settings classes."""
+    from services.common.tracking import TrackingSettings
+    from services.ingest.settings import IngestSettings
+
+    return environment_help("environment", IngestSettings, TrackingSettings, KafkaSettings,
+                            LogSettings)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -39,7 +33,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="nurture-ingest",
         description="Nurture ingest: authenticated HTTP intake of CloudEvents and Segment-style "
                     "batches into Kafka (nurture.events.v1).",
-        epilog=ENVIRONMENT, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=environment(), formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command")
     serve = sub.add_parser("serve", help="run the HTTP server (the default)")
     serve.add_argument("--host", help="override NURTURE_INGEST_HOST")

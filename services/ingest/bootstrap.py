@@ -4,6 +4,7 @@ limiter, the metrics and the handlers from the settings. Tests pass fakes as ove
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -13,9 +14,9 @@ from prometheus_client import CollectorRegistry
 from services.common.clock import Clock, SystemClock
 from services.common.config.settings import KafkaSettings
 from services.common.kafka.topics import Topics
-from services.common.observability.metrics import new_registry
+from services.common.observability.metrics import service_registry
+from services.ingest.adapters.key_file import KeyRing
 from services.ingest.adapters.publisher import KafkaPublisher, Publisher
-from services.ingest.domain.auth import ApiKey
 from services.ingest.domain.providers import secret_key
 from services.ingest.domain.ratelimit import RateLimiter
 from services.ingest.metrics import IngestMetrics
@@ -26,11 +27,12 @@ from services.ingest.settings import IngestSettings
 @dataclass(frozen=True)
 class Ingest:
     """Everything the HTTP entrypoint needs: the handlers, the API keys its auth dependency
-    checks, the registry /metrics serves, and the publisher's lifetime (`running`)."""
+    checks, the registry /metrics serves, and the lifetime (`running`) of the publisher and of
+    the key file's watch."""
 
     settings: IngestSettings
     handlers: Handlers
-    api_keys: tuple[ApiKey, ...]
+    api_keys: KeyRing
     metrics: IngestMetrics
     registry: CollectorRegistry
     kafka_publisher: KafkaPublisher | None  # None: an injected publisher, started by its owner
@@ -42,15 +44,16 @@ class Ingest:
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         """Connect the Kafka publisher in the background (the server answers 503 / not-ready
-        until it is connected) and flush and close it at the end."""
-        if self.kafka_publisher is None:
+        until it is connected) and flush and close it at the end; watch the key file."""
+        async with contextlib.AsyncExitStack() as stack:
+            if self.api_keys.path is not None:
+                watch = asyncio.create_task(
+                    self.api_keys.watch(self.settings.api_keys_reload_seconds))
+                stack.callback(watch.cancel)
+            if self.kafka_publisher is not None:
+                self.kafka_publisher.start()
+                stack.push_async_callback(self.kafka_publisher.close)
             yield
-            return
-        self.kafka_publisher.start()
-        try:
-            yield
-        finally:
-            await self.kafka_publisher.close()
 
 
 def bootstrap(settings: IngestSettings, kafka: KafkaSettings, *,
@@ -63,7 +66,7 @@ def bootstrap(settings: IngestSettings, kafka: KafkaSettings, *,
     if publisher is None:
         publisher = kafka_publisher = KafkaPublisher(
             kafka, topic=topics.events, timeout=settings.produce_timeout_seconds)
-    registry = registry or new_registry()
+    registry = registry or service_registry()
     metrics = IngestMetrics(registry)
     connected = publisher
     metrics.kafka_connected.set_function(lambda: float(connected.connected))
@@ -74,6 +77,5 @@ def bootstrap(settings: IngestSettings, kafka: KafkaSettings, *,
         limiter=RateLimiter(rate=settings.rate_limit_per_second, burst=settings.rate_limit_burst),
         email_key=secret_key(email_secret.get_secret_value()) if email_secret is not None else None,
         tracking_keys=tracking_keys or ())
-    api_keys = tuple(ApiKey(k.name, k.sha256, tuple(k.sources), tuple(k.types))
-                     for k in settings.api_keys)
-    return Ingest(settings, handlers, api_keys, metrics, registry, kafka_publisher)
+    keys = KeyRing(settings.api_keys, settings.api_keys_file)
+    return Ingest(settings, handlers, keys, metrics, registry, kafka_publisher)

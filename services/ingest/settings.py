@@ -5,8 +5,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+from pathlib import Path
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -28,23 +37,36 @@ class ApiKeyConfig(BaseModel):
 class IngestSettings(BaseSettings):
     """HTTP server, API keys, request limits and produce timeouts for the ingest service."""
 
-    model_config = SettingsConfigDict(env_prefix="NURTURE_INGEST_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="NURTURE_INGEST_", extra="ignore",
+                                      use_attribute_docstrings=True)
 
     host: str = "0.0.0.0"  # noqa: S104 - a server in a container listens on all interfaces
+    """listen address"""
     port: int = Field(default=8080, ge=1, le=65535)
+    """listen port"""
+    api_keys_file: Path | None = None
+    """a JSON file with more keys, in the form of NURTURE_INGEST_API_KEYS (e.g. a mounted
+    Kubernetes Secret); re-read when it changes, without a restart"""
+    api_keys_reload_seconds: float = Field(default=5.0, gt=0)
+    """how often the key file is looked at for a change"""
     api_keys: list[ApiKeyConfig] = Field(
         default_factory=list,
         description='JSON list: [{"name": "website", "sha256": "<hex>", "sources": ["*"]}]',
     )
     max_batch_events: int = Field(default=500, ge=1, le=10_000)
+    """most events in one batch request (413 beyond)"""
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=4 * 1024 * 1024)
+    """largest request body, after gunzip (413 beyond)"""
     max_event_bytes: int = Field(default=256 * 1024, ge=1024, le=900 * 1024,
                                  description="one event, encoded (Kafka's record limit is ~1 MiB)")
     max_future_seconds: int = Field(default=300, ge=0,
                                     description="how far `time` may lie ahead of receipt")
     produce_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    """how long a request waits for Kafka's acks before 503"""
     retry_after_seconds: int = Field(default=5, ge=1, le=3600)
+    """the Retry-After of a 503 while Kafka is unavailable"""
     shutdown_grace_seconds: float = Field(default=20.0, ge=0)
+    """on SIGTERM, how long requests in flight may finish"""
     rate_limit_per_second: float = Field(
         default=100.0, ge=0, le=1_000_000,
         description="requests per second each API key may make (token bucket refill; 0 = off)")
@@ -74,13 +96,37 @@ class IngestSettings(BaseSettings):
             raise ValueError("the email webhook secret is too short (at least 16 bytes)")
         return secret
 
+    @field_validator("api_keys_file")
+    @classmethod
+    def _readable_key_file(cls, path: Path | None) -> Path | None:
+        if path is not None:
+            read_key_file(path)  # fail at start, naming the file and what is wrong
+        return path
+
     @field_validator("api_keys")
     @classmethod
-    def _keys_present_and_unique(cls, keys: list[ApiKeyConfig]) -> list[ApiKeyConfig]:
-        if not keys:
-            raise ValueError("at least one API key is required; create one with "
+    def _keys_present_and_unique(cls, keys: list[ApiKeyConfig],
+                                 info: ValidationInfo) -> list[ApiKeyConfig]:
+        if not keys and info.data.get("api_keys_file") is None:
+            raise ValueError("at least one API key is required (here or in "
+                             "NURTURE_INGEST_API_KEYS_FILE); create one with "
                              "`nurture-ingest keygen --name NAME`")
         names = [k.name for k in keys]
         if len(names) != len(set(names)):
             raise ValueError("API key names must be unique")
         return keys
+
+
+_KEY_LIST = TypeAdapter(list[ApiKeyConfig])
+
+
+def read_key_file(path: Path) -> list[ApiKeyConfig]:
+    """The key entries of a key file; ValueError saying which file and what is wrong."""
+    try:
+        return _KEY_LIST.validate_json(path.read_bytes())
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read ({exc.strerror})") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(the document)"
+        raise ValueError(f"{path}: {where}: {first['msg']}") from None

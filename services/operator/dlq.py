@@ -21,7 +21,7 @@ import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -33,8 +33,8 @@ from services.common.errors import ConfigError
 from services.common.kafka.clients import connection_options, make_producer
 from services.common.kafka.deadletter import REPLAYED_HEADER
 from services.common.kafka.topics import Topics, partition_count
+from services.operator.options import SINCE_HELP, parse_since
 
-UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
 TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")  # what Kafka accepts as a topic name
 
 
@@ -49,17 +49,6 @@ class Letter:
     origin: str  # topic/partition/offset
     key: bytes | None
     value: bytes | None
-
-
-def parse_since(text: str | None, now: datetime) -> datetime | None:
-    """`2h` / `3d` ago, or an RFC 3339 time; None for no bound."""
-    if not text:
-        return None
-    match = re.fullmatch(r"([1-9][0-9]*)([mhdw])", text)
-    if match:
-        return now - timedelta(seconds=int(match.group(1)) * UNITS[match.group(2)])
-    when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def decode(partition: int, offset: int, value: bytes) -> Letter | None:
@@ -157,14 +146,14 @@ def _as_dict(letter: Letter) -> dict[str, Any]:
             "dead_letter": f"{letter.partition}/{letter.offset}"}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "nurture-dlq") -> int:
     parser = argparse.ArgumentParser(
-        prog="nurture-dlq", description=__doc__,
+        prog=prog, description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("list", "replay"):
         cmd = sub.add_parser(name, help=f"{name} dead letters")
-        cmd.add_argument("--since", help="only newer than this: 2h, 3d, or an RFC 3339 time")
+        cmd.add_argument("--since", help=SINCE_HELP)
         cmd.add_argument("--reason", help="only those whose error contains this text")
         cmd.add_argument("--consumer", help="only those of this consumer (nurture-scoring, ...)")
     sub.choices["list"].add_argument("--json", action="store_true")
@@ -174,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         kafka = load(KafkaSettings)
         parse_since(args.since, datetime.now(UTC))
     except (ConfigError, ValueError) as exc:
-        print(f"nurture-dlq: {exc}", file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     return asyncio.run(run(args, kafka))
 

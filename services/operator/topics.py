@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import sys
+from collections.abc import Sequence
 
 from services.common.config.settings import KafkaSettings, LogSettings, load
 from services.common.errors import ConfigError
@@ -15,9 +16,9 @@ from services.common.observability.logging import configure_logging
 log = logging.getLogger(__name__)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "nurture-topics") -> int:
     parser = argparse.ArgumentParser(
-        prog="nurture-topics",
+        prog=prog,
         description="Create Nurture's Kafka topics (idempotent). Reads KAFKA_BOOTSTRAP_SERVERS, "
         "NURTURE_TOPIC_PREFIX and the KAFKA_SASL_*/KAFKA_SECURITY_PROTOCOL settings.",
     )
@@ -29,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         log_settings = load(LogSettings)
         kafka = load(KafkaSettings)
     except ConfigError as exc:
-        print(f"nurture-topics: {exc}", file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     configure_logging("topics", level=log_settings.level, fmt=log_settings.format,
                       hash_key=log_settings.hash_key)

@@ -13,23 +13,21 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from services.common.config.settings import KafkaSettings, LogSettings, load
+from services.common.config.settings import (
+    KafkaSettings,
+    LogSettings,
+    environment_help,
+    load,
+)
 from services.common.errors import ConfigError
 
-ENVIRONMENT = """\
-environment (serve, migrate):
-  DATABASE_URL                         postgresql+asyncpg://user@host:port/db (required)
-  NURTURE_ORCHESTRATOR_DB_SCHEMA       schema for the tables (nurture)
-  NURTURE_ORCHESTRATOR_API_TOKEN       bearer token for the /v1 API (required for serve)
-  NURTURE_ORCHESTRATOR_ADMIN_TOKEN     enables /v1/admin/clock/advance (unset: disabled)
-  NURTURE_ORCHESTRATOR_PROGRAMS        program files / directories (config/programs)
-  NURTURE_ORCHESTRATOR_POLICY          contact policy file (config/contact-policy.yaml)
-  NURTURE_ORCHESTRATOR_STAGE_MODEL     scoring model whose mql/sql move stages (b2b)
-  NURTURE_ORCHESTRATOR_HOST / _PORT    listen address (0.0.0.0:8081)
-  NURTURE_ORCHESTRATOR_GROUP_ID        consumer group (nurture-orchestrator)
-  NURTURE_ORCHESTRATOR_TIMER_POLL_SECONDS, _RELAY_IDLE_SECONDS, _SHUTDOWN_GRACE_SECONDS
-  KAFKA_BOOTSTRAP_SERVERS, KAFKA_*, NURTURE_TOPIC_PREFIX, NURTURE_LOG_LEVEL, NURTURE_LOG_FORMAT
-"""
+
+def environment() -> str:
+    """The `--help` epilog: every setting with its default, from the settings classes."""
+    from services.orchestrator.settings import OrchestratorSettings
+
+    return environment_help("environment (serve, migrate)", OrchestratorSettings,
+                            KafkaSettings, LogSettings)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -37,7 +35,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="nurture-orchestrator",
         description="Nurture orchestrator: lifecycle stages, nurture programs, durable timers "
                     "and the contact policy, with effectively-once state in PostgreSQL.",
-        epilog=ENVIRONMENT, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=environment(), formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the API, consumer, timers and outbox relay")
     serve.add_argument("--migrate", action="store_true", help="run migrations first")

@@ -19,7 +19,7 @@ from services.common.db import outbox
 from services.common.db.retention import Pruner
 from services.common.kafka.clients import make_consumer, make_producer
 from services.common.kafka.topics import Topics
-from services.common.observability.metrics import new_registry
+from services.common.observability.metrics import service_registry
 from services.orchestrator.adapters import gauges, retention, tables
 from services.orchestrator.adapters.queries import PgViews
 from services.orchestrator.adapters.records import CONSUMER
@@ -101,7 +101,7 @@ def bootstrap(settings: OrchestratorSettings, kafka: KafkaSettings, decider: Dec
     """Build the orchestrator. Overrides: `registry` / `metrics`, `engine` (e.g. on a test's
     schema), `topics`, `uow` (a unit of work factory, e.g. in memory), and `run_workers=False`
     for the API alone (no Kafka)."""
-    registry = registry or new_registry()
+    registry = registry or service_registry()
     metrics = metrics or OrchestratorMetrics(registry, decider.programs)
     engine = engine or make_engine(settings)
     topics = topics or Topics(kafka.topic_prefix)

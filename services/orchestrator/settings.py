@@ -10,18 +10,23 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class OrchestratorSettings(BaseSettings):
     """Database, program files, API tokens and loop timings of the orchestrator."""
 
-    model_config = SettingsConfigDict(env_prefix="NURTURE_ORCHESTRATOR_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="NURTURE_ORCHESTRATOR_", extra="ignore",
+                                      use_attribute_docstrings=True)
 
     database_url: str = Field(validation_alias=AliasChoices("DATABASE_URL"),
                               pattern=r"^postgresql\+asyncpg://")
+    """PostgreSQL, postgresql+asyncpg://user:password@host:port/database"""
     db_schema: str = Field(default="nurture", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    """schema of the orchestrator's tables"""
     programs: str = Field(default="config/programs",
                           description="program files / directories, comma-separated")
     policy: str = Field(default="config/contact-policy.yaml", description="contact policy file")
     stage_model: str = Field(default="b2b", description="scoring model whose mql/sql "
                                                         "thresholds move lifecycle stages")
     host: str = "0.0.0.0"  # noqa: S104 - a server in a container listens on all interfaces
+    """listen address"""
     port: int = Field(default=8081, ge=1, le=65535)
+    """listen port"""
     api_token: SecretStr | None = Field(
         default=None, description="bearer token for the /v1 API (required to serve)")
     admin_token: SecretStr | None = Field(
@@ -31,9 +36,13 @@ class OrchestratorSettings(BaseSettings):
                                   "/v1/leads/{id}/enrollments, for a CRM integration); off "
                                   "when unset")
     group_id: str = "nurture-orchestrator"
+    """Kafka consumer group of the scored-event consumer"""
     timer_poll_seconds: float = Field(default=0.5, gt=0)
+    """how often due timers are looked for"""
     relay_idle_seconds: float = Field(default=0.2, gt=0)
+    """how often the outbox relay looks for rows when nothing woke it"""
     shutdown_grace_seconds: float = Field(default=20.0, ge=0)
+    """on SIGTERM, how long the loops may finish their work"""
     public_url: str | None = Field(
         default=None, description="the URL the SMS provider calls us at (it signs that URL)")
     sms_auth_token: SecretStr | None = Field(

@@ -12,25 +12,21 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from services.common.config.settings import KafkaSettings, LogSettings, load
+from services.common.config.settings import (
+    KafkaSettings,
+    LogSettings,
+    environment_help,
+    load,
+)
 from services.common.errors import ConfigError
 from services.scoring.settings import ScoringSettings
 
-ENVIRONMENT = """\
-environment (worker):
-  NURTURE_SCORING_MODELS           model files / directories, comma-separated (config/scoring)
-  NURTURE_SCORING_APP_ID           consumer group and changelog prefix (nurture-scoring)
-  NURTURE_SCORING_STORE            memory | rocksdb (memory)
-  NURTURE_SCORING_STATE_DIR        local state directory (/tmp/nurture-scoring)
-  NURTURE_SCORING_METRICS_PORT     Prometheus /metrics port, 0 = off (9102)
-  NURTURE_SCORING_RECENT_IDS       per-lead dedupe window, in events (64)
-  NURTURE_SCORING_REPLICATION_FACTOR   of the changelog topic (1)
-  NURTURE_SCORING_SESSION_TIMEOUT_SECONDS  consumer group session timeout (30)
-  NURTURE_SCORING_COMMIT_INTERVAL_SECONDS  offset commit interval (1)
-  NURTURE_SCORING_PRODUCER_LINGER_MS  producer batching delay, ms (5)
-  KAFKA_BOOTSTRAP_SERVERS, KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*, KAFKA_SSL_CAFILE,
-  NURTURE_TOPIC_PREFIX, NURTURE_LOG_LEVEL, NURTURE_LOG_FORMAT   (see README)
-"""
+
+def environment() -> str:
+    """The `--help` epilog: every setting with its default, from the settings classes."""
+    from services.scoring.settings import ScoringSettings
+
+    return environment_help("environment (worker)", ScoringSettings, KafkaSettings, LogSettings)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -39,7 +35,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Nurture scoring: streaming lead scoring (faust-streaming). Consumes "
                     "nurture.events.v1, produces nurture.scored-events.v1 with each lead's "
                     "score snapshot: fit, decayed engagement, thresholds crossed, breakdown.",
-        epilog=ENVIRONMENT, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=environment(), formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("worker", help="run the streaming scorer")
     check = sub.add_parser("check", help="validate scoring model files")

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from services.common.config.settings import KafkaSettings
 from services.common.kafka.topics import Topics
-from services.common.observability.metrics import new_registry
+from services.common.observability.metrics import service_registry
 from services.scoring.adapters.faust_app import Heartbeat, create_app, watch
 from services.scoring.domain.model import ScoringModel
 from services.scoring.entrypoints.probes import Health
@@ -44,7 +44,7 @@ def bootstrap(settings: ScoringSettings, kafka: KafkaSettings, models: Sequence[
     """Build the worker. `partitions`: the input topic's partition count; `committed_at_startup`:
     the group's committed offsets read before this process's faust could commit anything."""
     topics = Topics(kafka.topic_prefix)
-    registry = registry or new_registry()
+    registry = registry or service_registry()
     metrics = ScoringMetrics(registry)
     health = Health(registry, stuck_after=settings.commit_stuck_seconds)
     processor = Processor(models, topics, recent_ids=settings.recent_ids)

@@ -23,9 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 OBS = ROOT / "deploy" / "observability"
 DASHBOARDS = sorted((OBS / "grafana").glob("*.json"))
 ALERTS = OBS / "prometheus" / "alerts.yml"
-SUFFIXES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count",
-                                                             "_created"),
-            "gauge": ("",), "summary": ("", "_sum", "_count", "_created")}
+SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"),
+            "gauge": ("",), "summary": ("", "_sum", "_count")}  # no `_created` series
 # Grafana's variables, replaced by something PromQL parses before promtool checks an expression
 GRAFANA_VARS = {"$__rate_interval": "5m", "$__range": "1h", "$__interval": "1m",
                 "${datasource}": "prometheus"}

@@ -6,9 +6,11 @@ line instead of a traceback or a crash loop."""
 
 from __future__ import annotations
 
+import textwrap
 from typing import Literal, TypeVar
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common.errors import ConfigError
@@ -21,30 +23,42 @@ class LogSettings(BaseSettings):
     `NURTURE_LOG_HASH_KEY` (optional, the same in every service: keys the `lead_hash` of log
     lines with HMAC-SHA256)."""
 
-    model_config = SettingsConfigDict(env_prefix="NURTURE_LOG_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="NURTURE_LOG_", extra="ignore",
+                                      use_attribute_docstrings=True)
 
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """log level: DEBUG, INFO, WARNING or ERROR"""
     format: Literal["json", "text"] = "json"
+    """json (one object per line) or text"""
     hash_key: SecretStr | None = None
+    """keys the `lead_hash` of log lines with HMAC-SHA256; the same in every service"""
 
 
 class KafkaSettings(BaseSettings):
     """How to reach Kafka. `KAFKA_BOOTSTRAP_SERVERS` plus optional TLS/SASL, and the topic prefix
     (`NURTURE_TOPIC_PREFIX`) that lets several environments share one cluster."""
 
-    model_config = SettingsConfigDict(env_prefix="KAFKA_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="KAFKA_", extra="ignore",
+                                      use_attribute_docstrings=True)
 
     bootstrap_servers: str = Field(default="127.0.0.1:9092", min_length=1)
+    """Kafka brokers, host:port, comma-separated"""
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    """PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"""
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    """PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (with a SASL protocol)"""
     sasl_username: str | None = None
+    """SASL user name"""
     sasl_password: SecretStr | None = None
+    """SASL password"""
     ssl_cafile: str | None = None
+    """CA bundle that signs the brokers' certificates (default: the system's)"""
     topic_prefix: str = Field(
         default="",
         pattern=r"^[A-Za-z0-9._-]*$",
         validation_alias=AliasChoices("NURTURE_TOPIC_PREFIX"),
     )
+    """prefix of every topic name, so several environments can share a cluster"""
 
 
 def env_name(cls: type[BaseSettings], field: str) -> str:
@@ -71,3 +85,38 @@ def load(cls: type[S]) -> S:
             field = str(err["loc"][0]) if err["loc"] else ""
             lines.append(f"{env_name(cls, field)}: {err['msg']}")
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+
+
+def environment_help(title: str, *classes: type[BaseSettings]) -> str:
+    """A command's `--help` epilog: every environment variable the settings `classes` read,
+    with its default and description, generated from the classes so it cannot drift."""
+    lines = [f"{title}:"]
+    for cls in classes:
+        for field, info in cls.model_fields.items():
+            name = f"  {env_name(cls, field)}"
+            text = f"({_default(info)}) {info.description or ''}".rstrip()
+            wrapped = textwrap.wrap(text, HELP_WIDTH - HELP_COLUMN, break_on_hyphens=False) \
+                or [""]
+            if len(name) >= HELP_COLUMN:  # a long name: its text on the lines below
+                lines.append(name)
+                name = ""
+            lines.append(f"{name:<{HELP_COLUMN}}{wrapped[0]}")
+            lines += [" " * HELP_COLUMN + more for more in wrapped[1:]]
+    return "\n".join(lines) + "\n"
+
+
+HELP_WIDTH, HELP_COLUMN = 100, 44
+
+
+def _default(info: FieldInfo) -> str:
+    """How a setting's default reads in `--help`."""
+    if info.is_required():
+        return "required"
+    value = info.get_default(call_default_factory=True)
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value) or "none"
+    return str(value) if value != "" else "empty"

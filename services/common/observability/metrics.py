@@ -1,14 +1,35 @@
 """Prometheus helpers. Each app owns a `CollectorRegistry` (no module-level globals), so tests
 and several apps in one process do not collide. Names: `nurture_` prefix, base units, `_total`.
 Metrics every consumer shares (consumer lag, outbox backlog) are defined here once, so the same
-name means the same thing in every service (the scrape's `job` label tells them apart)."""
+name means the same thing in every service (the scrape's `job` label tells them apart).
+
+A service's registry (`service_registry`) also carries what an operator expects of any process:
+the standard `process_*` and `python_*` collectors and `nurture_build_info{version, revision}`.
+No `_created` series: they double the series count and no dashboard or alert reads them."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from importlib import metadata
 
 from aiokafka import AIOKafkaConsumer
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Gauge,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
+
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+REVISION_VARIABLE = "NURTURE_BUILD_REVISION"
+"""The source revision the running code was built from (the image sets it from its `REVISION`
+build argument); `unknown` when unset, as in a development checkout."""
 
 # Latencies from sub-millisecond produce acks to multi-second broker stalls.
 LATENCY_BUCKETS_SECONDS = (
@@ -23,7 +44,30 @@ END_TO_END_BUCKETS_SECONDS = (
 
 
 def new_registry() -> CollectorRegistry:
+    """An empty registry (tests, and the base of `service_registry`)."""
     return CollectorRegistry(auto_describe=True)
+
+
+def service_registry() -> CollectorRegistry:
+    """The registry a service exposes on `/metrics`: the process and Python collectors and
+    `nurture_build_info`; the service's metric classes add the rest."""
+    registry = new_registry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    version, revision = build()
+    Gauge("nurture_build_info", "Always 1; the labels say which build is running.",
+          ["version", "revision"], registry=registry).labels(version, revision).set(1)
+    return registry
+
+
+def build() -> tuple[str, str]:
+    """The installed package's version and the revision it was built from."""
+    try:
+        version = metadata.version("nurture")
+    except metadata.PackageNotFoundError:  # run from a tree that was never installed
+        version = "unknown"
+    return version, os.environ.get(REVISION_VARIABLE, "").strip() or "unknown"
 
 
 def exposition(registry: CollectorRegistry) -> tuple[bytes, str]:

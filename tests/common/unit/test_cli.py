@@ -9,7 +9,7 @@ import sys
 import pytest
 
 COMMANDS = ["services.ingest", "services.scoring", "services.orchestrator", "services.dispatch",
-            "services.operator.topics", "services.operator.dlq"]
+            "services.operator.topics", "services.operator.dlq", "services.operator"]
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -22,6 +22,42 @@ def test_help(module: str) -> None:
     proc = run(module, "--help")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("usage: nurture-")
+
+
+@pytest.mark.parametrize("command", ["topics", "dlq", "tail", "explain"])
+def test_every_operator_command_answers_help(command: str) -> None:
+    proc = run("services.operator", command, "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"usage: nurture-ops {command}")
+
+
+SETTINGS = {  # the settings classes each service reads
+    "services.ingest": ("services.ingest.settings:IngestSettings",
+                        "services.common.tracking:TrackingSettings"),
+    "services.scoring": ("services.scoring.settings:ScoringSettings",),
+    "services.orchestrator": ("services.orchestrator.settings:OrchestratorSettings",),
+    "services.dispatch": ("services.dispatch.settings:DispatchSettings",
+                          "services.common.tracking:TrackingSettings"),
+}
+SHARED = ("services.common.config.settings:KafkaSettings",
+          "services.common.config.settings:LogSettings")
+
+
+@pytest.mark.parametrize("module", sorted(SETTINGS))
+def test_help_lists_every_setting_with_its_description(module: str) -> None:
+    import importlib
+
+    from services.common.config.settings import env_name
+
+    text = " ".join(run(module, "--help").stdout.split())  # unwrapped
+    for ref in SETTINGS[module] + SHARED:
+        where, name = ref.split(":")
+        cls = getattr(importlib.import_module(where), name)
+        for field, info in cls.model_fields.items():
+            assert info.description, f"{name}.{field} has no description"
+            line = f"{env_name(cls, field)} ("
+            assert line in text, f"{env_name(cls, field)} missing from {module} --help"
+            assert " ".join(info.description.split()) in text, field
 
 
 def test_ingest_refuses_to_start_without_api_keys_and_names_the_variable() -> None:

@@ -13,10 +13,12 @@ import httpx
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
+from pydantic import SecretStr
 
 from schemas import validate_event
 from services.common.config.settings import KafkaSettings
 from services.common.kafka.topics import Topics
+from services.operator.explain import NotFound, OpsSettings, explain, fetch
 from services.orchestrator.adapters.migrate import upgrade
 from services.orchestrator.bootstrap import bootstrap
 from services.orchestrator.domain.decide import Decider
@@ -159,6 +161,15 @@ async def test_events_in_commands_out_on_the_controllable_clock(
         stages = await read_topic(kafka.bootstrap_servers, topics.stages,
                                   until=lambda rs: len(rs) >= 1)
         assert orjson.loads(stages[0].value)["to_stage"] == "lead"
+
+    # `nurture-ops explain` reads the same view over the API and says it in words
+    ops = OpsSettings(orchestrator_url=url, orchestrator_token=SecretStr("api-token"))
+    text = explain(await asyncio.to_thread(fetch, ops, "lead-1"))
+    assert text.splitlines()[0] == "lead lead-1: stage lead"
+    assert "(new) -> lead:" in text and "pricing: completed" in text
+    assert "pricing/email-1 email: sent" in text and "pricing/case-study email: sent" in text
+    with pytest.raises(NotFound):
+        await asyncio.to_thread(fetch, ops, "no-such-lead")
 
 
 async def test_api_auth_enrollment_and_disabled_admin(

@@ -2,9 +2,8 @@
 `AuthError` handler of `errors.py`), rate-limited (429), and the request body (read with the
 size limit, gunzipped).
 
-`api_key` only needs the app to hold its keys in `app.state.api_keys` (a tuple of `ApiKey`); it
-belongs in `services/common/http/` (with `domain/auth.py`, which is pure) once another service
-authenticates API keys."""
+`api_key` checks the keys in use of `app.state.api_keys` (a `KeyRing`, adapters/key_file.py:
+they may change while the app runs)."""
 
 from __future__ import annotations
 
@@ -13,6 +12,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from services.ingest.adapters.key_file import KeyRing
 from services.ingest.domain.auth import ApiKey, authenticate
 from services.ingest.domain.intake import Rejected
 from services.ingest.service_layer.handlers import Handlers
@@ -29,8 +29,8 @@ HandlersDep = Annotated[Handlers, Depends(handlers)]
 def api_key(request: Request) -> ApiKey:
     """The key of `Authorization: Bearer <key>` (or Basic with the key as user name) among
     `request.app.state.api_keys`; AuthError(401) saying what is wrong otherwise."""
-    keys: tuple[ApiKey, ...] = request.app.state.api_keys
-    return authenticate(keys, request.headers.get("authorization"))
+    keys: KeyRing = request.app.state.api_keys
+    return authenticate(keys.current, request.headers.get("authorization"))
 
 
 ApiKeyDep = Annotated[ApiKey, Depends(api_key)]
