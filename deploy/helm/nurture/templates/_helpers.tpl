@@ -49,13 +49,16 @@ app.kubernetes.io/part-of: nurture
 {{- end -}}
 {{- end -}}
 
+{{/* The image: global.imageRegistry (an umbrella chart's) wins over image.registry. */}}
 {{- define "nurture.image" -}}
 {{- $tag := default .Chart.AppVersion .Values.image.tag -}}
 {{- if eq $tag "latest" -}}{{- fail "image.tag must not be latest: pin a version or a digest" -}}{{- end -}}
+{{- $registry := default .Values.image.registry (.Values.global).imageRegistry -}}
+{{- $repository := ternary (printf "%s/%s" $registry .Values.image.repository) .Values.image.repository (ne $registry "") -}}
 {{- if .Values.image.digest -}}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- printf "%s@%s" $repository .Values.image.digest -}}
 {{- else -}}
-{{- printf "%s:%s" .Values.image.repository $tag -}}
+{{- printf "%s:%s" $repository $tag -}}
 {{- end -}}
 {{- end -}}
 
@@ -142,6 +145,19 @@ seccompProfile:
 {{- end }}
 {{- end -}}
 
+{{/* envFrom of a component: its extraEnvVarsCM (a ConfigMap) and extraEnvVarsSecret (a Secret). */}}
+{{- define "nurture.envFrom" -}}
+{{- if or .extraEnvVarsCM .extraEnvVarsSecret }}
+envFrom:
+  {{- with .extraEnvVarsCM }}
+  - configMapRef: {name: {{ . }}}
+  {{- end }}
+  {{- with .extraEnvVarsSecret }}
+  - secretRef: {name: {{ . }}}
+  {{- end }}
+{{- end }}
+{{- end -}}
+
 {{/* Volumes and mounts every workload has: /tmp, and the Kafka CA when set. */}}
 {{- define "nurture.baseVolumes" -}}
 - name: tmp
@@ -167,8 +183,15 @@ seccompProfile:
 {{- end }}
 {{- end -}}
 
-{{/* Scheduling fields of a component's values. */}}
+{{/* Pod-level fields of a component's values: scheduling, priority, init containers. */}}
 {{- define "nurture.scheduling" -}}
+{{- with .priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- with .initContainers }}
+initContainers:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- with .nodeSelector }}
 nodeSelector:
   {{- toYaml . | nindent 2 }}
