@@ -93,3 +93,17 @@ def test_image_registry_and_a_global_registry(tmp_path: Path) -> None:
     both = render(sets=("image.registry=registry.example.com",
                         "global.imageRegistry=mirror.example.com"))
     assert images(both) == {"mirror.example.com/nurture-project/nurture:0.1.0"}
+
+
+def test_ingest_can_read_its_api_keys_from_the_mounted_secret() -> None:
+    (ingest,) = [d for d in workloads(render(sets=("ingest.apiKeysFromFile=true",)))
+                 if component(d) == "ingest"]
+    spec = ingest["spec"]["template"]["spec"]
+    env = {e["name"]: e for e in spec["containers"][0]["env"]}
+    assert "NURTURE_INGEST_API_KEYS" not in env
+    path = env["NURTURE_INGEST_API_KEYS_FILE"]["value"]
+    (mount,) = [m for m in spec["containers"][0]["volumeMounts"] if m["name"] == "api-keys"]
+    assert path == f"{mount['mountPath']}/keys.json" and "subPath" not in mount  # updates
+    (volume,) = [v for v in spec["volumes"] if v["name"] == "api-keys"]
+    assert volume["secret"] == {"secretName": "nurture-ingest",
+                                "items": [{"key": "api-keys", "path": "keys.json"}]}
