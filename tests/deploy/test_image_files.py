@@ -20,7 +20,9 @@ from deploy.local import stack
 from tests.deploy.chart_support import ROOT, known_env_names
 
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
-COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+COMPOSE_TEXT = (ROOT / "docker-compose.yml").read_text()
+OVERRIDE = re.compile(r"\$\{(\w+):-([^}]*)\}")  # ${VAR:-default}, as compose interpolates it
+COMPOSE: dict[str, Any] = yaml.safe_load(OVERRIDE.sub(lambda m: m.group(2), COMPOSE_TEXT))
 SCRIPTS: dict[str, str] = tomllib.loads(
     (ROOT / "pyproject.toml").read_text())["project"]["scripts"]
 BUILD_TOOLS = ("build-essential", "gcc", "g++", "clang", "make", "cmake", "python3-dev",
@@ -206,3 +208,22 @@ def test_compose_kafka_is_kraft_of_the_version_make_run_uses() -> None:
     assert version and kafka["image"] == f"apache/kafka:{version.group(1)}"
     assert kafka["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
     assert kafka["environment"]["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+
+
+def test_compose_keeps_the_brokers_data_on_its_volume() -> None:
+    kafka = COMPOSE["services"]["kafka"]
+    mounted = {v.split(":")[1] for v in kafka["volumes"]}
+    assert kafka["environment"]["KAFKA_LOG_DIRS"] in mounted
+    assert "kafka-data" in COMPOSE["volumes"]
+
+
+def test_compose_images_and_host_ports_are_overridable_as_env_example_says() -> None:
+    example = dict(line.split("=", 1) for line in (ROOT / ".env.example").read_text().splitlines()
+                   if line and not line.startswith("#"))
+    overrides = dict(OVERRIDE.findall(COMPOSE_TEXT))
+    assert overrides == example  # every override documented, with the same default
+    raw = yaml.safe_load(COMPOSE_TEXT)["services"]  # not interpolated
+    for name, service in raw.items():
+        assert service["image"].startswith("${"), f"{name}: image {service['image']} fixed"
+        for port in service.get("ports", []):
+            assert port.startswith("127.0.0.1:${"), f"{name}: host port {port} fixed"
