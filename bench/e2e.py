@@ -190,24 +190,30 @@ async def quiesce(ingest: str, peer: str, step: str) -> None:
     await poll(through, within=600, what="the pipeline to drain", every=0.5)
 
 
+def stack_env(infra: Infra, kafka: KafkaSettings, ports: dict[str, int],
+              name: str) -> dict[str, str]:
+    """The four services' environment on `infra`, with their own schemas and state (`name`)."""
+    return {"KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+            "NURTURE_TOPIC_PREFIX": kafka.topic_prefix, "DATABASE_URL": infra.database_url,
+            "NURTURE_LOG_LEVEL": "WARNING", "NURTURE_TRACKING_SECRET": "bench-" + "s" * 32,
+            "NURTURE_SCORING_MODELS": str(ROOT / "config" / "scoring" / "b2b.yaml"),
+            "NURTURE_SCORING_STATE_DIR": str(infra.workdir / f"{name}-scoring"),
+            "NURTURE_SCORING_METRICS_PORT": str(ports["m"]),
+            "NURTURE_ORCHESTRATOR_DB_SCHEMA": infra.schema(f"{name}_o"),
+            "NURTURE_ORCHESTRATOR_PORT": str(ports["orch"]),
+            "NURTURE_ORCHESTRATOR_API_TOKEN": "bench-token",
+            "NURTURE_ORCHESTRATOR_PROGRAMS": str(ROOT / "bench" / "config" / "programs"),
+            "NURTURE_ORCHESTRATOR_POLICY": str(ROOT / "bench" / "config" / "policy.yaml"),
+            "NURTURE_DISPATCH_DB_SCHEMA": infra.schema(f"{name}_d"),
+            "NURTURE_DISPATCH_PORT": str(ports["dispatch"]),
+            "NURTURE_DISPATCH_SMTP_PORT": str(ports["smtp"])}
+
+
 async def run(infra: Infra, sizes: Sizes) -> dict[str, Any]:
     kafka = await infra.kafka(partitions=2)
     ports = {name: free_port() for name in ("ingest", "orch", "dispatch", "smtp", "http", "m")}
     url = {name: f"http://127.0.0.1:{ports[name]}" for name in ports}
-    env = {"KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-           "NURTURE_TOPIC_PREFIX": kafka.topic_prefix, "DATABASE_URL": infra.database_url,
-           "NURTURE_LOG_LEVEL": "WARNING", "NURTURE_TRACKING_SECRET": "bench-" + "s" * 32,
-           "NURTURE_SCORING_MODELS": str(ROOT / "config" / "scoring" / "b2b.yaml"),
-           "NURTURE_SCORING_STATE_DIR": str(infra.workdir / "e2e-scoring"),
-           "NURTURE_SCORING_METRICS_PORT": str(ports["m"]),
-           "NURTURE_ORCHESTRATOR_DB_SCHEMA": infra.schema("e2e_o"),
-           "NURTURE_ORCHESTRATOR_PORT": str(ports["orch"]),
-           "NURTURE_ORCHESTRATOR_API_TOKEN": "bench-token",
-           "NURTURE_ORCHESTRATOR_PROGRAMS": str(ROOT / "bench" / "config" / "programs"),
-           "NURTURE_ORCHESTRATOR_POLICY": str(ROOT / "bench" / "config" / "policy.yaml"),
-           "NURTURE_DISPATCH_DB_SCHEMA": infra.schema("e2e_d"),
-           "NURTURE_DISPATCH_PORT": str(ports["dispatch"]),
-           "NURTURE_DISPATCH_SMTP_PORT": str(ports["smtp"])}
+    env = stack_env(infra, kafka, ports, "e2e")
     log = infra.workdir
     async with child(["-m", "bench.peers", str(ports["smtp"]), str(ports["http"])], env,
                      log / "e2e-peers.log", http_ready(f"{url['http']}/received")), \

@@ -43,6 +43,7 @@ from typing import Any
 import httpx
 import orjson
 
+from bench import e2e
 from bench.core import ROOT
 from bench.infra import Infra, child, free_port, http_ready, infrastructure, poll
 from bench.servers import KEY
@@ -72,20 +73,7 @@ def stack_env(infra: Infra, kafka: Any, ports: dict[str, int]) -> dict[str, str]
     quiet |= {f"NURTURE_DISPATCH_{name}": LONG for name in (
         "POLL_SECONDS", "RECOVERY_POLL_SECONDS", "RELAY_IDLE_SECONDS",
         "PRUNE_INTERVAL_SECONDS")}
-    return {"KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-            "NURTURE_TOPIC_PREFIX": kafka.topic_prefix, "DATABASE_URL": infra.database_url,
-            "NURTURE_LOG_LEVEL": "WARNING", "NURTURE_TRACKING_SECRET": "bench-" + "s" * 32,
-            "NURTURE_SCORING_MODELS": str(ROOT / "config" / "scoring" / "b2b.yaml"),
-            "NURTURE_SCORING_STATE_DIR": str(infra.workdir / "walk-scoring"),
-            "NURTURE_SCORING_METRICS_PORT": str(ports["m"]),
-            "NURTURE_ORCHESTRATOR_DB_SCHEMA": infra.schema("walk_o"),
-            "NURTURE_ORCHESTRATOR_PORT": str(ports["orch"]),
-            "NURTURE_ORCHESTRATOR_API_TOKEN": "bench-token",
-            "NURTURE_ORCHESTRATOR_PROGRAMS": str(ROOT / "bench" / "config" / "programs"),
-            "NURTURE_ORCHESTRATOR_POLICY": str(ROOT / "bench" / "config" / "policy.yaml"),
-            "NURTURE_DISPATCH_DB_SCHEMA": infra.schema("walk_d"),
-            "NURTURE_DISPATCH_PORT": str(ports["dispatch"]),
-            "NURTURE_DISPATCH_SMTP_PORT": str(ports["smtp"]), **quiet}
+    return e2e.stack_env(infra, kafka, ports, "walk") | quiet
 
 
 def service_args(ports: dict[str, int]) -> dict[str, tuple[list[str], str]]:
