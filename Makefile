@@ -10,7 +10,7 @@ UV_VERSION := 0.13.9
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha1sum | cut -c1-12)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv jars tools image up run demo stop clean test test-unit lint typecheck fmt lock chaos soak walk
+.PHONY: help venv jars tools image compose-check up run demo stop clean test test-unit lint typecheck fmt lock chaos soak walk
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -28,6 +28,9 @@ jars:  ## fetch the Kafka broker jars from Maven Central (deploy/local/pom.xml),
 
 image: venv  ## build the image (a Docker engine and a Debian base are set up if missing; BASE_IMAGE=, INDEX_URL= to override)
 	$(PY) -m deploy.image build
+
+compose-check: venv jars  ## docker-compose.yml for real with locally built images: the README's first event, down/up keeps topics (~3 min, not in make test)
+	$(PY) -m deploy.compose check
 
 tools:  ## fetch helm (built from the Go module proxy) and promtool/prometheus (Debian), once
 	@$(PYTHON) deploy/local/tools.py all >/dev/null

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -155,14 +156,23 @@ def site_ca() -> str:
 def build(host: str, tag: str, *, base: str | None = None, revision: str = "unknown") -> str:
     """Build the runtime image as `tag`; `tag`."""
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
-    args = ["build", "--network", "host", "--tag", tag, "--build-arg", f"VERSION={version}",
-            "--build-arg", f"REVISION={revision}"]
-    for name, value in (("BASE_IMAGE", base), ("INDEX_URL", os.environ.get("INDEX_URL")),
-                        ("CA_CERT", site_ca())):
-        if value:
+    return build_file(host, ROOT / "Dockerfile", ROOT, tag, base=base,
+                      VERSION=version, REVISION=revision)
+
+
+def build_file(host: str, dockerfile: Path, context: Path, tag: str, *, base: str | None = None,
+               **more: str) -> str:
+    """`docker build` of `dockerfile` as `tag`, with the build arguments it declares among
+    BASE_IMAGE (`base`), INDEX_URL (the environment's), CA_CERT (`site_ca`) and `more`."""
+    declared = set(re.findall(r"^ARG (\w+)", dockerfile.read_text(), re.M))
+    values = {"BASE_IMAGE": base, "INDEX_URL": os.environ.get("INDEX_URL"), "CA_CERT": site_ca(),
+              **more}
+    args = ["build", "--network", "host", "--tag", tag, "--file", str(dockerfile)]
+    for name, value in values.items():
+        if value and name in declared:
             args += ["--build-arg", f"{name}={value}"]
-    log(f"building {tag} on {base or 'the Dockerfile default base'}")
-    docker(host, *args, str(ROOT), timeout=1800)
+    log(f"building {tag} ({dockerfile.name}) on {base or 'its default base'}")
+    docker(host, *args, str(context), timeout=1800)
     return tag
 
 
