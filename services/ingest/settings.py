@@ -107,13 +107,16 @@ class IngestSettings(BaseSettings):
     @classmethod
     def _keys_present_and_unique(cls, keys: list[ApiKeyConfig],
                                  info: ValidationInfo) -> list[ApiKeyConfig]:
-        if not keys and info.data.get("api_keys_file") is None:
+        path = info.data.get("api_keys_file")
+        if not keys and path is None:
             raise ValueError("at least one API key is required (here or in "
                              "NURTURE_INGEST_API_KEYS_FILE); create one with "
                              "`nurture-ingest keygen --name NAME`")
-        names = [k.name for k in keys]
+        names = [k.name for k in [*keys, *(read_key_file(path) if path else [])]]
         if len(names) != len(set(names)):
-            raise ValueError("API key names must be unique")
+            raise ValueError("API key names must be unique (here and in "
+                             "NURTURE_INGEST_API_KEYS_FILE): " + ", ".join(
+                                 sorted({n for n in names if names.count(n) > 1})))
         return keys
 
 

@@ -58,6 +58,17 @@ def test_an_unreadable_or_invalid_key_file_stops_start_up_naming_it(
         load(IngestSettings)
 
 
+def test_a_name_both_in_the_variable_and_the_file_stops_start_up(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "keys.json"
+    write_keys(path, "nk_a")
+    monkeypatch.setenv("NURTURE_INGEST_API_KEYS_FILE", str(path))
+    monkeypatch.setenv("NURTURE_INGEST_API_KEYS", json.dumps(
+        [{"name": "nk_a", "sha256": hash_key("nk_other")}]))
+    with pytest.raises(ConfigError, match=r"NURTURE_INGEST_API_KEYS: .*unique.*: nk_a"):
+        load(IngestSettings)
+
+
 async def test_keys_of_the_file_are_used_and_a_change_is_picked_up(tmp_path: Path) -> None:
     path = tmp_path / "keys.json"
     write_keys(path, "nk_old")
