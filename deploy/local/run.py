@@ -14,7 +14,8 @@ Local development defaults (override any of them in the environment):
   NURTURE_INGEST_PORT       8080
   NURTURE_LOG_FORMAT        text
   NURTURE_SCORING_STATE_DIR <state dir>/scoring
-  NURTURE_ORCHESTRATOR_API_TOKEN    nurture-dev-token (the orchestrator API on :8081)
+  NURTURE_ORCHESTRATOR_API_TOKEN    nurture-dev-token (the orchestrator API, :8081 unless
+                                    NURTURE_ORCHESTRATOR_PORT says otherwise)
   NURTURE_ORCHESTRATOR_ADMIN_TOKEN  nurture-dev-admin (enables the clock endpoint)
   NURTURE_ORCHESTRATOR_ENROLLMENT_TOKEN  nurture-dev-enroll (enables enrollment changes)
   NURTURE_TRACKING_SECRET           a fixed local secret shared by ingest and dispatch
