@@ -25,15 +25,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas.records import DeadLetter, RecordError
 from services.common.config.settings import KafkaSettings, load
 from services.common.errors import ConfigError
-from services.common.kafka.clients import connection_options, make_producer
+from services.common.kafka.clients import make_producer
 from services.common.kafka.deadletter import REPLAYED_HEADER
-from services.common.kafka.topics import Topics, partition_count
+from services.common.kafka.topics import Topics
 from services.operator.options import SINCE_HELP, parse_since
+from services.operator.reader import read_topic
 
 TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")  # what Kafka accepts as a topic name
 
@@ -72,28 +72,14 @@ def matches(letter: Letter, args: argparse.Namespace, since: datetime | None) ->
 
 async def read_all(kafka: KafkaSettings, topic: str) -> tuple[list[Letter], int]:
     """Every dead letter up to the topic's current end; and how many records were unreadable."""
-    parts = [TopicPartition(topic, p) for p in range(await partition_count(kafka, topic))]
-    consumer = AIOKafkaConsumer(**connection_options(kafka, "nurture-dlq"),
-                                enable_auto_commit=False, auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-        ends = await consumer.end_offsets(parts)
-        letters, unreadable = [], 0
-        while [tp for tp in parts if await consumer.position(tp) < ends[tp]]:
-            for tp, records in (await consumer.getmany(timeout_ms=1000)).items():
-                for r in records:
-                    if r.offset >= ends[tp]:
-                        continue
-                    letter = decode(tp.partition, r.offset, r.value or b"")
-                    if letter is None:
-                        unreadable += 1
-                    else:
-                        letters.append(letter)
-        return letters, unreadable
-    finally:
-        await consumer.stop()
+    letters, unreadable = [], 0
+    async for record in read_topic(kafka, topic, client_id="nurture-dlq"):
+        letter = decode(record.partition, record.offset, record.value or b"")
+        if letter is None:
+            unreadable += 1
+        else:
+            letters.append(letter)
+    return letters, unreadable
 
 
 async def replay(kafka: KafkaSettings, letters: Sequence[Letter]) -> int:

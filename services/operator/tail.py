@@ -14,21 +14,20 @@ import argparse
 import asyncio
 import fnmatch
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from schemas.records import DeadLetter, RecordError, ScoredEvent, SendMessage, StageChanged
 from services.common.config.settings import KafkaSettings, load
 from services.common.errors import ConfigError
-from services.common.kafka.clients import connection_options
-from services.common.kafka.topics import Topics, partition_count
+from services.common.kafka.topics import Topics
 from services.operator.options import SINCE_HELP, parse_since
+from services.operator.reader import read_topic
 
 Decoded = tuple[str, str, dict[str, Any]]  # lead id, type, the record as JSON
 
@@ -102,48 +101,13 @@ def render(line: dict[str, Any]) -> str:
             f"{orjson.dumps(line['record']).decode()[:200]}")
 
 
-async def records(kafka: KafkaSettings, topic: str, *, since: datetime | None,
-                  follow: bool) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
-    """The topic's records from `since` (or its beginning): up to its end at the start, or
-    on and on with `follow`."""
-    parts = [TopicPartition(topic, p) for p in range(await partition_count(kafka, topic))]
-    consumer = AIOKafkaConsumer(**connection_options(kafka, "nurture-ops-tail"),
-                                enable_auto_commit=False, auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        consumer.assign(parts)
-        await _seek(consumer, parts, since)
-        ends = await consumer.end_offsets(parts)
-        while follow or [tp for tp in parts if await consumer.position(tp) < ends[tp]]:
-            for tp, batch in (await consumer.getmany(timeout_ms=500)).items():
-                for record in batch:
-                    if follow or record.offset < ends[tp]:
-                        yield record
-    finally:
-        await consumer.stop()
-
-
-async def _seek(consumer: AIOKafkaConsumer, parts: Sequence[TopicPartition],
-                since: datetime | None) -> None:
-    if since is None:
-        await consumer.seek_to_beginning(*parts)
-        return
-    found = await consumer.offsets_for_times(
-        dict.fromkeys(parts, int(since.timestamp() * 1000)))
-    for tp in parts:
-        if found.get(tp) is None:  # nothing that recent: start at the end
-            await consumer.seek_to_end(tp)
-        else:
-            consumer.seek(tp, found[tp].offset)
-
-
 async def tail(kafka: KafkaSettings, args: argparse.Namespace, since: datetime | None,
                out: Callable[[str], None] = print) -> int:
     """Print the chosen records; how many were printed."""
     name = args.topic.replace("-", "_")
     topic, decode = getattr(Topics(kafka.topic_prefix), name), DECODERS[name]
     filters, shown = Filters(since, args.lead, args.type), 0
-    async for record in records(kafka, topic, since=since, follow=args.follow):
+    async for record in read_topic(kafka, topic, since=since, follow=args.follow):
         line = show(record, decode, filters)
         if line is None:
             continue
