@@ -10,7 +10,7 @@ UV_VERSION := 0.13.9
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha1sum | cut -c1-12)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv jars tools image compose-check up run demo stop clean test test-unit lint typecheck fmt lock chaos soak walk
+.PHONY: help venv jars tools kube image compose-check up run demo stop clean test test-unit lint typecheck fmt lock chaos soak walk
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -32,8 +32,11 @@ image: venv  ## build the image (a Docker engine and a Debian base are set up if
 compose-check: venv jars  ## docker-compose.yml for real with locally built images: the README's first event, down/up keeps topics (~3 min, not in make test)
 	$(PY) -m deploy.compose check
 
-tools:  ## fetch helm (built from the Go module proxy) and promtool/prometheus (Debian), once
-	@$(PYTHON) deploy/local/tools.py all >/dev/null
+tools:  ## fetch helm (built from the Go module proxy), promtool/prometheus and etcd (Debian), once
+	@$(PYTHON) deploy/local/tools.py helm promtool prometheus etcd >/dev/null
+
+kube:  ## a real kube-apiserver (+ etcd) in the foreground to try the chart; prints KUBECONFIG (built once, ~5 min)
+	@$(PYTHON) deploy/local/kube.py up
 
 up: venv jars  ## start (or reuse) the local Kafka broker and PostgreSQL, create the topics
 	@$(PY) deploy/local/run.py --infra-only

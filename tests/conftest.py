@@ -6,7 +6,10 @@ Tests isolate themselves: unique topic prefixes, consumer groups and database sc
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,12 +20,45 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "deploy" / "local"))
 
 import stack  # noqa: E402
+import tools  # noqa: E402
+
+# needs kube-apiserver, built once from the Go module proxy (minutes on a fresh machine)
+KUBE_TESTS = "test_chart_install.py"
+_background: list[subprocess.Popen[bytes]] = []
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "integration" in item.path.parts or "e2e" in item.path.parts:
             item.add_marker(pytest.mark.integration)
+    kube = [item for item in items if item.path.name == KUBE_TESTS]
+    if kube:
+        items[:] = [item for item in items if item.path.name != KUBE_TESTS] + kube
+        _prebuild_kube()
+
+
+def _prebuild_kube() -> None:
+    """Start the one-time kube-apiserver build now, at low priority, so that it overlaps the rest
+    of the suite; the chart install tests run last and wait for it (tools.py builds under a
+    lock, so they never build twice). A failed build is retried, and reported, by the test."""
+    if tools.kube_apiserver_built():
+        return
+    tools.TOOLS.mkdir(parents=True, exist_ok=True)
+    with open(tools.TOOLS / "kube-apiserver-build.log", "ab") as out:
+        _background.append(subprocess.Popen(
+            ["nice", "-n", "19", sys.executable, str(ROOT / "deploy" / "local" / "tools.py"),
+             "kube-apiserver", "etcd"], stdout=out, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True))
+
+
+def pytest_sessionfinish() -> None:
+    """A pre-build still running when the session ends (tests deselected or stopped early) is
+    stopped with its go processes; Go's build cache keeps what it compiled."""
+    for proc in _background:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait()
 
 
 @pytest.fixture(scope="session")
