@@ -23,15 +23,13 @@ import orjson
 from bench.core import ROOT, Sizes, Stopwatch, absolute, events, iter_events, rate
 from bench.infra import Infra
 from schemas.records import ScoredEvent
-from services.common.kafka.deadletter import Origin
-from services.common.kafka.topics import Topics
 from services.orchestrator.adapters.program_files import load_policy, load_programs
 from services.orchestrator.domain.decide import Decider
 from services.orchestrator.domain.simulate import Simulation
 from services.scoring.adapters.model_files import load_models
 from services.scoring.domain.backtest import Replay
-from services.scoring.service_layer.handlers import Processor, check_event, event_time
-from services.scoring.service_layer.handlers import Result as Scored
+from services.scoring.entrypoints.score import Scorer
+from services.scoring.service_layer.handlers import check_event, event_time
 
 MODEL = str(ROOT / "config" / "scoring" / "b2b.yaml")
 TARGET_EVENTS_PER_S = 100_000
@@ -48,19 +46,10 @@ def scoring_backtest(lines: list[bytes]) -> tuple[float, Replay]:
 
 
 def scored_lines(items: list[dict[str, Any]]) -> list[bytes]:
-    """Records of nurture.scored-events.v1 for `items`, from the real Processor."""
-    processor = Processor(load_models([MODEL]), Topics(""))
-    state: dict[bytes, bytes] = {}
-    out: list[bytes] = []
-    for i, e in enumerate(items):
-        key = e["subject"].encode()
-        result: Scored = processor.process(key=key, value=orjson.dumps(e),
-                                           origin=Origin("t", 0, i), timestamp_ms=0,
-                                           state=state.get(key), now=None)  # type: ignore[arg-type]
-        if result.state is not None:
-            state[key] = result.state
-        out.extend(o.value for o in result.out)
-    return out
+    """Records of nurture.scored-events.v1 for `items`, from the real Processor (through the
+    dry run's in-process scorer)."""
+    scorer = Scorer.from_files([MODEL])
+    return [scorer.score(e).to_bytes() for e in items]
 
 
 def dry_run(lines: list[bytes]) -> float:

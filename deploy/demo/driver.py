@@ -27,7 +27,6 @@ import orjson
 from deploy.demo import personas as p
 from deploy.demo.settle import Settler
 from deploy.demo.sinks import Mail, Mailbox
-from schemas.vocabulary import rfc3339
 
 BATCH = 500
 HANDOFF = "hot-lead-handoff"  # config/programs/hot-lead-handoff.yaml: a task for each sql
@@ -181,7 +180,4 @@ class Simulation:
             self.ledger.posted.update(e["type"] for e in chunk)
 
     def cloudevent(self, lead_id: str, n: str, ev: p.SimEvent) -> dict[str, Any]:
-        source = "crm:demo" if ev.type.startswith("crm.") else "https://www.example.com"
-        return {"specversion": "1.0", "id": f"{lead_id}-{n}", "source": source,
-                "type": ev.type, "subject": lead_id, "time": rfc3339(self.start + ev.at),
-                "data": ev.data}
+        return p.cloudevent(lead_id, n, ev, self.start)

@@ -16,6 +16,8 @@ import random
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from schemas.vocabulary import rfc3339
+
 DAY = 86400.0
 
 
@@ -239,6 +241,14 @@ def react(lead: LeadSpec, state: LeadState, message_id: str,
 def handed_off(state: LeadState, at: float) -> LeadState:
     """Sales got the hand-off task for the lead (the orchestrator's CRM task for an sql)."""
     return state if state.sales_at is not None else replace(state, sales_at=at)
+
+
+def cloudevent(lead_id: str, n: str, ev: SimEvent, start: float) -> dict[str, Any]:
+    """The CloudEvent of a simulated event (`start`: the epoch second the run begins at)."""
+    source = "crm:demo" if ev.type.startswith("crm.") else "https://www.example.com"
+    return {"specversion": "1.0", "id": f"{lead_id}-{n}", "source": source,
+            "type": ev.type, "subject": lead_id, "time": rfc3339(start + ev.at),
+            "data": ev.data}
 
 
 def _poisson(r: random.Random, mean: float) -> int:

@@ -31,6 +31,7 @@ class PageViewed(OpenEventData):
 
     url: Url
     path: Annotated[str, S(max_length=2048)] | None = None
+    search: Annotated[str, S(max_length=2048)] | None = None
     title: Text | None = None
     referrer: Annotated[str, S(max_length=2048)] | None = None
     utm: Utm | None = None

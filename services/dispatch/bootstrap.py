@@ -173,4 +173,4 @@ def build_composer(settings: DispatchSettings, key: bytes) -> Composer:
                     key, timedelta(days=settings.tracking_ttl_days),
                     timedelta(days=settings.unsubscribe_ttl_days), settings.track_opens,
                     settings.track_clicks, settings.brand, settings.sender_name,
-                    settings.site_url)
+                    settings.site_url, settings.crm_default_owner)

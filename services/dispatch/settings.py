@@ -91,6 +91,9 @@ class DispatchSettings(BaseSettings):
     crm_url: str | None = Field(default=None, pattern=_URL,
                                 description="CRM task endpoint (CRM tasks off when unset)")
     crm_token: SecretStr | None = Field(default=None, description="bearer token for the CRM")
+    crm_default_owner: str | None = Field(default=None, min_length=1, max_length=200)
+    """owner id (a person or a queue in the CRM) of hand-off tasks for leads that have no owner;
+    unset: such tasks go out with owner_id null and the CRM's own assignment rules decide"""
     webhook_url: str | None = Field(default=None, pattern=_URL,
                                     description="webhook endpoint (webhooks off when unset)")
     webhook_secret: SecretStr | None = Field(default=None,

@@ -50,7 +50,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         cmd.add_argument("--stage-model", default="b2b", help="(%(default)s)")
     simulate = sub.choices["simulate"]
     simulate.add_argument("--events", required=True,
-                          help="JSON lines of scored events (or CloudEvents); - for stdin")
+                          help="JSON lines of scored events (or CloudEvents); - for stdin; "
+                               "try samples/events.jsonl")
+    simulate.add_argument("--models", action="append",
+                          help="scoring model file or directory for plain CloudEvents, as "
+                               "nurture-scoring uses them; repeatable (default: config/scoring)")
+    simulate.add_argument("--no-scoring", action="store_true",
+                          help="feed plain CloudEvents to the programs without scores")
     simulate.add_argument("--tail-days", type=float, default=90,
                           help="keep time running this long after the last event (%(default)s)")
     simulate.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -75,8 +81,9 @@ def offline(args: argparse.Namespace) -> int:
         return 0
     from services.orchestrator.entrypoints.simulate import simulate
 
-    return simulate(decider, args.events, tail_days=args.tail_days, as_json=args.json,
-                    quiet=args.quiet)
+    scoring = None if args.no_scoring else (args.models or ["config/scoring"])
+    return simulate(decider, args.events, scoring=scoring, tail_days=args.tail_days,
+                    as_json=args.json, quiet=args.quiet)
 
 
 def online(args: argparse.Namespace) -> int:

@@ -3,7 +3,8 @@
 
     nurture-scoring worker                 run the streaming scorer (faust worker)
     nurture-scoring check [MODEL ...]      validate model files, report every problem
-    nurture-scoring backtest --model M --events E.jsonl   replay recorded events, no Kafka
+    nurture-scoring backtest --events E.jsonl   replay recorded events, no Kafka
+    nurture-scoring score --events E.jsonl      what the worker would publish for them, no Kafka
 """
 
 from __future__ import annotations
@@ -42,12 +43,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     check.add_argument("models", nargs="*", help="files or directories (NURTURE_SCORING_MODELS)")
     backtest = sub.add_parser(
         "backtest", help="replay recorded events (JSON lines) through models, without Kafka")
-    backtest.add_argument("--model", action="append", dest="models", required=True,
-                          help="model file or directory; repeatable")
+    backtest.add_argument("--model", action="append", dest="models",
+                          help="model file or directory; repeatable (default: config/scoring)")
     backtest.add_argument("--events", required=True,
-                          help="JSON-lines file of CloudEvents (or scored events); - for stdin")
+                          help="JSON-lines file of CloudEvents (or scored events); - for stdin; "
+                               "try samples/events.jsonl")
     backtest.add_argument("--json", action="store_true", help="print the report as JSON")
     backtest.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    score = sub.add_parser(
+        "score", help="score recorded events as the worker does, without Kafka: one scored-event "
+                      "(or dead-letter) record per line on stdout")
+    score.add_argument("--model", action="append", dest="models",
+                       help="model file or directory; repeatable (default: config/scoring)")
+    score.add_argument("--events", required=True,
+                       help="JSON-lines file of CloudEvents; - for stdin")
     return parser.parse_args(argv)
 
 
@@ -99,10 +108,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ConfigError as exc:
             print(f"nurture-scoring: {exc}", file=sys.stderr)
             return 2
+    if args.command == "score":
+        from services.scoring.entrypoints.score import run_score
+
+        return run_score(args.models or ["config/scoring"], args.events)
     if args.command == "backtest":
         from services.scoring.entrypoints.backtest import run_backtest
 
-        return run_backtest(args.models, args.events, as_json=args.json, quiet=args.quiet)
+        return run_backtest(args.models or ["config/scoring"], args.events, as_json=args.json,
+                            quiet=args.quiet)
     return worker()
 
 

@@ -62,6 +62,7 @@ class Composer:
     brand: str = "Nurture"
     sender_name: str = "The Nurture team"
     site_url: str = "https://www.example.com"
+    crm_default_owner: str | None = None  # owner of tasks for leads with none
 
     def prepare(self, cmd: SendMessage, *, channels: Channels, now: datetime) -> Prepared:
         """The message to hand to the provider. Raises TemplateError, InvalidAddress or
@@ -87,7 +88,7 @@ class Composer:
             return build_sms(cmd, self.templates.render(cmd.template, "sms.txt", variables))
         text = self.templates.optional(cmd.template, "body.txt", variables)
         if cmd.channel == "crm_task":
-            return build_task(cmd, body=text, now=now)
+            return build_task(cmd, body=text, now=now, default_owner=self.crm_default_owner)
         return build_webhook(cmd, text=text, now=now)
 
 

@@ -81,16 +81,18 @@ def build_sms(cmd: SendMessage, body: str, *, max_segments: int = 2) -> Sms:
     return Sms(cmd.message_id, str(cmd.context["phone"]).strip(), fit(body, max_segments))
 
 
-def build_task(cmd: SendMessage, *, body: str | None, now: datetime) -> Task:
-    """The task: who (owner), when (due), what (subject, body) and why now (program and step,
-    stage and journey stage, the scores with their breakdown, the lead's interests)."""
+def build_task(cmd: SendMessage, *, body: str | None, now: datetime,
+               default_owner: str | None = None) -> Task:
+    """The task: who (the lead's owner, else `default_owner`: a person or a queue), when (due),
+    what (subject, body) and why now (program and step, stage and journey stage, the scores
+    with their breakdown, the lead's interests)."""
     ctx = cmd.context
     lead = {k: ctx[k] for k in ("first_name", "last_name", "email", "phone", "title", "company",
                                 "industry", "country", "timezone", "seniority") if k in ctx}
     payload = {
         "external_id": cmd.message_id,
         "lead_id": cmd.lead_id,
-        "owner_id": ctx.get("owner_id"),
+        "owner_id": ctx.get("owner_id") or default_owner,
         "subject": cmd.subject or f"Follow up ({cmd.program_id} / {cmd.step_id})",
         "due_at": (cmd.due_at or now).isoformat(),
         "body": body,

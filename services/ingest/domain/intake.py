@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from schemas import validate_event
+from schemas.normalize import normalized
 from schemas.vocabulary import event_epoch, rfc3339
 from services.ingest.domain.auth import ApiKey
 
@@ -137,7 +138,9 @@ def check_times(events: Sequence[dict[str, Any]], received_at: datetime,
 
 
 def to_record(event: dict[str, Any], *, received_at: datetime) -> Record:
-    """Normalize a valid event (event time defaults to receipt) and encode it for Kafka."""
+    """Normalize a valid event (event time defaults to receipt; `schemas.normalize`) and encode
+    it for Kafka."""
+    event = normalized(event)
     if "time" not in event:
         event = {**event, "time": rfc3339(received_at.timestamp())}
     return Record(

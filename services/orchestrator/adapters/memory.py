@@ -61,7 +61,7 @@ class MemoryLeads:
             for e in lead.enrollments.values():
                 data.enrollments[(lead_id, e.program_id, e.entered_at)] = {
                     "lead_id": lead_id, "program_id": e.program_id, "status": e.status,
-                    "step_id": str(e.step), "exit_reason": e.exit_reason,
+                    "step_id": e.step_id, "exit_reason": e.exit_reason,
                     "exited_at": e.exited_at, "program_version": e.program_version}
         for lead_id, fx in effects:
             data.history += [{"lead_id": lead_id, "from_stage": c.from_stage,

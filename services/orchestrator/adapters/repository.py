@@ -169,7 +169,7 @@ async def _mirror_enrollments(conn: AsyncConnection, leads: Mapping[str, Lead]) 
     """Keep the enrollments table (for the API and reports) in step with the lead documents."""
     rows = [{"lead_id": lid, "program_id": e.program_id, "entered_at": ts(e.entered_at),
              "program_version": e.program_version, "status": e.status,
-             "step_id": str(e.step), "exit_reason": e.exit_reason,
+             "step_id": e.step_id, "exit_reason": e.exit_reason,
              "exited_at": ts(e.exited_at)}
             for lid, lead in leads.items() for e in lead.enrollments.values()]
     if rows:

@@ -116,7 +116,10 @@ class Decider:
             self._event_for_enrollment(lead, enr, etype, data, now, fx)
         for program in self.programs.values():
             if self._triggered(program, lead, etype, data, scores):
-                self._enroll(lead, program, now, fx, cause=f"event {etype}")
+                trig = program.trigger
+                cause = f"{trig.model} crossed {trig.threshold} on {etype}" \
+                    if trig.kind == "threshold" else f"event {etype}"
+                self._enroll(lead, program, now, fx, cause=cause)
         if lead.last_activity_at != previous_activity:
             self._schedule_inactivity(lead, fx)
         if profile_changed:

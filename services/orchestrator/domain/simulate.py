@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.records import ModelScore
-from schemas.vocabulary import dedupe_key
+from schemas.vocabulary import dedupe_key, rfc3339
 from services.orchestrator.domain.decide import Decider
 from services.orchestrator.domain.effects import Effects, Timer
 from services.orchestrator.domain.lead import Lead
@@ -32,6 +32,12 @@ class Simulation:
     sent: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     held: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     stages: Counter[str] = field(default_factory=Counter)
+    entered_because: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    entries: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # score thresholds crossed upward, per "model/threshold": crossings and the leads
+    ups: Counter[str] = field(default_factory=Counter)
+    leads_up: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    models: set[str] = field(default_factory=set)  # scoring models seen in the scores
     _order: Iterator[int] = field(default_factory=itertools.count)
 
     def _record(self, lead_id: str, fx: Effects) -> None:
@@ -40,6 +46,9 @@ class Simulation:
         for enr in fx.enrollments:
             if enr.status == "entered":
                 self.enrolled[enr.program_id] += 1
+                self.entered_because[enr.program_id][enr.reason or "entered"] += 1
+                self.entries.setdefault(lead_id, []).append(
+                    {"program": enr.program_id, "why": enr.reason, "at": rfc3339(enr.at)})
             else:
                 self.exits[enr.program_id][enr.reason or enr.status] += 1
         for note in fx.notes:
@@ -73,6 +82,12 @@ class Simulation:
         self.leads[lead_id] = lead
         self.events += 1
         self._record(lead_id, fx)
+        for score in scores.values():
+            self.models.add(score.model)
+            for crossing in score.crossed:
+                if crossing.direction == "up":
+                    self.ups[f"{score.model}/{crossing.threshold}"] += 1
+                    self.leads_up[f"{score.model}/{crossing.threshold}"].add(lead_id)
 
     def report(self) -> dict[str, Any]:
         programs = {}
@@ -84,8 +99,12 @@ class Simulation:
                 "sent_by_step": dict(self.sent[pid]),
                 "held": dict(self.held[pid]),
                 "exits": dict(self.exits[pid]),
+                "entered_because": dict(self.entered_because[pid]),
             }
         return {"events": self.events, "duplicates": self.duplicates, "leads": len(self.leads),
                 "stage_changes": dict(self.stages),
                 "leads_by_stage": dict(Counter(lead.stage for lead in self.leads.values())),
-                "programs": programs}
+                "models_seen": sorted(self.models),
+                "crossed_up": {k: {"crossings": n, "leads": len(self.leads_up[k])}
+                               for k, n in sorted(self.ups.items())},
+                "programs": programs, "entries": self.entries}

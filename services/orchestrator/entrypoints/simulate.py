@@ -1,29 +1,44 @@
 """`nurture-orchestrator simulate`: run programs over recorded events (JSON lines of
 `nurture.scored-events.v1` records, or plain CloudEvents) with simulated time, and report what
-would have been sent, held and why — before anything reaches a real inbox."""
+would have been sent, held and why — before anything reaches a real inbox.
+
+Plain CloudEvents are scored first by `nurture-scoring score` (the scoring worker's own record
+function, in a child process: the two services share records, not code), so thresholds, stage
+changes and score-triggered programs appear as they would in the services. Scored-event records
+keep the scores they carry; what scoring would dead-letter is reported with its reason.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import IO, Any
 
 import orjson
 from pydantic import ValidationError
 
-from schemas.records import ModelScore, ScoredEvent
+from schemas.normalize import normalized
+from schemas.records import DeadLetter, ModelScore, ScoredEvent
 from schemas.records.base import describe
 from schemas.vocabulary import event_epoch
 from services.orchestrator.domain.decide import Decider
 from services.orchestrator.domain.simulate import Simulation
 
 PROGRESS_EVERY_SECONDS = 5.0
+SHOWN_BAD_LINES = 5
+SHOWN_LEADS = 5
+
+Line = tuple[dict[str, Any], Mapping[str, ModelScore], float]
 
 
-def _line(line: bytes) -> tuple[dict[str, Any], Mapping[str, ModelScore], float]:
-    """A scored-event record (read through the `ScoredEvent` model) or a plain CloudEvent (no
-    scores): the event, the scores after it and its time; ValueError saying why not."""
+def _line(line: bytes) -> Line:
+    """A scored-event record (read through the `ScoredEvent` model), a dead-letter record
+    (ValueError with its reason) or a plain CloudEvent (no scores): the event, the scores
+    after it and its time; ValueError saying why not."""
     doc = orjson.loads(line)
     event, scores = doc, {}
     if isinstance(doc, dict) and "event" in doc:
@@ -32,12 +47,14 @@ def _line(line: bytes) -> tuple[dict[str, Any], Mapping[str, ModelScore], float]
         except ValidationError as exc:  # its field paths, never values (they may be personal)
             raise ValueError(f"not a ScoredEvent: {describe(exc)}") from None
         event, scores = scored.event, scored.score.models
+    elif isinstance(doc, dict) and "error" in doc and "consumer" in doc:
+        raise ValueError(f"scoring would dead-letter it: {DeadLetter.from_bytes(line).error}")
     if not isinstance(event, dict) or not isinstance(event.get("subject"), str):
         raise ValueError("not an event with a subject")
-    return event, scores, event_epoch(event.get("time"))
+    return normalized(event), scores, event_epoch(event.get("time"))
 
 
-def _records(stream: IO[bytes], bad: list[str]) -> Any:
+def _records(stream: IO[bytes], bad: list[str]) -> Iterator[Line]:
     for number, line in enumerate(stream, start=1):
         if not line.strip():
             continue
@@ -47,41 +64,85 @@ def _records(stream: IO[bytes], bad: list[str]) -> Any:
             bad.append(f"line {number}: {exc}")
 
 
-def simulate(decider: Decider, events_path: str, *, tail_days: float, as_json: bool,
-             quiet: bool) -> int:
-    try:
+@contextlib.contextmanager
+def _source(events_path: str, scoring: Sequence[str] | None) -> Iterator[IO[bytes]]:
+    """The lines to simulate: the file (or stdin) itself, or `nurture-scoring score`'s output
+    for it with these models (one output line per input line, so line numbers agree)."""
+    if scoring is None:
         stream = sys.stdin.buffer if events_path == "-" else open(events_path, "rb")  # noqa: SIM115
-    except OSError as exc:
-        print(f"nurture-orchestrator simulate: cannot read {events_path}: {exc.strerror}",
+        with stream:
+            yield stream
+        return
+    models = [arg for path in scoring for arg in ("--model", path)]
+    with subprocess.Popen([sys.executable, "-m", "services.scoring", "score", "--events",
+                           events_path, *models], stdout=subprocess.PIPE) as proc:
+        assert proc.stdout is not None
+        yield proc.stdout
+    if proc.returncode != 0:
+        raise OSError(f"nurture-scoring score exited with {proc.returncode}")
+
+
+def simulate(decider: Decider, events_path: str, *, scoring: Sequence[str] | None,
+             tail_days: float, as_json: bool, quiet: bool) -> int:
+    """Run the dry run and print its report; the exit code. `scoring`: the model files plain
+    events are scored with (None: not scored)."""
+    if events_path != "-" and not Path(events_path).is_file():
+        print(f"nurture-orchestrator simulate: cannot read {events_path}: no such file",
               file=sys.stderr)
         return 2
     sim, bad = Simulation(decider), list[str]()
     started = last_note = time.perf_counter()
-    with stream:
-        for event, score, when in _records(stream, bad):
-            sim.feed(event, score, when)
-            now = time.perf_counter()
-            if not quiet and now - last_note > PROGRESS_EVERY_SECONDS:
-                last_note = now
-                print(f"... {sim.events:,} events, {len(sim.leads):,} leads", file=sys.stderr)
+    try:
+        with _source(events_path, scoring) as stream:
+            for event, score, when in _records(stream, bad):
+                sim.feed(event, score, when)
+                now = time.perf_counter()
+                if not quiet and now - last_note > PROGRESS_EVERY_SECONDS:
+                    last_note = now
+                    print(f"... {sim.events:,} events, {len(sim.leads):,} leads",
+                          file=sys.stderr)
+    except OSError as exc:
+        print(f"nurture-orchestrator simulate: {exc}", file=sys.stderr)
+        return 2
     sim.run_until(sim.clock + tail_days * 86400)
-    report = sim.report() | {"bad_lines": len(bad),
-                             "seconds": round(time.perf_counter() - started, 3)}
+    report = sim.report() | {
+        "scoring_models": list(scoring) if scoring is not None else None,
+        "bad_lines": len(bad), "seconds": round(time.perf_counter() - started, 3)}
     if as_json:
-        sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
-        return 0
-    print(f"Simulated {report['events']:,} events of {report['leads']:,} leads "
-          f"(+{tail_days:g} days after the last) in {report['seconds']}s; "
-          f"{report['duplicates']:,} duplicates, {len(bad):,} unreadable lines")
-    for line in bad[:5]:
-        print(f"  {line}")
-    print("stages now: " + ", ".join(f"{k} {v:,}" for k, v in report["leads_by_stage"].items()))
-    for pid, p in report["programs"].items():
-        print(f"\n== {pid}: enrolled {p['enrolled']:,}, still active {p['active']:,}")
-        for step, n in p["sent_by_step"].items():
-            print(f"   sent   {step:<30} {n:>8,}")
-        for why, n in p["held"].items():
-            print(f"   held   {why:<30} {n:>8,}")
-        for why, n in p["exits"].items():
-            print(f"   exit   {why:<30} {n:>8,}")
+        sys.stdout.write(orjson.dumps(report | {"bad": bad[:SHOWN_BAD_LINES]},
+                                      option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        print(render(report, bad, tail_days))
     return 0
+
+
+def render(report: dict[str, Any], bad: list[str], tail_days: float) -> str:
+    scoring = (f"scored by nurture-scoring with {', '.join(report['scoring_models'])} (models "
+               f"seen: {', '.join(report['models_seen']) or 'none'})"
+               if report["scoring_models"] is not None
+               else "NOT scored (--no-scoring): plain events carry no scores, so threshold "
+                    "and score-stage triggers cannot fire")
+    lines = [f"Simulated {report['events']:,} events of {report['leads']:,} leads "
+             f"(+{tail_days:g} days after the last) in {report['seconds']}s; "
+             f"{report['duplicates']:,} duplicates, {len(bad):,} unreadable lines",
+             f"plain events {scoring}"]
+    lines += [f"  {line}" for line in bad[:SHOWN_BAD_LINES]]
+    lines.append("stages now: " + ", ".join(f"{k} {v:,}"
+                                            for k, v in report["leads_by_stage"].items()))
+    lines += [f"score thresholds crossed up: {k} {v['crossings']:,} times by {v['leads']:,} leads"
+              for k, v in report["crossed_up"].items()]
+    for pid, p in report["programs"].items():
+        lines.append(f"\n== {pid}: enrolled {p['enrolled']:,}, still active {p['active']:,}")
+        rows = [("entered", why, n) for why, n in p["entered_because"].items()]
+        rows += [("sent", step, n) for step, n in p["sent_by_step"].items()]
+        rows += [("held", why, n) for why, n in p["held"].items()]
+        rows += [("exit", why, n) for why, n in p["exits"].items()]
+        lines += [f"   {kind:<8}{what:<40} {n:>7,}" for kind, what, n in rows]
+    entries = report["entries"]
+    if entries:
+        lines.append(f"\nwhich programs each lead entered, and why (first {SHOWN_LEADS} of "
+                     f"{len(entries):,} leads; --json lists all):")
+        for lead_id, entered in list(entries.items())[:SHOWN_LEADS]:
+            lines.append(f"  {lead_id}")
+            lines += [f"    {e['at'][:16]}Z  {e['program']:<22} {e['why']}" for e in entered]
+    return "\n".join(lines)

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from schemas import DATA_MODELS
 from schemas.cloudevent import require_key_attributes
+from schemas.normalize import normalized
 from schemas.records import ScoredEvent
 from schemas.vocabulary import ERASED_EVENT, event_epoch, rfc3339
 from services.common.kafka.deadletter import Origin, dead_letter
@@ -65,9 +66,10 @@ def decode_event(value: bytes | None) -> dict[str, Any]:
 
 
 def check_event(event: Any) -> dict[str, Any]:
-    """`event` if it is a JSON object with what scoring needs, else BadEvent saying what lacks."""
+    """`event` (normalized: `schemas.normalize`) if it is a JSON object with what scoring
+    needs, else BadEvent saying what lacks."""
     try:
-        return require_key_attributes(event)
+        return normalized(require_key_attributes(event))
     except ValueError as exc:
         raise BadEvent(str(exc)) from None
 

@@ -152,6 +152,16 @@ def test_the_task_says_who_when_and_why_now() -> None:
     assert task.payload["lead"]["first_name"] == "Ada"
 
 
+def test_a_task_for_a_lead_without_owner_goes_to_the_default_owner_if_one_is_set() -> None:
+    context = {k: v for k, v in cmd("crm_task").context.items() if k != "owner_id"}
+    ownerless = cmd("crm_task", context=context)
+    assert build_task(ownerless, body=None, now=NOW).payload["owner_id"] is None
+    assert build_task(ownerless, body=None, now=NOW,
+                      default_owner="queue:sdr").payload["owner_id"] == "queue:sdr"
+    owned = build_task(cmd("crm_task"), body=None, now=NOW, default_owner="queue:sdr")
+    assert owned.payload["owner_id"] == "owner-7"  # the lead's own owner wins
+
+
 def test_the_webhook_body_follows_the_standard_webhooks_shape() -> None:
     hook = build_webhook(cmd("webhook"), text="Hello", now=NOW)
     assert set(hook.payload) == {"type", "timestamp", "data"}

@@ -80,7 +80,8 @@ def test_records_are_keyed_by_lead_and_time_defaults_to_receipt() -> None:
     assert rec.key == b"lead-1"
     value = orjson.loads(rec.value)
     assert value["time"] == "2026-11-24T09:30:00.000Z"
-    assert value["data"] == {"url": "https://www.example.com/pricing"}
+    # the path is derived from the url (schemas/normalize.py)
+    assert value["data"] == {"url": "https://www.example.com/pricing", "path": "/pricing"}
     assert ("content-type", b"application/cloudevents+json; charset=utf-8") in rec.headers
     assert ("ce_type", b"web.page_viewed") in rec.headers
 
@@ -121,3 +122,11 @@ def test_a_key_limited_to_web_events_cannot_send_crm_events() -> None:
                received_at=NOW)
     assert info.value.status == 403
     assert "'crm.lead_upserted'" in info.value.message
+
+
+def test_a_url_only_page_view_is_published_with_its_path_search_and_utm() -> None:
+    url = "https://www.example.com/pricing?utm_source=newsletter"
+    (record,) = accept([event(data={"url": url})], key=KEY, received_at=NOW)
+    assert orjson.loads(record.value)["data"] == {
+        "url": url, "path": "/pricing", "search": "?utm_source=newsletter",
+        "utm": {"source": "newsletter"}}

@@ -209,6 +209,9 @@ async def test_two_replicas_share_timers_without_double_firing(
             programs = (await client.get(f"{first}/v1/programs", headers=API)).json()
             return bool(programs[0]["entered"] == len(leads))
         await wait_until(all_enrolled, timeout=60, what="every lead enrolled")
+        programs = (await client.get(f"{first}/v1/programs", headers=API)).json()
+        waiting = programs[0]["waiting_at_step"]  # by step id, not by index
+        assert set(waiting) <= set(programs[0]["steps"]) and sum(waiting.values()) == len(leads)
         await client.post(f"{second}/v1/admin/clock/advance", json={"seconds": H + 1},
                           headers=ADMIN)
         records = await read_topic(kafka.bootstrap_servers, Topics(kafka.topic_prefix).dispatch,

@@ -181,7 +181,9 @@ async def test_enroll_unenroll_and_erase_through_the_api_handlers() -> None:
     with pytest.raises(NotFound):
         await h.enroll("lead-9", "nope")
     enr = await h.enroll("lead-9", "pricing")
-    assert (enr.status, enr.step) == ("active", 0)
+    assert (enr.status, enr.step, enr.step_id) == ("active", 0, "wait-1h")
+    # what the API reads (the enrollments table) names the step by id, not by index
+    assert [r["step_id"] for r in store.enrollments.values()] == ["wait-1h"]
     with pytest.raises(Refused, match="not enrolled: already enrolled"):
         await h.enroll("lead-9", "pricing")
     await h.unenroll("lead-9", "pricing")

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -51,11 +52,12 @@ def test_cli_simulate_reports_held_messages(tmp_path: Path) -> None:
     policy = tmp_path / "policy.yaml"
     policy.write_text("default_timezone: UTC\nquiet_hours: null\ncaps: []\n"
                       "sms_requires_consent: true\n")
-    lines = [scored_record(ev("a", 1, "web.page_viewed", url="u")
+    lines = [scored_record(ev("a", 1, "web.page_viewed", url="https://x.io/")
                            | {"time": "2026-11-01T10:00:00Z"}),
         orjson.dumps(ev("b", 1, "crm.lead_upserted", email="b@x.io")
                      | {"time": "2026-11-01T10:00:00Z"}),
-        orjson.dumps(ev("b", 2, "web.page_viewed", url="u") | {"time": "2026-11-01T11:00:00Z"}),
+        orjson.dumps(ev("b", 2, "web.page_viewed", url="https://x.io/")
+                     | {"time": "2026-11-01T11:00:00Z"}),
         b"not json"]
     events = tmp_path / "events.jsonl"
     events.write_bytes(b"\n".join(lines))
@@ -69,3 +71,56 @@ def test_cli_simulate_reports_held_messages(tmp_path: Path) -> None:
     assert hello["sent_by_step"] == {"hi": 1}
     assert hello["held"] == {"dropped: no email address": 1}
     assert report["bad_lines"] == 1
+
+
+ROOT = Path(__file__).resolve().parents[3]
+SAMPLE = ROOT / "samples" / "events.jsonl"
+
+
+def cli(*args: str) -> dict[str, Any]:
+    proc = subprocess.run([sys.executable, "-m", *args, "--json", "--quiet"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    report: dict[str, Any] = json.loads(proc.stdout)
+    return report
+
+
+def test_the_dry_run_scores_plain_events_as_the_scoring_backtest_does() -> None:
+    """On the shipped sample: thresholds are crossed exactly as `nurture-scoring backtest`
+    counts them, and the programs triggered by them enroll leads."""
+    dry = cli("services.orchestrator", "simulate", "--events", str(SAMPLE))
+    backtest = cli("services.scoring", "backtest", "--events", str(SAMPLE))
+    assert dry["scoring_models"] == ["config/scoring"] and dry["bad_lines"] == 0
+    assert dry["models_seen"] == ["b2b", "product-led"]
+    expected = {f"{m['model']}/{t['threshold']}": {"crossings": t["crossings_up"],
+                                                   "leads": t["leads_crossed_up"]}
+                for m in backtest["models"] for t in m["thresholds"] if t["crossings_up"]}
+    assert dry["crossed_up"] == expected
+    accelerator = dry["programs"]["mql-accelerator"]  # trigger: threshold b2b/mql
+    assert 0 < accelerator["enrolled"] <= expected["b2b/mql"]["leads"]
+    assert all(why.startswith("b2b crossed mql on web.")
+               for why in accelerator["entered_because"]), accelerator["entered_because"]
+    assert sum(accelerator["entered_because"].values()) == accelerator["enrolled"]
+    assert dry["programs"]["hot-lead-handoff"]["enrolled"] == expected["b2b/sql"]["leads"]
+    lead, entries = next(iter(dry["entries"].items()))
+    assert all(set(e) == {"program", "why", "at"} for e in entries), lead
+
+
+def test_without_scoring_no_score_triggered_program_starts_and_the_report_says_so() -> None:
+    dry = cli("services.orchestrator", "simulate", "--events", str(SAMPLE), "--no-scoring")
+    assert dry["scoring_models"] is None and dry["crossed_up"] == {}
+    assert dry["programs"]["mql-accelerator"]["enrolled"] == 0
+    text = subprocess.run([sys.executable, "-m", "services.orchestrator", "simulate",
+                           "--events", str(SAMPLE), "--no-scoring", "--quiet"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, check=True).stdout
+    assert "NOT scored" in text and "threshold" in text
+
+
+def test_an_event_scoring_would_dead_letter_is_a_bad_line_with_the_reason(
+        tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(orjson.dumps(ev("a", 1, "web.page_viewed", title="no url")
+                                    | {"specversion": "1.0", "time": "2026-11-01T10:00:00Z"}))
+    dry = cli("services.orchestrator", "simulate", "--events", str(events))
+    assert dry["bad_lines"] == 1 and dry["events"] == 0
+    assert dry["bad"][0].startswith("line 1: scoring would dead-letter it: data.url")

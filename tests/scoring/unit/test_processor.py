@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -12,6 +14,7 @@ from schemas.records import ScoredEvent
 from schemas.vocabulary import ERASED_EVENT
 from services.common.kafka.deadletter import Origin
 from services.common.kafka.topics import Topics
+from services.scoring.adapters.model_files import load_models
 from services.scoring.domain.model import EngagementRule, ScoringModel
 from services.scoring.service_layer.handlers import Processor, Result
 
@@ -133,3 +136,27 @@ def test_the_erasure_is_passed_on_as_a_scored_event_without_scores() -> None:
     (out,) = result.out
     record = ScoredEvent.from_bytes(out.value)
     assert (record.event_type, record.score.models) == (ERASED_EVENT, {})
+
+
+def readme_first_event() -> dict[str, Any]:
+    """The event of the README's "Send a first event" (the `-d '...'` of its curl)."""
+    text = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    section = text[text.index("### Send a first event"):]
+    body = section[section.index("-d '") + 4:]
+    event: dict[str, Any] = orjson.loads(body[:body.index("'")])
+    return event
+
+
+def test_the_readme_first_event_scores_the_pricing_page_rule() -> None:
+    """It carries only a url; the path the rule matches on is derived from it."""
+    event = readme_first_event()
+    assert "path" not in event["data"]
+    models = load_models([Path(__file__).resolve().parents[3] / "config" / "scoring"])
+    result = Processor(models, TOPICS).process(
+        key=event["subject"].encode(), value=orjson.dumps(event), origin=ORIGIN,
+        timestamp_ms=RECORD_MS, state=None, now=NOW)
+    assert result.outcome == "scored"
+    body = orjson.loads(result.out[0].value)
+    assert body["event"]["data"]["path"] == "/pricing"
+    rules = {part["rule"] for part in body["score"]["models"]["b2b"]["breakdown"]}
+    assert "pricing-page" in rules

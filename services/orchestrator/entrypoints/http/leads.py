@@ -48,7 +48,7 @@ async def enroll(lead_id: LeadId, body: EnrollRequest, handlers: Uses) -> dict[s
     except Refused as exc:
         raise HTTPException(409, str(exc)) from None
     return {"lead_id": lead_id, "program": body.program, "status": enr.status,
-            "step": enr.step, "program_version": enr.program_version}
+            "step": enr.step_id, "program_version": enr.program_version}
 
 
 @router.delete("/v1/leads/{lead_id}/enrollments/{program}", dependencies=ENROLLMENT,
