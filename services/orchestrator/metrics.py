@@ -80,7 +80,8 @@ class OrchestratorMetrics:
     def _programs(self, registry: CollectorRegistry) -> None:
         self.enrollments = Counter(
             "nurture_orchestrator_enrollments_total",
-            "Enrollment changes by program and status (entered, exited, completed) and reason.",
+            "Enrollment changes by program and status (entered, exited, completed; skipped: "
+            "not entered, the event was older than the program's max_event_age) and reason.",
             ["program", "status", "reason"], registry=registry)
         self.messages = Counter(
             "nurture_orchestrator_messages_total",

@@ -43,6 +43,8 @@ _PATTERNS = {  # schema pattern -> the problem of a value that does not match it
     "^(never|always|[1-9][0-9]*(m|h|d|w))$":
         "must be never, always or a duration: a positive whole number and a unit m, h, d or w "
         "(e.g. 30d)",
+    "^(none|[1-9][0-9]*(m|h|d|w))$":
+        "must be none or a duration: a positive whole number and a unit m, h, d or w (e.g. 1d)",
     "^-?[1-9][0-9]*(m|h|d|w)$":
         "must be a duration, with a minus for before the date (e.g. -90d or 7d)",
     "^([01][0-9]|2[0-3]):[0-5][0-9]$": "must be a time of day from 00:00 to 23:59 (HH:MM)",

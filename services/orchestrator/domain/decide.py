@@ -23,7 +23,7 @@ from services.orchestrator.domain import steps
 from services.orchestrator.domain.effects import Effects, EnrollmentChange, StageChange, Timer
 from services.orchestrator.domain.lead import Enrollment, Lead
 from services.orchestrator.domain.policy import ContactPolicy
-from services.orchestrator.domain.program import Program
+from services.orchestrator.domain.program import TOO_OLD, Program
 from services.orchestrator.domain.stages import (
     crossed,
     initial_stage,
@@ -110,8 +110,9 @@ class Decider:
         previous_activity = lead.last_activity_at
         profile_changed = update_record(lead, etype, data, scores, event_time)
         change = next_stage(lead, etype, data, scores, self.stage_model)
+        age = now - event_time  # what the event starts honors its own time
         if change:
-            self.set_stage(lead, change[0], change[1], now, fx)
+            self.set_stage(lead, change[0], change[1], now, fx, event_age=age)
         for enr in sorted(lead.active_enrollments(), key=self._rank):
             self._event_for_enrollment(lead, enr, etype, data, now, fx)
         for program in self.programs.values():
@@ -119,7 +120,7 @@ class Decider:
                 trig = program.trigger
                 cause = f"{trig.model} crossed {trig.threshold} on {etype}" \
                     if trig.kind == "threshold" else f"event {etype}"
-                self._enroll(lead, program, now, fx, cause=cause)
+                self._enroll(lead, program, now, fx, cause=cause, event_age=age)
         if lead.last_activity_at != previous_activity:
             self._schedule_inactivity(lead, fx)
         if profile_changed:
@@ -164,7 +165,8 @@ class Decider:
 
     # --- stages -------------------------------------------------------------------------------
 
-    def set_stage(self, lead: Lead, stage: str, cause: str, now: float, fx: Effects) -> None:
+    def set_stage(self, lead: Lead, stage: str, cause: str, now: float, fx: Effects, *,
+                  event_age: float | None = None) -> None:
         if stage == lead.stage:
             return
         fx.stage_changes.append(StageChange(
@@ -182,7 +184,8 @@ class Decider:
                 steps.finish(lead, enr, "exited", f"stage changed to {stage}", now, fx)
         for program in self.programs.values():
             if program.trigger.kind == "stage" and program.trigger.stage == stage:
-                self._enroll(lead, program, now, fx, cause=f"entered {stage}")
+                self._enroll(lead, program, now, fx, cause=f"entered {stage}",
+                             event_age=event_age)
 
     # --- enrollments --------------------------------------------------------------------------
 
@@ -215,10 +218,16 @@ class Decider:
         return None
 
     def _enroll(self, lead: Lead, program: Program, now: float, fx: Effects, *, cause: str,
-                manual: bool = False) -> None:
+                manual: bool = False, event_age: float | None = None) -> None:
+        """Enroll if eligible; `event_age`: how old the event that caused it is (None: no event,
+        e.g. a timer or the API), checked against the program's max_event_age."""
         if program.trigger.kind == "manual" and not manual:
             return
         if self.eligible(lead, program, now) is not None:
+            return
+        limit = program.max_event_age_seconds
+        if event_age is not None and limit is not None and event_age > limit:
+            fx.enrollments.append(EnrollmentChange(program.id, "skipped", TOO_OLD, now))
             return
         lead.enrollment_count += 1
         enr = Enrollment(program.id, program.version, entered_at=now, seq=lead.enrollment_count)

@@ -71,7 +71,7 @@ class Note:
 @dataclass(frozen=True, slots=True)
 class EnrollmentChange:
     program_id: str
-    status: str  # entered | exited | completed
+    status: str  # entered | exited | completed | skipped (not entered: the event was too old)
     reason: str | None
     at: float
 

@@ -81,6 +81,13 @@ class Step:
     reason: str | None = None
 
 
+# No limit by default, for now: ingest stamps events with the wall clock while the orchestrator's
+# clock can be moved (make run, the demo, the fault run), so an age measured against the moved
+# clock would skip fresh events. Set `max_event_age` per program where its clock is the wall's.
+DEFAULT_MAX_EVENT_AGE_SECONDS: int | None = None
+TOO_OLD = "event older than max_event_age"  # the reason of a skipped enrollment
+
+
 @dataclass(frozen=True, slots=True)
 class Program:
     id: str
@@ -94,6 +101,9 @@ class Program:
     exclude_stages: frozenset[str] = frozenset()  # never in these; entering one exits
     reentry: Reentry = "never"
     reentry_after_seconds: int = 0
+    # an event (or the threshold or stage it caused) older than this when decided starts no
+    # enrollment: follow-ups are for what a lead does now, not for a backfill. None: any age
+    max_event_age_seconds: int | None = DEFAULT_MAX_EVENT_AGE_SECONDS
     goal: EventMatch | None = None  # reaching it exits with reason "goal"
     exit_on_unsubscribe: bool = True
     description: str = ""

@@ -34,6 +34,7 @@ class Simulation:
     stages: Counter[str] = field(default_factory=Counter)
     entered_because: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     entries: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    skipped: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     # score thresholds crossed upward, per "model/threshold": crossings and the leads
     ups: Counter[str] = field(default_factory=Counter)
     leads_up: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
@@ -44,7 +45,9 @@ class Simulation:
         for timer in fx.timers:
             heapq.heappush(self.timers, (timer.due_at, next(self._order), lead_id, timer))
         for enr in fx.enrollments:
-            if enr.status == "entered":
+            if enr.status == "skipped":
+                self.skipped[enr.program_id][enr.reason or "skipped"] += 1
+            elif enr.status == "entered":
                 self.enrolled[enr.program_id] += 1
                 self.entered_because[enr.program_id][enr.reason or "entered"] += 1
                 self.entries.setdefault(lead_id, []).append(
@@ -100,6 +103,7 @@ class Simulation:
                 "held": dict(self.held[pid]),
                 "exits": dict(self.exits[pid]),
                 "entered_because": dict(self.entered_because[pid]),
+                "skipped": dict(self.skipped[pid]),
             }
         return {"events": self.events, "duplicates": self.duplicates, "leads": len(self.leads),
                 "stage_changes": dict(self.stages),

@@ -25,6 +25,7 @@ from schemas.normalize import normalized
 from schemas.records import DeadLetter, ModelScore, ScoredEvent
 from schemas.records.base import describe
 from schemas.vocabulary import event_epoch
+from services.common.cli import open_input
 from services.orchestrator.domain.decide import Decider
 from services.orchestrator.domain.simulate import Simulation
 
@@ -64,12 +65,18 @@ def _records(stream: IO[bytes], bad: list[str]) -> Iterator[Line]:
             bad.append(f"line {number}: {exc}")
 
 
+class _Reported(Exception):
+    """The input could not be opened, and stderr was told why."""
+
+
 @contextlib.contextmanager
 def _source(events_path: str, scoring: Sequence[str] | None) -> Iterator[IO[bytes]]:
     """The lines to simulate: the file (or stdin) itself, or `nurture-scoring score`'s output
     for it with these models (one output line per input line, so line numbers agree)."""
     if scoring is None:
-        stream = sys.stdin.buffer if events_path == "-" else open(events_path, "rb")  # noqa: SIM115
+        stream = open_input(events_path, "nurture-orchestrator simulate")
+        if stream is None:
+            raise _Reported
         with stream:
             yield stream
         return
@@ -86,7 +93,7 @@ def simulate(decider: Decider, events_path: str, *, scoring: Sequence[str] | Non
              tail_days: float, as_json: bool, quiet: bool) -> int:
     """Run the dry run and print its report; the exit code. `scoring`: the model files plain
     events are scored with (None: not scored)."""
-    if events_path != "-" and not Path(events_path).is_file():
+    if scoring is not None and events_path != "-" and not Path(events_path).is_file():
         print(f"nurture-orchestrator simulate: cannot read {events_path}: no such file",
               file=sys.stderr)
         return 2
@@ -101,6 +108,8 @@ def simulate(decider: Decider, events_path: str, *, scoring: Sequence[str] | Non
                     last_note = now
                     print(f"... {sim.events:,} events, {len(sim.leads):,} leads",
                           file=sys.stderr)
+    except _Reported:
+        return 2
     except OSError as exc:
         print(f"nurture-orchestrator simulate: {exc}", file=sys.stderr)
         return 2
@@ -134,6 +143,7 @@ def render(report: dict[str, Any], bad: list[str], tail_days: float) -> str:
     for pid, p in report["programs"].items():
         lines.append(f"\n== {pid}: enrolled {p['enrolled']:,}, still active {p['active']:,}")
         rows = [("entered", why, n) for why, n in p["entered_because"].items()]
+        rows += [("skipped", why, n) for why, n in p["skipped"].items()]
         rows += [("sent", step, n) for step, n in p["sent_by_step"].items()]
         rows += [("held", why, n) for why, n in p["held"].items()]
         rows += [("exit", why, n) for why, n in p["exits"].items()]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,15 @@ class ModelFileError(ConfigFileError):
 
     def __init__(self, problems: Iterable[ConfigProblem]) -> None:
         super().__init__(problems, kind=_KIND)
+
+
+def load_or_report(paths: Sequence[str | Path]) -> list[ScoringModel] | None:
+    """`load_models`, or None after printing every problem to stderr (for the commands)."""
+    try:
+        return load_models(paths)
+    except ModelFileError as exc:
+        print(exc, file=sys.stderr)
+        return None
 
 
 def load_models(paths: Sequence[str | Path]) -> list[ScoringModel]:

@@ -11,6 +11,7 @@ from typing import IO, Any
 
 import orjson
 
+from services.common.cli import open_input
 from services.scoring.domain.backtest import Replay
 from services.scoring.service_layer.handlers import BadEvent, check_event, event_time
 
@@ -34,18 +35,11 @@ def _events(stream: IO[bytes], bad: list[str]) -> Iterator[tuple[dict[str, Any],
 
 def run_backtest(model_paths: list[str], events_path: str, *, as_json: bool,
                  quiet: bool) -> int:
-    from services.scoring.adapters.model_files import ModelFileError, load_models
+    from services.scoring.adapters.model_files import load_or_report
 
-    try:
-        models = load_models(model_paths)
-    except ModelFileError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    try:
-        stream = sys.stdin.buffer if events_path == "-" else open(events_path, "rb")  # noqa: SIM115
-    except OSError as exc:
-        print(f"nurture-scoring backtest: cannot read {events_path}: {exc.strerror}",
-              file=sys.stderr)
+    models = load_or_report(model_paths)
+    stream = open_input(events_path, "nurture-scoring backtest") if models is not None else None
+    if models is None or stream is None:
         return 2
     bad: list[str] = []
     run = Replay(models)

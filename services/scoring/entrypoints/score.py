@@ -25,6 +25,7 @@ import orjson
 
 from schemas.records import DeadLetter, ScoredEvent
 from schemas.vocabulary import event_epoch
+from services.common.cli import open_input
 from services.common.kafka.deadletter import Origin
 from services.common.kafka.topics import Topics
 from services.scoring.service_layer.handlers import Processor, Result
@@ -106,22 +107,15 @@ def score_stream(scorer: Scorer, lines: IO[bytes], out: IO[bytes]) -> int:
 
 
 def run_score(model_paths: list[str], events_path: str) -> int:
-    from services.scoring.adapters.model_files import ModelFileError
+    from services.scoring.adapters.model_files import load_or_report
 
-    try:
-        scorer = Scorer.from_files(model_paths)
-    except ModelFileError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    try:
-        stream = sys.stdin.buffer if events_path == "-" else open(events_path, "rb")  # noqa: SIM115
-    except OSError as exc:
-        print(f"nurture-scoring score: cannot read {events_path}: {exc.strerror}",
-              file=sys.stderr)
+    models = load_or_report(model_paths)
+    stream = open_input(events_path, "nurture-scoring score") if models is not None else None
+    if models is None or stream is None:
         return 2
     with stream:
         try:
-            dead = score_stream(scorer, stream, sys.stdout.buffer)
+            dead = score_stream(Scorer(Processor(models, Topics(""))), stream, sys.stdout.buffer)
         except BrokenPipeError:  # the reader stopped (`| head`): so do we, quietly
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 0

@@ -17,7 +17,7 @@ from services.orchestrator.domain.decide import Decider
 from services.orchestrator.domain.effects import Effects
 from services.orchestrator.domain.lead import Lead
 from services.orchestrator.domain.policy import ContactPolicy
-from services.orchestrator.domain.program import Program, Step, Trigger
+from services.orchestrator.domain.program import EventMatch, Program, Step, Trigger
 from services.orchestrator.metrics import OrchestratorMetrics, held_reason
 
 DAY = 86400.0
@@ -68,6 +68,26 @@ def test_a_nurtured_conversion_is_counted_with_its_times(decider: Decider) -> No
                  program="welcome", status="entered", reason="trigger") == 1
     assert value(registry, "nurture_orchestrator_messages_total", program="welcome",
                  step="hello", channel="email", outcome="sent", reason="none") == 1
+
+
+def test_an_enrollment_skipped_for_an_old_event_is_counted_with_a_bounded_reason() -> None:
+    program = Program(id="on-view", version=1, name="On view",
+                      trigger=Trigger("event", event=EventMatch(frozenset({"web.page_viewed"}))),
+                      steps=(Step("hello", "send", channel="email", template="hello"),),
+                      max_event_age_seconds=DAY)
+    registry = new_registry()
+    decider = Decider([program], ContactPolicy(caps=(), quiet_hours=None))
+    metrics = OrchestratorMetrics(registry, decider.programs)
+    t0 = 1_700_000_000.0
+    for n, age in enumerate((60.0, 3 * DAY, 40 * DAY)):
+        lead = Lead(f"lead-{n}", stage="lead", profile={"email": "a@b.example"})
+        fx = decider.on_event(lead, {"type": "web.page_viewed", "data": {"url": "u"}}, {},
+                              event_time=t0, now=t0 + age)
+        metrics.observe([(lead.lead_id, fx)])
+    assert value(registry, "nurture_orchestrator_enrollments_total",
+                 program="on-view", status="entered", reason="trigger") == 1
+    assert value(registry, "nurture_orchestrator_enrollments_total", program="on-view",
+                 status="skipped", reason="event older than max_event_age") == 2
 
 
 def test_each_decision_logs_one_line_with_a_lead_hash_and_no_lead_id(

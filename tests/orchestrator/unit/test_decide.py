@@ -14,7 +14,14 @@ from services.orchestrator.domain.decide import Decider
 from services.orchestrator.domain.effects import Effects, Timer
 from services.orchestrator.domain.lead import Lead
 from services.orchestrator.domain.policy import ContactPolicy
-from services.orchestrator.domain.program import Branch, EventMatch, Program, Step, Trigger
+from services.orchestrator.domain.program import (
+    DEFAULT_MAX_EVENT_AGE_SECONDS,
+    Branch,
+    EventMatch,
+    Program,
+    Step,
+    Trigger,
+)
 from services.orchestrator.domain.stages import next_stage
 from tests.support import model_score
 
@@ -325,3 +332,52 @@ def test_what_an_event_causes_at_once_carries_its_id_and_time_to_dispatch() -> N
     _, fx = pricing.on_event_for(the_lead, "lead-1", viewed, {}, event_time=T0, now=T0)
     later = fire_due(pricing, the_lead, fx.timers, T0 + 3 * D)
     assert [c.event_id for c in later.commands] == [None, None]
+
+
+# -- events that age: what an old event causes does not start follow-ups --------------------
+
+HANDOFF = Program(id="handoff", version=1, name="Hot lead", trigger=Trigger("stage", stage="sql"),
+                  steps=(Step("alert", "task", subject="Call them"),), max_event_age_seconds=D)
+
+
+@pytest.mark.parametrize(("age", "limit", "entered"), [
+    (23 * H, D, True), (D + 1, D, False), (90 * D, D, False), (90 * D, None, True),
+    (3 * H, 2 * H, False), (365 * D, DEFAULT_MAX_EVENT_AGE_SECONDS, True)])
+def test_an_event_older_than_max_event_age_starts_no_enrollment(
+        age: float, limit: int | None, entered: bool) -> None:
+    program = Program(**{**{f: getattr(PRICING, f) for f in ("id", "version", "name",
+                                                              "trigger", "steps")},
+                         "max_event_age_seconds": limit})
+    the_lead = lead()
+    fx = Decider([program], NO_LIMITS).on_event(
+        the_lead, event("web.page_viewed", path="/pricing"), {}, event_time=T0, now=T0 + age)
+    expected = ("pricing", "entered", "event web.page_viewed") if entered else \
+        ("pricing", "skipped", "event older than max_event_age")
+    assert [(e.program_id, e.status, e.reason) for e in fx.enrollments] == [expected]
+    assert ("pricing" in the_lead.enrollments) is entered
+    assert the_lead.last_activity_at == T0  # the lead's record is updated either way
+
+
+def test_an_old_event_still_moves_the_stage_but_starts_no_stage_program() -> None:
+    to_sql = {"b2b": model_score(120, crossed=[("mql", "up"), ("sql", "up")])}
+    the_lead = lead()
+    fx = Decider([HANDOFF], NO_LIMITS, stage_model="b2b").on_event(
+        the_lead, event("web.form_submitted", form_id="f", form_type="demo_request"), to_sql,
+        event_time=T0, now=T0 + 30 * D)
+    assert the_lead.stage == "sql" and [c.to_stage for c in fx.stage_changes] == ["sql"]
+    assert [(e.program_id, e.status) for e in fx.enrollments] == [("handoff", "skipped")]
+    assert fx.commands == []
+    fresh = lead()
+    fx = Decider([HANDOFF], NO_LIMITS, stage_model="b2b").on_event(
+        fresh, event("web.form_submitted", form_id="f", form_type="demo_request"), to_sql,
+        event_time=T0, now=T0 + 60)
+    assert [(e.program_id, e.status) for e in fx.enrollments] == [("handoff", "entered"),
+                                                                  ("handoff", "completed")]
+    assert [c.channel for c in fx.commands] == ["crm_task"]
+
+
+def test_the_api_and_timers_are_not_events_and_are_never_too_old() -> None:
+    program = Program(id="manual", version=1, name="m", trigger=Trigger("manual"),
+                      steps=(Step("s", "tag", tag="t"),), max_event_age_seconds=60)
+    fx = Decider([program], NO_LIMITS).enroll(lead(), "manual", T0 + 365 * D)
+    assert [e.status for e in fx.enrollments][:1] == ["entered"]

@@ -111,6 +111,7 @@ trigger: {date: {field: contract_renewal_date, offset: -90d}}
 entry: {stages: [lead, mql], when: {consent.sms: granted}}
 exclude_stages: [sql, customer]
 reentry: 30d
+max_event_age: 2h
 goal: {event: "email.*", when: {url: {matches: demo}}}
 exit_on_unsubscribe: false
 steps:
@@ -142,6 +143,7 @@ def test_every_key_is_built_into_the_program(tmp_path: Path) -> None:
     assert full.entry({"consent.sms": "granted"}) and not full.entry({})
     assert (full.reentry, full.reentry_after_seconds, full.exit_on_unsubscribe) == (
         "after", 30 * D, False)
+    assert full.max_event_age_seconds == 2 * H
     assert full.goal is not None and full.goal.matches("email.clicked", {"url": "/demo"})
     assert not full.goal.matches("web.page_viewed", {"url": "/demo"})
     steps = {s.id: s for s in full.steps}
@@ -190,6 +192,9 @@ def test_defaults(tmp_path: Path) -> None:
         50, "never", True)
     assert (program.stages, program.exclude_stages, program.goal) == (None, frozenset(), None)
     assert program.description == "" and program.entry({})
+    assert program.max_event_age_seconds is None  # any age, until all services share one clock
+    (day,) = load_programs([write(tmp_path, "q.yaml", VALID + "max_event_age: 1d\n")])
+    assert day.max_event_age_seconds == D
 
 
 # -- broken program files --------------------------------------------------------------------
@@ -275,6 +280,8 @@ BROKEN = [
                  id="unknown-top-level-key"),
     pytest.param(VALID + "reentry: sometimes\n",
                  [(11, "reentry", "must be never, always or a duration")], id="bad-reentry"),
+    pytest.param(VALID + "max_event_age: 0d\n",
+                 [(11, "max_event_age", "must be none or a duration")], id="bad-max-event-age"),
     pytest.param(VALID + "priority: 101\n", [(11, "priority", "must be at most 100")],
                  id="priority-range"),
     pytest.param(VALID.replace("template: hello", "template: hello, expires_after: 2 days"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -124,3 +125,14 @@ def test_an_event_scoring_would_dead_letter_is_a_bad_line_with_the_reason(
     dry = cli("services.orchestrator", "simulate", "--events", str(events))
     assert dry["bad_lines"] == 1 and dry["events"] == 0
     assert dry["bad"][0].startswith("line 1: scoring would dead-letter it: data.url")
+
+
+def test_an_event_far_older_than_the_simulated_clock_is_counted_as_skipped() -> None:
+    pricing_1d = replace(PRICING, max_event_age_seconds=D)
+    sim = Simulation(Decider([pricing_1d], ContactPolicy(caps=(), quiet_hours=None)))
+    sim.feed(ev("a", 0, "crm.lead_upserted", email="a@x.io"), {}, T0 + 10 * D)
+    sim.feed(ev("a", 1, "web.page_viewed", path="/pricing"), {}, T0)  # arrives 10 days late
+    sim.feed(ev("b", 1, "web.page_viewed", path="/pricing"), {}, T0 + 10 * D + H)
+    pricing = sim.report()["programs"]["pricing"]
+    assert pricing["enrolled"] == 1
+    assert pricing["skipped"] == {"event older than max_event_age": 1}
