@@ -31,9 +31,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "integration" in item.path.parts or "e2e" in item.path.parts:
             item.add_marker(pytest.mark.integration)
-    kube = [item for item in items if item.path.name == KUBE_TESTS]
+
+
+@pytest.hookimpl(trylast=True)  # after -m / -k deselected: `make test-unit` builds nothing
+def pytest_collection_finish(session: pytest.Session) -> None:
+    kube = [item for item in session.items if item.path.name == KUBE_TESTS]
     if kube:
-        items[:] = [item for item in items if item.path.name != KUBE_TESTS] + kube
+        session.items[:] = [i for i in session.items if i.path.name != KUBE_TESTS] + kube
         _prebuild_kube()
 
 
