@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import IO
 
@@ -15,3 +16,10 @@ def open_input(path: str, command: str) -> IO[bytes] | None:
     except OSError as exc:
         print(f"{command}: cannot read {path}: {exc.strerror}", file=sys.stderr)
         return None
+
+
+def reader_gone() -> int:
+    """After a BrokenPipeError on stdout (the reader stopped early, as `| head` does): stdout
+    goes to /dev/null, so the interpreter's last flush does not fail again; exit code 0."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0

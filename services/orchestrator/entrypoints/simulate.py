@@ -25,7 +25,7 @@ from schemas.normalize import normalized
 from schemas.records import DeadLetter, ModelScore, ScoredEvent
 from schemas.records.base import describe
 from schemas.vocabulary import event_epoch
-from services.common.cli import open_input
+from services.common.cli import open_input, reader_gone
 from services.orchestrator.domain.decide import Decider
 from services.orchestrator.domain.simulate import Simulation
 
@@ -117,11 +117,12 @@ def simulate(decider: Decider, events_path: str, *, scoring: Sequence[str] | Non
     report = sim.report() | {
         "scoring_models": list(scoring) if scoring is not None else None,
         "bad_lines": len(bad), "seconds": round(time.perf_counter() - started, 3)}
-    if as_json:
-        sys.stdout.write(orjson.dumps(report | {"bad": bad[:SHOWN_BAD_LINES]},
-                                      option=orjson.OPT_INDENT_2).decode() + "\n")
-    else:
-        print(render(report, bad, tail_days))
+    text = orjson.dumps(report | {"bad": bad[:SHOWN_BAD_LINES]}, option=orjson.OPT_INDENT_2
+                        ).decode() if as_json else render(report, bad, tail_days)
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        return reader_gone()
     return 0
 
 

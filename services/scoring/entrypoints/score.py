@@ -1,5 +1,6 @@
 """`nurture-scoring score`: score recorded events as the worker does, without Kafka, and write
-what the worker would publish, one JSON line per input line, in order:
+what the worker would publish, one JSON line per input line, in order (a blank line stays
+blank, so line numbers agree):
 
 - a record of `nurture.scored-events.v1` (`ScoredEvent`) for an event it scores;
 - the same line, unchanged, for a line that already is a scored-event record;
@@ -14,7 +15,6 @@ for plain events), and it can be piped: `nurture-scoring score --events e.jsonl 
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,7 +25,7 @@ import orjson
 
 from schemas.records import DeadLetter, ScoredEvent
 from schemas.vocabulary import event_epoch
-from services.common.cli import open_input
+from services.common.cli import open_input, reader_gone
 from services.common.kafka.deadletter import Origin
 from services.common.kafka.topics import Topics
 from services.scoring.service_layer.handlers import Processor, Result
@@ -91,7 +91,8 @@ def score_stream(scorer: Scorer, lines: IO[bytes], out: IO[bytes]) -> int:
     dead = 0
     for number, line in enumerate(lines, start=1):
         line = line.strip()
-        if not line:
+        if not line:  # kept, so that output line numbers are input line numbers
+            out.write(b"\n")
             continue
         try:
             if is_scored_record(line):
@@ -116,9 +117,8 @@ def run_score(model_paths: list[str], events_path: str) -> int:
     with stream:
         try:
             dead = score_stream(Scorer(Processor(models, Topics(""))), stream, sys.stdout.buffer)
-        except BrokenPipeError:  # the reader stopped (`| head`): so do we, quietly
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            return 0
+        except BrokenPipeError:
+            return reader_gone()
     if dead:
         print(f"nurture-scoring score: {dead:,} line(s) dead-lettered (their records say why)",
               file=sys.stderr)
