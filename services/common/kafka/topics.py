@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from aiokafka.admin import NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from services.common.config.settings import KafkaSettings
@@ -56,6 +56,21 @@ class Topics:
 _ATTRIBUTES = ("events", "scored_events", "dispatch", "stages", "deadletter")  # as in SPECS
 
 
+async def create_topic(admin: AIOKafkaAdminClient, topic: NewTopic) -> bool:
+    """Create one topic: True if this call created it, False if it existed already. Any other
+    error of the broker is raised (aiokafka returns per-topic errors in the response instead of
+    raising them, so they must be read from it)."""
+    response = await admin.create_topics([topic])
+    for entry in response.topic_errors:  # (name, error code[, message])
+        code = entry[1]
+        if code == TopicAlreadyExistsError.errno:
+            return False
+        if code != 0:
+            message = entry[2] if len(entry) > 2 and entry[2] else topic.name
+            raise for_code(code)(f"creating topic {topic.name}: {message}")
+    return True
+
+
 async def ensure_topics(
     settings: KafkaSettings, *, partitions: int, replication_factor: int = 1
 ) -> list[str]:
@@ -74,14 +89,8 @@ async def ensure_topics(
             for spec in SPECS
             if f"{settings.topic_prefix}{spec.name}" not in existing
         ]
-        created = []
-        for topic in wanted:
-            try:
-                await admin.create_topics([topic])
-                created.append(topic.name)
-            except TopicAlreadyExistsError:
-                pass  # another replica created it between list and create
-        return created
+        # already there: another replica was first, or the broker's topic list was behind
+        return [topic.name for topic in wanted if await create_topic(admin, topic)]
     finally:
         await admin.close()
 

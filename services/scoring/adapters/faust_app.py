@@ -49,7 +49,6 @@ Workarounds, each with the upstream reports it covers (faust-streaming 0.15 pinn
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Collection, Mapping
@@ -61,7 +60,7 @@ import mode
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 from faust.types import StreamT
 from tenacity import AsyncRetrying, retry_if_exception, wait_exponential
@@ -70,7 +69,7 @@ from schemas import EVENT_TYPES
 from services.common.config.settings import KafkaSettings
 from services.common.kafka.clients import connection_options, make_admin, make_consumer
 from services.common.kafka.deadletter import Origin
-from services.common.kafka.topics import Topics
+from services.common.kafka.topics import Topics, create_topic
 from services.scoring.entrypoints.probes import BEAT_SECONDS, Health
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.service_layer.handlers import Processor, Result
@@ -243,11 +242,10 @@ async def ensure_changelog(app: faust.App, kafka: KafkaSettings, *, partitions: 
     admin = make_admin(kafka, client_id="nurture-scoring")
     await admin.start()
     try:
-        if name not in set(await admin.list_topics()):
-            with contextlib.suppress(TopicAlreadyExistsError):  # the other worker was first
-                await admin.create_topics([NewTopic(
-                    name=name, num_partitions=partitions, replication_factor=replication_factor,
-                    topic_configs={"cleanup.policy": "compact"})])
+        if name not in set(await admin.list_topics()):  # False from create: the other was first
+            await create_topic(admin, NewTopic(
+                name=name, num_partitions=partitions, replication_factor=replication_factor,
+                topic_configs={"cleanup.policy": "compact"}))
     finally:
         await admin.close()
     return name

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncpg
+import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import NewTopic
+from aiokafka.errors import KafkaError
 
 from services.common.config.settings import KafkaSettings
-from services.common.kafka.topics import SPECS, Topics, ensure_topics
+from services.common.kafka.clients import make_admin
+from services.common.kafka.topics import SPECS, Topics, create_topic, ensure_topics
 from tests.support import isolated_kafka, read_topic, unique
 
 
@@ -39,3 +43,22 @@ async def test_postgres_accepts_connections(database_url: str) -> None:
         assert await conn.fetchval("select current_database()") == "nurture"
     finally:
         await conn.close()
+
+
+async def test_create_topic_tells_created_from_existing_and_raises_the_broker_s_errors(
+        kafka_bootstrap: str) -> None:
+    """aiokafka returns per-topic errors in the response; `create_topic` reads them, so a topic
+    that exists is never reported created (even when a topic list was behind) and a refused
+    one is never silently skipped."""
+    settings = KafkaSettings(bootstrap_servers=kafka_bootstrap)  # type: ignore[call-arg]
+    name = unique("create")
+    admin = make_admin(settings, client_id="test")
+    await admin.start()
+    try:
+        assert await create_topic(admin, NewTopic(name, 1, 1)) is True
+        assert await create_topic(admin, NewTopic(name, 1, 1)) is False
+        with pytest.raises(KafkaError, match="creating topic"):
+            await create_topic(admin, NewTopic(unique("bad"), 1, 1,
+                                               topic_configs={"retention.ms": "soon"}))
+    finally:
+        await admin.close()
