@@ -26,6 +26,13 @@ ERASED_EVENT: Final = "lead.erased"
 """The type of the control event the orchestrator publishes when a person is erased
 (docs/security.md); every consumer forgets the lead when it sees one."""
 
+SCORE_DUE_EVENT: Final = "lead.score_due"
+"""The type of the control event the orchestrator publishes when a lead's score is due to cross a
+threshold by decay alone (the scored event's `next_crossing`): scoring scores the lead as of the
+event's time, with no points awarded, and the crossing comes out like any other."""
+CONTROL_EVENTS: Final = frozenset({ERASED_EVENT, SCORE_DUE_EVENT})
+"""Event types only Nurture's own services publish (never accepted from outside)."""
+
 SuppressionReason = Literal["unsubscribed", "complained", "opted_out", "hard_bounce", "erased"]
 """Why a channel is suppressed for a lead; the same words in the orchestrator's lead state and in
 dispatch's suppression table. `erased` is only ever set on `ALL_CHANNELS`."""

@@ -23,8 +23,9 @@ class Choking(Decider):
     """Changes the lead it works on, then raises, for events of type `web.choke`."""
 
     def on_event(self, lead: Lead, event: Any, score: Any, *, event_time: float,
-                 now: float) -> Effects:
-        fx = super().on_event(lead, event, score, event_time=event_time, now=now)
+                 now: float, scored_at: float | None = None) -> Effects:
+        fx = super().on_event(lead, event, score, event_time=event_time, now=now,
+                              scored_at=scored_at)
         if event.get("type") == "web.choke":
             lead.tags.append("half-decided")
             raise KeyError("company_size")

@@ -68,6 +68,10 @@ class MemoryLeads:
                               "to_stage": c.to_stage, "at": c.at, "cause": c.cause}
                              for c in fx.stage_changes]
             for timer in fx.timers:
+                if timer.kind == "score":  # one per lead and model: the new one replaces it
+                    data.timers = {i: (lid, tm) for i, (lid, tm) in data.timers.items()
+                                   if (lid, tm.kind, tm.program_id)
+                                   != (lead_id, "score", timer.program_id)}
                 data.timers[data.next_id] = (lead_id, timer)
                 data.next_id += 1
             data.messages += [{"lead_id": lead_id, "program_id": n.program_id,

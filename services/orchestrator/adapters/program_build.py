@@ -91,7 +91,8 @@ class ProgramBuilder:
             return Trigger("stage", stage=self.stage(spec["stage"], at))
         if kind == "threshold":
             return Trigger("threshold", model=spec["threshold"]["model"],
-                           threshold=spec["threshold"]["name"])
+                           threshold=spec["threshold"]["name"],
+                           direction=spec["threshold"].get("direction", "up"))
         if kind == "inactivity":
             return Trigger("inactivity", inactive_seconds=self.seconds(spec["inactivity"], at))
         date = spec["date"]

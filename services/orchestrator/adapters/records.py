@@ -1,7 +1,7 @@
 """The records the orchestrator reads and writes on Kafka, as bytes: the scored events it
 consumes (`parse`, through the `ScoredEvent` model, once per record), and the outbox rows it
-produces: dispatch commands and stage changes (`outbox_rows`), dead letters, the `lead.erased`
-control event and the events of inbound SMS."""
+produces: dispatch commands, stage changes and `lead.score_due` control events (`outbox_rows`),
+dead letters, the `lead.erased` control event and the events of inbound SMS."""
 
 from __future__ import annotations
 
@@ -15,15 +15,16 @@ import orjson
 
 from schemas.cloudevent import new_event
 from schemas.records import LeadScore, ScoredEvent, SendMessage, StageChanged
-from schemas.vocabulary import ERASED_EVENT
+from schemas.vocabulary import ERASED_EVENT, SCORE_DUE_EVENT
 from services.common.db.outbox import Outgoing
 from services.common.kafka.deadletter import Origin, dead_letter, replayed
 from services.common.kafka.loops import ConsumedRecord
 from services.common.kafka.topics import Topics
-from services.orchestrator.domain.effects import Command, Effects, StageChange
+from services.orchestrator.domain.effects import Command, Effects, ScoreDue, StageChange
 
 CONSUMER = "nurture-orchestrator"
 ERASURE_SOURCE = "nurture-orchestrator/erasure"
+DECAY_SOURCE = "nurture-orchestrator/decay"
 CLOUDEVENT = "application/cloudevents+json"
 
 
@@ -83,12 +84,23 @@ def stage_changed(lead_id: str, change: StageChange) -> StageChanged:
 
 
 def outbox_rows(lead_id: str, fx: Effects, topics: Topics) -> list[Outgoing]:
-    """The dispatch commands and stage changes of one decision."""
+    """The dispatch commands, stage changes and scores due of one decision."""
     key, headers = lead_id.encode(), [("content-type", "application/json")]
     return [*(Outgoing(topics.dispatch, key, send_message(lead_id, cmd).to_bytes(), headers)
               for cmd in fx.commands),
             *(Outgoing(topics.stages, key, stage_changed(lead_id, c).to_bytes(), headers)
-              for c in fx.stage_changes)]
+              for c in fx.stage_changes),
+            *(score_due_row(lead_id, due, topics.events) for due in fx.scores_due)]
+
+
+def score_due_row(lead_id: str, due: ScoreDue, topic: str) -> Outgoing:
+    """The `lead.score_due` control event, timed at the crossing; its id is the model and the
+    time, so a timer fired twice (a crash before the commit) is one event to scoring."""
+    event = new_event(id=f"score-due-{due.model}-{int(due.at)}", source=DECAY_SOURCE,
+                      type=SCORE_DUE_EVENT, subject=lead_id, time=due.at,
+                      data={"model": due.model})
+    return Outgoing(topic, lead_id.encode(), orjson.dumps(event),
+                    [("content-type", CLOUDEVENT), ("ce_type", SCORE_DUE_EVENT)])
 
 
 def erased_event(lead_id: str, *, topic: str, now: float) -> Outgoing:

@@ -158,11 +158,25 @@ async def save(conn: AsyncConnection, *, leads: Mapping[str, Lead],
                    "at": ts(n.at), "until": ts(n.until), "message_id": n.message_id}
                   for n in fx.notes]
         out += outbox_rows(lead_id, fx, topics)
+    timers, scores_due = _split_score_timers(timers)
     for table, batch in ((t.stage_history, history), (t.timers, timers), (t.messages, notes)):
         if batch:
             await conn.execute(insert(table), batch)
+    if scores_due:
+        stmt = insert(t.timers).values(scores_due)
+        await conn.execute(stmt.on_conflict_do_update(
+            index_elements=[t.timers.c.lead_id, t.timers.c.program_id],
+            index_where=t.timers.c.kind == "score", set_={"due_at": stmt.excluded.due_at}))
     await outbox.enqueue(conn, t.outbox, out, ts(now) or datetime.now(UTC))
     await _mirror_enrollments(conn, leads)
+
+
+def _split_score_timers(
+        rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(other timers, score timers): of the score timers, the last per lead and model (the
+    batch's newest decision; one upsert may not touch a row twice)."""
+    scores = {(r["lead_id"], r["program_id"]): r for r in rows if r["kind"] == "score"}
+    return [r for r in rows if r["kind"] != "score"], list(scores.values())
 
 
 async def _mirror_enrollments(conn: AsyncConnection, leads: Mapping[str, Lead]) -> None:

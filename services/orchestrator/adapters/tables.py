@@ -93,6 +93,8 @@ clock = Table(
     Column("id", Integer, primary_key=True),
     Column("offset_seconds", Float, nullable=False),
 )
+Index("timers_score", timers.c.lead_id, timers.c.program_id, unique=True,
+      postgresql_where=timers.c.kind == "score")  # revision 0006: one per lead and model
 Index("messages_program_step", messages.c.program_id, messages.c.step_id, messages.c.status)
 Index("enrollments_program", enrollments.c.program_id, enrollments.c.status)
 Index("messages_message_id", messages.c.message_id,

@@ -19,8 +19,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from schemas.records import ModelScore
+from schemas.vocabulary import SCORE_DUE_EVENT
 from services.orchestrator.domain import steps
-from services.orchestrator.domain.effects import Effects, EnrollmentChange, StageChange, Timer
+from services.orchestrator.domain.effects import (
+    Effects,
+    EnrollmentChange,
+    ScoreDue,
+    StageChange,
+    Timer,
+)
 from services.orchestrator.domain.lead import Enrollment, Lead
 from services.orchestrator.domain.policy import ContactPolicy
 from services.orchestrator.domain.program import TOO_OLD, Program
@@ -45,10 +52,11 @@ class Decider:
 
     def decide_event(self, lead: Lead | None, lead_id: str, event: Mapping[str, Any],
                      scores: Mapping[str, ModelScore], *, event_time: float,
-                     now: float) -> tuple[Lead, Effects]:
-        """A scored event for `lead_id` (`lead` None: seen for the first time)."""
+                     now: float, scored_at: float | None = None) -> tuple[Lead, Effects]:
+        """A scored event for `lead_id` (`lead` None: seen for the first time); `scored_at`:
+        the time its scores are as of (default `event_time`)."""
         return self.on_event_for(None if lead is None else lead.copy(), lead_id, event, scores,
-                                 event_time=event_time, now=now)
+                                 event_time=event_time, now=now, scored_at=scored_at)
 
     def decide_timer(self, lead: Lead, timer: Timer, now: float) -> tuple[Lead, Effects]:
         new = lead.copy()
@@ -83,15 +91,17 @@ class Decider:
 
     def on_event_for(self, lead: Lead | None, lead_id: str, event: Mapping[str, Any],
                      scores: Mapping[str, ModelScore], *, event_time: float,
-                     now: float) -> tuple[Lead, Effects]:
+                     now: float, scored_at: float | None = None) -> tuple[Lead, Effects]:
         """`on_event`, creating the lead when `lead` is None."""
         fx = Effects()
         if lead is None:
             data = event.get("data")
             lead = self.new_lead(lead_id, str(event.get("type")),
                                  data if isinstance(data, Mapping) else {}, now, fx)
-        more = self.on_event(lead, event, scores, event_time=event_time, now=now)
-        for name in ("commands", "stage_changes", "timers", "notes", "enrollments"):
+        more = self.on_event(lead, event, scores, event_time=event_time, now=now,
+                             scored_at=scored_at)
+        for name in ("commands", "stage_changes", "timers", "notes", "enrollments",
+                     "scores_due"):
             getattr(fx, name).extend(getattr(more, name))
         # what this event caused at once carries its time, for the end-to-end latency, and
         # its id, so that dispatch's log lines lead back to it
@@ -101,24 +111,28 @@ class Decider:
         return lead, fx
 
     def on_event(self, lead: Lead, event: Mapping[str, Any], scores: Mapping[str, ModelScore],
-                 *, event_time: float, now: float) -> Effects:
+                 *, event_time: float, now: float, scored_at: float | None = None) -> Effects:
         """A scored event for this lead."""
         fx = Effects()
         etype = str(event.get("type"))
         data = event.get("data") if isinstance(event.get("data"), Mapping) else {}
         assert isinstance(data, Mapping)
         previous_activity = lead.last_activity_at
-        profile_changed = update_record(lead, etype, data, scores, event_time)
+        profile_changed = update_record(lead, etype, data, scores, event_time, scored_at)
+        self._schedule_decay(lead, scores, fx)
         change = next_stage(lead, etype, data, scores, self.stage_model)
-        age = now - event_time  # what the event starts honors its own time
+        decayed = etype == SCORE_DUE_EVENT  # the time it happened is the event's, however late
+        age = 0.0 if decayed else now - event_time  # what the event starts honors its own time
         if change:
-            self.set_stage(lead, change[0], change[1], now, fx, event_age=age)
+            self.set_stage(lead, change[0], change[1], now, fx, event_age=age,
+                           at=min(event_time, now) if decayed else now)
         for enr in sorted(lead.active_enrollments(), key=self._rank):
             self._event_for_enrollment(lead, enr, etype, data, now, fx)
         for program in self.programs.values():
             if self._triggered(program, lead, etype, data, scores):
                 trig = program.trigger
-                cause = f"{trig.model} crossed {trig.threshold} on {etype}" \
+                crossing = "crossed" if trig.direction == "up" else "fell below"
+                cause = f"{trig.model} {crossing} {trig.threshold} on {etype}" \
                     if trig.kind == "threshold" else f"event {etype}"
                 self._enroll(lead, program, now, fx, cause=cause, event_age=age)
         if lead.last_activity_at != previous_activity:
@@ -129,6 +143,11 @@ class Decider:
 
     def on_timer(self, lead: Lead, timer: Timer, now: float) -> Effects:
         fx = Effects()
+        if timer.kind == "score":  # the model's id in `program_id`; a moved crossing is stale
+            if lead.score_due.get(timer.program_id) == timer.due_at:
+                del lead.score_due[timer.program_id]
+                fx.scores_due.append(ScoreDue(timer.program_id, timer.due_at))
+            return fx
         program = self.programs.get(timer.program_id)
         if program is None:
             return fx
@@ -166,14 +185,17 @@ class Decider:
     # --- stages -------------------------------------------------------------------------------
 
     def set_stage(self, lead: Lead, stage: str, cause: str, now: float, fx: Effects, *,
-                  event_age: float | None = None) -> None:
+                  event_age: float | None = None, at: float | None = None) -> None:
+        """Move the lead to `stage` (decided `now`; `at`: when it happened, if earlier, as for
+        a score that decayed below a threshold while the clock was moved past it)."""
         if stage == lead.stage:
             return
+        at = now if at is None else at
         fx.stage_changes.append(StageChange(
-            lead.lead_id, lead.stage, stage, now, cause, entered_at=lead.stage_entered_at,
+            lead.lead_id, lead.stage, stage, at, cause, entered_at=lead.stage_entered_at,
             created_at=lead.created_at, nurtured=bool(lead.enrollments),
             reached=lead.reach(stage)))
-        lead.stage, lead.stage_entered_at = stage, now
+        lead.stage, lead.stage_entered_at = stage, at
         if stage == "cold":
             lead.suppressed["all"] = "cold"
         elif lead.suppressed.get("all") == "cold":
@@ -195,7 +217,7 @@ class Decider:
         if trig.kind == "event" and trig.event is not None:
             return trig.event.matches(etype, data)
         if trig.kind == "threshold" and trig.model and trig.threshold:
-            return crossed(scores, trig.model, trig.threshold) == "up"
+            return crossed(scores, trig.model, trig.threshold) == trig.direction
         return False
 
     def eligible(self, lead: Lead, program: Program, now: float) -> str | None:
@@ -273,6 +295,20 @@ class Decider:
             elif handoff.program in self.programs:
                 self._enroll(lead, self.programs[handoff.program], now, fx,
                              cause=f"program {program.id}", manual=True)
+
+    def _schedule_decay(self, lead: Lead, scores: Mapping[str, ModelScore],
+                        fx: Effects) -> None:
+        """One timer per model at the time decay alone takes the score across a threshold (the
+        scored event's `next_crossing`); a new time replaces it, none cancels it."""
+        for model, score in scores.items():
+            due = None if score.next_crossing is None else score.next_crossing.at.timestamp()
+            if due == lead.score_due.get(model):
+                continue
+            if due is None:
+                del lead.score_due[model]
+            else:
+                lead.score_due[model] = due
+                fx.timers.append(Timer(due, "score", model))
 
     def _schedule_inactivity(self, lead: Lead, fx: Effects) -> None:
         assert lead.last_activity_at is not None

@@ -1,5 +1,6 @@
 """What a decision asks the adapters to do: commands to publish (via the outbox), stage changes
-to record and publish, timers to set, and a log of what was held back and why."""
+to record and publish, timers to set, scores to have re-read when decay crosses a threshold, and
+a log of what was held back and why."""
 
 from __future__ import annotations
 
@@ -46,12 +47,23 @@ class StageChange:
 @dataclass(frozen=True, slots=True)
 class Timer:
     """Wake the lead at `due_at`: a program step (`generation` must still match), an inactivity
-    check, or a date-relative trigger."""
+    check, a date-relative trigger, or a score due to cross a threshold by decay (`score`: then
+    `program_id` is the scoring model's id, and a lead has one such timer per model: a new one
+    replaces it)."""
 
     due_at: float
-    kind: str  # step | inactivity | date
+    kind: str  # step | inactivity | date | score
     program_id: str
     generation: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreDue:
+    """The lead's score in `model` is due to cross a threshold by decay at `at`: published as a
+    `lead.score_due` event for scoring, whose scored event brings the crossing."""
+
+    model: str
+    at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,4 +95,5 @@ class Effects:
     timers: list[Timer] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)
     enrollments: list[EnrollmentChange] = field(default_factory=list)
+    scores_due: list[ScoreDue] = field(default_factory=list)
     event_id: str | None = None  # the event decided on (None: a timer or an API call)

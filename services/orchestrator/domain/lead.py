@@ -76,6 +76,7 @@ class Lead:
     last_exit: dict[str, float] = field(default_factory=dict)  # program id -> when it ended
     contacts: list[Contact] = field(default_factory=list)  # recent sends, for the caps
     scheduled_dates: dict[str, float] = field(default_factory=dict)  # date-trigger bookkeeping
+    score_due: dict[str, float] = field(default_factory=dict)  # model -> next decay crossing
     enrollment_count: int = 0
     furthest: str | None = None  # the furthest FUNNEL stage ever reached (conversion metrics)
 
@@ -118,7 +119,7 @@ class Lead:
             suppressed=self.suppressed.copy(),
             enrollments={k: e.copy() for k, e in self.enrollments.items()},
             last_exit=self.last_exit.copy(), contacts=self.contacts.copy(),
-            scheduled_dates=self.scheduled_dates.copy())
+            scheduled_dates=self.scheduled_dates.copy(), score_due=self.score_due.copy())
         return new
 
     def to_dict(self) -> dict[str, Any]:

@@ -33,14 +33,16 @@ class EventMatch:
 
 @dataclass(frozen=True, slots=True)
 class Trigger:
-    """What enrolls a lead: an event, entering a stage, crossing a score threshold upward,
-    inactivity, a date in the profile (with an offset), or only the API (manual)."""
+    """What enrolls a lead: an event, entering a stage, crossing a score threshold (`direction`
+    up, or down: by an event or by decay alone), inactivity, a date in the profile (with an
+    offset), or only the API (manual)."""
 
     kind: TriggerKind
     event: EventMatch | None = None
     stage: str | None = None
     model: str | None = None
     threshold: str | None = None
+    direction: Literal["up", "down"] = "up"
     inactive_seconds: int = 0
     date_field: str | None = None
     offset_seconds: int = 0  # negative: before the date

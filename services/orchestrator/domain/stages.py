@@ -9,7 +9,8 @@ Stage rules, in order (first match wins):
 | score crosses the stage model's `sql` upward        | subscriber, lead, mql, recycled,
 |                                                     | cold                         | sql         |
 | score crosses the stage model's `mql` upward        | subscriber, lead, recycled, cold | mql     |
-| score falls below `mql` (crossed downward)          | mql                          | lead        |
+| score falls below `mql` (crossed downward, by an    | mql                          | lead        |
+| event or by decay alone: `lead.score_due`)          |                              |             |
 | any behavioral event                                | cold                         | lead        |
 | a form other than newsletter                        | subscriber                   | lead        |
 A new lead starts as `subscriber` if its first event is a newsletter sign-up, else `lead`.
@@ -22,10 +23,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from schemas.records import ModelScore
-from schemas.vocabulary import LIFTED_BY_CONSENT, suppression_of
+from schemas.vocabulary import LIFTED_BY_CONSENT, SCORE_DUE_EVENT, suppression_of
 from services.common.config.flatten import flatten
 from services.orchestrator.domain.lead import Lead
 
@@ -36,8 +38,10 @@ def is_behavioral(etype: str) -> bool:
 
 
 def update_record(lead: Lead, etype: str, data: Mapping[str, Any],
-                  scores: Mapping[str, ModelScore], event_time: float) -> bool:
-    """Fold the event into the lead; True when the profile changed."""
+                  scores: Mapping[str, ModelScore], event_time: float,
+                  scored_at: float | None = None) -> bool:
+    """Fold the event into the lead; True when the profile changed. `scored_at`: the time the
+    scores are as of (the lead's newest event time; default `event_time`)."""
     changed = False
     if etype == "crm.lead_upserted":
         for key, value in flatten(data):
@@ -61,7 +65,7 @@ def update_record(lead: Lead, etype: str, data: Mapping[str, Any],
     if is_behavioral(etype):
         lead.last_activity_at = max(lead.last_activity_at or event_time, event_time)
     for model, snap in scores.items():
-        lead.scores[model] = snapshot(snap)
+        lead.scores[model] = snapshot(snap, event_time if scored_at is None else scored_at)
         if snap.interests:
             lead.interests = list(snap.interests)
         if snap.journey_stage:
@@ -69,11 +73,39 @@ def update_record(lead: Lead, etype: str, data: Mapping[str, Any],
     return changed
 
 
-def snapshot(snap: ModelScore) -> dict[str, Any]:
-    """What the lead keeps of a model's score (JSON-ready: it is saved with the lead)."""
+def snapshot(snap: ModelScore, as_of: float) -> dict[str, Any]:
+    """What the lead keeps of a model's score (JSON-ready: it is saved with the lead), with what
+    `score_at` needs to age it. Built by hand: this runs for every event."""
+    nxt = snap.next_crossing
     return {"total": snap.total, "fit": snap.fit, "engagement": snap.engagement,
             "above": list(snap.above),
-            "breakdown": [{"rule": c.rule, "points": c.points} for c in snap.breakdown]}
+            "breakdown": [{"rule": c.rule, "points": c.points, "kind": c.kind}
+                          for c in snap.breakdown],
+            "as_of": as_of, "model": snap.model, "version": snap.version,
+            "half_life": snap.half_life, "thresholds": snap.thresholds,
+            "next_crossing": None if nxt is None else {
+                "threshold": nxt.threshold, "direction": nxt.direction,
+                "at": nxt.at.timestamp()}}
+
+
+def score_at(kept: Mapping[str, Any], when: float) -> dict[str, Any]:
+    """A kept snapshot as of `when` (no event since: engagement decayed, `above` recomputed,
+    `ModelScore.aged`); `as_of` says the time. A snapshot saved before scores carried their
+    half-life is given as it is."""
+    if kept.get("half_life") is None or "as_of" not in kept:
+        return dict(kept)
+    nxt = kept.get("next_crossing")
+    score = ModelScore.model_validate({
+        **kept, "previous_total": None,
+        "next_crossing": None if nxt is None else {**nxt, "at": _utc(nxt["at"])}})
+    aged = score.aged(when - kept["as_of"])
+    return {**kept, "as_of": max(when, kept["as_of"]), "total": aged.total, "fit": aged.fit,
+            "engagement": aged.engagement, "above": list(aged.above),
+            "breakdown": [c.model_dump() for c in aged.breakdown]}
+
+
+def _utc(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
 
 
 def crossed(scores: Mapping[str, ModelScore], model: str, threshold: str) -> str | None:
@@ -107,7 +139,8 @@ def next_stage(lead: Lead, etype: str, data: Mapping[str, Any],
             "subscriber", "lead", "recycled", "cold"):
         return "mql", f"{stage_model} score crossed mql"
     if crossed(scores, stage_model, "mql") == "down" and stage == "mql":
-        return "lead", f"{stage_model} score fell below mql"
+        how = " as engagement faded" if etype == SCORE_DUE_EVENT else ""
+        return "lead", f"{stage_model} score fell below mql{how}"
     if stage == "cold" and is_behavioral(etype):
         return "lead", "active again"
     if stage == "subscriber" and etype == "web.form_submitted" \

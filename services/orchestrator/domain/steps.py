@@ -63,7 +63,8 @@ def finish(lead: Lead, enr: Enrollment, status: str, reason: str, now: float,
 def context(lead: Lead) -> dict[str, Any]:
     ctx = {k: lead.profile[k] for k in CONTEXT_FIELDS if k in lead.profile}
     ctx.update(interests=lead.interests, journey_stage=lead.journey_stage, stage=lead.stage,
-               scores={m: {"total": s.get("total"), "breakdown": s.get("breakdown")}
+               scores={m: {"total": s.get("total"), "breakdown": [
+                   {"rule": c["rule"], "points": c["points"]} for c in s.get("breakdown") or ()]}
                        for m, s in lead.scores.items()})
     return ctx
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas.vocabulary import ERASED_EVENT
+from schemas.vocabulary import ERASED_EVENT, SCORE_DUE_EVENT
 from services.common.db.outbox import Outgoing
 from services.common.db.retention import Pruner
 from services.common.kafka.topics import Topics
@@ -25,6 +25,7 @@ from services.orchestrator.domain.attribution import unattributed
 from services.orchestrator.domain.decide import Decider
 from services.orchestrator.domain.effects import Effects
 from services.orchestrator.domain.lead import Enrollment, Lead
+from services.orchestrator.domain.stages import score_at
 from services.orchestrator.metrics import OrchestratorMetrics
 from services.orchestrator.service_layer.unit_of_work import UnitOfWork, Views
 
@@ -110,10 +111,13 @@ class Handlers:
                 effects = [(lid, fx) for lid, fx in effects if lid != p.lead_id]
                 await uow.leads.erase(p.lead_id, now=now)
                 continue
+            if p.event["type"] == SCORE_DUE_EVENT and p.lead_id not in leads:
+                continue  # erased since its crossing was scheduled: nobody to move
             try:
                 lead, fx = self.decider.decide_event(
                     leads.get(p.lead_id), p.lead_id, p.event, p.score.models,
-                    event_time=p.event_time or now, now=now)
+                    event_time=p.event_time or now, now=now,
+                    scored_at=p.score.as_of.timestamp())
             except Exception as exc:  # one event the decisions choke on: dead-lettered,
                 # the lead as it was before it; the batch and the partition go on
                 log.exception("decision failed; event dead-lettered",
@@ -221,6 +225,19 @@ class Handlers:
         return await pruner.prune(now=datetime.fromtimestamp(now, UTC))
 
     # --- API reads ----------------------------------------------------------------------------
+
+    async def lead(self, views: Views, lead_id: str,
+                   at: float | None = None) -> dict[str, Any] | None:
+        """A lead's picture (None: unknown), its scores as of `at` (default: now by the shared
+        clock): engagement decayed since the last event, `above` as it is then."""
+        view = await views.lead(lead_id)
+        if view is None:
+            return None
+        if at is None:
+            async with self.uow() as uow:
+                at = await uow.now()
+        view["scores"] = {model: score_at(kept, at) for model, kept in view["scores"].items()}
+        return view
 
     async def programs(self, views: Views) -> list[dict[str, Any]]:
         """Every program with its per-step counts."""

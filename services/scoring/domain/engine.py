@@ -25,6 +25,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
+from schemas.records.scored import next_crossing
+from schemas.vocabulary import rfc3339
 from services.common.config.flatten import flatten
 from services.scoring.domain.model import JOURNEY_STAGES, EngagementRule, ScoringModel
 from services.scoring.domain.state import LeadState, ModelState
@@ -57,8 +59,14 @@ class ModelScore(NamedTuple):
     interests: tuple[str, ...]
     journey_stage: str | None
     late: bool
+    # what a reader needs to age the score without the model (`schemas.records.ModelScore`)
+    half_life: float | None = None
+    thresholds: tuple[tuple[str, float], ...] = ()
+    fit_rules: frozenset[str] = frozenset()
+    next_crossing: tuple[str, str, float] | None = None  # (threshold, direction, epoch)
 
     def to_dict(self) -> dict[str, Any]:
+        nxt = self.next_crossing
         return {
             "model": self.model, "version": self.version, "fit": _r(self.fit),
             "engagement": _r(self.engagement), "total": _r(self.total),
@@ -66,9 +74,14 @@ class ModelScore(NamedTuple):
             "crossed": [{"threshold": c.threshold, "direction": c.direction, "score": c.score}
                         for c in self.crossed],
             "above": list(self.above),
-            "breakdown": [{"rule": rule, "points": _r(pts)} for rule, pts in self.breakdown],
+            "breakdown": [{"rule": rule, "points": _r(pts),
+                           "kind": "fit" if rule in self.fit_rules else "engagement"}
+                          for rule, pts in self.breakdown],
             "interests": list(self.interests), "journey_stage": self.journey_stage,
-            "late": self.late,
+            "late": self.late, "half_life": self.half_life,
+            "thresholds": dict(self.thresholds),
+            "next_crossing": None if nxt is None else {
+                "threshold": nxt[0], "direction": nxt[1], "at": rfc3339(nxt[2])},
         }
 
 
@@ -214,6 +227,8 @@ def _score(ms: ModelState, model: ScoringModel, now: float, late: bool,
     parts.sort(key=_magnitude)
     interests = sorted(ms.interests.items(), key=_popularity)[:REPORTED_INTERESTS] \
         if ms.interests else ()
+    half_life = model.half_life_seconds
+    thresholds = dict(model.ordered_thresholds)
     return ModelScore(
         model=model.id, version=model.version, fit=ms.fit, engagement=engagement, total=total,
         previous_total=previous, crossed=crossed,
@@ -221,6 +236,9 @@ def _score(ms: ModelState, model: ScoringModel, now: float, late: bool,
         breakdown=tuple((r, p) for r, p in parts if abs(p) >= 0.005),
         interests=tuple(t for t, _ in interests),
         journey_stage=_journey_stage(ms, model, now) if ms.journey else None, late=late,
+        half_life=half_life, thresholds=model.ordered_thresholds,
+        fit_rules=frozenset(ms.fit_points),
+        next_crossing=next_crossing(ms.fit, engagement, half_life, thresholds, now),
     )
 
 

@@ -21,7 +21,7 @@ from schemas import DATA_MODELS
 from schemas.cloudevent import require_key_attributes
 from schemas.normalize import normalized
 from schemas.records import ScoredEvent
-from schemas.vocabulary import ERASED_EVENT, event_epoch, rfc3339
+from schemas.vocabulary import CONTROL_EVENTS, ERASED_EVENT, SCORE_DUE_EVENT, event_epoch, rfc3339
 from services.common.kafka.deadletter import Origin, dead_letter
 from services.common.kafka.topics import Topics
 from services.scoring.domain.engine import Snapshot, apply
@@ -95,10 +95,11 @@ def check_data(event: Mapping[str, Any]) -> None:
 FUTURE_TOLERANCE_SECONDS = 86400.0
 
 
-def event_time(event: Mapping[str, Any], fallback_ms: int) -> float:
+def event_time(event: Mapping[str, Any], fallback_ms: int, *, cap: bool = True) -> float:
     """The event's time; without one, the record's. A time far past the record's own (a wrong
     client clock) is capped there, so one bad event cannot push a lead's clock into the future
-    and freeze its score."""
+    and freeze its score (`cap=False`: a control event, whose time is the orchestrator's clock,
+    which may be moved ahead of the record's)."""
     raw = event.get("time")
     if raw is None:
         return fallback_ms / 1000.0
@@ -106,7 +107,7 @@ def event_time(event: Mapping[str, Any], fallback_ms: int) -> float:
         epoch = event_epoch(raw)
     except ValueError as exc:
         raise BadEvent(str(exc)) from None
-    if fallback_ms and epoch > fallback_ms / 1000.0 + FUTURE_TOLERANCE_SECONDS:
+    if cap and fallback_ms and epoch > fallback_ms / 1000.0 + FUTURE_TOLERANCE_SECONDS:
         return fallback_ms / 1000.0
     return epoch
 
@@ -137,7 +138,7 @@ class Processor:
     def _score(self, key: bytes | None, value: bytes | None, timestamp_ms: int,
                state: bytes | None) -> Result:
         event = decode_event(value)
-        t = event_time(event, timestamp_ms)
+        t = event_time(event, timestamp_ms, cap=event["type"] not in CONTROL_EVENTS)
         if key != event["subject"].encode():
             raise BadEvent("record key is not the event's subject (the lead id)")
         lead_id = event["subject"]
@@ -148,7 +149,8 @@ class Processor:
                 self.topics.scored_events, key, out_value,
                 [("content-type", OUT_CONTENT_TYPE), ("ce_type", ERASED_EVENT.encode())])],
                 erase=True)
-        check_data(event)
+        if event["type"] != SCORE_DUE_EVENT:  # a score due: no data, no points, only time
+            check_data(event)
         lead = LeadState.from_bytes(state) if state else LeadState()
         snapshot = apply(lead, event, lead_id=lead_id, event_time=t, models=self.models,
                          recent_ids=self.recent_ids)

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from schemas.records import ScoredEvent
-from schemas.vocabulary import ERASED_EVENT
+from schemas.vocabulary import ERASED_EVENT, SCORE_DUE_EVENT
 from services.common.kafka.deadletter import Origin
 from services.common.kafka.topics import Topics
 from services.scoring.adapters.model_files import load_models
@@ -49,7 +49,7 @@ def test_scored_event_carries_the_event_and_the_snapshot() -> None:
     model = score["models"]["m"]
     assert (model["total"], model["previous_total"], model["above"]) == (10.0, None, ["mql"])
     assert model["crossed"] == [{"threshold": "mql", "direction": "up", "score": 10}]
-    assert model["breakdown"] == [{"rule": "dl", "points": 10.0}]
+    assert model["breakdown"] == [{"rule": "dl", "points": 10.0, "kind": "engagement"}]
     assert result.state is not None
 
 
@@ -160,3 +160,29 @@ def test_the_readme_first_event_scores_the_pricing_page_rule() -> None:
     assert body["event"]["data"]["path"] == "/pricing"
     rules = {part["rule"] for part in body["score"]["models"]["b2b"]["breakdown"]}
     assert "pricing-page" in rules
+
+
+def test_a_scored_event_says_when_decay_alone_crosses_next() -> None:
+    two = orjson.dumps({**EVENT, "data": {"content_id": "c"}, "id": "e2"})
+    first = process(orjson.dumps(EVENT))
+    second = process(two, state=first.state)
+    model = orjson.loads(second.out[0].value)["score"]["models"]["m"]
+    # 20 points fall to the mql threshold of 10 in one half-life (30 days)
+    assert model["next_crossing"] == {"threshold": "mql", "direction": "down",
+                                      "at": "2026-12-20T10:00:01.000Z"}
+    assert (model["half_life"], model["thresholds"]) == (30 * 86400.0, {"mql": 10})
+
+
+def test_a_score_due_event_scores_the_lead_as_of_its_time_and_brings_the_crossing() -> None:
+    first = process(orjson.dumps({**EVENT, "id": "e1"}))
+    second = process(orjson.dumps({**EVENT, "id": "e2"}), state=first.state)
+    due = {"specversion": "1.0", "id": "score-due-m-1", "source": "nurture-orchestrator/decay",
+           "type": SCORE_DUE_EVENT, "subject": "lead-1", "time": "2026-12-20T10:00:01Z",
+           "data": {"model": "m"}}  # a month past the record's time: not capped there
+    result = process(orjson.dumps(due), state=second.state)
+    assert result.outcome == "scored"
+    model = ScoredEvent.from_bytes(result.out[0].value).score.models["m"]
+    # the first second below 10 (reported to the cent: 10.0)
+    assert model.crossed[0].direction == "down" and model.total <= 10.0
+    assert model.above == () and model.next_crossing is None
+    assert result.state is not None

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, HTTPException, Path, Query
+from pydantic import AwareDatetime, BaseModel, Field
 
 from schemas.formats import NO_CONTROL_CHARS
 from services.orchestrator.entrypoints.http.dependencies import (
@@ -30,8 +30,15 @@ class EnrollRequest(BaseModel):
 
 @router.get("/v1/leads/{lead_id}", dependencies=API, responses=errors(401, 404),
             summary="A lead: profile, scores, stage, enrollments, messages")
-async def get_lead(lead_id: str, views: Reads) -> dict[str, Any]:
-    view = await views.lead(lead_id)
+async def get_lead(
+        lead_id: str, views: Reads, handlers: Uses,
+        at: Annotated[AwareDatetime | None, Query(
+            description="the time the scores are read as of (RFC 3339 with an offset); "
+                        "default: now by the orchestrator's clock")] = None) -> dict[str, Any]:
+    """Scores are as of now (or `at`): engagement decays between events, so a lead that went
+    quiet reads lower than at its last event; `as_of` says when, `next_crossing` when decay
+    alone takes it across a threshold next."""
+    view = await handlers.lead(views, lead_id, None if at is None else at.timestamp())
     if view is None:
         raise HTTPException(404, f"no lead '{lead_id}'")
     return view
