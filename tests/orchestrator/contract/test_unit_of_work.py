@@ -170,3 +170,19 @@ async def test_the_shared_clock_moves_forward(backend: Backend) -> None:
         assert await uow.now() >= before + 3600
     async with backend.uow() as uow:
         assert await uow.now() >= before + 3600
+
+
+async def test_a_lead_keeps_one_score_timer_per_model_the_newest(backend: Backend) -> None:
+    def score_timer(due: float, model: str = "b2b") -> Effects:
+        return Effects(timers=[Timer(due, "score", model)])
+
+    async with backend.uow() as uow:  # two decisions of one batch, then a later one
+        await uow.leads.save({"l-1": lead("l-1")}, [("l-1", score_timer(1e9 + 50)),
+                                                    ("l-1", score_timer(1e9 + 80)),
+                                                    ("l-1", score_timer(1e9 + 10, "pl"))])
+    async with backend.uow() as uow:
+        await uow.leads.save({}, [("l-1", score_timer(1e9 + 60))])
+    async with backend.uow() as uow:
+        due = await uow.timers.claim_due(now=1e9 + 1000, limit=10)
+    assert sorted((d.lead_id, d.timer.program_id, d.timer.due_at) for d in due) == [
+        ("l-1", "b2b", 1e9 + 60), ("l-1", "pl", 1e9 + 10)]
