@@ -6,7 +6,13 @@ Stage transitions and commands written are counted from the database afterwards.
 
 Timers: the timers those events scheduled are re-dated to come due over the next seconds, and the
 real timer loop (`loop(orch.handlers.fire_timers, ..., timer_poll_seconds)`) fires them: timers/s
-and lateness (fired at - due at) p50/p99."""
+and lateness (fired at - due at) p50/p99.
+
+Scores that age: with one `score` timer pending per lead (the time decay alone crosses a
+threshold), for 1,000 leads and for the largest lead count of the growth sizes (1M), the cost of
+moving crossings (the upsert each scored event makes, in batches of 500, through the real
+repository) and of taking the due ones (`claim_due`, rounds of 200): neither may grow with the
+number of leads (the timers are found by index, never by a scan)."""
 
 from __future__ import annotations
 
@@ -17,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiokafka.structs import ConsumerRecord
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from bench.backtest import scored_lines
@@ -32,6 +38,7 @@ from services.orchestrator.adapters.migrate import upgrade
 from services.orchestrator.adapters.program_files import load_policy, load_programs
 from services.orchestrator.bootstrap import Orchestrator, bootstrap
 from services.orchestrator.domain.decide import Decider
+from services.orchestrator.domain.effects import Effects, Timer
 from services.orchestrator.metrics import OrchestratorMetrics
 from services.orchestrator.settings import OrchestratorSettings
 
@@ -110,6 +117,44 @@ async def fire_timers(orch: Orchestrator, limit: int) -> dict[str, Any]:
             "lateness": latency_ms(lateness.values)}
 
 
+async def score_timers(infra: Infra, leads: int, due: int) -> dict[str, Any]:
+    """`leads` leads with a score timer each (`due` of them due now): ms per upsert batch of 500
+    moved crossings, ms per claim round of 200 due timers."""
+    orch = await orchestrator(infra, "decay")
+    try:
+        async with orch.engine.begin() as conn:  # seeded in SQL: a million rows in seconds
+            await conn.execute(text(
+                "INSERT INTO timers (due_at, lead_id, kind, program_id, generation) "
+                "SELECT now() + make_interval(secs => CASE WHEN g <= :due THEN -1 "
+                "ELSE 86400 + g % 7776000 END), 'lead-' || g, 'score', 'b2b', 0 "
+                "FROM generate_series(1, :n) AS g"), {"n": leads, "due": due})
+            await conn.execute(text("ANALYZE timers"))
+        rnd = random.Random(5)  # noqa: S311 - reproducible lead picks
+        later = datetime.now(UTC).timestamp() + 30 * 86400
+        upserts = []
+        for _ in range(10):
+            batch = [(f"lead-{rnd.randint(due + 1, leads)}",
+                      Effects(timers=[Timer(later + rnd.random() * 86400, "score", "b2b")]))
+                     for _ in range(500)]
+            clock = Stopwatch()
+            async with orch.handlers.uow() as uow:
+                await uow.leads.save({}, batch)
+            upserts.append(clock())
+        claims, fired = [], 0
+        while fired < due:
+            clock = Stopwatch()
+            async with orch.handlers.uow() as uow:
+                taken = await uow.timers.claim_due(now=await uow.now(), limit=200)
+            claims.append(clock())
+            fired += len(taken)
+            if not taken:
+                break
+        return {"leads": leads, "due": due, "fired": fired,
+                "upsert_500": latency_ms(upserts), "claim_200": latency_ms(claims)}
+    finally:
+        await orch.engine.dispose()
+
+
 async def burst_fire(orch: Orchestrator) -> float:
     """Every remaining timer made due at once, fired in rounds of 200: timers/s."""
     async with orch.engine.begin() as conn:
@@ -140,6 +185,8 @@ async def run(infra: Infra, sizes: Sizes) -> dict[str, Any]:
         real_counts, naive_counts = await counts(real.engine), await counts(naive.engine)
         timers = await fire_timers(real, sizes.timers)
         burst = await burst_fire(naive)
+        small = await score_timers(infra, 1000, sizes.timers // 2)
+        large = await score_timers(infra, sizes.growth_leads[-1], sizes.timers // 2)
     finally:
         await real.engine.dispose()
         await naive.engine.dispose()
@@ -151,7 +198,8 @@ async def run(infra: Infra, sizes: Sizes) -> dict[str, Any]:
                      "stage_transitions_per_s": rate(transitions, real_seconds),
                      "commands_and_records_written_per_s": rate(real_counts["outbox_rows"],
                                                                 real_seconds),
-                     "timer_loop": timers, "timer_burst_per_s": burst},
+                     "timer_loop": timers, "timer_burst_per_s": burst,
+                     "score_timers": {"small": small, "large": large}},
         "comparisons": [
             compare("orchestrator scored events", real_rate, naive_rate, target=10.0,
                     unit="events/s", baseline_name="one transaction per event, same writes",
@@ -163,5 +211,11 @@ async def run(infra: Infra, sizes: Sizes) -> dict[str, Any]:
                      target=1000.0, higher_is_better=False),
             absolute("timer firing (all due at once, rounds of 200)", burst, unit="timers/s",
                      target=None),
+            compare(f"score timers: move 500 crossings, {large['leads']:,} leads",
+                    large["upsert_500"]["p50_ms"], small["upsert_500"]["p50_ms"], target=2.0,
+                    unit="ms", baseline_name="the same at 1,000 leads", higher_is_better=False),
+            compare(f"score timers: take 200 due, {large['leads']:,} leads",
+                    large["claim_200"]["p50_ms"], small["claim_200"]["p50_ms"], target=2.0,
+                    unit="ms", baseline_name="the same at 1,000 leads", higher_is_better=False),
         ],
     }

@@ -166,7 +166,7 @@ async def save(conn: AsyncConnection, *, leads: Mapping[str, Lead],
         stmt = insert(t.timers).values(scores_due)
         await conn.execute(stmt.on_conflict_do_update(
             index_elements=[t.timers.c.lead_id, t.timers.c.program_id],
-            index_where=t.timers.c.kind == "score", set_={"due_at": stmt.excluded.due_at}))
+            index_where=text("kind = 'score'"), set_={"due_at": stmt.excluded.due_at}))
     await outbox.enqueue(conn, t.outbox, out, ts(now) or datetime.now(UTC))
     await _mirror_enrollments(conn, leads)
 
