@@ -12,7 +12,12 @@ Scores that age: with one `score` timer pending per lead (the time decay alone c
 threshold), for 1,000 leads and for the largest lead count of the growth sizes (1M), the cost of
 moving crossings (the upsert each scored event makes, in batches of 500, through the real
 repository) and of taking the due ones (`claim_due`, rounds of 200): neither may grow with the
-number of leads (the timers are found by index, never by a scan)."""
+number of leads (the timers are found by index, never by a scan).
+
+The sales ranking (`GET /v1/leads`, `PgViews.ranking`) at 1,000 leads and at the largest lead
+count: the first page of 50 (all leads, and one stage) and the pages that follow (through the
+cursor), as of a time that moves: the order of decayed scores comes from an index, so the cost
+may not grow with the number of leads."""
 
 from __future__ import annotations
 
@@ -36,6 +41,7 @@ from services.common.observability.metrics import new_registry
 from services.orchestrator.adapters import tables as t
 from services.orchestrator.adapters.migrate import upgrade
 from services.orchestrator.adapters.program_files import load_policy, load_programs
+from services.orchestrator.adapters.queries import PgViews
 from services.orchestrator.bootstrap import Orchestrator, bootstrap
 from services.orchestrator.domain.decide import Decider
 from services.orchestrator.domain.effects import Effects, Timer
@@ -155,6 +161,44 @@ async def score_timers(infra: Infra, leads: int, due: int) -> dict[str, Any]:
         await orch.engine.dispose()
 
 
+async def ranking_cost(infra: Infra, leads: int) -> dict[str, Any]:
+    """ms per page of 50 of the ranking over `leads` leads (20 fit values, three stages)."""
+    orch = await orchestrator(infra, "rank")
+    try:
+        async with orch.engine.begin() as conn:  # seeded in SQL, a million rows in seconds
+            await conn.execute(text(
+                "INSERT INTO leads (lead_id, stage, state, updated_at) "
+                "SELECT 'lead-' || g, (ARRAY['lead', 'mql', 'sql'])[1 + g % 3], "
+                "'{\"scores\": {}, \"profile\": {}}', now() FROM generate_series(1, :n) AS g"),
+                {"n": leads})
+            await conn.execute(text(
+                "INSERT INTO lead_scores (model, lead_id, fit, sign, key, half_life, stage) "
+                "SELECT 'b2b', 'lead-' || g, 5 * (g % 20), 1, "
+                "ln(1 + random() * 150) / ln(2) + (1790000000 + random() * 7776000) / 2592000.0, "
+                "2592000, (ARRAY['lead', 'mql', 'sql'])[1 + g % 3] "
+                "FROM generate_series(1, :n) AS g"), {"n": leads})
+            await conn.execute(text("ANALYZE leads"))
+            await conn.execute(text("ANALYZE lead_scores"))
+        views = PgViews(orch.engine)
+        first, staged, following = [], [], []
+        for i in range(10):
+            t = 1_800_000_000.0 + i * 86400 * 7
+            clock = Stopwatch()
+            rows, cursor = await views.ranking(model="b2b", t=t, limit=50, cursor=None)
+            first.append(clock())
+            clock = Stopwatch()
+            await views.ranking(model="b2b", t=t, limit=50, cursor=None, stage="mql")
+            staged.append(clock())
+            for _ in range(3):
+                clock = Stopwatch()
+                rows, cursor = await views.ranking(model="b2b", t=t, limit=50, cursor=cursor)
+                following.append(clock())
+        return {"leads": leads, "pages": len(rows), "first_page": latency_ms(first),
+                "first_page_one_stage": latency_ms(staged), "next_pages": latency_ms(following)}
+    finally:
+        await orch.engine.dispose()
+
+
 async def burst_fire(orch: Orchestrator) -> float:
     """Every remaining timer made due at once, fired in rounds of 200: timers/s."""
     async with orch.engine.begin() as conn:
@@ -187,6 +231,8 @@ async def run(infra: Infra, sizes: Sizes) -> dict[str, Any]:
         burst = await burst_fire(naive)
         small = await score_timers(infra, 1000, sizes.timers // 2)
         large = await score_timers(infra, sizes.growth_leads[-1], sizes.timers // 2)
+        few, many = await ranking_cost(infra, 1000), await ranking_cost(infra,
+                                                                         sizes.growth_leads[-1])
     finally:
         await real.engine.dispose()
         await naive.engine.dispose()
@@ -199,7 +245,8 @@ async def run(infra: Infra, sizes: Sizes) -> dict[str, Any]:
                      "commands_and_records_written_per_s": rate(real_counts["outbox_rows"],
                                                                 real_seconds),
                      "timer_loop": timers, "timer_burst_per_s": burst,
-                     "score_timers": {"small": small, "large": large}},
+                     "score_timers": {"small": small, "large": large},
+                     "ranking": {"small": few, "large": many}},
         "comparisons": [
             compare("orchestrator scored events", real_rate, naive_rate, target=10.0,
                     unit="events/s", baseline_name="one transaction per event, same writes",
@@ -217,5 +264,13 @@ async def run(infra: Infra, sizes: Sizes) -> dict[str, Any]:
             compare(f"score timers: take 200 due, {large['leads']:,} leads",
                     large["claim_200"]["p50_ms"], small["claim_200"]["p50_ms"], target=2.0,
                     unit="ms", baseline_name="the same at 1,000 leads", higher_is_better=False),
+            compare(f"ranking by score now: first page of 50, {many['leads']:,} leads",
+                    many["first_page"]["p50_ms"], few["first_page"]["p50_ms"], target=2.0,
+                    unit="ms", baseline_name="the same at 1,000 leads", higher_is_better=False,
+                    extra={"p99_ms": many["first_page"]["p99_ms"]}),
+            compare(f"ranking by score now: next pages, {many['leads']:,} leads",
+                    many["next_pages"]["p50_ms"], few["next_pages"]["p50_ms"], target=2.0,
+                    unit="ms", baseline_name="the same at 1,000 leads", higher_is_better=False,
+                    extra={"p99_ms": many["next_pages"]["p99_ms"]}),
         ],
     }

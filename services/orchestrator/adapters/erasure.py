@@ -3,8 +3,8 @@ the `lead.erased` control event that tells scoring and dispatch to do the same.
 
 In one transaction, for one lead id:
 - deleted: the lead row (profile, consent, scores, interests: everything that can hold an email,
-  phone or name), its timers, and its commands still waiting in the outbox (their `context`
-  carries the profile);
+  phone or name), its ranking rows, its timers, and its commands still waiting in the outbox
+  (their `context` carries the profile);
 - kept anonymously: stage history, enrollments and the message log, with the lead id replaced by
   a random `erased-<uuid>` (no hash: nothing links it back), so funnel conversions, program and
   per-step counts stay right; an enrollment still active ends (`exited`, reason `erased`);
@@ -37,6 +37,7 @@ async def erase(conn: AsyncConnection, *, lead_id: str, topics: Topics, now: flo
     existed = (await conn.execute(delete(t.leads).where(t.leads.c.lead_id == lead_id)
                                   .returning(t.leads.c.lead_id))).first() is not None
     await conn.execute(delete(t.timers).where(t.timers.c.lead_id == lead_id))
+    await conn.execute(delete(t.lead_scores).where(t.lead_scores.c.lead_id == lead_id))
     await conn.execute(delete(t.outbox).where(t.outbox.c.key == lead_id.encode(),
                                               t.outbox.c.topic == topics.dispatch))
     alias, at = f"erased-{uuid.uuid4().hex}", datetime.fromtimestamp(now, UTC)

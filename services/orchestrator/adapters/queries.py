@@ -6,12 +6,14 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from schemas.vocabulary import canonical_reason
 from services.orchestrator.adapters import tables as t
 from services.orchestrator.domain.lead import FUNNEL, STAGES
+from services.orchestrator.domain.ranking import Cursor, Rank, page
+from services.orchestrator.domain.stages import score_at
 
 
 async def lead_view(conn: AsyncConnection, *, lead_id: str) -> dict[str, Any] | None:
@@ -40,6 +42,52 @@ async def lead_view(conn: AsyncConnection, *, lead_id: str) -> dict[str, Any] | 
         "messages": [{k: v for k, v in r._mapping.items() if k not in ("id", "lead_id")}
                      for r in messages],
     }
+
+
+async def ranking(conn: AsyncConnection, *, model: str, at: float, limit: int,
+                  cursor: Cursor | None, stage: str | None = None,
+                  owner: str | None = None) -> tuple[list[dict[str, Any]], Cursor | None]:
+    """Leads by their score in `model` at `at`, best first (`domain/ranking.py`): the best
+    `limit + 1` after the cursor of each fit group, by index, merged; then their pictures."""
+    s = t.lead_scores
+    where = [s.c.model == model, *([s.c.stage == stage] if stage else []),
+             *([s.c.owner_id == owner] if owner else [])]
+    candidates: list[tuple[str, Rank]] = []
+    for fit in await _fits(conn, where):
+        group = select(s.c.lead_id, s.c.fit, s.c.sign, s.c.key, s.c.half_life) \
+            .where(*where, s.c.fit == fit)
+        if cursor is not None:
+            sign, key, lead_id = cursor.start(fit)
+            group = group.where(
+                tuple_(s.c.sign, s.c.key, s.c.lead_id) < tuple_(sign, key, lead_id)
+                if lead_id is not None else tuple_(s.c.sign, s.c.key) <= tuple_(sign, key))
+        rows = await conn.execute(group.order_by(s.c.sign.desc(), s.c.key.desc(),
+                                                 s.c.lead_id.desc()).limit(limit + 1))
+        candidates += [(r.lead_id, Rank(r.fit, r.sign, r.key, r.half_life)) for r in rows]
+    found, after = page(candidates, at, limit, cursor)
+    docs = {r.lead_id: r for r in await conn.execute(
+        select(t.leads.c.lead_id, t.leads.c.stage, t.leads.c.last_activity_at,
+               t.leads.c.state["scores"][model].label("kept"),
+               t.leads.c.state["profile"]["owner_id"].astext.label("owner_id"))
+        .where(t.leads.c.lead_id.in_([lead_id for lead_id, _, _ in found])))}
+    return [{"lead_id": lead_id, "stage": docs[lead_id].stage,
+             "owner_id": docs[lead_id].owner_id,
+             "last_activity_at": docs[lead_id].last_activity_at,
+             "score": None if docs[lead_id].kept is None else score_at(docs[lead_id].kept, at)}
+            for lead_id, _, _ in found if lead_id in docs], after
+
+
+async def _fits(conn: AsyncConnection, where: list[Any]) -> list[float]:
+    """The distinct fits of the rows `where` selects, by skipping along the index (a recursive
+    query: one index probe per fit value, not a scan of the rows)."""
+    s = t.lead_scores
+    first = select(s.c.fit).where(*where).order_by(s.c.fit).limit(1).scalar_subquery()
+    fits = select(first.label("fit")).cte("fits", recursive=True)
+    following = select(s.c.fit).where(*where, s.c.fit > fits.c.fit) \
+        .order_by(s.c.fit).limit(1).scalar_subquery()
+    fits = fits.union_all(select(following).where(fits.c.fit.isnot(None)))
+    rows = await conn.execute(select(fits.c.fit).where(fits.c.fit.isnot(None)))
+    return [r.fit for r in rows]
 
 
 async def program_stats(conn: AsyncConnection) -> dict[str, dict[str, Any]]:
@@ -125,6 +173,13 @@ class PgViews:
     async def lead(self, lead_id: str) -> dict[str, Any] | None:
         async with self.engine.connect() as conn:
             return await lead_view(conn, lead_id=lead_id)
+
+    async def ranking(self, *, model: str, t: float, limit: int, cursor: Cursor | None,
+                      stage: str | None = None,
+                      owner: str | None = None) -> tuple[list[dict[str, Any]], Cursor | None]:
+        async with self.engine.connect() as conn:
+            return await ranking(conn, model=model, at=t, limit=limit, cursor=cursor,
+                                 stage=stage, owner=owner)
 
     async def program_stats(self) -> dict[str, dict[str, Any]]:
         async with self.engine.connect() as conn:

@@ -21,6 +21,7 @@ from services.orchestrator.adapters import tables as t
 from services.orchestrator.adapters.records import outbox_rows, ts
 from services.orchestrator.domain.effects import Effects, Timer
 from services.orchestrator.domain.lead import Lead
+from services.orchestrator.domain.ranking import rank_of
 from services.orchestrator.service_layer.unit_of_work import DueTimer
 
 if TYPE_CHECKING:
@@ -169,6 +170,7 @@ async def save(conn: AsyncConnection, *, leads: Mapping[str, Lead],
             index_where=text("kind = 'score'"), set_={"due_at": stmt.excluded.due_at}))
     await outbox.enqueue(conn, t.outbox, out, ts(now) or datetime.now(UTC))
     await _mirror_enrollments(conn, leads)
+    await _mirror_ranks(conn, leads)
 
 
 def _split_score_timers(
@@ -177,6 +179,25 @@ def _split_score_timers(
     batch's newest decision; one upsert may not touch a row twice)."""
     scores = {(r["lead_id"], r["program_id"]): r for r in rows if r["kind"] == "score"}
     return [r for r in rows if r["kind"] != "score"], list(scores.values())
+
+
+async def _mirror_ranks(conn: AsyncConnection, leads: Mapping[str, Lead]) -> None:
+    """Keep `lead_scores` (the ranking's index rows) in step with the leads' kept scores."""
+    rows = []
+    for lid, lead in leads.items():
+        owner = lead.profile.get("owner_id")
+        for model, kept in lead.scores.items():
+            rank = rank_of(kept)
+            if rank is not None:
+                rows.append({"model": model, "lead_id": lid, "fit": rank.fit, "sign": rank.sign,
+                             "key": rank.key, "half_life": rank.half_life, "stage": lead.stage,
+                             "owner_id": owner if isinstance(owner, str) else None})
+    if rows:
+        stmt = insert(t.lead_scores).values(rows)
+        await conn.execute(stmt.on_conflict_do_update(
+            index_elements=[t.lead_scores.c.model, t.lead_scores.c.lead_id],
+            set_={c: stmt.excluded[c] for c in ("fit", "sign", "key", "half_life", "stage",
+                                                "owner_id")}))
 
 
 async def _mirror_enrollments(conn: AsyncConnection, leads: Mapping[str, Lead]) -> None:

@@ -13,6 +13,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    SmallInteger,
     Table,
     Text,
 )
@@ -87,6 +88,17 @@ outbox = Table(
     Column("headers", JSONB, nullable=False),
     Column("created_at", TS, nullable=False),
     Column("parked_reason", Text),
+)
+lead_scores = Table(  # revision 0007: the rank per model (domain/ranking.py), with the lead
+    "lead_scores", metadata,
+    Column("model", Text, primary_key=True),
+    Column("lead_id", Text, primary_key=True),
+    Column("fit", Float, nullable=False),
+    Column("sign", SmallInteger, nullable=False),
+    Column("key", Float, nullable=False),
+    Column("half_life", Float, nullable=False),
+    Column("stage", Text, nullable=False),
+    Column("owner_id", Text),
 )
 clock = Table(
     "clock", metadata,

@@ -25,6 +25,7 @@ from services.orchestrator.domain.attribution import unattributed
 from services.orchestrator.domain.decide import Decider
 from services.orchestrator.domain.effects import Effects
 from services.orchestrator.domain.lead import Enrollment, Lead
+from services.orchestrator.domain.ranking import Cursor
 from services.orchestrator.domain.stages import score_at
 from services.orchestrator.metrics import OrchestratorMetrics
 from services.orchestrator.service_layer.unit_of_work import UnitOfWork, Views
@@ -238,6 +239,23 @@ class Handlers:
                 at = await uow.now()
         view["scores"] = {model: score_at(kept, at) for model, kept in view["scores"].items()}
         return view
+
+    async def ranking(self, views: Views, *, model: str | None, limit: int,
+                      cursor: str | None = None, at: float | None = None,
+                      stage: str | None = None, owner: str | None = None) -> dict[str, Any]:
+        """Leads by their score now (or `at`; a cursor keeps the time of its first page), best
+        first; BadCursor for a cursor this API did not give."""
+        after = None if cursor is None else Cursor.decode(cursor)
+        if after is not None:
+            at = after.t
+        elif at is None:
+            async with self.uow() as uow:
+                at = await uow.now()
+        model = model or self.decider.stage_model
+        leads, following = await views.ranking(model=model, t=at, limit=limit, cursor=after,
+                                               stage=stage, owner=owner)
+        return {"model": model, "as_of": at, "leads": leads,
+                "next_cursor": None if following is None else following.encode()}
 
     async def programs(self, views: Views) -> list[dict[str, Any]]:
         """Every program with its per-step counts."""

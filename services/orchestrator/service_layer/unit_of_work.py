@@ -16,6 +16,7 @@ from typing import Any, Protocol, Self
 from services.common.db.outbox import Outgoing
 from services.orchestrator.domain.effects import Effects, Timer
 from services.orchestrator.domain.lead import Lead
+from services.orchestrator.domain.ranking import Cursor
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +97,12 @@ class Views(Protocol):
     """Read models for the API (nothing here changes state)."""
 
     async def lead(self, lead_id: str) -> dict[str, Any] | None: ...
+
+    async def ranking(self, *, model: str, t: float, limit: int, cursor: Cursor | None,
+                      stage: str | None = None,
+                      owner: str | None = None) -> tuple[list[dict[str, Any]], Cursor | None]:
+        """Leads by their score in `model` at `t`, best first, after `cursor`; and the cursor
+        of the next page (None: no more)."""
 
     async def program_stats(self) -> dict[str, dict[str, Any]]: ...
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import AwareDatetime, BaseModel, Field
 
 from schemas.formats import NO_CONTROL_CHARS
+from services.orchestrator.domain.ranking import BadCursor
 from services.orchestrator.entrypoints.http.dependencies import (
     API,
     ENROLLMENT,
@@ -26,6 +27,33 @@ LeadId = Annotated[str, Path(min_length=1, max_length=200, pattern=NO_CONTROL_CH
 
 class EnrollRequest(BaseModel):
     program: str = Field(min_length=1, description="program id")
+
+
+@router.get("/v1/leads", dependencies=API, responses=errors(400, 401),
+            summary="Leads by their score now, best first (what sales works down)")
+async def rank_leads(
+        views: Reads, handlers: Uses,
+        model: Annotated[str | None, Query(
+            min_length=1, description="scoring model; default: the stage model")] = None,
+        stage: Annotated[str | None, Query(min_length=1, description="only this stage")] = None,
+        owner: Annotated[str | None, Query(min_length=1,
+                                           description="only leads of this owner")] = None,
+        limit: Annotated[int, Query(ge=1, le=500, description="leads per page")] = 50,
+        cursor: Annotated[str | None, Query(
+            description="`next_cursor` of the previous page (the listing keeps its time)")
+        ] = None,
+        at: Annotated[AwareDatetime | None, Query(
+            description="rank as of this time (RFC 3339); default: now by the orchestrator's "
+                        "clock")] = None) -> dict[str, Any]:
+    """Each lead with its stage, owner, last activity and score as of the listing's time
+    (decayed: a lead that went quiet has moved down), breakdown included; `next_cursor` pages
+    on. Answered from an index (`lead_scores`), not a sort of all leads."""
+    try:
+        return await handlers.ranking(views, model=model, limit=limit, cursor=cursor,
+                                      at=None if at is None else at.timestamp(), stage=stage,
+                                      owner=owner)
+    except BadCursor as exc:
+        raise HTTPException(400, f"cursor: {exc}") from None
 
 
 @router.get("/v1/leads/{lead_id}", dependencies=API, responses=errors(401, 404),
