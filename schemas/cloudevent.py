@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas.vocabulary import rfc3339
+from schemas.vocabulary import SCORE_DUE_EVENT, rfc3339
 
 SPECVERSION = "1.0"
 JSON = "application/json"
@@ -62,3 +62,15 @@ def _time(value: str | float | datetime) -> str:
             raise ValueError("event time must be timezone-aware")
         return rfc3339(value.astimezone(UTC).timestamp())
     return rfc3339(value)
+
+
+SCORE_DUE_SOURCE = "nurture-orchestrator/decay"
+
+
+def score_due_event(lead_id: str, model: str, at: float) -> dict[str, Any]:
+    """The `lead.score_due` control event (`schemas.vocabulary.SCORE_DUE_EVENT`): the score of
+    `lead_id` in `model` is due to cross a threshold by decay alone at `at`. Its id is the model
+    and the time, so the same crossing asked twice (a timer fired again after a crash) is one
+    event to scoring. The orchestrator publishes it; the dry run and the backtest play it."""
+    return new_event(id=f"score-due-{model}-{int(at)}", source=SCORE_DUE_SOURCE,
+                     type=SCORE_DUE_EVENT, subject=lead_id, time=at, data={"model": model})

@@ -57,6 +57,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                        help="model file or directory; repeatable (default: config/scoring)")
     score.add_argument("--events", required=True,
                        help="JSON-lines file of CloudEvents; - for stdin")
+    score.add_argument("--line-buffered", action="store_true",
+                       help="write each output line as soon as its input line is scored (for a "
+                            "program that feeds events one at a time and reads each answer)")
     return parser.parse_args(argv)
 
 
@@ -111,7 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "score":
         from services.scoring.entrypoints.score import run_score
 
-        return run_score(args.models or ["config/scoring"], args.events)
+        return run_score(args.models or ["config/scoring"], args.events,
+                         line_buffered=args.line_buffered)
     if args.command == "backtest":
         from services.scoring.entrypoints.backtest import run_backtest
 

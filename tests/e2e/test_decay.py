@@ -41,15 +41,18 @@ KEY, API, ADMIN = "nk_decay", {"Authorization": "Bearer t"}, {"Authorization": "
 D = 86400.0
 HALF = 30 * D  # the itest model's half-life; fit 10 (senior), mql at 50
 LEAD = f"lead-decay-{uuid.uuid4().hex[:8]}"
+FIT = f"{LEAD}-fit"  # fit 10 and one download: 20 points
+BUSY = f"{LEAD}-busy"  # no fit, three downloads: 30 points, all of which fade
 COOLING = Program(id="cooling", version=1, name="Cooling off",
                   trigger=Trigger("threshold", model="itest", threshold="mql",
                                   direction="down"),
                   steps=(Step("still-there", "send", channel="email", template="cooling"),))
 
 
-def event(eid: str, etype: str, at: float, data: dict[str, Any]) -> dict[str, Any]:
+def event(eid: str, etype: str, at: float, data: dict[str, Any],
+          lead: str = LEAD) -> dict[str, Any]:
     return {"specversion": "1.0", "id": eid, "source": "https://www.example.com",
-            "type": etype, "subject": LEAD, "time": rfc3339(at), "data": data}
+            "type": etype, "subject": lead, "time": rfc3339(at), "data": data}
 
 
 @pytest.fixture
@@ -117,9 +120,20 @@ async def test_a_quiet_lead_cools_below_mql_when_the_clock_moves(
             *(event(f"d{i}", "web.content_downloaded", t0, {"content_id": f"c{i}"})
               for i in range(5)))
 
+        await post(event("f1", "crm.lead_upserted", t0, {"seniority": "vp"}, FIT),
+                   event("f2", "web.content_downloaded", t0, {"content_id": "c"}, FIT),
+                   *(event(f"b{i}", "web.content_downloaded", t0, {"content_id": f"c{i}"}, BUSY)
+                     for i in range(3)))
+
+        async def ranked() -> list[str]:
+            r = await client.get(f"{orch}/v1/leads", headers=API, params={"model": "itest"})
+            assert r.status_code == 200, r.text
+            return [x["lead_id"] for x in r.json()["leads"]]
+
         async def in_mql() -> bool:
-            return (await lead()).get("stage") == "mql"
+            return (await lead()).get("stage") == "mql" and len(await ranked()) == 3
         await wait_until(in_mql, timeout=90, what="the lead in mql")
+        assert await ranked() == [LEAD, BUSY, FIT]  # 60, 30, 20 points
         first = (await lead())["scores"]["itest"]["next_crossing"]
         assert first["threshold"] == "mql" and first["direction"] == "down"
         # 50 engagement points reach the 40 that leave the total at 50 in log2(50/40) half-lives
@@ -160,6 +174,8 @@ async def test_a_quiet_lead_cools_below_mql_when_the_clock_moves(
         assert score["total"] == pytest.approx(10 + 60 * 2 ** (-(now - t0 - 1) / HALF),
                                                abs=0.05)
         assert score["above"] == [] and score["next_crossing"] is None
+        # the sales ranking reads the same decayed scores: 17.5, 11.25 (fit stays), 3.75
+        assert await ranked() == [LEAD, FIT, BUSY]
         at = (await client.get(f"{orch}/v1/leads/{LEAD}", headers=API,
                                params={"at": rfc3339(t0 + 1 + HALF)})).json()
         assert at["scores"]["itest"]["total"] == pytest.approx(40.0, abs=0.05)

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from schemas.cloudevent import new_event
+from schemas.cloudevent import new_event, score_due_event
 from schemas.records import LeadScore, ScoredEvent, SendMessage, StageChanged
 from schemas.vocabulary import ERASED_EVENT, SCORE_DUE_EVENT
 from services.common.db.outbox import Outgoing
@@ -24,7 +24,6 @@ from services.orchestrator.domain.effects import Command, Effects, ScoreDue, Sta
 
 CONSUMER = "nurture-orchestrator"
 ERASURE_SOURCE = "nurture-orchestrator/erasure"
-DECAY_SOURCE = "nurture-orchestrator/decay"
 CLOUDEVENT = "application/cloudevents+json"
 
 
@@ -94,11 +93,9 @@ def outbox_rows(lead_id: str, fx: Effects, topics: Topics) -> list[Outgoing]:
 
 
 def score_due_row(lead_id: str, due: ScoreDue, topic: str) -> Outgoing:
-    """The `lead.score_due` control event, timed at the crossing; its id is the model and the
-    time, so a timer fired twice (a crash before the commit) is one event to scoring."""
-    event = new_event(id=f"score-due-{due.model}-{int(due.at)}", source=DECAY_SOURCE,
-                      type=SCORE_DUE_EVENT, subject=lead_id, time=due.at,
-                      data={"model": due.model})
+    """`schemas.cloudevent.score_due_event` as an outbox row for `nurture.events.v1`, keyed by
+    the lead, timed at the crossing."""
+    event = score_due_event(lead_id, due.model, due.at)
     return Outgoing(topic, lead_id.encode(), orjson.dumps(event),
                     [("content-type", CLOUDEVENT), ("ce_type", SCORE_DUE_EVENT)])
 

@@ -1,26 +1,35 @@
 """Program dry-run: recorded (scored) events through the same Decider, with simulated time and
 no database, Kafka or inbox. Timers fire in due order between events; after the last event the
-simulation runs on for `tail_seconds` so waiting steps finish. Pure: events in, report out."""
+simulation runs on for `tail_seconds` so waiting steps finish. Pure: events in, report out.
+
+A score timer that fires (decay alone takes a score across a threshold) asks `rescore` for the
+scored event scoring would answer to `lead.score_due`; the entrypoint asks the real scorer.
+Without `rescore` (events already scored) no decay crossing happens."""
 
 from __future__ import annotations
 
 import heapq
 import itertools
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.records import ModelScore
 from schemas.vocabulary import dedupe_key, rfc3339
 from services.orchestrator.domain.decide import Decider
-from services.orchestrator.domain.effects import Effects, Timer
+from services.orchestrator.domain.effects import Effects, ScoreDue, Timer
 from services.orchestrator.domain.lead import Lead
+
+Rescored = tuple[Mapping[str, Any], Mapping[str, ModelScore], float]
+"""A scored event: the event, the lead's scores after it, its time."""
 
 
 @dataclass
 class Simulation:
     decider: Decider
+    # lead id, score due -> the scored `lead.score_due` event (None: scoring would drop it)
+    rescore: Callable[[str, ScoreDue], Rescored | None] | None = None
     leads: dict[str, Lead] = field(default_factory=dict)
     timers: list[tuple[float, int, str, Timer]] = field(default_factory=list)
     seen: set[str] = field(default_factory=set)
@@ -60,6 +69,12 @@ class Simulation:
             target[note.program_id][key] += 1
         for change in fx.stage_changes:
             self.stages[f"{change.from_stage or 'new'} -> {change.to_stage}"] += 1
+        if self.rescore is None:
+            return
+        for due in fx.scores_due:
+            scored = self.rescore(lead_id, due)
+            if scored is not None:
+                self._decide(lead_id, *scored)
 
     def run_until(self, until: float) -> None:
         """Fire every timer due by `until`, in due order (each as of its due time)."""
@@ -79,11 +94,14 @@ class Simulation:
         self.seen.add(key)
         self.run_until(event_time)
         self.clock = max(self.clock, event_time)
-        lead_id = str(event["subject"])
+        self.events += 1
+        self._decide(str(event["subject"]), event, scores, event_time)
+
+    def _decide(self, lead_id: str, event: Mapping[str, Any], scores: Mapping[str, ModelScore],
+                event_time: float) -> None:
         lead, fx = self.decider.on_event_for(self.leads.get(lead_id), lead_id, event, scores,
                                              event_time=event_time, now=self.clock)
         self.leads[lead_id] = lead
-        self.events += 1
         self._record(lead_id, fx)
         for score in scores.values():
             self.models.add(score.model)

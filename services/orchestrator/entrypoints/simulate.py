@@ -4,8 +4,11 @@ would have been sent, held and why — before anything reaches a real inbox.
 
 Plain CloudEvents are scored first by `nurture-scoring score` (the scoring worker's own record
 function, in a child process: the two services share records, not code), so thresholds, stage
-changes and score-triggered programs appear as they would in the services. Scored-event records
-keep the scores they carry; what scoring would dead-letter is reported with its reason.
+changes and score-triggered programs appear as they would in the services. Events go to it one
+at a time, in the order of simulated time, so that when decay alone takes a score across a
+threshold the simulation asks it, as the orchestrator asks scoring, with a `lead.score_due`
+event. Scored-event records keep the scores they carry; what scoring would dead-letter is
+reported with its reason.
 """
 
 from __future__ import annotations
@@ -14,19 +17,21 @@ import contextlib
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import orjson
 from pydantic import ValidationError
 
+from schemas.cloudevent import score_due_event
 from schemas.normalize import normalized
 from schemas.records import DeadLetter, ModelScore, ScoredEvent
 from schemas.records.base import describe
 from schemas.vocabulary import event_epoch
 from services.common.cli import open_input, reader_gone
 from services.orchestrator.domain.decide import Decider
+from services.orchestrator.domain.effects import ScoreDue
 from services.orchestrator.domain.simulate import Simulation
 
 PROGRESS_EVERY_SECONDS = 5.0
@@ -55,36 +60,72 @@ def _line(line: bytes) -> Line:
     return normalized(event), scores, event_epoch(event.get("time"))
 
 
-def _records(stream: IO[bytes], bad: list[str]) -> Iterator[Line]:
+def _records(stream: Iterator[bytes], bad: list[str],
+             scored: Callable[[bytes], bytes] | None = None) -> Iterator[Line]:
+    """The lines read (through `scored`, the scorer, first if given), each as it is needed."""
     for number, line in enumerate(stream, start=1):
         if not line.strip():
             continue
         try:
-            yield _line(line)
+            yield _line(line if scored is None else scored(line))
         except (orjson.JSONDecodeError, ValueError, KeyError) as exc:
             bad.append(f"line {number}: {exc}")
+
+
+def _time_of(line: bytes) -> float | None:
+    """The time of a plain event's line, if it has a usable one."""
+    try:
+        doc = orjson.loads(line)
+        return event_epoch(doc.get("time")) if isinstance(doc, dict) else None
+    except (orjson.JSONDecodeError, ValueError):
+        return None
 
 
 class _Reported(Exception):
     """The input could not be opened, and stderr was told why."""
 
 
+class _Scorer:
+    """`nurture-scoring score --line-buffered` in a child process: a line in, its line out."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdin is not None and proc.stdout is not None
+        self.proc, self.stdin, self.stdout = proc, proc.stdin, proc.stdout
+
+    def score(self, line: bytes) -> bytes:
+        self.stdin.write(line.rstrip(b"\r\n") + b"\n")
+        self.stdin.flush()
+        answer = self.stdout.readline()
+        if not answer:
+            raise OSError(f"nurture-scoring score stopped (exit code {self.proc.wait()})")
+        return answer
+
+    def rescore(self, lead_id: str, due: ScoreDue) -> Line | None:
+        """The scored event scoring answers to `lead.score_due` (None: it would not score it)."""
+        try:
+            return _line(self.score(orjson.dumps(score_due_event(lead_id, due.model, due.at))))
+        except ValueError:
+            return None
+
+
 @contextlib.contextmanager
-def _source(events_path: str, scoring: Sequence[str] | None) -> Iterator[IO[bytes]]:
-    """The lines to simulate: the file (or stdin) itself, or `nurture-scoring score`'s output
-    for it with these models (one output line per input line, so line numbers agree)."""
+def _source(events_path: str,
+            scoring: Sequence[str] | None) -> Iterator[tuple[Iterator[bytes], _Scorer | None]]:
+    """The lines of the file (or stdin), and `nurture-scoring score` with these models in a
+    child process to score them (None: not scored)."""
+    stream = open_input(events_path, "nurture-orchestrator simulate")
+    if stream is None:
+        raise _Reported
     if scoring is None:
-        stream = open_input(events_path, "nurture-orchestrator simulate")
-        if stream is None:
-            raise _Reported
         with stream:
-            yield stream
+            yield iter(stream.readline, b""), None
         return
     models = [arg for path in scoring for arg in ("--model", path)]
-    with subprocess.Popen([sys.executable, "-m", "services.scoring", "score", "--events",
-                           events_path, *models], stdout=subprocess.PIPE) as proc:
-        assert proc.stdout is not None
-        yield proc.stdout
+    with stream, subprocess.Popen(
+            [sys.executable, "-m", "services.scoring", "score", "--events", "-",
+             "--line-buffered", *models], stdin=subprocess.PIPE, stdout=subprocess.PIPE) as proc:
+        yield iter(stream.readline, b""), _Scorer(proc)
+        proc.stdin.close()  # type: ignore[union-attr]
     if proc.returncode != 0:
         raise OSError(f"nurture-scoring score exited with {proc.returncode}")
 
@@ -97,23 +138,32 @@ def simulate(decider: Decider, events_path: str, *, scoring: Sequence[str] | Non
         print(f"nurture-orchestrator simulate: cannot read {events_path}: no such file",
               file=sys.stderr)
         return 2
-    sim, bad = Simulation(decider), list[str]()
+    bad: list[str] = []
     started = last_note = time.perf_counter()
     try:
-        with _source(events_path, scoring) as stream:
-            for event, score, when in _records(stream, bad):
+        with _source(events_path, scoring) as (stream, scorer):
+            sim = Simulation(decider, rescore=None if scorer is None else scorer.rescore)
+
+            def scored(line: bytes) -> bytes:
+                """Decay due before the event is asked first, as the services would."""
+                assert scorer is not None
+                when = _time_of(line)
+                if when is not None:
+                    sim.run_until(when)
+                return scorer.score(line)
+            for event, score, when in _records(stream, bad, None if scorer is None else scored):
                 sim.feed(event, score, when)
                 now = time.perf_counter()
                 if not quiet and now - last_note > PROGRESS_EVERY_SECONDS:
                     last_note = now
                     print(f"... {sim.events:,} events, {len(sim.leads):,} leads",
                           file=sys.stderr)
+            sim.run_until(sim.clock + tail_days * 86400)  # decay may still ask the scorer
     except _Reported:
         return 2
     except OSError as exc:
         print(f"nurture-orchestrator simulate: {exc}", file=sys.stderr)
         return 2
-    sim.run_until(sim.clock + tail_days * 86400)
     report = sim.report() | {
         "scoring_models": list(scoring) if scoring is not None else None,
         "bad_lines": len(bad), "seconds": round(time.perf_counter() - started, 3)}

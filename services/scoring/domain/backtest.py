@@ -1,10 +1,17 @@
 """Backtest: replay recorded events through the same engine the worker runs, with no Kafka, and
 summarize what the models would have done: score distribution, threshold crossings (how many leads,
 when, how long after first seen) and the rules that make up the scores. Pure: events in, report out.
+
+Crossings by decay alone are played as the services play them: each scored lead's next crossing
+(`schemas.records.scored.next_crossing`) is due as a `lead.score_due` event at its time, before
+any later event (and a later event of the lead moves or cancels it). So a lead that cooled below a
+threshold and came back counts a crossing down and a second one up, as in the services; decay
+crossings after the last event are not played.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 import statistics
 from collections import Counter, defaultdict
@@ -13,7 +20,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from services.scoring.domain.engine import apply, describe
+from schemas.cloudevent import score_due_event
+from schemas.records.scored import next_crossing
+from services.scoring.domain.engine import Snapshot, apply, describe
 from services.scoring.domain.model import ScoringModel
 from services.scoring.domain.state import LeadState
 
@@ -44,8 +53,15 @@ class Replay:
     late: int = 0
     first: float = math.inf
     last: float = -math.inf
+    # (lead, model) -> its next crossing by decay; the heap of them, stale ones left in it
+    due: dict[tuple[str, str], float] = field(default_factory=dict)
+    schedule: list[tuple[float, str, str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.by_id = {m.id: m for m in self.models}
 
     def feed(self, event: Mapping[str, Any], event_time: float) -> None:
+        self._decay_until(event_time)
         lead_id = str(event["subject"])
         state = self.leads.get(lead_id)
         if state is None:
@@ -60,6 +76,35 @@ class Replay:
             self.duplicates += 1
             return
         self.late += any(m.late for m in snap.models)
+        self._count(lead_id, snap)
+
+    def _decay_until(self, until: float) -> None:
+        """Play every crossing by decay due by `until`, in time order."""
+        while self.schedule and self.schedule[0][0] <= until:
+            at, lead_id, model = heapq.heappop(self.schedule)
+            if self.due.get((lead_id, model)) != at:
+                continue  # moved or cancelled by a later event
+            del self.due[(lead_id, model)]
+            snap = apply(self.leads[lead_id], score_due_event(lead_id, model, at),
+                         lead_id=lead_id, event_time=at, models=self.models,
+                         recent_ids=self.recent_ids, detail=False)
+            self._count(lead_id, snap)
+
+    def _plan(self, lead_id: str, snap: Snapshot) -> None:
+        for score in snap.models:
+            model = self.by_id[score.model]
+            found = next_crossing(score.fit, score.engagement, model.half_life_seconds,
+                                  model.thresholds, snap.as_of)
+            key = (lead_id, score.model)
+            if found is None:
+                self.due.pop(key, None)
+            elif self.due.get(key) != found[2]:
+                self.due[key] = found[2]
+                heapq.heappush(self.schedule, (found[2], lead_id, score.model))
+
+    def _count(self, lead_id: str, snap: Snapshot) -> None:
+        """The crossings of a scored event; and the lead's next crossing by decay planned."""
+        self._plan(lead_id, snap)
         for score in snap.models:
             for crossing in score.crossed:
                 stats = self.thresholds[(score.model, crossing.threshold)]

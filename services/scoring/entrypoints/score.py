@@ -86,28 +86,36 @@ def is_scored_record(line: bytes) -> bool:
     return isinstance(doc, dict) and isinstance(doc.get("event"), dict) and "score" in doc
 
 
-def score_stream(scorer: Scorer, lines: IO[bytes], out: IO[bytes]) -> int:
-    """Score every line of `lines` into `out`; the number of lines dead-lettered."""
+def score_stream(scorer: Scorer, lines: IO[bytes], out: IO[bytes], *,
+                 line_buffered: bool = False) -> int:
+    """Score every line of `lines` into `out`, one output line per input line; the number of
+    lines dead-lettered. `line_buffered`: each output line is flushed at once."""
     dead = 0
-    for number, line in enumerate(lines, start=1):
-        line = line.strip()
-        if not line:  # kept, so that output line numbers are input line numbers
-            out.write(b"\n")
-            continue
-        try:
-            if is_scored_record(line):
-                out.write(line + b"\n")
-                continue
-        except orjson.JSONDecodeError:
-            pass  # the worker dead-letters it, with the reason
-        result = scorer.process(line, number)
-        dead += result.outcome == "dead_lettered"
-        out.writelines(o.value + b"\n" for o in result.out)
+    for number, line in enumerate(iter(lines.readline, b""), start=1):
+        dead += _score_line(scorer, line.strip(), number, out)
+        if line_buffered:
+            out.flush()
     out.flush()
     return dead
 
 
-def run_score(model_paths: list[str], events_path: str) -> int:
+def _score_line(scorer: Scorer, line: bytes, number: int, out: IO[bytes]) -> bool:
+    """One input line's output line; True if it was dead-lettered."""
+    if not line:  # kept, so that output line numbers are input line numbers
+        out.write(b"\n")
+        return False
+    try:
+        if is_scored_record(line):
+            out.write(line + b"\n")
+            return False
+    except orjson.JSONDecodeError:
+        pass  # the worker dead-letters it, with the reason
+    result = scorer.process(line, number)
+    out.writelines(o.value + b"\n" for o in result.out)
+    return result.outcome == "dead_lettered"
+
+
+def run_score(model_paths: list[str], events_path: str, *, line_buffered: bool = False) -> int:
     from services.scoring.adapters.model_files import load_or_report
 
     models = load_or_report(model_paths)
@@ -116,7 +124,8 @@ def run_score(model_paths: list[str], events_path: str) -> int:
         return 2
     with stream:
         try:
-            dead = score_stream(Scorer(Processor(models, Topics(""))), stream, sys.stdout.buffer)
+            dead = score_stream(Scorer(Processor(models, Topics(""))), stream, sys.stdout.buffer,
+                                line_buffered=line_buffered)
         except BrokenPipeError:
             return reader_gone()
     if dead:

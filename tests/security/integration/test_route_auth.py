@@ -62,7 +62,7 @@ INGEST = DOCS | PROBES | {
     ("GET", "/t/unsubscribe/{token}"): TOKEN_LINK, ("POST", "/t/unsubscribe/{token}"): TOKEN_LINK}
 ORCHESTRATOR = DOCS | PROBES | {
     ("POST", "/v1/leads/{lead_id}/enrollments"): ENROLLING,
-    ("GET", "/v1/leads/{lead_id}"): API_TOKEN,
+    ("GET", "/v1/leads/{lead_id}"): API_TOKEN, ("GET", "/v1/leads"): API_TOKEN,
     ("DELETE", "/v1/leads/{lead_id}/enrollments/{program}"): ENROLLING,
     ("DELETE", "/v1/leads/{lead_id}"): API_TOKEN,
     ("GET", "/v1/programs"): API_TOKEN, ("GET", "/v1/funnel"): API_TOKEN,
