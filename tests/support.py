@@ -184,15 +184,17 @@ class ScoringWorker(ChildProcess):
 
 
 @asynccontextmanager
-async def scoring_worker(kafka: KafkaSettings, folder: Path, model: str, *,
+async def scoring_worker(kafka: KafkaSettings, folder: Path, model: str | Path, *,
                          log_format: str = "text") -> AsyncIterator[ScoringWorker]:
-    """A started, ready scoring worker on `kafka`'s topics scoring with the `model` YAML; its
-    state and log under `folder`. Stopped (SIGTERM) on exit."""
-    (folder / "model.yaml").write_text(model)
+    """A started, ready scoring worker on `kafka`'s topics scoring with the `model` YAML (or
+    the model files at a path); its state and log under `folder`. Stopped (SIGTERM) on exit."""
+    if isinstance(model, str):
+        (folder / "model.yaml").write_text(model)
     worker = ScoringWorker({
         **os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
         "NURTURE_TOPIC_PREFIX": kafka.topic_prefix,
-        "NURTURE_SCORING_MODELS": str(folder / "model.yaml"),
+        "NURTURE_SCORING_MODELS": str(model if isinstance(model, Path) else
+                                      folder / "model.yaml"),
         "NURTURE_SCORING_STATE_DIR": str(folder / "scorer"),
         "NURTURE_SCORING_METRICS_PORT": str(free_port()), "NURTURE_LOG_FORMAT": log_format},
         folder / "scorer.log")
