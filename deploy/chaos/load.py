@@ -110,7 +110,7 @@ async def advance_clock(orchestrator_url: str, token: str, seconds: float, *,
         while True:
             try:
                 r = await client.post(f"{orchestrator_url}/v1/admin/clock/advance",
-                                      json={"seconds": seconds},
+                                      json={"seconds": seconds, "wait_seconds": 0},
                                       headers={"Authorization": f"Bearer {token}"})
                 if r.status_code == 200:
                     return

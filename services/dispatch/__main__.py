@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from services.common.config.settings import (
+    ClockSettings,
     KafkaSettings,
     LogSettings,
     environment_help,
@@ -33,7 +34,7 @@ def environment() -> str:
     from services.dispatch.settings import DispatchSettings
 
     return environment_help("environment (serve, migrate)", DispatchSettings, TrackingSettings,
-                            KafkaSettings, LogSettings)
+                            KafkaSettings, LogSettings, ClockSettings)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -57,6 +58,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def online(args: argparse.Namespace) -> int:
+    from services.common.clock import clock_of
     from services.common.observability.logging import configure_logging
     from services.common.tracking import TrackingSettings
     from services.dispatch.settings import DispatchSettings
@@ -66,6 +68,7 @@ def online(args: argparse.Namespace) -> int:
         kafka = load(KafkaSettings)
         settings = load(DispatchSettings)
         tracking = load(TrackingSettings)
+        clock = clock_of(load(ClockSettings))
         if args.command == "serve" and not Path(settings.templates).is_dir():
             raise ConfigError("invalid configuration:\n  NURTURE_DISPATCH_TEMPLATES: no "
                               f"directory {settings.templates!r}")
@@ -84,7 +87,7 @@ def online(args: argparse.Namespace) -> int:
     from services.dispatch.bootstrap import bootstrap
     from services.dispatch.entrypoints.http.app import create_app
 
-    app = create_app(bootstrap(settings, kafka, tracking))
+    app = create_app(bootstrap(settings, kafka, tracking, clock=clock))
     run_server(app, host=settings.host, port=settings.port,
                grace_seconds=settings.shutdown_grace_seconds)
     return 0

@@ -19,7 +19,7 @@ import httpx
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from services.common.clock import Clock, SystemClock
+from services.common.clock import Clock, SystemClock, following
 from services.common.config.settings import KafkaSettings
 from services.common.db.retention import Pruner
 from services.common.kafka.clients import make_consumer, make_producer
@@ -76,8 +76,10 @@ class Service:
     workers_failed: bool = False
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Consume and deliver until `stop` (`kafka_ready` once connected)."""
-        await serve(self, stop, self._ready)
+        """Consume and deliver until `stop` (`kafka_ready` once connected), on the shared
+        clock if one is configured."""
+        async with following(self.clock):
+            await serve(self, stop, self._ready)
 
     def _ready(self) -> None:
         self.kafka_ready = True

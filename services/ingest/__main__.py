@@ -7,6 +7,7 @@ import json
 import sys
 
 from services.common.config.settings import (
+    ClockSettings,
     KafkaSettings,
     LogSettings,
     environment_help,
@@ -25,7 +26,7 @@ def environment() -> str:
     from services.ingest.settings import IngestSettings
 
     return environment_help("environment", IngestSettings, TrackingSettings, KafkaSettings,
-                            LogSettings)
+                            LogSettings, ClockSettings)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -57,6 +58,7 @@ def keygen(name: str, sources: list[str] | None, types: list[str] | None) -> int
 
 
 def serve(args: argparse.Namespace) -> int:
+    from services.common.clock import clock_of
     from services.common.http.server import run_server
     from services.ingest.bootstrap import bootstrap
     from services.ingest.entrypoints.http.app import create_app
@@ -66,12 +68,13 @@ def serve(args: argparse.Namespace) -> int:
         settings = load(IngestSettings)
         kafka = load(KafkaSettings)
         tracking = load(TrackingSettings)
+        clock = clock_of(load(ClockSettings))
     except ConfigError as exc:
         print(f"nurture-ingest: {exc}", file=sys.stderr)
         return 2
     configure_logging("ingest", level=log_settings.level, fmt=log_settings.format,
                       hash_key=log_settings.hash_key)
-    app = create_app(bootstrap(settings, kafka, tracking_keys=tracking.keys()))
+    app = create_app(bootstrap(settings, kafka, tracking_keys=tracking.keys(), clock=clock))
     run_server(app, host=args.host or settings.host, port=args.port or settings.port,
                grace_seconds=settings.shutdown_grace_seconds, proxy_headers=True)
     return 0

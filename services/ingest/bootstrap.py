@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 
-from services.common.clock import Clock, SystemClock
+from services.common.clock import Clock, SystemClock, following
 from services.common.config.settings import KafkaSettings
 from services.common.kafka.topics import Topics
 from services.common.observability.metrics import service_registry
@@ -53,6 +53,7 @@ class Ingest:
             if self.kafka_publisher is not None:
                 self.kafka_publisher.start()
                 stack.push_async_callback(self.kafka_publisher.close)
+            await stack.enter_async_context(following(self.handlers.clock))
             yield
 
 

@@ -19,9 +19,11 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from pydantic import SecretStr
 
 from schemas.vocabulary import rfc3339
-from services.common.config.settings import KafkaSettings
+from services.common.clock import SharedClock
+from services.common.config.settings import ClockSettings, KafkaSettings
 from services.ingest.bootstrap import bootstrap as bootstrap_ingest
 from services.ingest.domain.auth import hash_key
 from services.ingest.entrypoints.http.app import create_app as create_ingest
@@ -187,3 +189,43 @@ async def test_a_quiet_lead_cools_below_mql_when_the_clock_moves(
         enrolled = [(e["program_id"], e["status"]) for e in view["enrollments"]]
         assert enrolled == [("cooling", "completed")]
         assert datetime.now(UTC).timestamp() < t0 + D  # all of it without waiting for days
+
+
+async def test_ingest_stamps_events_with_the_orchestrators_clock(
+        kafka: KafkaSettings, database_url: str, scorer: ScoringWorker) -> None:
+    """One clock: with the orchestrator's clock moved 195 days ahead, an event posted without a
+    `time` is stamped by ingest with that clock (`NURTURE_CLOCK_URL`), so the lead it creates is
+    active now, not 195 days ago."""
+    schema = f"clock_{uuid.uuid4().hex[:8]}"
+    await asyncio.to_thread(upgrade, database_url, schema)
+    orch_settings = OrchestratorSettings(  # type: ignore[call-arg]
+        DATABASE_URL=database_url, db_schema=schema, api_token="t", admin_token="a",
+        stage_model="itest", timer_poll_seconds=0.1, relay_idle_seconds=0.05)
+    decider = Decider([], ContactPolicy(caps=(), quiet_hours=None), stage_model="itest")
+    ingest_settings = IngestSettings(api_keys=[ApiKeyConfig(name="site", sha256=hash_key(KEY))])
+    async with serve(create_orchestrator(bootstrap(orch_settings, kafka, decider))) as orch, \
+            httpx.AsyncClient(timeout=30) as client:
+        r = await client.post(f"{orch}/v1/admin/clock/advance", json={"seconds": 195 * D},
+                              headers=ADMIN)
+        now = float(r.json()["now"])
+        clock = SharedClock(ClockSettings(url=f"{orch}/v1/admin/clock", token=SecretStr("a")))
+        app = create_ingest(bootstrap_ingest(ingest_settings, kafka, clock=clock))
+        async with serve(app) as ingest:
+            async def ready() -> bool:
+                return (await client.get(f"{ingest}/readyz")).status_code == 200
+            await wait_until(ready, timeout=30, what="ingest ready")
+            untimed = {k: v for k, v in event("v1", "web.page_viewed", 0, {
+                "url": "https://www.example.com/pricing"}).items() if k != "time"}
+            r = await client.post(f"{ingest}/v1/events", content=orjson.dumps(untimed),
+                                  headers={"Authorization": f"Bearer {KEY}",
+                                           "Content-Type": "application/cloudevents+json"})
+            assert r.status_code == 202, r.text
+
+        async def seen() -> dict[str, Any]:
+            r = await client.get(f"{orch}/v1/leads/{LEAD}", headers=API)
+            return r.json() if r.status_code == 200 else {}
+        await wait_until(seen, timeout=60, what="the lead")
+        view = await seen()
+        first = view["stage_history"][0]
+        assert datetime.fromisoformat(str(first["at"])).timestamp() == pytest.approx(now, abs=60)
+        assert view["scores"]["itest"]["as_of"] == pytest.approx(now, abs=60)

@@ -34,6 +34,23 @@ class LogSettings(BaseSettings):
     """keys the `lead_hash` of log lines with HMAC-SHA256; the same in every service"""
 
 
+class ClockSettings(BaseSettings):
+    """The shared clock, for local and demo runs where the orchestrator's clock is moved
+    (`POST /v1/admin/clock/advance`): `NURTURE_CLOCK_URL` makes ingest and dispatch follow it, so
+    that the times they stamp (an event without `time`, an email's `message.sent`) agree with
+    the orchestrator's. Unset (production): the wall clock."""
+
+    model_config = SettingsConfigDict(env_prefix="NURTURE_CLOCK_", extra="ignore",
+                                      use_attribute_docstrings=True)
+
+    url: str | None = Field(default=None, pattern=r"^https?://")
+    """the orchestrator's clock (its `GET /v1/admin/clock`) to follow; unset: the wall clock"""
+    token: SecretStr | None = None
+    """the orchestrator's admin token, for that endpoint"""
+    refresh_seconds: float = Field(default=1.0, gt=0, le=60)
+    """how often the offset is read again (a clock step shows within this time)"""
+
+
 class KafkaSettings(BaseSettings):
     """How to reach Kafka. `KAFKA_BOOTSTRAP_SERVERS` plus optional TLS/SASL, and the topic prefix
     (`NURTURE_TOPIC_PREFIX`) that lets several environments share one cluster."""

@@ -134,6 +134,9 @@ class MemoryTimers:
         due = sorted((t.due_at, i) for i, (_, t) in timers.items() if t.due_at <= now)[:limit]
         return [DueTimer(i, *timers.pop(i)) for _, i in due]
 
+    async def count_due(self, *, now: float) -> int:
+        return sum(1 for _, t in self._uow.data.timers.values() if t.due_at <= now)
+
 
 class MemoryUnitOfWork:
     """A transaction over a `MemoryStore`: the block works on a copy, committed on a normal
@@ -181,6 +184,13 @@ class MemoryUnitOfWork:
         self.data.clock_offset += seconds
         self._now = None
         return self.data.clock_offset
+
+    async def clock_offset(self) -> float:
+        return self.data.clock_offset
+
+    async def reset_clock(self) -> None:
+        self.data.clock_offset = 0.0
+        self._now = None
 
     def publish(self, *records: Outgoing) -> None:
         self.pending.extend(records)

@@ -43,6 +43,10 @@ async def advance_clock(conn: AsyncConnection, *, seconds: float) -> float:
     return float(new or 0.0)
 
 
+async def reset_clock(conn: AsyncConnection) -> None:
+    await conn.execute(update(t.clock).where(t.clock.c.id == 1).values(offset_seconds=0.0))
+
+
 async def claim_events(conn: AsyncConnection, *, keys: Sequence[str], now: float,
                        replayed: Collection[str] = ()) -> set[str]:
     """Mark events processed; return the keys that were not processed before (the rest are
@@ -298,3 +302,8 @@ class PgTimers:
 
     async def claim_due(self, *, now: float, limit: int) -> list[DueTimer]:
         return await claim_due_timers(self._uow.conn, now=now, limit=limit)
+
+    async def count_due(self, *, now: float) -> int:
+        return int(await self._uow.conn.scalar(
+            select(func.count()).select_from(t.timers).where(t.timers.c.due_at <= ts(now)))
+            or 0)

@@ -76,5 +76,12 @@ class PgUnitOfWork:
         self._now = None  # read again: the clock moved
         return offset
 
+    async def clock_offset(self) -> float:
+        return await repo.clock_offset(self.conn)
+
+    async def reset_clock(self) -> None:
+        await repo.reset_clock(self.conn)
+        self._now = None
+
     def publish(self, *records: Outgoing) -> None:
         self._out.extend(records)

@@ -212,11 +212,32 @@ class Handlers:
             uow.publish(*records.event_rows(events, self.topics))
         return inbound_sms.reply(form)
 
-    async def advance_clock(self, seconds: float) -> tuple[float, float]:
-        """Move the shared clock forward: (offset, now)."""
+    async def advance_clock(self, seconds: float, *,
+                            settle_seconds: float = 30.0) -> dict[str, float]:
+        """Move the shared clock forward, then decide every timer due by the new time before
+        answering (for up to `settle_seconds`; `timers_due` says what was left): offset, now,
+        timers fired and still due."""
         async with self.uow() as uow:
             offset = await uow.advance_clock(seconds)
-            return offset, await uow.now()
+            now = await uow.now()
+        fired, deadline = 0, time.monotonic() + settle_seconds
+        while time.monotonic() < deadline and (n := await self.fire_timers()):
+            fired += n
+        async with self.uow() as uow:
+            due = await uow.timers.count_due(now=now)
+        return {"offset_seconds": offset, "now": now, "timers_fired": fired,
+                "timers_due": due}
+
+    async def clock(self) -> dict[str, float]:
+        """The shared clock: its offset from the wall clock and the time it says."""
+        async with self.uow() as uow:
+            return {"offset_seconds": await uow.clock_offset(), "now": await uow.now()}
+
+    async def reset_clock(self) -> dict[str, float]:
+        """Put the shared clock back on the wall clock; what was scheduled for later stays."""
+        async with self.uow() as uow:
+            await uow.reset_clock()
+        return await self.clock()
 
     async def prune(self, pruner: Pruner) -> dict[str, int]:
         """Delete the rows past the retention (adapters/retention.py), by the shared clock;

@@ -69,6 +69,9 @@ class Timers(Protocol):
         """Due timers, taken (no other replica gets them) and deleted: if the unit of work
         fails they come back."""
 
+    async def count_due(self, *, now: float) -> int:
+        """How many timers are due by `now` (taken by nobody yet, or being fired)."""
+
 
 class UnitOfWork(Protocol):
     @property
@@ -88,6 +91,12 @@ class UnitOfWork(Protocol):
 
     async def advance_clock(self, seconds: float) -> float:
         """Move the shared clock forward; the new offset."""
+
+    async def clock_offset(self) -> float:
+        """How far the shared clock is ahead of the wall clock (seconds)."""
+
+    async def reset_clock(self) -> None:
+        """Put the shared clock back on the wall clock (local and demo runs)."""
 
     def publish(self, *records: Outgoing) -> None:
         """Records for the outbox, written at commit."""

@@ -208,3 +208,17 @@ async def test_inbound_stop_becomes_an_opt_out_event_for_each_lead_with_the_numb
     assert [(e["type"], e["subject"]) for e in events] == [("sms.opted_out", "lead-a"),
                                                            ("sms.opted_out", "lead-b")]
     assert "Reply STOP" in (await h.inbound_sms({"From": "+1415", "Body": "help"}) or "")
+
+
+async def test_a_clock_step_answers_once_the_timers_it_made_due_are_decided() -> None:
+    store = MemoryStore()
+    h = handlers(store)
+    await h.handle_scored_events(BATCH[:2])  # the pricing program waits an hour
+    moved = await h.advance_clock(H + 1)
+    assert (moved["offset_seconds"], moved["now"]) == (H + 1, T0 + H + 1)
+    assert (moved["timers_fired"], moved["timers_due"]) == (1, 0)
+    assert [o.topic for o in store.outbox].count(TOPICS.dispatch) == 1  # sent, not pending
+    assert await h.clock() == {"offset_seconds": H + 1, "now": T0 + H + 1}
+    assert await h.reset_clock() == {"offset_seconds": 0.0, "now": T0}
+    nothing_due = await h.advance_clock(60, settle_seconds=0)
+    assert (nothing_due["timers_fired"], nothing_due["timers_due"]) == (0, 0)

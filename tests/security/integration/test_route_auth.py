@@ -66,7 +66,8 @@ ORCHESTRATOR = DOCS | PROBES | {
     ("DELETE", "/v1/leads/{lead_id}/enrollments/{program}"): ENROLLING,
     ("DELETE", "/v1/leads/{lead_id}"): API_TOKEN,
     ("GET", "/v1/programs"): API_TOKEN, ("GET", "/v1/funnel"): API_TOKEN,
-    ("POST", "/v1/admin/clock/advance"): ADMIN, ("POST", "/v1/webhooks/sms"): SIGNED}
+    ("POST", "/v1/admin/clock/advance"): ADMIN, ("POST", "/v1/webhooks/sms"): SIGNED,
+    ("GET", "/v1/admin/clock"): ADMIN, ("POST", "/v1/admin/clock/reset"): ADMIN}
 DISPATCH = DOCS | PROBES
 
 KEY, TRACKING_SECRET = f"nk_{uuid.uuid4().hex}", "route-auth-tracking-secret-0123"
