@@ -190,6 +190,9 @@ class ChaosStack:
             "NURTURE_ORCHESTRATOR_POLICY": str(CONFIG / "contact-policy.yaml"),
             "NURTURE_ORCHESTRATOR_API_TOKEN": API_TOKEN,
             "NURTURE_ORCHESTRATOR_ADMIN_TOKEN": ADMIN_TOKEN,
+            # one clock: ingest and dispatch follow the orchestrator's as the run moves it
+            "NURTURE_CLOCK_URL": f"{self.orchestrator_url}/v1/admin/clock",
+            "NURTURE_CLOCK_TOKEN": ADMIN_TOKEN,
             "NURTURE_ORCHESTRATOR_SHUTDOWN_GRACE_SECONDS": "5",
             "NURTURE_DISPATCH_SMTP_PORT": str(self.smtp_port),
             "NURTURE_DISPATCH_WEBHOOK_URL": self.webhook_url,

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from services.common.config.settings import (
+    ClockSettings,
     KafkaSettings,
     LogSettings,
     environment_help,
@@ -27,7 +28,8 @@ def environment() -> str:
     """The `--help` epilog: every setting with its default, from the settings classes."""
     from services.scoring.settings import ScoringSettings
 
-    return environment_help("environment (worker)", ScoringSettings, KafkaSettings, LogSettings)
+    return environment_help("environment (worker)", ScoringSettings, KafkaSettings, LogSettings,
+                            ClockSettings)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -90,6 +92,7 @@ def worker() -> int:
         log_settings = load(LogSettings)
         kafka = load(KafkaSettings)
         settings = load(ScoringSettings)
+        clock = load(ClockSettings)
         models = load_models(model_paths(settings.models))
     except (ConfigError, ModelFileError) as exc:
         print(f"nurture-scoring: {exc}", file=sys.stderr)
@@ -98,7 +101,7 @@ def worker() -> int:
                       hash_key=log_settings.hash_key)
     from services.scoring.entrypoints.worker import run_worker
 
-    return run_worker(settings, kafka, models, log_level=log_settings.level)
+    return run_worker(settings, kafka, models, log_level=log_settings.level, clock=clock)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

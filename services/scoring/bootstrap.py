@@ -12,7 +12,8 @@ import faust
 from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
-from services.common.config.settings import KafkaSettings
+from services.common.clock import SharedClock, clock_of
+from services.common.config.settings import ClockSettings, KafkaSettings
 from services.common.kafka.topics import Topics
 from services.common.observability.metrics import service_registry
 from services.scoring.adapters.faust_app import Heartbeat, create_app, watch
@@ -40,7 +41,8 @@ class Scoring:
 
 def bootstrap(settings: ScoringSettings, kafka: KafkaSettings, models: Sequence[ScoringModel], *,
               partitions: int, committed_at_startup: Mapping[TopicPartition, int] | None = None,
-              registry: CollectorRegistry | None = None) -> Scoring:
+              registry: CollectorRegistry | None = None,
+              clock: ClockSettings | None = None) -> Scoring:
     """Build the worker. `partitions`: the input topic's partition count; `committed_at_startup`:
     the group's committed offsets read before this process's faust could commit anything."""
     topics = Topics(kafka.topic_prefix)
@@ -48,8 +50,10 @@ def bootstrap(settings: ScoringSettings, kafka: KafkaSettings, models: Sequence[
     metrics = ScoringMetrics(registry)
     health = Health(registry, stuck_after=settings.commit_stuck_seconds)
     processor = Processor(models, topics, recent_ids=settings.recent_ids)
+    shared = clock_of(clock) if clock is not None else None
     app = create_app(settings, kafka, processor, metrics, partitions=partitions,
-                     committed_at_startup=committed_at_startup)
+                     committed_at_startup=committed_at_startup,
+                     clock=shared if isinstance(shared, SharedClock) else None)
     watch(health, app, topics.events)
     return Scoring(settings, kafka, partitions, app, processor, metrics, registry, health,
                    Heartbeat(health))

@@ -36,8 +36,7 @@ from services.orchestrator.domain.program import Program, Step, Trigger
 from services.orchestrator.entrypoints.http.app import create_app as create_orchestrator
 from services.orchestrator.settings import OrchestratorSettings
 from tests.dispatch.integration.dispatch_harness import SmtpSink, dispatch_service
-from tests.scoring.integration.test_worker import MODEL
-from tests.support import ScoringWorker, isolated_kafka, scoring_worker, serve, wait_until
+from tests.support import ScoringWorker, serve, wait_until
 
 KEY, API, ADMIN = "nk_decay", {"Authorization": "Bearer t"}, {"Authorization": "Bearer a"}
 D = 86400.0
@@ -55,17 +54,6 @@ def event(eid: str, etype: str, at: float, data: dict[str, Any],
           lead: str = LEAD) -> dict[str, Any]:
     return {"specversion": "1.0", "id": eid, "source": "https://www.example.com",
             "type": etype, "subject": lead, "time": rfc3339(at), "data": data}
-
-
-@pytest.fixture
-async def kafka(kafka_bootstrap: str) -> KafkaSettings:
-    return await isolated_kafka(kafka_bootstrap)
-
-
-@pytest.fixture
-async def scorer(kafka: KafkaSettings, tmp_path: Path) -> AsyncIterator[ScoringWorker]:
-    async with scoring_worker(kafka, tmp_path, MODEL) as worker:
-        yield worker
 
 
 @pytest.fixture

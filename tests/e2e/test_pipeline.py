@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
-import pytest
 
 from services.common.config.settings import KafkaSettings
 from services.common.kafka.topics import Topics
@@ -26,12 +23,9 @@ from services.orchestrator.domain.policy import ContactPolicy
 from services.orchestrator.domain.program import Program, Step, Trigger
 from services.orchestrator.entrypoints.http.app import create_app as create_orchestrator
 from services.orchestrator.settings import OrchestratorSettings
-from tests.scoring.integration.test_worker import MODEL
 from tests.support import (
     ScoringWorker,
-    isolated_kafka,
     read_topic,
-    scoring_worker,
     serve,
     wait_until,
 )
@@ -46,17 +40,6 @@ HOT = Program(id="hot-lead", version=1, name="Hot lead", priority=90,
 def event(eid: str, etype: str, data: dict[str, Any]) -> dict[str, Any]:
     return {"specversion": "1.0", "id": eid, "source": "https://www.example.com",
             "type": etype, "subject": "lead-e2e", "data": data}
-
-
-@pytest.fixture
-async def kafka(kafka_bootstrap: str) -> KafkaSettings:
-    return await isolated_kafka(kafka_bootstrap)
-
-
-@pytest.fixture
-async def scorer(kafka: KafkaSettings, tmp_path: Path) -> AsyncIterator[ScoringWorker]:
-    async with scoring_worker(kafka, tmp_path, MODEL) as worker:
-        yield worker
 
 
 async def test_event_to_score_to_stage_to_command(

@@ -20,6 +20,7 @@ from services.common.config.durations import DURATION_PROBLEM, parse_duration
 from services.common.config.files import ConfigFile, Parts
 from services.orchestrator.domain.lead import STAGES
 from services.orchestrator.domain.program import (
+    DEFAULT_MAX_EVENT_AGE_SECONDS,
     Branch,
     EventMatch,
     Program,
@@ -54,7 +55,7 @@ class ProgramBuilder:
         """The program in `data`, or None if the file has problems."""
         entry = data.get("entry", {})
         reentry, after = self.reentry(data.get("reentry", "never"))
-        age = data.get("max_event_age", "none")
+        age = data.get("max_event_age")
         program = Program(
             id=data["id"], version=data["version"], name=data["name"],
             description=data.get("description", ""), priority=data.get("priority", 50),
@@ -64,7 +65,8 @@ class ProgramBuilder:
             else None,
             exclude_stages=self.stages(data.get("exclude_stages", []), ("exclude_stages",)),
             reentry=reentry, reentry_after_seconds=after,
-            max_event_age_seconds=None if age == "none" else self.seconds(age, ("max_event_age",)),
+            max_event_age_seconds=DEFAULT_MAX_EVENT_AGE_SECONDS if age is None else None
+            if age == "none" else self.seconds(age, ("max_event_age",)),
             goal=self.match(data["goal"], ("goal",)) if "goal" in data else None,
             exit_on_unsubscribe=data.get("exit_on_unsubscribe", True))
         self.check_excluded(program, entry)

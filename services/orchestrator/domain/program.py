@@ -83,10 +83,9 @@ class Step:
     reason: str | None = None
 
 
-# No limit by default, for now: ingest stamps events with the wall clock while the orchestrator's
-# clock can be moved (make run, the demo, the fault run), so an age measured against the moved
-# clock would skip fresh events. Set `max_event_age` per program where its clock is the wall's.
-DEFAULT_MAX_EVENT_AGE_SECONDS: int | None = None
+# Three days by default: a follow-up is for what a lead did lately. (Where the orchestrator's
+# clock is moved, ingest and dispatch follow it, `NURTURE_CLOCK_URL`, so fresh events are fresh.)
+DEFAULT_MAX_EVENT_AGE_SECONDS: int | None = 3 * 86400
 TOO_OLD = "event older than max_event_age"  # the reason of a skipped enrollment
 
 

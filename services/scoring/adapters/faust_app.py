@@ -56,6 +56,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
+import httpx
 import mode
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -66,6 +67,7 @@ from faust.types import StreamT
 from tenacity import AsyncRetrying, retry_if_exception, wait_exponential
 
 from schemas import EVENT_TYPES
+from services.common.clock import SharedClock
 from services.common.config.settings import KafkaSettings
 from services.common.kafka.clients import connection_options, make_admin, make_consumer
 from services.common.kafka.deadletter import Origin
@@ -164,10 +166,13 @@ def _add_guard_timer(app: faust.App, guard: GapGuard, topics: Topics) -> None:
 
 def create_app(settings: ScoringSettings, kafka: KafkaSettings, processor: Processor,
                metrics: ScoringMetrics, *, partitions: int,
-               committed_at_startup: Mapping[TopicPartition, int] | None = None) -> faust.App:
+               committed_at_startup: Mapping[TopicPartition, int] | None = None,
+               clock: SharedClock | None = None) -> faust.App:
     """The faust app; `partitions` must equal the input topic's partition count.
     `committed_at_startup`: the group's committed offsets read before the worker started
-    (`committed`), for the gap guard."""
+    (`committed`), for the gap guard. `clock`: the orchestrator's moved clock to follow (local
+    and demo runs): an event's time is judged "too far ahead" against it as well as against its
+    record's time (the wall clock of its producer)."""
     topics = Topics(kafka.topic_prefix)
     app = _faust_app(settings, kafka, partitions)
     table = _lead_table(app, partitions)
@@ -175,18 +180,30 @@ def create_app(settings: ScoringSettings, kafka: KafkaSettings, processor: Proce
     _add_lag_timer(app, topics, metrics)
     guard = GapGuard(kafka, app.conf.id, committed_at_startup)
     _add_guard_timer(app, guard, topics)
-    _score_agent(app, table, guard, processor, metrics, topics)
+    if clock is not None:
+        _add_clock_timer(app, clock)
+    _score_agent(app, table, guard, processor, metrics, topics, clock)
     return app
 
 
+def _add_clock_timer(app: faust.App, clock: SharedClock) -> None:
+    client = httpx.AsyncClient(timeout=5)
+
+    @app.timer(interval=clock.every)  # type: ignore[untyped-decorator]
+    async def follow_clock() -> None:
+        await clock.refresh(client)
+
+
 def _score_agent(app: faust.App, table: Any, guard: GapGuard, processor: Processor,
-                 metrics: ScoringMetrics, topics: Topics) -> None:
+                 metrics: ScoringMetrics, topics: Topics, clock: SharedClock | None) -> None:
     source = app.topic(topics.events, **RAW)
     outputs = [app.topic(name, **RAW) for name in (topics.scored_events, topics.deadletter)]
 
     async def handle(key: bytes | None, value: bytes | None, origin: Origin,
                      timestamp_ms: int) -> None:
         started = time.perf_counter()
+        if clock is not None:  # the moved clock's now is as good a "now" as the producer's
+            timestamp_ms = max(timestamp_ms, int(clock.now().timestamp() * 1000))
         result = processor.process(
             key=key, value=value, origin=origin, timestamp_ms=timestamp_ms,
             state=table.get(key) if key is not None else None, now=datetime.now(UTC))

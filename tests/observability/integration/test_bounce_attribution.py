@@ -5,6 +5,7 @@ complaint rates by step do not all land in `other`. Real PostgreSQL, real decisi
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 from aiokafka.structs import ConsumerRecord
@@ -12,6 +13,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from schemas.vocabulary import rfc3339
 from services.common.observability.metrics import new_registry
 from services.orchestrator.adapters.migrate import upgrade
 from services.orchestrator.domain.decide import Decider
@@ -20,6 +22,10 @@ from services.orchestrator.domain.program import EventMatch, Program, Step, Trig
 from services.orchestrator.metrics import OrchestratorMetrics
 from tests.orchestrator.support import orchestrator
 from tests.support import scored_record
+
+# events as a publisher sends them now: a program's max_event_age (3 days by default)
+# judges their age against the orchestrator's clock, the wall clock here
+RECENT = rfc3339(time.time() - 60)
 
 PRICING = Program(
     id="pricing", version=1, name="Pricing",
@@ -30,7 +36,7 @@ LEAD = "lead-bounce"
 
 def scored(offset: int, etype: str, data: dict[str, object]) -> ConsumerRecord[bytes, bytes]:
     value = scored_record({"id": f"e{offset}", "source": "t", "type": etype, "subject": LEAD,
-                           "time": "2026-11-20T10:00:00Z", "data": data})
+                           "time": RECENT, "data": data})
     return ConsumerRecord("scored", 0, offset, 0, 0, LEAD.encode(), value, None, len(LEAD),
                           len(value), [])
 

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections import defaultdict
 from pathlib import Path
@@ -18,10 +19,15 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from deploy.local.stack import free_port
+from schemas.vocabulary import rfc3339
 from services.common.config.settings import KafkaSettings
 from services.common.kafka.topics import Topics
 from services.orchestrator.adapters.migrate import upgrade
 from tests.support import isolated_kafka, read_topic, scored_record
+
+# events as a publisher sends them now: a program's max_event_age (3 days by default)
+# judges their age against the orchestrator's clock, the wall clock here
+RECENT = rfc3339(time.time() - 60)
 
 ROOT = Path(__file__).resolve().parents[3]
 LEADS = 1500
@@ -38,7 +44,7 @@ POLICY = "default_timezone: UTC\nquiet_hours: null\ncaps: []\nsms_requires_conse
 
 def scored(lead: str, eid: str, etype: str, data: dict[str, object]) -> bytes:
     return scored_record({"specversion": "1.0", "id": eid, "source": "crash", "type": etype,
-                          "subject": lead, "time": "2026-11-20T10:00:00Z", "data": data})
+                          "subject": lead, "time": RECENT, "data": data})
 
 
 async def test_kill_9_mid_batch_loses_nothing_and_duplicates_nothing(

@@ -83,10 +83,11 @@ class BuggyDecider(Decider):
     """The real decision code with a bug: it chokes on profile upserts."""
 
     def on_event_for(self, lead: Any, lead_id: str, event: Any, score: Any, *,
-                     event_time: float, now: float) -> Any:
+                     event_time: float, now: float, scored_at: float | None = None) -> Any:
         if event.get("type") == "crm.lead_upserted":
             raise KeyError("company_size")
         return super().on_event_for(lead, lead_id, event, score, event_time=event_time,
+                                    scored_at=scored_at,
                                     now=now)
 
 

@@ -4,6 +4,7 @@ out at the right (controllable) time; redeliveries change nothing; replicas shar
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
@@ -16,6 +17,7 @@ from aiokafka import AIOKafkaProducer
 from pydantic import SecretStr
 
 from schemas import validate_event
+from schemas.vocabulary import rfc3339
 from services.common.config.settings import KafkaSettings
 from services.common.kafka.topics import Topics
 from services.operator.explain import NotFound, OpsSettings, explain, fetch
@@ -34,6 +36,10 @@ from tests.support import (
     serve,
     wait_until,
 )
+
+# events as a publisher sends them now: a program's max_event_age (3 days by default)
+# judges their age against the orchestrator's clock, the wall clock here
+RECENT = rfc3339(time.time() - 60)
 
 H, D = 3600, 86400
 API = {"Authorization": "Bearer api-token"}
@@ -96,7 +102,7 @@ def profile(lead: str) -> tuple[str, bytes]:
 
 def scored_event(lead: str, eid: str, etype: str, data: dict[str, Any]) -> bytes:
     return scored_record({"specversion": "1.0", "id": eid, "source": "itest", "type": etype,
-                          "subject": lead, "time": "2026-11-20T10:00:00Z", "data": data},
+                          "subject": lead, "time": RECENT, "data": data},
                          model_score(21.0))
 
 

@@ -342,7 +342,8 @@ HANDOFF = Program(id="handoff", version=1, name="Hot lead", trigger=Trigger("sta
 
 @pytest.mark.parametrize(("age", "limit", "entered"), [
     (23 * H, D, True), (D + 1, D, False), (90 * D, D, False), (90 * D, None, True),
-    (3 * H, 2 * H, False), (365 * D, DEFAULT_MAX_EVENT_AGE_SECONDS, True)])
+    (3 * H, 2 * H, False), (365 * D, DEFAULT_MAX_EVENT_AGE_SECONDS, False),
+    (2 * D, DEFAULT_MAX_EVENT_AGE_SECONDS, True)])
 def test_an_event_older_than_max_event_age_starts_no_enrollment(
         age: float, limit: int | None, entered: bool) -> None:
     program = Program(**{**{f: getattr(PRICING, f) for f in ("id", "version", "name",

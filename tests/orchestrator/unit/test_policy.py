@@ -112,7 +112,7 @@ def test_higher_priority_program_gets_the_last_slot() -> None:
                        steps=(Step("s", "send", channel="email", template=pid),))
     one_a_week = ContactPolicy(caps=(Cap("email", 1, 7 * D),), quiet_hours=None)
     decider = Decider([program("low", 10), program("high", 90)], one_a_week)
-    fx = decider.on_event(lead(), {"type": "web.x", "data": {}}, {}, event_time=0, now=1e9)
+    fx = decider.on_event(lead(), {"type": "web.x", "data": {}}, {}, event_time=1e9, now=1e9)
     assert [c.template for c in fx.commands] == ["high"]
     assert [(n.program_id, n.status, n.reason) for n in fx.notes if n.status != "sent"] == [
         ("low", "deferred", "frequency cap")]

@@ -192,7 +192,7 @@ def test_defaults(tmp_path: Path) -> None:
         50, "never", True)
     assert (program.stages, program.exclude_stages, program.goal) == (None, frozenset(), None)
     assert program.description == "" and program.entry({})
-    assert program.max_event_age_seconds is None  # any age, until all services share one clock
+    assert program.max_event_age_seconds == 3 * 86400  # what a lead did lately
     (day,) = load_programs([write(tmp_path, "q.yaml", VALID + "max_event_age: 1d\n")])
     assert day.max_event_age_seconds == D
 
