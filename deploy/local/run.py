@@ -17,8 +17,8 @@ Local development defaults (override any of them in the environment):
   NURTURE_ORCHESTRATOR_API_TOKEN    nurture-dev-token (the orchestrator API, :8081 unless
                                     NURTURE_ORCHESTRATOR_PORT says otherwise)
   NURTURE_ORCHESTRATOR_ADMIN_TOKEN  nurture-dev-admin (enables the clock endpoints)
-  NURTURE_CLOCK_URL, NURTURE_CLOCK_TOKEN  the orchestrator's clock and that token: ingest and
-                                    dispatch follow the orchestrator's clock when it is moved
+  NURTURE_CLOCK_URL, NURTURE_CLOCK_TOKEN  the orchestrator's clock and that token: ingest,
+                                    scoring and dispatch follow it when it is moved
   NURTURE_ORCHESTRATOR_ENROLLMENT_TOKEN  nurture-dev-enroll (enables enrollment changes)
   NURTURE_TRACKING_SECRET           a fixed local secret shared by ingest and dispatch
 Dispatch sends email to a local SMTP sink on 127.0.0.1:1025 (NURTURE_DISPATCH_SMTP_PORT) that
@@ -74,7 +74,7 @@ def infra(args: argparse.Namespace, state_dir: Path = stack.DEFAULT_STATE_DIR) -
     env.setdefault("NURTURE_ORCHESTRATOR_API_TOKEN", DEV_TOKEN)
     env.setdefault("NURTURE_ORCHESTRATOR_ADMIN_TOKEN", DEV_ADMIN_TOKEN)
     env.setdefault("NURTURE_ORCHESTRATOR_ENROLLMENT_TOKEN", DEV_ENROLLMENT_TOKEN)
-    # one clock: ingest and dispatch follow the orchestrator's, however far it is moved
+    # one clock: ingest, scoring and dispatch follow the orchestrator's, however far it is moved
     orchestrator = f"http://127.0.0.1:{env.get('NURTURE_ORCHESTRATOR_PORT', '8081')}"
     env.setdefault("NURTURE_CLOCK_URL", f"{orchestrator}/v1/admin/clock")
     env.setdefault("NURTURE_CLOCK_TOKEN", env["NURTURE_ORCHESTRATOR_ADMIN_TOKEN"])

@@ -13,7 +13,12 @@ import yaml
 from pydantic_settings import BaseSettings
 
 from deploy.local import tools
-from services.common.config.settings import KafkaSettings, LogSettings, env_name
+from services.common.config.settings import (
+    ClockSettings,
+    KafkaSettings,
+    LogSettings,
+    env_name,
+)
 from services.common.tracking import TrackingSettings
 from services.dispatch.settings import DispatchSettings
 from services.ingest.settings import IngestSettings
@@ -41,8 +46,8 @@ CRD_SCHEMA_FILES = {
 }
 
 SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (
-    KafkaSettings, LogSettings, TrackingSettings, IngestSettings, ScoringSettings,
-    OrchestratorSettings, DispatchSettings)
+    ClockSettings, KafkaSettings, LogSettings, TrackingSettings, IngestSettings,
+    ScoringSettings, OrchestratorSettings, DispatchSettings)
 
 
 @cache
