@@ -5,6 +5,7 @@ erasure and inbound-SMS events). The result is the structured-mode JSON object t
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -69,8 +70,11 @@ SCORE_DUE_SOURCE = "nurture-orchestrator/decay"
 
 def score_due_event(lead_id: str, model: str, at: float) -> dict[str, Any]:
     """The `lead.score_due` control event (`schemas.vocabulary.SCORE_DUE_EVENT`): the score of
-    `lead_id` in `model` is due to cross a threshold by decay alone at `at`. Its id is the model
-    and the time, so the same crossing asked twice (a timer fired again after a crash) is one
-    event to scoring. The orchestrator publishes it; the dry run and the backtest play it."""
-    return new_event(id=f"score-due-{model}-{int(at)}", source=SCORE_DUE_SOURCE,
+    `lead_id` in `model` is due to cross a threshold by decay alone at `at`. Its id is the lead
+    (hashed: ids are kept as dedupe marks after an erasure), the model and the time, so the same
+    crossing asked twice (a timer fired again after a crash) is one event, and two leads'
+    crossings in the same second are two. The orchestrator publishes it; the dry run and the
+    backtest play it."""
+    lead = hashlib.blake2b(lead_id.encode(), digest_size=8).hexdigest()
+    return new_event(id=f"score-due-{model}-{int(at)}-{lead}", source=SCORE_DUE_SOURCE,
                      type=SCORE_DUE_EVENT, subject=lead_id, time=at, data={"model": model})

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
@@ -129,9 +129,16 @@ class MemoryTimers:
     def __init__(self, uow: MemoryUnitOfWork) -> None:
         self._uow = uow
 
-    async def claim_due(self, *, now: float, limit: int) -> list[DueTimer]:
+    async def due_leads(self, *, now: float, limit: int) -> list[str]:
         timers = self._uow.data.timers
         due = sorted((t.due_at, i) for i, (_, t) in timers.items() if t.due_at <= now)[:limit]
+        return list(dict.fromkeys(timers[i][0] for _, i in due))
+
+    async def claim_due(self, *, now: float, limit: int,
+                        leads: Collection[str] | None = None) -> list[DueTimer]:
+        timers = self._uow.data.timers
+        due = sorted((t.due_at, i) for i, (lead, t) in timers.items()
+                     if t.due_at <= now and (leads is None or lead in leads))[:limit]
         return [DueTimer(i, *timers.pop(i)) for _, i in due]
 
     async def count_due(self, *, now: float) -> int:

@@ -220,11 +220,22 @@ async def _mirror_enrollments(conn: AsyncConnection, leads: Mapping[str, Lead]) 
                                                 "exited_at", "program_version")}))
 
 
-async def claim_due_timers(conn: AsyncConnection, *, now: float, limit: int) -> list[DueTimer]:
-    """Due timers, locked so no other replica takes them (FOR UPDATE SKIP LOCKED), and deleted:
-    if the transaction fails they come back."""
+async def due_timer_leads(conn: AsyncConnection, *, now: float, limit: int) -> list[str]:
+    """The leads of the first `limit` due timers (nothing locked)."""
     rows = await conn.execute(
-        select(t.timers).where(t.timers.c.due_at <= ts(now)).order_by(t.timers.c.due_at)
+        select(t.timers.c.lead_id).where(t.timers.c.due_at <= ts(now))
+        .order_by(t.timers.c.due_at).limit(limit))
+    return list(dict.fromkeys(r.lead_id for r in rows))
+
+
+async def claim_due_timers(conn: AsyncConnection, *, now: float, limit: int,
+                           leads: Collection[str] | None = None) -> list[DueTimer]:
+    """Due timers (of these `leads`, if given), locked so no other replica takes them (FOR
+    UPDATE SKIP LOCKED), and deleted: if the transaction fails they come back."""
+    due_now = t.timers.c.due_at <= ts(now)
+    where = due_now if leads is None else due_now & t.timers.c.lead_id.in_(sorted(leads))
+    rows = await conn.execute(
+        select(t.timers).where(where).order_by(t.timers.c.due_at)
         .limit(limit).with_for_update(skip_locked=True))
     due = [DueTimer(r.id, r.lead_id, Timer(epoch(r.due_at), r.kind, r.program_id, r.generation))
            for r in rows]
@@ -300,8 +311,12 @@ class PgTimers:
     def __init__(self, uow: PgUnitOfWork) -> None:
         self._uow = uow
 
-    async def claim_due(self, *, now: float, limit: int) -> list[DueTimer]:
-        return await claim_due_timers(self._uow.conn, now=now, limit=limit)
+    async def due_leads(self, *, now: float, limit: int) -> list[str]:
+        return await due_timer_leads(self._uow.conn, now=now, limit=limit)
+
+    async def claim_due(self, *, now: float, limit: int,
+                        leads: Collection[str] | None = None) -> list[DueTimer]:
+        return await claim_due_timers(self._uow.conn, now=now, limit=limit, leads=leads)
 
     async def count_due(self, *, now: float) -> int:
         return int(await self._uow.conn.scalar(

@@ -124,8 +124,9 @@ class Decider:
         decayed = etype == SCORE_DUE_EVENT  # the time it happened is the event's, however late
         age = 0.0 if decayed else now - event_time  # what the event starts honors its own time
         if change:
-            self.set_stage(lead, change[0], change[1], now, fx, event_age=age,
-                           at=min(event_time, now) if decayed else now)
+            # (never before the lead entered its current stage: history stays in order)
+            at = max(min(event_time, now), lead.stage_entered_at) if decayed else now
+            self.set_stage(lead, change[0], change[1], now, fx, event_age=age, at=at)
         for enr in sorted(lead.active_enrollments(), key=self._rank):
             self._event_for_enrollment(lead, enr, etype, data, now, fx)
         for program in self.programs.values():

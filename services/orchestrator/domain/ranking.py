@@ -9,8 +9,9 @@ the order by `(sign, key)` is the order by current score at every `t`, and an in
 leads overall are the best `n` of each fit group, merged: the cost grows with the number of fit
 values and the page size, never with the number of leads.
 
-Pages follow the order (score, lead id), both descending, as of one time `t` that the cursor
-keeps, so paging is stable while scores keep moving."""
+Pages follow the order (score, then the index's order), descending, as of one time `t` that the
+cursor keeps, so paging is stable while scores keep moving. `t` is never before a lead's last
+event (the listing ranks from now on; a key does not say what the score was before it)."""
 
 from __future__ import annotations
 
@@ -69,6 +70,11 @@ class BadCursor(ValueError):
     """A cursor this API did not give (the API answers 400)."""
 
 
+class PastTime(ValueError):
+    """A listing asked for before now: ranks say where scores go from their last event on,
+    not where they were (the API answers 400)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Cursor:
     """Where a page ends: its time, and the last lead's score and id (and its fit group)."""
@@ -92,10 +98,15 @@ class Cursor:
         try:
             t, score, lead_id, fit, sign, key, half_life = orjson.loads(
                 base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-            return cls(float(t), float(score), str(lead_id), float(fit), int(sign), float(key),
-                       float(half_life))
+            cursor = cls(float(t), float(score), str(lead_id), float(fit), int(sign),
+                         float(key), float(half_life))
         except (ValueError, TypeError) as exc:
             raise BadCursor("not a cursor of this listing") from exc
+        numbers = (cursor.t, cursor.score, cursor.fit, cursor.key, cursor.half_life)
+        if not all(math.isfinite(x) for x in numbers) or cursor.half_life <= 0 \
+                or cursor.sign not in (-1, 0, 1):
+            raise BadCursor("not a cursor of this listing")
+        return cursor
 
     def start(self, fit: float) -> tuple[int, float, str | None]:
         """Where the next page starts in the group of leads with this `fit`: `(sign, key, lead
@@ -107,9 +118,17 @@ class Cursor:
         sign, key = bound(self.score, fit, self.half_life, self.t)
         return sign, key + 1e-9, None
 
-    def after(self, score: float, lead_id: str) -> bool:
-        """Whether a lead with this score at `t` comes after the cursor."""
-        return (score, lead_id) < (self.score, self.lead_id)
+    def after(self, score: float, lead_id: str, rank: Rank) -> bool:
+        """Whether a lead with this score at `t` (and rank) comes after the cursor."""
+        return order(score, lead_id, rank) < (self.score, self.fit, self.sign, self.key,
+                                              self.lead_id)
+
+
+def order(score: float, lead_id: str, rank: Rank) -> tuple[float, float, int, float, str]:
+    """What the listing sorts by, descending: the score at `t`, then the index's own order
+    (fit, sign, key, lead id), so that two leads whose scores are equal to the last digit
+    (engagement long faded to nothing) come in the order the index pages them."""
+    return score, rank.fit, rank.sign, rank.key, lead_id
 
 
 def page(candidates: list[tuple[str, Rank]], t: float, limit: int,
@@ -118,8 +137,8 @@ def page(candidates: list[tuple[str, Rank]], t: float, limit: int,
     the cursor of the next page (None: this was the last)."""
     scored = [(rank.score(t), lead_id, rank) for lead_id, rank in candidates]
     if cursor is not None:
-        scored = [s for s in scored if cursor.after(s[0], s[1])]
-    scored.sort(key=lambda s: (s[0], s[1]), reverse=True)
+        scored = [s for s in scored if cursor.after(*s)]
+    scored.sort(key=lambda s: order(*s), reverse=True)
     rows = [(lead_id, score, rank) for score, lead_id, rank in scored[:limit]]
     if len(scored) <= limit:
         return rows, None

@@ -72,13 +72,17 @@ def _records(stream: Iterator[bytes], bad: list[str],
             bad.append(f"line {number}: {exc}")
 
 
-def _time_of(line: bytes) -> float | None:
-    """The time of a plain event's line, if it has a usable one."""
+def _plain(line: bytes) -> tuple[float | None, str | None]:
+    """The time (if usable) and the lead of a plain event's line; (None, None) for anything
+    else (a scored-event record carries its scores: the scorer only passes it on)."""
     try:
         doc = orjson.loads(line)
-        return event_epoch(doc.get("time")) if isinstance(doc, dict) else None
+        if not isinstance(doc, dict) or "event" in doc:
+            return None, None
+        subject = doc.get("subject")
+        return event_epoch(doc.get("time")), subject if isinstance(subject, str) else None
     except (orjson.JSONDecodeError, ValueError):
-        return None
+        return None, None
 
 
 class _Reported(Exception):
@@ -91,6 +95,7 @@ class _Scorer:
     def __init__(self, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stdin is not None and proc.stdout is not None
         self.proc, self.stdin, self.stdout = proc, proc.stdin, proc.stdout
+        self.scored: set[str] = set()  # the leads it scored (it holds their state)
 
     def score(self, line: bytes) -> bytes:
         self.stdin.write(line.rstrip(b"\r\n") + b"\n")
@@ -101,7 +106,10 @@ class _Scorer:
         return answer
 
     def rescore(self, lead_id: str, due: ScoreDue) -> Line | None:
-        """The scored event scoring answers to `lead.score_due` (None: it would not score it)."""
+        """The scored event scoring answers to `lead.score_due` (None: it would not score it,
+        or the lead's scores came recorded: the scorer holds no state to age)."""
+        if lead_id not in self.scored:
+            return None
         try:
             return _line(self.score(orjson.dumps(score_due_event(lead_id, due.model, due.at))))
         except ValueError:
@@ -147,9 +155,11 @@ def simulate(decider: Decider, events_path: str, *, scoring: Sequence[str] | Non
             def scored(line: bytes) -> bytes:
                 """Decay due before the event is asked first, as the services would."""
                 assert scorer is not None
-                when = _time_of(line)
+                when, lead_id = _plain(line)
                 if when is not None:
                     sim.run_until(when)
+                if lead_id is not None:
+                    scorer.scored.add(lead_id)
                 return scorer.score(line)
             for event, score, when in _records(stream, bad, None if scorer is None else scored):
                 sim.feed(event, score, when)

@@ -25,7 +25,7 @@ from services.orchestrator.domain.attribution import unattributed
 from services.orchestrator.domain.decide import Decider
 from services.orchestrator.domain.effects import Effects
 from services.orchestrator.domain.lead import Enrollment, Lead
-from services.orchestrator.domain.ranking import Cursor
+from services.orchestrator.domain.ranking import Cursor, PastTime
 from services.orchestrator.domain.stages import score_at
 from services.orchestrator.metrics import OrchestratorMetrics
 from services.orchestrator.service_layer.unit_of_work import UnitOfWork, Views
@@ -138,10 +138,13 @@ class Handlers:
         effects: list[tuple[str, Effects]] = []
         async with self.uow() as uow:
             now = await uow.now()
-            due = await uow.timers.claim_due(now=now, limit=limit)
-            if not due:
+            # leads locked first, then their timers: the order a decision takes them in (it
+            # locks a lead, then moves its score timer), so the two never wait on each other
+            lead_ids = await uow.timers.due_leads(now=now, limit=limit)
+            if not lead_ids:
                 return 0
-            leads = await uow.leads.lock([d.lead_id for d in due])
+            leads = await uow.leads.lock(lead_ids)
+            due = await uow.timers.claim_due(now=now, limit=limit, leads=lead_ids)
             for item in due:
                 lead = leads.get(item.lead_id)
                 if lead is None:
@@ -264,14 +267,18 @@ class Handlers:
     async def ranking(self, views: Views, *, model: str | None, limit: int,
                       cursor: str | None = None, at: float | None = None,
                       stage: str | None = None, owner: str | None = None) -> dict[str, Any]:
-        """Leads by their score now (or `at`; a cursor keeps the time of its first page), best
-        first; BadCursor for a cursor this API did not give."""
+        """Leads by their score now (or `at`, not before now; a cursor keeps the time of its
+        first page), best first; BadCursor for a cursor this API did not give, PastTime for an
+        `at` before now."""
         after = None if cursor is None else Cursor.decode(cursor)
         if after is not None:
             at = after.t
-        elif at is None:
+        else:
             async with self.uow() as uow:
-                at = await uow.now()
+                now = await uow.now()
+            if at is not None and at < now - 1.0:
+                raise PastTime("is before now; the ranking is of scores now or later")
+            at = now if at is None else at
         model = model or self.decider.stage_model
         leads, following = await views.ranking(model=model, t=at, limit=limit, cursor=after,
                                                stage=stage, owner=owner)

@@ -8,7 +8,7 @@ for unit tests); `tests/orchestrator/contract/` runs the same tests against both
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol, Self
@@ -65,9 +65,14 @@ class ProcessedEvents(Protocol):
 
 
 class Timers(Protocol):
-    async def claim_due(self, *, now: float, limit: int) -> list[DueTimer]:
-        """Due timers, taken (no other replica gets them) and deleted: if the unit of work
-        fails they come back."""
+    async def due_leads(self, *, now: float, limit: int) -> list[str]:
+        """The leads of the first `limit` due timers, in due order (nothing taken): lock them
+        before `claim_due`, so that timers are locked after leads, as decisions do."""
+
+    async def claim_due(self, *, now: float, limit: int,
+                        leads: Collection[str] | None = None) -> list[DueTimer]:
+        """Due timers (of these `leads`, if given), taken (no other replica gets them) and
+        deleted: if the unit of work fails they come back."""
 
     async def count_due(self, *, now: float) -> int:
         """How many timers are due by `now` (taken by nobody yet, or being fired)."""

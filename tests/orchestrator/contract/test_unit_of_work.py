@@ -186,3 +186,19 @@ async def test_a_lead_keeps_one_score_timer_per_model_the_newest(backend: Backen
         due = await uow.timers.claim_due(now=1e9 + 1000, limit=10)
     assert sorted((d.lead_id, d.timer.program_id, d.timer.due_at) for d in due) == [
         ("l-1", "b2b", 1e9 + 60), ("l-1", "pl", 1e9 + 10)]
+
+
+async def test_the_leads_of_due_timers_then_their_timers(backend: Backend) -> None:
+    """What firing timers takes, in the order decisions take it: the leads first, then their
+    timers (a lead's timers only)."""
+    async with backend.uow() as uow:
+        await uow.leads.save({"l-1": lead("l-1"), "l-2": lead("l-2")}, [
+            ("l-2", Effects(timers=[Timer(1e9 + 10, "step", "p", 1)])),
+            ("l-1", Effects(timers=[Timer(1e9 + 20, "step", "p", 1),
+                                    Timer(1e9 + 5000, "step", "p", 2)]))])
+    async with backend.uow() as uow:
+        assert await uow.timers.due_leads(now=1e9 + 100, limit=10) == ["l-2", "l-1"]
+        assert await uow.timers.due_leads(now=1e9 + 15, limit=10) == ["l-2"]
+        taken = await uow.timers.claim_due(now=1e9 + 100, limit=10, leads=["l-1"])
+        assert [(d.lead_id, d.timer.due_at) for d in taken] == [("l-1", 1e9 + 20)]
+        assert await uow.timers.due_leads(now=1e9 + 100, limit=10) == ["l-2"]

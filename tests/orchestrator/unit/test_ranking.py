@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.records.scored import decayed
-from services.orchestrator.domain.ranking import BadCursor, Cursor, Rank, page, rank_of
+from services.orchestrator.domain.ranking import BadCursor, Cursor, Rank, order, page, rank_of
 
 D = 86400.0
 HALF = 30 * D
@@ -59,7 +59,8 @@ leads_strategy = st.dictionaries(
 
 
 @settings(max_examples=150, deadline=None)
-@given(leads=leads_strategy, limit=st.integers(1, 7), days_later=st.integers(0, 200))
+@given(leads=leads_strategy, limit=st.integers(1, 7),
+       days_later=st.sampled_from([0, 1, 30, 200, 3000]))  # 3000: faded to equal scores
 def test_paging_by_fit_groups_is_the_brute_force_order(
         leads: dict[str, tuple[float, float, int]], limit: int, days_later: int) -> None:
     ranks = {lead: rank_of(kept(fit, eng, T0 + day * D))
@@ -67,7 +68,10 @@ def test_paging_by_fit_groups_is_the_brute_force_order(
     assert all(r is not None for r in ranks.values())
     ranks_ok = {k: v for k, v in ranks.items() if v is not None}
     t = T0 + days_later * D
-    expected = sorted(((r.score(t), lead) for lead, r in ranks_ok.items()), reverse=True)
+    # by score, ties in the index's order: every lead once
+    expected = [(s, lead) for s, lead, _ in sorted(
+        ((r.score(t), lead, r) for lead, r in ranks_ok.items()),
+        key=lambda x: order(*x), reverse=True)]
     seen: list[tuple[float, str]] = []
     cursor = None
     for _ in range(len(leads) + 1):
@@ -77,6 +81,7 @@ def test_paging_by_fit_groups_is_the_brute_force_order(
             break
         cursor = Cursor.decode(cursor.encode())  # as the client sends it back
     assert [lead for _, lead in seen] == [lead for _, lead in expected]
+    assert sorted(lead for _, lead in seen) == sorted(leads)
     assert [s for s, _ in seen] == pytest.approx([s for s, _ in expected])
 
 
@@ -91,6 +96,25 @@ def test_the_order_changes_as_scores_fade() -> None:
     assert math.isclose(later[1][1], 20.0)
 
 
+def test_leads_whose_scores_faded_to_the_same_value_are_all_listed() -> None:
+    """Long quiet, their engagement is below the last digit of the fit: equal scores, in the
+    index's order, none lost between pages."""
+    ranks = {lead: rank_of(kept(30.0, engagement, T0))
+             for lead, engagement in (("a", 20.0), ("b", 10.0), ("c", 0.0))}
+    ok = {k: v for k, v in ranks.items() if v is not None}
+    t, seen, cursor = T0 + 3000 * D, [], None
+    assert len({r.score(t) for r in ok.values()}) == 1
+    for _ in range(5):
+        rows, cursor = page(fetch(ok, 1, cursor), t, 1, cursor)
+        seen += [lead for lead, _, _ in rows]
+        if cursor is None:
+            break
+    assert seen == ["a", "b", "c"]
+
+
 def test_a_cursor_that_was_not_given_is_refused() -> None:
     with pytest.raises(BadCursor):
         Cursor.decode("not-a-cursor")
+    forged = Cursor(T0, 10.0, "x", 0.0, 1, 1.0, 0.0).encode()  # a half-life of 0
+    with pytest.raises(BadCursor):
+        Cursor.decode(forged)

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 from aiokafka.structs import ConsumerRecord
 
+from schemas.cloudevent import score_due_event
 from schemas.records import SendMessage, StageChanged
 from schemas.vocabulary import SCORE_DUE_EVENT, rfc3339
 from services.common.kafka.topics import Topics
@@ -104,7 +105,10 @@ async def test_a_due_crossing_asks_scoring_to_score_the_lead_then() -> None:
     assert (row.key, event["type"], event["subject"], event["data"]) == \
         (b"lead-1", SCORE_DUE_EVENT, "lead-1", {"model": "b2b"})
     assert event["time"] == rfc3339(T0 + 8 * D)
-    assert event["id"] == f"score-due-b2b-{int(T0 + 8 * D)}"  # the same if fired again
+    # the same if fired again; another lead's crossing in the same second is another event
+    assert event["id"].startswith(f"score-due-b2b-{int(T0 + 8 * D)}-")
+    assert event["id"] == score_due_event("lead-1", "b2b", T0 + 8 * D)["id"]
+    assert event["id"] != score_due_event("lead-2", "b2b", T0 + 8 * D)["id"]
     assert score_timers(store) == []
 
 
@@ -154,3 +158,20 @@ def test_a_kept_score_reads_as_of_a_later_time() -> None:
     assert later["as_of"] == T0 + 30 * D and later["next_crossing"] == kept["next_crossing"]
     old = {"total": 60.0, "fit": 0.0, "engagement": 60.0, "above": ["mql"], "breakdown": []}
     assert score_at(old, T0 + 30 * D) == old  # saved before scores carried their half-life
+
+
+async def test_a_crossing_is_never_dated_before_the_stage_it_ends_began() -> None:
+    """The lead became mql late (its event decided ten days after its time); the crossing's
+    own time is before that: the change is dated when the stage began, history in order."""
+    store, clock = MemoryStore(), Clock()
+    h = handlers(store, clock)
+    clock.now = T0 + 10 * D
+    await h.handle_scored_events([scored(0, "web.page_viewed", T0, 60.0, crossing=T0 + 8 * D,
+                                         crossed=(("mql", "up"),), path="/pricing")])
+    clock.now = T0 + 90 * D
+    await h.handle_scored_events([scored(1, SCORE_DUE_EVENT, T0 + 8 * D, 49.99, crossing=None,
+                                         crossed=(("mql", "down"),), eid="due", model="b2b")])
+    stages = [StageChanged.from_bytes(o.value) for o in store.outbox
+              if o.topic == TOPICS.stages]
+    assert [(s.to_stage, s.at.timestamp()) for s in stages[1:]] == [
+        ("mql", T0 + 10 * D), ("lead", T0 + 10 * D)]

@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import AwareDatetime, BaseModel, Field
 
 from schemas.formats import NO_CONTROL_CHARS
-from services.orchestrator.domain.ranking import BadCursor
+from services.orchestrator.domain.ranking import BadCursor, PastTime
 from services.orchestrator.entrypoints.http.dependencies import (
     API,
     ENROLLMENT,
@@ -43,8 +43,8 @@ async def rank_leads(
             description="`next_cursor` of the previous page (the listing keeps its time)")
         ] = None,
         at: Annotated[AwareDatetime | None, Query(
-            description="rank as of this time (RFC 3339); default: now by the orchestrator's "
-                        "clock")] = None) -> dict[str, Any]:
+            description="rank as of this time (RFC 3339), now or later; default: now by the "
+                        "orchestrator's clock")] = None) -> dict[str, Any]:
     """Each lead with its stage, owner, last activity and score as of the listing's time
     (decayed: a lead that went quiet has moved down), breakdown included; `next_cursor` pages
     on. Answered from an index (`lead_scores`), not a sort of all leads."""
@@ -54,6 +54,8 @@ async def rank_leads(
                                       owner=owner)
     except BadCursor as exc:
         raise HTTPException(400, f"cursor: {exc}") from None
+    except PastTime as exc:
+        raise HTTPException(400, f"at: {exc}") from None
 
 
 @router.get("/v1/leads/{lead_id}", dependencies=API, responses=errors(401, 404),
