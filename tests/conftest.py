@@ -25,12 +25,27 @@ import tools  # noqa: E402
 # needs kube-apiserver, built once from the Go module proxy (minutes on a fresh machine)
 KUBE_TESTS = "test_chart_install.py"
 _background: list[subprocess.Popen[bytes]] = []
+LOG_TAIL_BYTES = 6000
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "integration" in item.path.parts or "e2e" in item.path.parts:
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test shows the end of each child-process log (`*.log`) in its `tmp_path`: the
+    worker a test ran is gone with its temporary folder by the time anybody reads a CI run."""
+    outcome = yield
+    report = outcome.get_result()
+    folder = getattr(item, "funcargs", {}).get("tmp_path")
+    if report.when != "call" or not report.failed or not isinstance(folder, Path):
+        return
+    for log in sorted(folder.rglob("*.log")):
+        tail = log.read_bytes()[-LOG_TAIL_BYTES:].decode(errors="replace")
+        report.sections.append((f"log {log.relative_to(folder)} (last bytes)", tail))
 
 
 @pytest.hookimpl(trylast=True)  # after -m / -k deselected: `make test-unit` builds nothing

@@ -12,11 +12,11 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import uvicorn
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
@@ -26,6 +26,7 @@ from deploy.local.stack import free_port
 from schemas.records import Crossing, LeadScore, ModelScore, ScoredEvent
 from services.common.config.settings import KafkaSettings
 from services.common.kafka.topics import Topics, ensure_topics
+from services.orchestrator.adapters.records import erased_event
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -208,13 +209,12 @@ async def scoring_worker(kafka: KafkaSettings, folder: Path, model: str | Path, 
 
 async def publish_erasure(kafka: KafkaSettings, lead: str) -> None:
     """What the orchestrator's relay publishes for `DELETE /v1/leads/{id}`."""
-    event = {"specversion": "1.0", "id": f"erase-{uuid.uuid4().hex}",
-             "source": "nurture-orchestrator/erasure", "type": "lead.erased", "subject": lead,
-             "time": "2026-01-01T00:00:00Z", "data": {}}
+    record = erased_event(lead, topic=Topics(kafka.topic_prefix).events,
+                          now=datetime(2026, 1, 1, tzinfo=UTC).timestamp())
     producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers)
     await producer.start()
     try:
-        await producer.send_and_wait(Topics(kafka.topic_prefix).events, orjson.dumps(event),
-                                     key=lead.encode(), headers=[("ce_type", b"lead.erased")])
+        await producer.send_and_wait(record.topic, record.value, key=record.key,
+                                     headers=[(k, v.encode()) for k, v in record.headers])
     finally:
         await producer.stop()

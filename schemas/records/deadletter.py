@@ -5,6 +5,7 @@ reason and where it came from, so nothing is silently dropped and it can be repl
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar, Self
@@ -34,13 +35,19 @@ class DeadLetter(Record):
     origin: Origin
     key_b64: str | None = None
     value_b64: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    """The failed record's headers, each (name, value base64): a binary-mode CloudEvent keeps
+    its attributes there. Empty in dead letters written before they were kept."""
 
     @classmethod
     def of(cls, *, key: bytes | None, value: bytes | None, origin: Origin, error: str,
-           consumer: str, failed_at: datetime) -> Self:
+           consumer: str, failed_at: datetime,
+           headers: Sequence[tuple[str, bytes]] = ()) -> Self:
         """The dead letter of one failed input record."""
         return cls(error=error, consumer=consumer, failed_at=failed_at, origin=origin,
-                   key_b64=_b64(key), value_b64=_b64(value))
+                   key_b64=_b64(key), value_b64=_b64(value),
+                   headers=tuple((name, base64.b64encode(raw).decode())
+                                 for name, raw in headers))
 
     @property
     def key(self) -> bytes | None:
@@ -51,6 +58,11 @@ class DeadLetter(Record):
     def value(self) -> bytes | None:
         """The original record value, byte for byte."""
         return base64.b64decode(self.value_b64) if self.value_b64 is not None else None
+
+    @property
+    def original_headers(self) -> list[tuple[str, bytes]]:
+        """The original record headers, byte for byte."""
+        return [(name, base64.b64decode(raw)) for name, raw in self.headers]
 
 
 def _b64(raw: bytes | None) -> str | None:

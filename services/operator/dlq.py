@@ -49,6 +49,7 @@ class Letter:
     origin: str  # topic/partition/offset
     key: bytes | None
     value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()  # the failed record's own
 
 
 def decode(partition: int, offset: int, value: bytes) -> Letter | None:
@@ -61,7 +62,8 @@ def decode(partition: int, offset: int, value: bytes) -> Letter | None:
         offset=offset, partition=partition, error=letter.error, consumer=letter.consumer,
         failed_at=letter.failed_at, origin_topic=origin.topic,
         origin=f"{origin.topic}/{origin.partition}/{origin.offset}",
-        key=letter.key or None, value=letter.value or None)
+        key=letter.key or None, value=letter.value or None,
+        headers=tuple(letter.original_headers))
 
 
 def matches(letter: Letter, args: argparse.Namespace, since: datetime | None) -> bool:
@@ -87,9 +89,9 @@ async def replay(kafka: KafkaSettings, letters: Sequence[Letter]) -> int:
     await producer.start()
     try:
         futures = [await producer.send(
-            letter.origin_topic, letter.value, key=letter.key,
-            headers=[(REPLAYED_HEADER, f"{letter.partition}/{letter.offset}".encode())])
-            for letter in letters if letter.value is not None]
+            letter.origin_topic, letter.value, key=letter.key, headers=[
+                *letter.headers, (REPLAYED_HEADER, f"{letter.partition}/{letter.offset}".encode())])
+            for letter in letters if letter.value is not None or letter.headers]
         await asyncio.gather(*futures)
         return len(futures)
     finally:

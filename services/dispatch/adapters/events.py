@@ -1,8 +1,8 @@
 """Reading `nurture.events.v1` for dispatch: the suppression changes (unsubscribes, complaints,
 hard bounces, SMS opt-outs, consent) and the erasures (`lead.erased`, published by the
-orchestrator) in a batch of records. Every other event is skipped, by its `ce_type` header when
-it has one, without parsing; a record that is not JSON is not for us (ingest validated what it
-published)."""
+orchestrator) in a batch of records, in either CloudEvents content mode (`schemas.bindings`).
+Every other event is skipped, by the type its headers name when they name one, without parsing;
+a record that is not JSON is not for us (ingest validated what it published)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ from collections.abc import Collection, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-import orjson
-
+from schemas.bindings import event_of_record, record_type
 from schemas.cloudevent import require_key_attributes
 from schemas.vocabulary import ERASED_EVENT
 from services.common.kafka.loops import ConsumedRecord
@@ -19,15 +18,15 @@ from services.dispatch.domain.suppressions import INTERESTING, Change, changes_o
 
 
 def _events(records: Sequence[ConsumedRecord], types: Collection[str]) -> Iterator[dict[str, Any]]:
-    """The events of `types` in a batch: others skipped by their `ce_type` header when they have
-    one; what is not an event (not JSON, no key attributes) skipped as not for us."""
+    """The events of `types` in a batch: others skipped by the type their headers name; what
+    is not an event (not JSON, no key attributes) skipped as not for us."""
     for record in records:
-        header = dict(record.headers or ()).get("ce_type")
-        if header is not None and header.decode(errors="replace") not in types:
+        named = record_type(record.headers)
+        if named is not None and named not in types:
             continue
         try:
-            event = require_key_attributes(orjson.loads(record.value or b""))
-        except ValueError:  # orjson.JSONDecodeError is one
+            event = require_key_attributes(event_of_record(record.headers, record.value))
+        except ValueError:  # orjson.JSONDecodeError and BindingError are ones
             continue
         if event["type"] in types:
             yield event

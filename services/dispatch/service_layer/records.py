@@ -9,6 +9,7 @@ from datetime import datetime
 
 import orjson
 
+from schemas.bindings import record_headers
 from schemas.records import SendMessage
 from services.common.db.outbox import Outgoing
 from services.common.kafka.deadletter import Origin, dead_letter
@@ -20,7 +21,6 @@ from services.dispatch.domain.outcomes import Result, outcome_event
 
 log = logging.getLogger(__name__)
 CONSUMER = "nurture-dispatch"
-EVENT_HEADERS = [("content-type", "application/cloudevents+json; charset=utf-8")]
 UNCONFIRMED = "sent_unconfirmed"
 MALFORMED = "not a dispatch command"  # how the dead letter of an unreadable one starts
 # failures after the hand-off that leave open whether the provider took the message
@@ -35,7 +35,7 @@ def outcome_record(topics: Topics, cmd: SendMessage, result: Result, now: dateti
     """The outbox record of the outcome event reporting `result` for `cmd`."""
     event = outcome_event(cmd, result, now=now)
     return Outgoing(topics.events, cmd.lead_id.encode(), orjson.dumps(event),
-                    [*EVENT_HEADERS, ("ce_type", event["type"])])
+                    record_headers(event["type"]))
 
 
 def dead_letter_record(topics: Topics, key: bytes | None, value: bytes | None, origin: Origin,

@@ -5,7 +5,7 @@ All-or-nothing: a batch with any invalid event is rejected whole, with every pro
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -13,14 +13,22 @@ from typing import Any
 import orjson
 
 from schemas import validate_event
+from schemas.bindings import (
+    STRUCTURED,
+    BindingError,
+    DataNotJson,
+    event_of_request,
+    is_binary_request,
+    media_type,
+    record_headers,
+)
 from schemas.normalize import normalized
 from schemas.vocabulary import event_epoch, rfc3339
 from services.ingest.domain.auth import ApiKey
 
-CLOUDEVENT = "application/cloudevents+json"
+CLOUDEVENT = STRUCTURED
 CLOUDEVENT_BATCH = "application/cloudevents-batch+json"
 JSON = "application/json"
-RECORD_CONTENT_TYPE = b"application/cloudevents+json; charset=utf-8"
 MAX_PROBLEMS = 100
 
 
@@ -54,10 +62,6 @@ class Record:
     topic: str | None = None  # None: the events topic (a dead letter names its own)
 
 
-def media_type(content_type: str | None) -> str:
-    return (content_type or "").split(";", 1)[0].strip().lower()
-
-
 def decode_json(body: bytes) -> Any:
     if not body.strip():
         raise Rejected(400, "empty request body")
@@ -67,8 +71,15 @@ def decode_json(body: bytes) -> Any:
         raise Rejected(400, f"body is not valid JSON: {exc}") from None
 
 
-def events_from_body(body: bytes, content_type: str | None, *, max_events: int) -> list[Any]:
-    """The raw events of a `POST /v1/events` body, by content type (single or batch)."""
+def events_from_body(body: bytes, content_type: str | None, *, max_events: int,
+                     headers: Mapping[str, str] | None = None) -> list[Any]:
+    """The raw events of a `POST /v1/events` body, by content type (single or batch); with
+    `ce-*` `headers` (the HTTP binding's binary mode), the one event they and the body make."""
+    if headers is not None and is_binary_request(headers):
+        try:
+            return [event_of_request(headers, body)]
+        except BindingError as exc:
+            raise Rejected(415 if isinstance(exc, DataNotJson) else 400, str(exc)) from None
     kind = media_type(content_type)
     if kind not in (CLOUDEVENT, CLOUDEVENT_BATCH, JSON):
         raise Rejected(415, f"unsupported content type '{kind or '(none)'}': use {CLOUDEVENT}, "
@@ -147,7 +158,7 @@ def to_record(event: dict[str, Any], *, received_at: datetime) -> Record:
         key=str(event["subject"]).encode(),
         value=orjson.dumps(event),
         event_type=str(event["type"]),
-        headers=[("content-type", RECORD_CONTENT_TYPE), ("ce_type", str(event["type"]).encode())],
+        headers=[(name, text.encode()) for name, text in record_headers(str(event["type"]))],
     )
 
 

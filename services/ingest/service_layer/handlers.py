@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from schemas.bindings import media_type
 from services.common.clock import Clock
 from services.common.kafka.topics import Topics
 from services.common.tracking import Kind, TrackingClaims, verify
@@ -27,7 +28,6 @@ from services.ingest.domain.intake import (
     check_sources,
     decode_json,
     events_from_body,
-    media_type,
     to_record,
 )
 from services.ingest.domain.ratelimit import RateLimiter, retry_after
@@ -63,11 +63,13 @@ class Handlers:
             raise Rejected(429, f"rate limit of key '{key.name}' reached; retry later",
                            retry_after=retry_after(wait))
 
-    async def accept_events(self, body: bytes, content_type: str | None,
+    async def accept_events(self, body: bytes, headers: Mapping[str, str],
                             key: ApiKey) -> Accepted:
-        """`POST /v1/events`: one CloudEvent or a batch, all-or-nothing."""
+        """`POST /v1/events`: one CloudEvent (structured, or binary with `ce-*` `headers`) or a
+        batch, all-or-nothing."""
         received_at = self.clock.now()
-        events = events_from_body(body, content_type, max_events=self.settings.max_batch_events)
+        events = events_from_body(body, headers.get("content-type"), headers=headers,
+                                  max_events=self.settings.max_batch_events)
         return await self._publish(self._accept(events, key, received_at))
 
     async def accept_segment_batch(self, body: bytes, content_type: str | None,

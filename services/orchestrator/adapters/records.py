@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from schemas.bindings import record_headers
 from schemas.cloudevent import new_event, score_due_event
 from schemas.records import LeadScore, ScoredEvent, SendMessage, StageChanged
 from schemas.vocabulary import ERASED_EVENT, SCORE_DUE_EVENT
@@ -24,7 +25,6 @@ from services.orchestrator.domain.effects import Command, Effects, ScoreDue, Sta
 
 CONSUMER = "nurture-orchestrator"
 ERASURE_SOURCE = "nurture-orchestrator/erasure"
-CLOUDEVENT = "application/cloudevents+json"
 
 
 Record = ConsumedRecord
@@ -96,20 +96,17 @@ def score_due_row(lead_id: str, due: ScoreDue, topic: str) -> Outgoing:
     """`schemas.cloudevent.score_due_event` as an outbox row for `nurture.events.v1`, keyed by
     the lead, timed at the crossing."""
     event = score_due_event(lead_id, due.model, due.at)
-    return Outgoing(topic, lead_id.encode(), orjson.dumps(event),
-                    [("content-type", CLOUDEVENT), ("ce_type", SCORE_DUE_EVENT)])
+    return Outgoing(topic, lead_id.encode(), orjson.dumps(event), record_headers(SCORE_DUE_EVENT))
 
 
 def erased_event(lead_id: str, *, topic: str, now: float) -> Outgoing:
     """The control event; its id is new each time (each erasure is an act of its own)."""
     event = new_event(id=f"erase-{uuid.uuid4().hex}", source=ERASURE_SOURCE,
                       type=ERASED_EVENT, subject=lead_id, time=now, data={})
-    return Outgoing(topic, lead_id.encode(), orjson.dumps(event),
-                    [("content-type", CLOUDEVENT), ("ce_type", ERASED_EVENT)])
+    return Outgoing(topic, lead_id.encode(), orjson.dumps(event), record_headers(ERASED_EVENT))
 
 
 def event_rows(events: Iterable[dict[str, Any]], topics: Topics) -> list[Outgoing]:
     """CloudEvents the orchestrator originates (inbound SMS), for `nurture.events.v1`."""
     return [Outgoing(topics.events, e["subject"].encode(), orjson.dumps(e),
-                     [("content-type", f"{CLOUDEVENT}; charset=utf-8")])
-            for e in events]
+                     record_headers(e["type"])) for e in events]

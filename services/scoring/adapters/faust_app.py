@@ -200,13 +200,14 @@ def _score_agent(app: faust.App, table: Any, guard: GapGuard, processor: Process
     outputs = [app.topic(name, **RAW) for name in (topics.scored_events, topics.deadletter)]
 
     async def handle(key: bytes | None, value: bytes | None, origin: Origin,
-                     timestamp_ms: int) -> None:
+                     timestamp_ms: int, headers: Any) -> None:
         started = time.perf_counter()
         if clock is not None:  # the moved clock's now is as good a "now" as the producer's
             timestamp_ms = max(timestamp_ms, int(clock.now().timestamp() * 1000))
         result = processor.process(
             key=key, value=value, origin=origin, timestamp_ms=timestamp_ms,
-            state=table.get(key) if key is not None else None, now=datetime.now(UTC))
+            state=table.get(key) if key is not None else None, now=datetime.now(UTC),
+            headers=list(headers.items() if isinstance(headers, Mapping) else headers or ()))
         if result.state is not None:
             table[key] = result.state
         elif result.erase and key in table:
@@ -228,9 +229,9 @@ def _score_agent(app: faust.App, table: Any, guard: GapGuard, processor: Process
             for rec in await guard.missing(msg.tp, msg.offset, app.consumer_generation_id):
                 metrics.reread.inc()
                 await handle(rec.key, rec.value, Origin(rec.topic, rec.partition, rec.offset),
-                             rec.timestamp)
+                             rec.timestamp, rec.headers)
             await handle(msg.key, msg.value, Origin(msg.topic, msg.partition, msg.offset),
-                         int(msg.timestamp * 1000) if msg.timestamp else 0)
+                         int(msg.timestamp * 1000) if msg.timestamp else 0, msg.headers)
             guard.handled(msg.tp, msg.offset)
 
 

@@ -18,6 +18,7 @@ import orjson
 from pydantic import ValidationError
 
 from schemas import DATA_MODELS
+from schemas.bindings import TYPE_HEADER, BindingError, event_of_record, is_binary_record
 from schemas.cloudevent import require_key_attributes
 from schemas.normalize import normalized
 from schemas.records import ScoredEvent
@@ -54,14 +55,19 @@ class Result:
     erase: bool = False  # delete the lead's table entry (a tombstone in the changelog)
 
 
-def decode_event(value: bytes | None) -> dict[str, Any]:
-    """The event of a record, checked just enough to score it safely (ingest validated it)."""
-    if not value:
+def decode_event(value: bytes | None,
+                 headers: Sequence[tuple[str, bytes]] | None = None) -> dict[str, Any]:
+    """The event of a record in either CloudEvents content mode (`schemas.bindings`), checked
+    just enough to score it safely (ingest validated what it published)."""
+    binary = is_binary_record(headers)
+    if not value and not binary:
         raise BadEvent("empty record value")
     try:
-        event = orjson.loads(value)
+        event = event_of_record(headers, value)
+    except BindingError as exc:
+        raise BadEvent(str(exc)) from None
     except orjson.JSONDecodeError as exc:
-        raise BadEvent(f"value is not JSON: {exc}") from None
+        raise BadEvent(f"{'data' if binary else 'value'} is not JSON: {exc}") from None
     return check_event(event)
 
 
@@ -122,22 +128,24 @@ class Processor:
         self.recent_ids = recent_ids
 
     def process(self, *, key: bytes | None, value: bytes | None, origin: Origin,
-                timestamp_ms: int, state: bytes | None, now: datetime) -> Result:
-        """Score one record; anything that goes wrong with it becomes a dead letter (with the
-        reason), so one bad record can neither stop the worker nor vanish."""
+                timestamp_ms: int, state: bytes | None, now: datetime,
+                headers: Sequence[tuple[str, bytes]] | None = None) -> Result:
+        """Score one record (`headers`: its own, which carry a binary-mode event's attributes);
+        anything that goes wrong with it becomes a dead letter (with the reason and the record
+        as it was), so one bad record can neither stop the worker nor vanish."""
         try:
-            return self._score(key, value, timestamp_ms, state)
+            return self._score(key, value, timestamp_ms, state, headers)
         except Exception as exc:  # every failure of one record is dead-lettered, with why
             reason = str(exc) if isinstance(exc, BadEvent) else f"{type(exc).__name__}: {exc}"
-            dl_key, dl_value, headers = dead_letter(
+            dl_key, dl_value, dl_headers = dead_letter(
                 key=key, value=value, origin=origin, error=reason, consumer=CONSUMER,
-                failed_at=now)
+                failed_at=now, headers=headers)
             return Result("dead_lettered", "unknown", None,
-                          [Outgoing(self.topics.deadletter, dl_key, dl_value, headers)])
+                          [Outgoing(self.topics.deadletter, dl_key, dl_value, dl_headers)])
 
     def _score(self, key: bytes | None, value: bytes | None, timestamp_ms: int,
-               state: bytes | None) -> Result:
-        event = decode_event(value)
+               state: bytes | None, headers: Sequence[tuple[str, bytes]] | None) -> Result:
+        event = decode_event(value, headers)
         t = event_time(event, timestamp_ms, cap=event["type"] not in CONTROL_EVENTS)
         if key != event["subject"].encode():
             raise BadEvent("record key is not the event's subject (the lead id)")
@@ -147,7 +155,7 @@ class Processor:
                 "lead_id": lead_id, "as_of": rfc3339(t), "duplicate": False, "models": {}})
             return Result("erased", ERASED_EVENT, None, [Outgoing(
                 self.topics.scored_events, key, out_value,
-                [("content-type", OUT_CONTENT_TYPE), ("ce_type", ERASED_EVENT.encode())])],
+                [("content-type", OUT_CONTENT_TYPE), (TYPE_HEADER, ERASED_EVENT.encode())])],
                 erase=True)
         if event["type"] != SCORE_DUE_EVENT:  # a score due: no data, no points, only time
             check_data(event)
@@ -155,7 +163,7 @@ class Processor:
         snapshot = apply(lead, event, lead_id=lead_id, event_time=t, models=self.models,
                          recent_ids=self.recent_ids)
         out_value = ScoredEvent.encode(event, snapshot_dict(snapshot))
-        headers = [("content-type", OUT_CONTENT_TYPE), ("ce_type", event["type"].encode())]
+        headers = [("content-type", OUT_CONTENT_TYPE), (TYPE_HEADER, event["type"].encode())]
         outcome = "duplicate" if snapshot.duplicate else (
             "late" if any(m.late for m in snapshot.models) else "scored")
         return Result(outcome, event["type"], None if snapshot.duplicate else lead.to_bytes(),

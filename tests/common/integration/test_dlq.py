@@ -25,7 +25,8 @@ async def test_list_filters_and_replay_puts_the_original_bytes_back(
             key, value, headers = dead_letter(
                 key=f"lead-{n}".encode(), value=f"original-{n}".encode(),
                 origin=Origin(topics.events, 0, n), error=error, consumer="nurture-scoring",
-                failed_at=datetime.now(UTC))
+                failed_at=datetime.now(UTC),  # its own headers kept; an old replay mark not
+                headers=[("ce_id", f"e-{n}".encode()), ("nurture-replayed-from", b"9/9")])
             await producer.send_and_wait(topics.deadletter, value, key=key, headers=headers)
         await producer.send_and_wait(topics.deadletter, b"not a dead letter")
     finally:
@@ -42,4 +43,6 @@ async def test_list_filters_and_replay_puts_the_original_bytes_back(
     replayed = await read_topic(kafka.bootstrap_servers, topics.events,
                                 until=lambda rs: len(rs) >= 1)
     assert [(r.key, r.value) for r in replayed] == [(b"lead-0", b"original-0")]
-    assert re.fullmatch(rb"[0-9]+/0", dict(replayed[0].headers)["nurture-replayed-from"])
+    kept, mark = replayed[0].headers
+    assert kept == ("ce_id", b"e-0") and mark[0] == "nurture-replayed-from"
+    assert re.fullmatch(rb"[0-9]+/0", mark[1])

@@ -66,3 +66,16 @@ def test_a_batch_skips_other_events_by_header_and_garbage() -> None:
                record(orjson.dumps(event("sms.opted_out", {})), None)]
     assert suppression_changes(records, now=NOW) == [
         Change("lead-1", "email", "unsubscribed", T1), Change("lead-1", "sms", "opted_out", T1)]
+
+
+def test_binary_mode_records_and_our_type_header_are_read_like_structured_ones() -> None:
+    binary = ConsumerRecord("t", 0, 1, 0, 0, b"lead-1", orjson.dumps({"message_id": "m"}), None,
+                            6, 20, [("ce_specversion", b"1.0"), ("ce_id", b"e2"),
+                                    ("ce_source", b"s"), ("ce_type", b"email.complained"),
+                                    ("ce_subject", b"lead-1"),
+                                    ("ce_time", b"2026-02-01T09:00:00Z"),
+                                    ("content-type", b"application/json")])
+    skipped = ConsumerRecord("t", 0, 2, 0, 0, b"lead-1", b"{never parsed", None, 6, 13,
+                             [("nurture-event-type", b"web.page_viewed")])
+    assert suppression_changes([binary, skipped], now=NOW) == [
+        Change("lead-1", "email", "complained", T1)]

@@ -11,7 +11,8 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from cloudevents.core.bindings.http import to_structured_event
+from cloudevents.core.bindings import http as http_binding
+from cloudevents.core.bindings import kafka as kafka_binding
 from cloudevents.core.v1.event import CloudEvent as SdkCloudEvent
 from segment.analytics.client import Client as SegmentClient
 
@@ -121,19 +122,32 @@ async def test_segment_sdk_and_cloudevents_sdk_reach_the_topic(
     await asyncio.to_thread(segment.track, "lead-sdk", "Webinar Registered", {"webinar_id": "w-1"})
     await asyncio.to_thread(segment.page, "lead-sdk", properties={"url": "https://x.io/pricing"})
 
-    ce = SdkCloudEvent({"id": "sdk-ce-1", "source": "urn:sdk:test", "type": "product.activity",
-                        "subject": "lead-sdk"}, {"action": "report_exported", "count": 2})
-    message = to_structured_event(ce)
+    sent = {}  # the official CloudEvents SDK, in both HTTP content modes
     async with httpx.AsyncClient() as client:
-        headers = dict(message.headers) | {"Authorization": f"Bearer {SDK_KEY}"}
-        r = await client.post(f"{ingest}/v1/events", content=message.body, headers=headers)
-    assert r.status_code == 202, r.text
+        for mode, to_http in (("structured", http_binding.to_structured_event),
+                              ("binary", http_binding.to_binary_event)):
+            ce = SdkCloudEvent({"id": f"sdk-ce-{mode}", "source": "urn:sdk:test",
+                                "type": "product.activity", "subject": "lead-sdk"},
+                               {"action": "report_exported", "count": 2})
+            message = to_http(ce)
+            headers = dict(message.headers) | {"Authorization": f"Bearer {SDK_KEY}"}
+            r = await client.post(f"{ingest}/v1/events", content=message.body, headers=headers)
+            assert r.status_code == 202, (mode, r.text)
+            sent[ce.get_id()] = ce
 
     topic = Topics(kafka.topic_prefix).events
-    records = await read_topic(kafka.bootstrap_servers, topic, until=lambda rs: len(rs) >= 4)
+    records = await read_topic(kafka.bootstrap_servers, topic, until=lambda rs: len(rs) >= 5)
     types = sorted(orjson.loads(r.value)["type"] for r in records)
-    assert types == ["crm.lead_upserted", "product.activity", "web.page_viewed",
-                     "web.webinar_registered"]
+    assert types == ["crm.lead_upserted", "product.activity", "product.activity",
+                     "web.page_viewed", "web.webinar_registered"]
+    for rec in records:  # and the SDK reads every record back, as the event that was sent
+        back = kafka_binding.from_kafka_event(kafka_binding.KafkaMessage(
+            headers=dict(rec.headers), key=rec.key, value=rec.value))
+        assert back.get_subject() == "lead-sdk"
+        if back.get_id() in sent:
+            assert (back.get_type(), back.get_data()) == (
+                "product.activity", sent[back.get_id()].get_data())
+    assert set(sent) <= {orjson.loads(r.value)["id"] for r in records}
     assert {r.key for r in records} == {b"lead-sdk"}
     upserted = next(orjson.loads(r.value) for r in records
                     if orjson.loads(r.value)["type"] == "crm.lead_upserted")

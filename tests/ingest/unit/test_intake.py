@@ -82,8 +82,36 @@ def test_records_are_keyed_by_lead_and_time_defaults_to_receipt() -> None:
     assert value["time"] == "2026-11-24T09:30:00.000Z"
     # the path is derived from the url (schemas/normalize.py)
     assert value["data"] == {"url": "https://www.example.com/pricing", "path": "/pricing"}
-    assert ("content-type", b"application/cloudevents+json; charset=utf-8") in rec.headers
-    assert ("ce_type", b"web.page_viewed") in rec.headers
+    # structured mode as the Kafka binding has it: no ce_* header (schemas/bindings.py)
+    assert rec.headers == [("content-type", b"application/cloudevents+json; charset=utf-8"),
+                           ("nurture-event-type", b"web.page_viewed")]
+
+
+def test_a_binary_mode_request_is_one_event_from_its_headers_and_body() -> None:
+    headers = {"ce-specversion": "1.0", "ce-id": "b-1", "ce-source": "https://www.example.com",
+               "ce-type": "web.page_viewed", "ce-subject": "lead%20%C3%B6",
+               "content-type": "application/json"}
+    body = orjson.dumps({"url": "https://www.example.com/pricing"})
+    (raw,) = events_from_body(body, headers["content-type"], max_events=1, headers=headers)
+    assert raw == {"specversion": "1.0", "id": "b-1", "source": "https://www.example.com",
+                   "type": "web.page_viewed", "subject": "lead ö",
+                   "datacontenttype": "application/json",
+                   "data": {"url": "https://www.example.com/pricing"}}
+    (rec,) = accept([raw], key=KEY, received_at=NOW)
+    assert orjson.loads(rec.value)["data"]["path"] == "/pricing"
+
+
+@pytest.mark.parametrize(("content_type", "body", "status", "says"), [
+    ("text/plain", b"hi", 415, "must be JSON, not 'text/plain'"),
+    ("application/json", b"{nope", 400, "data is not valid JSON"),
+])
+def test_binary_mode_data_that_is_not_json_is_refused(
+        content_type: str, body: bytes, status: int, says: str) -> None:
+    headers = {"ce-specversion": "1.0", "ce-id": "b-1", "ce-source": "s",
+               "ce-type": "web.page_viewed", "content-type": content_type}
+    with pytest.raises(Rejected) as info:
+        events_from_body(body, content_type, max_events=1, headers=headers)
+    assert info.value.status == status and says in info.value.message
 
 
 def test_event_time_sent_by_client_is_kept() -> None:

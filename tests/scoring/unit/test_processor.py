@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
-from schemas.records import ScoredEvent
+from schemas.records import DeadLetter, ScoredEvent
 from schemas.vocabulary import ERASED_EVENT, SCORE_DUE_EVENT
 from services.common.kafka.deadletter import Origin
 from services.common.kafka.topics import Topics
@@ -186,3 +186,32 @@ def test_a_score_due_event_scores_the_lead_as_of_its_time_and_brings_the_crossin
     assert model.crossed[0].direction == "down" and model.total <= 10.0
     assert model.above == () and model.next_crossing is None
     assert result.state is not None
+
+
+BINARY = [("ce_specversion", b"1.0"), ("ce_id", b"e1"), ("ce_source", b"s"),
+          ("ce_type", b"web.content_downloaded"), ("ce_subject", b"lead-1"),
+          ("ce_time", b"2026-11-20T10:00:00Z"), ("content-type", b"application/json")]
+
+
+def test_a_binary_mode_record_scores_as_the_structured_event_would() -> None:
+    result = Processor([MODEL], TOPICS).process(
+        key=b"lead-1", value=orjson.dumps(EVENT["data"]), origin=ORIGIN, timestamp_ms=RECORD_MS,
+        state=None, now=NOW, headers=BINARY)
+    assert result.outcome == "scored"
+    structured = process(orjson.dumps(EVENT))
+    scored, expected = ScoredEvent.from_bytes(result.out[0].value), \
+        ScoredEvent.from_bytes(structured.out[0].value)
+    assert scored.score == expected.score
+    assert {k: scored.event[k] for k in EVENT} == EVENT  # and its datacontenttype
+    assert dict(result.out[0].headers)["nurture-event-type"] == b"web.content_downloaded"
+
+
+def test_a_binary_mode_record_that_fails_is_dead_lettered_with_its_headers() -> None:
+    headers = [*BINARY[:-1], ("content-type", b"text/plain")]
+    result = Processor([MODEL], TOPICS).process(
+        key=b"lead-1", value=b"plain words", origin=ORIGIN, timestamp_ms=RECORD_MS,
+        state=None, now=NOW, headers=headers)
+    assert result.outcome == "dead_lettered"
+    letter = DeadLetter.from_bytes(result.out[0].value)
+    assert "must be JSON, not 'text/plain'" in letter.error
+    assert (letter.value, letter.original_headers) == (b"plain words", headers)

@@ -16,6 +16,7 @@ router = APIRouter()
 async def post_events(request: Request, key: AdmittedKey, body: Body,
                       service: HandlersDep) -> Response:
     """One event (`application/cloudevents+json` or `application/json`) or a batch
-    (`application/cloudevents-batch+json`, or a JSON array). All-or-nothing."""
-    accepted = await service.accept_events(body, request.headers.get("content-type"), key)
+    (`application/cloudevents-batch+json`, or a JSON array), or one event in the HTTP binding's
+    binary mode (`ce-*` headers, the data as the body). All-or-nothing."""
+    accepted = await service.accept_events(body, request.headers, key)
     return JSONResponse({"accepted": accepted.count}, status_code=202)

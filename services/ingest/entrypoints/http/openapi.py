@@ -16,7 +16,11 @@ _EVENT = {"type": "object", "description": "A CloudEvent: see schemas/cloudevent
           "and schemas/data/<type>.schema.json", "example": EXAMPLE_EVENT}
 _BATCH = {"type": "array", "items": _EVENT, "maxItems": 500, "example": [EXAMPLE_EVENT]}
 
-EVENTS_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
+EVENTS_BODY: dict[str, Any] = {"requestBody": {"required": True, "description": (
+    "One CloudEvent or a batch in structured mode; or one event in the HTTP binding's binary "
+    "mode: its attributes as `ce-specversion`, `ce-id`, `ce-source`, `ce-type`, `ce-subject` "
+    "(and optional `ce-time`, `ce-*`) headers, percent-encoded, and its data as a JSON body "
+    "(`Content-Type: application/json`)."), "content": {
     "application/cloudevents+json": {"schema": _EVENT},
     "application/cloudevents-batch+json": {"schema": _BATCH},
     "application/json": {"schema": {"oneOf": [_EVENT, _BATCH]}},
