@@ -31,7 +31,12 @@ SCORE_DUE_EVENT: Final = "lead.score_due"
 threshold by decay alone (the scored event's `next_crossing`): scoring scores the lead as of the
 event's time, with no points awarded, and the crossing comes out like any other."""
 CONTROL_EVENTS: Final = frozenset({ERASED_EVENT, SCORE_DUE_EVENT})
-"""Event types only Nurture's own services publish (never accepted from outside)."""
+"""Control events: what Nurture's services tell each other (never accepted from outside)."""
+OUTCOME_EVENTS: Final = frozenset({"message.sent", "message.failed", "message.suppressed"})
+"""What dispatch reports about its own deliveries (`services/dispatch/domain/outcomes.py`)."""
+NURTURE_ONLY_EVENTS: Final = CONTROL_EVENTS | OUTCOME_EVENTS
+"""Event types only Nurture's own services publish: ingest refuses them from every API key,
+whatever its `types` patterns say."""
 
 SuppressionReason = Literal["unsubscribed", "complained", "opted_out", "hard_bounce", "erased"]
 """Why a channel is suppressed for a lead; the same words in the orchestrator's lead state and in

@@ -13,6 +13,8 @@ import secrets
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
+from schemas.vocabulary import NURTURE_ONLY_EVENTS
+
 KEY_PREFIX = "nk_"
 
 
@@ -27,7 +29,11 @@ class ApiKey:
         return any(fnmatchcase(source, pattern) for pattern in self.sources)
 
     def allows_type(self, etype: str) -> bool:
-        return any(fnmatchcase(etype, pattern) for pattern in self.types)
+        """Whether this key may send events of `etype`: one of its patterns matches, and the
+        type is not one only Nurture itself publishes (`message.*` outcomes, control events),
+        whatever the patterns say (a forged `message.sent` would count as a real send)."""
+        return etype not in NURTURE_ONLY_EVENTS and any(
+            fnmatchcase(etype, pattern) for pattern in self.types)
 
 
 class AuthError(Exception):

@@ -23,7 +23,7 @@ from schemas.bindings import (
     record_headers,
 )
 from schemas.normalize import normalized
-from schemas.vocabulary import event_epoch, rfc3339
+from schemas.vocabulary import NURTURE_ONLY_EVENTS, event_epoch, rfc3339
 from services.ingest.domain.auth import ApiKey
 
 CLOUDEVENT = STRUCTURED
@@ -121,6 +121,9 @@ def check_sources(events: Sequence[dict[str, Any]], key: ApiKey) -> None:
         if not key.allows_source(event["source"]):
             raise Rejected(403, f"API key '{key.name}' may not send events with source "
                                 f"'{event['source']}' (event {index})")
+        if event["type"] in NURTURE_ONLY_EVENTS:
+            raise Rejected(403, f"events of type '{event['type']}' are published by Nurture "
+                                f"itself; no API key may send them (event {index})")
         if not key.allows_type(event["type"]):
             raise Rejected(403, f"API key '{key.name}' may not send events of type "
                                 f"'{event['type']}' (event {index})")

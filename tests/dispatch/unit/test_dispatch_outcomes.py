@@ -4,12 +4,14 @@ that are the same for the same outcome of the same message."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import get_args
 
 import pytest
 
 from schemas import validate_event
 from schemas.records import SendMessage
-from services.dispatch.domain.outcomes import Result, event_id, outcome_event
+from schemas.vocabulary import OUTCOME_EVENTS
+from services.dispatch.domain.outcomes import Outcome, Result, event_id, outcome_event
 
 NOW = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 CMD = SendMessage(message_id="0123456789abcdef0123456789abcdef", lead_id="lead-1",
@@ -53,3 +55,8 @@ def test_failed_events_say_whether_dispatch_retries() -> None:
                              "program_id": "pricing", "step_id": "email-1",
                              "template_id": "pricing-followup", "attempt": 2,
                              "reason": "smtp_4xx", "retryable": True}
+
+
+def test_the_outcome_types_are_the_ones_ingest_refuses_from_clients() -> None:
+    # schemas/vocabulary.py names them once for ingest's refusal; dispatch builds them here
+    assert {f"message.{outcome}" for outcome in get_args(Outcome)} == OUTCOME_EVENTS

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -10,6 +11,7 @@ from services.ingest.domain.auth import ApiKey
 from services.ingest.domain.intake import Rejected, accept, events_from_body
 
 NOW = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
+ROOT = Path(__file__).resolve().parents[3]
 KEY = ApiKey("web", "0" * 64, ("https://www.example.com*",))
 
 
@@ -150,6 +152,19 @@ def test_a_key_limited_to_web_events_cannot_send_crm_events() -> None:
                received_at=NOW)
     assert info.value.status == 403
     assert "'crm.lead_upserted'" in info.value.message
+
+
+@pytest.mark.parametrize("etype", ["message.sent", "message.failed", "message.suppressed"])
+def test_types_only_nurture_publishes_are_refused_from_any_key(etype: str) -> None:
+    # the dev key of `make run` may send every type ("*") and every source
+    anything = ApiKey("dev", "0" * 64, ("*",), ("*",))
+    example = orjson.loads((ROOT / "schemas" / "data" / f"{etype}.schema.json").read_bytes())
+    forged = event(type=etype, source="nurture-dispatch", data=example["examples"][0])
+    assert not anything.allows_type(etype)
+    with pytest.raises(Rejected) as info:
+        accept([forged], key=anything, received_at=NOW)
+    assert info.value.status == 403
+    assert info.value.message.startswith(f"events of type '{etype}' are published by Nurture")
 
 
 def test_a_url_only_page_view_is_published_with_its_path_search_and_utm() -> None:
