@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 from pathlib import Path
+from typing import Literal
 
 from pydantic import (
     BaseModel,
@@ -54,7 +55,12 @@ class IngestSettings(BaseSettings):
         description='JSON list: [{"name": "website", "sha256": "<hex>", "sources": ["*"]}]',
     )
     max_batch_events: int = Field(default=500, ge=1, le=10_000)
-    """most events in one batch request (413 beyond)"""
+    """most events in one `POST /v1/events` batch (413 beyond); `POST /v1/batch` has Segment's
+    limits instead: 32 KB per call, 500 KB per batch"""
+    segment_client_ip: Literal["truncate", "drop", "keep"] = "truncate"
+    """what `POST /v1/batch` keeps of a call's `context.ip` (the event's `clientip`): its
+    network only (IPv4 /24, IPv6 /48), nothing, or the whole address (personal data: see
+    docs/security.md)"""
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=4 * 1024 * 1024)
     """largest request body, after gunzip (413 beyond)"""
     max_event_bytes: int = Field(default=256 * 1024, ge=1024, le=900 * 1024,

@@ -13,18 +13,24 @@ Any Segment or RudderStack SDK pointed at Nurture works unchanged. The mapping (
 | track "Webinar Registered/Attended"| web.webinar_*             | "                          |
 | any other track                    | product.activity          | "                          |
 
-`messageId` becomes the event `id`, `segment:<api key name>` its `source`, `timestamp` its `time`
-(corrected for the device's clock skew with `sentAt`, as Segment does).
+`messageId` becomes the event `id` (a call without one gets an id derived from its content, so
+a retried identical call is the same event), `segment:<api key name>` its `source`, `timestamp`
+its `time` (corrected for the device's clock skew with `sentAt`, as Segment does). Of `context`,
+the user agent, locale, library and client address travel as extension attributes (`useragent`,
+`locale`, `library`, `clientip`: the address truncated to its network, dropped or kept whole by
+configuration). Limits are Segment's: 32 KB per call, 500 KB per batch.
 An `alias` call (identity merge) is refused: Nurture keys leads by one id. The endpoint accepts the
 calls that map and dead-letters the others (see `map_calls`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -32,10 +38,16 @@ from schemas import validate_event
 from schemas.cloudevent import new_event
 from schemas.vocabulary import event_epoch, rfc3339
 from services.common.kafka.deadletter import Origin, dead_letter
-from services.ingest.domain.intake import FieldProblem, Record, Rejected, check_count
+from services.ingest.domain.intake import FieldProblem, Record, Rejected
 
 ORIGIN_TOPIC = "http:/v1/batch"
 CONSUMER = "nurture-ingest"
+MAX_CALL_BYTES = 32 * 1024  # Segment's limits (its HTTP tracking API)
+MAX_BATCH_BYTES = 500 * 1024
+ClientIp = Literal["truncate", "drop", "keep"]
+"""What becomes of a call's `context.ip`: its network only (IPv4 /24, IPv6 /48), nothing, or
+the whole address."""
+MAX_ATTRIBUTE = 1024  # the longest extension attribute value (schemas/cloudevent.schema.json)
 
 Mapped = tuple[str, dict[str, Any], dict[str, str]]  # (type, data, data field -> segment path)
 
@@ -204,16 +216,58 @@ def _corrected_time(call: dict[str, Any], sent_at: Any, received_at: datetime) -
         return when  # validated (and refused if unusable) with the rest of the event
 
 
+def check_batch_size(size: int) -> None:
+    """Rejected(413) for a batch body over Segment's limit."""
+    if size > MAX_BATCH_BYTES:
+        raise Rejected(413, f"the batch is {size} bytes, over Segment's limit of "
+                            f"{MAX_BATCH_BYTES // 1024} KB per batch")
+
+
+def message_id(call: dict[str, Any]) -> str:
+    """The call's `messageId`; for a call without one, an id derived from the call itself
+    (without `sentAt`, which a retry changes), so that a retried identical call dedupes."""
+    given = call.get("messageId")
+    if isinstance(given, str) and given:
+        return given
+    if given is not None:
+        raise _CallError("messageId", "must be a non-empty string")
+    stable = {k: v for k, v in call.items() if k not in ("messageId", "sentAt")}
+    digest = hashlib.blake2b(orjson.dumps(stable, option=orjson.OPT_SORT_KEYS),
+                             digest_size=16).hexdigest()
+    return f"derived-{digest}"
+
+
+def context_attributes(context: dict[str, Any], client_ip: ClientIp) -> dict[str, str]:
+    """The extension attributes kept from a call's `context`."""
+    out: dict[str, str] = {}
+    for field, attribute in (("userAgent", "useragent"), ("locale", "locale")):
+        if isinstance(context.get(field), str) and context[field]:
+            out[attribute] = context[field][:MAX_ATTRIBUTE]
+    library = context.get("library")
+    if isinstance(library, dict) and isinstance(library.get("name"), str):
+        out["library"] = "/".join(str(part) for part in (library["name"], library.get("version"))
+                                  if part)[:MAX_ATTRIBUTE]
+    if client_ip != "drop" and isinstance(context.get("ip"), str):
+        try:
+            address = ipaddress.ip_address(context["ip"])
+        except ValueError:
+            return out  # not an address: left out
+        prefix = 24 if address.version == 4 else 48
+        out["clientip"] = str(address) if client_ip == "keep" else str(
+            ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
+    return out
+
+
 def _envelope(call: dict[str, Any], etype: str, data: dict[str, Any], *, source: str,
-              received_at: datetime, sent_at: Any = None) -> dict[str, Any]:
+              received_at: datetime, sent_at: Any = None,
+              client_ip: ClientIp = "truncate") -> dict[str, Any]:
     lead = call.get("userId") if call.get("userId") not in (None, "") else call.get("anonymousId")
     if lead in (None, ""):
         raise _CallError("userId", "userId or anonymousId is required")
-    if not isinstance(call.get("messageId"), str) or not call["messageId"]:
-        raise _CallError("messageId", "is required (it makes retries safe)")
     when = _corrected_time(call, sent_at, received_at)
-    return new_event(id=call["messageId"], source=source, type=etype, subject=str(lead),
-                     time=when, data=data)
+    return new_event(id=message_id(call), source=source, type=etype, subject=str(lead),
+                     time=when, data=data,
+                     **context_attributes(_obj(call, "context"), client_ip))
 
 
 def _translate(path: str, origin: dict[str, str]) -> str:
@@ -227,11 +281,11 @@ def _translate(path: str, origin: dict[str, str]) -> str:
 
 
 def map_batch(
-    doc: Any, *, key_name: str, received_at: datetime, max_events: int
+    doc: Any, *, key_name: str, received_at: datetime, client_ip: ClientIp = "truncate",
 ) -> list[dict[str, Any]]:
     """CloudEvents for a Segment batch body, or Rejected listing every call that cannot map."""
     mapped, problems = map_calls(doc, key_name=key_name, received_at=received_at,
-                                 max_events=max_events)
+                                 client_ip=client_ip)
     if problems:
         raise Rejected(422, f"{len({p.index for p in problems})} of {len(doc['batch'])} calls "
                             "cannot be accepted; nothing was accepted", problems)
@@ -239,27 +293,24 @@ def map_batch(
 
 
 def map_calls(
-    doc: Any, *, key_name: str, received_at: datetime, max_events: int
+    doc: Any, *, key_name: str, received_at: datetime, client_ip: ClientIp = "truncate",
 ) -> tuple[list[tuple[int, dict[str, Any]]], list[FieldProblem]]:
     """(index, CloudEvent) for every call that maps and validates, and the problems of the
-    others (Segment field paths). Rejected(400/413) only for a body that is no batch at all."""
+    others (Segment field paths; a call over 32 KB is one). Rejected(400) only for a body that
+    is no batch at all."""
     if not isinstance(doc, dict) or not isinstance(doc.get("batch"), list):
         raise Rejected(400, "a Segment batch is a JSON object with a 'batch' array")
     calls = doc["batch"]
-    check_count(len(calls), max_events)
+    if not calls:
+        raise Rejected(400, "the batch is empty")
     events: list[tuple[int, dict[str, Any]]] = []
     problems: list[FieldProblem] = []
     for index, call in enumerate(calls):
         try:
-            if not isinstance(call, dict):
-                raise _CallError("", "each call must be an object")
-            mapper = MAPPERS.get(str(call.get("type")))
-            if mapper is None:
-                raise _CallError("type", f"unsupported call type {call.get('type')!r}; "
-                                         "supported: identify, track, page, screen, group")
-            etype, data, origin = mapper(call)
+            etype, data, origin = _map_call(call)
             event = _envelope(call, etype, data, source=f"segment:{key_name}",
-                              received_at=received_at, sent_at=doc.get("sentAt"))
+                              received_at=received_at, sent_at=doc.get("sentAt"),
+                              client_ip=client_ip)
         except _CallError as exc:
             problems.append(FieldProblem(index, exc.path, exc.message))
             continue
@@ -269,6 +320,20 @@ def map_calls(
         if not found:
             events.append((index, event))
     return events, problems
+
+
+def _map_call(call: Any) -> Mapped:
+    if not isinstance(call, dict):
+        raise _CallError("", "each call must be an object")
+    size = len(orjson.dumps(call))
+    if size > MAX_CALL_BYTES:
+        raise _CallError("", f"the call is {size} bytes, over Segment's limit of "
+                             f"{MAX_CALL_BYTES // 1024} KB per call")
+    mapper = MAPPERS.get(str(call.get("type")))
+    if mapper is None:
+        raise _CallError("type", f"unsupported call type {call.get('type')!r}; "
+                                 "supported: identify, track, page, screen, group")
+    return mapper(call)
 
 
 def dead_letters(calls: list[Any], problems: list[FieldProblem], *, topic: str,

@@ -80,9 +80,10 @@ class Handlers:
         ctype = media_type(content_type)
         if ctype not in SEGMENT_TYPES:
             raise Rejected(415, f"unsupported content type '{ctype}': use application/json")
+        segment.check_batch_size(len(body))
         doc = decode_json(body)
         mapped, problems = segment.map_calls(doc, key_name=key.name, received_at=received_at,
-                                             max_events=self.settings.max_batch_events)
+                                             client_ip=self.settings.segment_client_ip)
         check_sources([event for _, event in mapped], key)
         records: list[Record] = []
         for index, event in mapped:

@@ -153,6 +153,7 @@ async def test_segment_sdk_and_cloudevents_sdk_reach_the_topic(
                     if orjson.loads(r.value)["type"] == "crm.lead_upserted")
     assert upserted["data"]["email"] == "ada@example.com"
     assert upserted["source"] == "segment:sdk"
+    assert upserted["library"].startswith("analytics-python/")  # the SDK's context, kept
 
 
 async def test_basic_auth_with_key_as_user_is_accepted(ingest: str) -> None:

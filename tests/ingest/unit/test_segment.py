@@ -6,7 +6,12 @@ from typing import Any
 import pytest
 
 from services.ingest.domain.intake import Rejected
-from services.ingest.domain.segment import map_batch
+from services.ingest.domain.segment import (
+    ClientIp,
+    check_batch_size,
+    context_attributes,
+    map_batch,
+)
 
 NOW = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
 
@@ -17,7 +22,7 @@ def call(kind: str, **fields: Any) -> dict[str, Any]:
 
 
 def one(c: dict[str, Any]) -> dict[str, Any]:
-    (event,) = map_batch({"batch": [c]}, key_name="site", received_at=NOW, max_events=500)
+    (event,) = map_batch({"batch": [c]}, key_name="site", received_at=NOW)
     return event
 
 
@@ -77,7 +82,7 @@ def test_problems_point_at_segment_fields_and_reject_the_whole_batch() -> None:
         call("page"),
     ]}
     with pytest.raises(Rejected) as info:
-        map_batch(batch, key_name="site", received_at=NOW, max_events=500)
+        map_batch(batch, key_name="site", received_at=NOW)
     assert info.value.status == 422
     paths = {(p.index, p.path) for p in info.value.problems}
     assert (1, "traits.email") in paths
@@ -90,7 +95,7 @@ def test_problems_point_at_segment_fields_and_reject_the_whole_batch() -> None:
 @pytest.mark.parametrize("doc", [[], {"batch": "x"}, {"nobatch": []}])
 def test_wrong_shape_is_400(doc: Any) -> None:
     with pytest.raises(Rejected) as info:
-        map_batch(doc, key_name="site", received_at=NOW, max_events=500)
+        map_batch(doc, key_name="site", received_at=NOW)
     assert info.value.status == 400
 
 
@@ -98,6 +103,51 @@ def test_device_clock_skew_is_corrected_with_sent_at() -> None:
     doc = {"sentAt": "2026-11-24T10:30:00Z",  # the device clock runs an hour ahead
            "batch": [call("page", properties={"url": "https://x.io"},
                           timestamp="2026-11-24T10:29:00Z")]}
-    (event,) = map_batch(doc, key_name="s", received_at=datetime(2026, 11, 24, 9, 30, tzinfo=UTC),
-                         max_events=500)
+    (event,) = map_batch(doc, key_name="s", received_at=datetime(2026, 11, 24, 9, 30, tzinfo=UTC))
     assert event["time"] == "2026-11-24T09:29:00.000Z"
+
+
+def test_a_call_without_message_id_gets_one_derived_from_the_call() -> None:
+    plain = call("track", event="Report Exported", messageId=None)
+    del plain["messageId"]
+    first = one(plain)
+    assert first["id"].startswith("derived-")
+    # a retry of the same call (sentAt changes) is the same event; another call is another
+    assert one({**plain, "sentAt": "2026-11-24T09:29:59Z"})["id"] == first["id"]
+    assert one({**plain, "event": "Report Shared"})["id"] != first["id"]
+    with pytest.raises(Rejected) as info:
+        one(call("track", event="Report Exported", messageId=""))
+    assert ("messageId", "must be a non-empty string") in {
+        (p.path, p.message) for p in info.value.problems}
+
+
+def test_limits_are_segments_bytes_not_a_count_of_calls() -> None:
+    small = [call("track", event="Report Exported", messageId=f"m-{n}") for n in range(600)]
+    assert len(map_batch({"batch": small}, key_name="site", received_at=NOW)) == 600
+    big = call("track", event="Report Exported", properties={"blob": "x" * 33_000})
+    with pytest.raises(Rejected) as info:
+        map_batch({"batch": [small[0], big]}, key_name="site", received_at=NOW)
+    (problem,) = info.value.problems
+    assert problem.index == 1 and "over Segment's limit of 32 KB per call" in problem.message
+    with pytest.raises(Rejected) as whole:
+        check_batch_size(501 * 1024)
+    assert whole.value.status == 413 and "500 KB per batch" in whole.value.message
+    check_batch_size(500 * 1024)
+
+
+CONTEXT = {"ip": "203.0.113.77", "userAgent": "Mozilla/5.0 (X11)", "locale": "en-GB",
+           "library": {"name": "analytics-next", "version": "1.70.0"}, "timezone": "Europe/London"}
+
+
+@pytest.mark.parametrize(("policy", "kept"), [
+    ("truncate", "203.0.113.0"), ("keep", "203.0.113.77"), ("drop", None)])
+def test_context_travels_as_extension_attributes_and_the_ip_as_configured(
+        policy: ClientIp, kept: str | None) -> None:
+    doc = {"batch": [call("page", properties={"url": "https://x.io"}, context=CONTEXT)]}
+    (event,) = map_batch(doc, key_name="site", received_at=NOW, client_ip=policy)
+    assert (event["useragent"], event["locale"], event["library"]) == (
+        "Mozilla/5.0 (X11)", "en-GB", "analytics-next/1.70.0")
+    assert event.get("clientip") == kept
+    assert context_attributes({"ip": "2001:db8:1234:5678::1"}, "truncate") == {
+        "clientip": "2001:db8:1234::"}
+    assert context_attributes({"ip": "not-an-ip"}, "keep") == {}
