@@ -11,13 +11,17 @@ from typing import Literal
 from pydantic import (
     BaseModel,
     Field,
+    HttpUrl,
     SecretStr,
     TypeAdapter,
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.ingest.domain.auth import BROWSER_TYPES
 
 
 class ApiKeyConfig(BaseModel):
@@ -31,8 +35,18 @@ class ApiKeyConfig(BaseModel):
     )
     types: list[str] = Field(
         default=["*"], min_length=1,
-        description="glob patterns of the event types this key may send (a browser key: web.*)",
+        description="glob patterns of the event types this key may send (default: all; for a "
+                    "key with origins: web.* and crm.lead_upserted, what a page's identify sets)",
     )
+    origins: list[str] = Field(
+        default=[], description="web origins (glob patterns, e.g. https://www.example.com) "
+                                "whose pages may use this key (CORS); none: server-side only")
+
+    @model_validator(mode="after")
+    def _browser_types(self) -> ApiKeyConfig:
+        if self.origins and "types" not in self.model_fields_set:
+            self.types = list(BROWSER_TYPES)
+        return self
 
 
 class IngestSettings(BaseSettings):
@@ -79,6 +93,14 @@ class IngestSettings(BaseSettings):
     rate_limit_burst: int = Field(
         default=500, ge=1, le=1_000_000,
         description="requests an idle API key may make at once (token bucket size)")
+    public_url: HttpUrl | None = None
+    """this ingest's address as web pages reach it (e.g. https://collect.example.com), for the
+    analytics.js settings document; default: the address each request came to"""
+    client_rate_limit_per_second: float = Field(default=20.0, ge=0, le=1_000_000)
+    """requests per second one client address may make with a browser key (a key with
+    origins), on top of the key's own limit (0 = off)"""
+    client_rate_limit_burst: int = Field(default=100, ge=1, le=1_000_000)
+    """requests an idle client address may make at once with a browser key"""
     email_webhook_secret: SecretStr | None = Field(
         default=None,
         description="verifies POST /v1/webhooks/email (Standard Webhooks: whsec_<base64> or "

@@ -27,7 +27,8 @@ def keys_of(configs: Sequence[ApiKeyConfig]) -> tuple[ApiKey, ...]:
     if len(names) != len(set(names)):
         raise ValueError("API key names must be unique: " + ", ".join(
             sorted({n for n in names if names.count(n) > 1})))
-    return tuple(ApiKey(c.name, c.sha256, tuple(c.sources), tuple(c.types)) for c in configs)
+    return tuple(ApiKey(c.name, c.sha256, tuple(c.sources), tuple(c.types), tuple(c.origins))
+                 for c in configs)
 
 
 class KeyRing:

@@ -18,12 +18,27 @@ from schemas.vocabulary import NURTURE_ONLY_EVENTS
 KEY_PREFIX = "nk_"
 
 
+BROWSER_TYPES = ("web.*", "crm.lead_upserted")
+"""What a browser key (one with origins) may send unless its `types` say otherwise: web
+behavior, and the profile an `identify` call sets; never other CRM, email or product events."""
+
+
 @dataclass(frozen=True)
 class ApiKey:
     name: str
     sha256: str
     sources: tuple[str, ...]
     types: tuple[str, ...] = ("*",)
+    origins: tuple[str, ...] = ()
+    """Web origins (glob patterns, e.g. `https://www.example.com`) whose pages may use this key
+    from a browser (CORS); none: a server-side key, refused from any page."""
+
+    @property
+    def browser(self) -> bool:
+        return bool(self.origins)
+
+    def allows_origin(self, origin: str) -> bool:
+        return any(fnmatchcase(origin.lower(), pattern.lower()) for pattern in self.origins)
 
     def allows_source(self, source: str) -> bool:
         return any(fnmatchcase(source, pattern) for pattern in self.sources)
@@ -74,7 +89,22 @@ def presented_key(authorization: str | None) -> str:
 
 def authenticate(keys: tuple[ApiKey, ...], authorization: str | None) -> ApiKey:
     """The configured key matching the header; compares every hash in constant time."""
-    digest = hash_key(presented_key(authorization))
+    return key_named_by(keys, presented_key(authorization))
+
+
+def check_origin(key: ApiKey, origin: str | None) -> None:
+    """AuthError(403) for a request from a web page (`Origin`) the key does not allow; a
+    request without `Origin` comes from no browser page and is judged by the key alone."""
+    if origin is not None and not key.allows_origin(origin):
+        where = "a browser" if not key.browser else f"origin '{origin}'"
+        raise AuthError(403, f"API key '{key.name}' may not be used from {where}"
+                             + ("" if key.browser else " (it has no allowed origins)"))
+
+
+def key_named_by(keys: tuple[ApiKey, ...], presented: str) -> ApiKey:
+    """The configured key whose hash is the presented key's; compares every hash in constant
+    time; AuthError(401) if none is."""
+    digest = hash_key(presented)
     found = None
     for key in keys:
         if hmac.compare_digest(key.sha256, digest):

@@ -18,14 +18,13 @@ from services.common.clock import Clock
 from services.common.kafka.topics import Topics
 from services.common.tracking import Kind, TrackingClaims, verify
 from services.ingest.adapters.publisher import Publisher
-from services.ingest.domain import engagement, providers, segment
-from services.ingest.domain.auth import ApiKey
+from services.ingest.domain import browser, engagement, providers, segment
+from services.ingest.domain.auth import ApiKey, AuthError, authenticate, key_named_by
 from services.ingest.domain.intake import (
     FieldProblem,
     Record,
     Rejected,
     accept,
-    check_sources,
     decode_json,
     events_from_body,
     to_record,
@@ -35,6 +34,7 @@ from services.ingest.metrics import IngestMetrics
 from services.ingest.settings import IngestSettings
 
 SEGMENT_TYPES = ("application/json", "text/plain")
+CLIENT_BUCKETS = 100_000  # client addresses with a rate-limit bucket (all forgotten beyond)
 
 
 @dataclass(frozen=True)
@@ -55,13 +55,40 @@ class Handlers:
         self.settings, self.publisher, self.clock = settings, publisher, clock
         self.metrics, self.topics, self.limiter = metrics, topics, limiter
         self.email_key, self.tracking_keys = email_key, list(tracking_keys)
+        self.client_limiter = RateLimiter(rate=settings.client_rate_limit_per_second,
+                                          burst=settings.client_rate_limit_burst,
+                                          max_keys=CLIENT_BUCKETS)
 
-    def admit(self, key: ApiKey) -> None:
-        """Rejected(429) once `key` has used up its rate (per API key, per process)."""
-        wait = self.limiter.acquire(key.name, now=time.monotonic())
+    def admit(self, key: ApiKey, client: str | None = None) -> None:
+        """Rejected(429) once `key` has used up its rate (per API key, per process), or, for a
+        browser key, once the `client` address has used up its own."""
+        now = time.monotonic()
+        wait = self.limiter.acquire(key.name, now=now)
         if wait:
             raise Rejected(429, f"rate limit of key '{key.name}' reached; retry later",
                            retry_after=retry_after(wait))
+        wait = self.client_limiter.acquire(f"{key.name} {client}", now=now) \
+            if key.browser and client else 0.0
+        if wait:
+            raise Rejected(429, f"rate limit of key '{key.name}' for one client address "
+                                "reached; retry later", retry_after=retry_after(wait))
+
+    def browser_call(self, kind: str, body: bytes, content_type: str | None,
+                     authorization: str | None,
+                     keys: tuple[ApiKey, ...]) -> tuple[ApiKey, dict[str, Any]]:
+        """(the API key, the Segment batch document) of what a page's analytics.js posted to
+        `/v1/<kind>`: the key from Basic auth, else the body's `writeKey` (AuthError(401)
+        without either)."""
+        if media_type(content_type) not in SEGMENT_TYPES:
+            raise Rejected(415, f"unsupported content type '{media_type(content_type)}': use "
+                                "text/plain or application/json")
+        segment.check_batch_size(len(body))
+        write_key, doc = browser.calls_of(kind, decode_json(body))
+        if authorization:
+            return authenticate(keys, authorization), doc
+        if write_key is None:
+            raise AuthError(401, "missing write key: send 'writeKey' in the body or HTTP Basic")
+        return key_named_by(keys, write_key), doc
 
     async def accept_events(self, body: bytes, headers: Mapping[str, str],
                             key: ApiKey) -> Accepted:
@@ -76,15 +103,22 @@ class Handlers:
                                    key: ApiKey) -> Accepted:
         """`POST /v1/batch`: the calls that map are published, the others dead-lettered (and
         listed); a key that may not send the batch's source refuses it all."""
-        received_at = self.clock.now()
         ctype = media_type(content_type)
         if ctype not in SEGMENT_TYPES:
             raise Rejected(415, f"unsupported content type '{ctype}': use application/json")
         segment.check_batch_size(len(body))
-        doc = decode_json(body)
+        return await self.accept_segment_doc(decode_json(body), key)
+
+    async def accept_segment_doc(self, doc: Any, key: ApiKey) -> Accepted:
+        """A Segment batch document: the calls that map are published, the others
+        dead-lettered (and listed)."""
+        received_at = self.clock.now()
         mapped, problems = segment.map_calls(doc, key_name=key.name, received_at=received_at,
                                              client_ip=self.settings.segment_client_ip)
-        check_sources([event for _, event in mapped], key)
+        source = f"segment:{key.name}"  # every call's: a key that may not send it refuses all
+        if not key.allows_source(source):
+            raise Rejected(403, f"API key '{key.name}' may not send events with source "
+                                f"'{source}'")
         records: list[Record] = []
         for index, event in mapped:
             try:

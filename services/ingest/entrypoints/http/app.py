@@ -10,12 +10,14 @@ from fastapi import FastAPI
 
 from services.ingest.bootstrap import Ingest
 from services.ingest.entrypoints.http import (
+    browser,
     events,
     probes,
     provider_webhooks,
     segment,
     tracking_links,
 )
+from services.ingest.entrypoints.http.cors import Cors
 from services.ingest.entrypoints.http.errors import add_error_handlers
 from services.ingest.entrypoints.http.request_metrics import RequestMetrics, routes_of
 
@@ -36,7 +38,7 @@ def create_app(ingest: Ingest) -> FastAPI:
     app.state.handlers = ingest.handlers
     app.state.api_keys = ingest.api_keys
     app.state.registry = ingest.registry
-    intake = (events.router, segment.router, provider_webhooks.router)
+    intake = (events.router, segment.router, browser.router, provider_webhooks.router)
     for router in intake:
         app.include_router(router)
     if ingest.tracking_on:
@@ -44,4 +46,5 @@ def create_app(ingest: Ingest) -> FastAPI:
     app.include_router(probes.router)
     add_error_handlers(app)
     app.add_middleware(RequestMetrics, metrics=ingest.metrics, routes=routes_of(*intake))
+    app.add_middleware(Cors, keys=lambda: ingest.api_keys.current)
     return app

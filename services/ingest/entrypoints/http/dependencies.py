@@ -13,7 +13,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from services.ingest.adapters.key_file import KeyRing
-from services.ingest.domain.auth import ApiKey, authenticate
+from services.ingest.domain.auth import ApiKey, authenticate, check_origin
+from services.ingest.domain.browser import same_origin
 from services.ingest.domain.intake import Rejected
 from services.ingest.service_layer.handlers import Handlers
 
@@ -36,10 +37,22 @@ def api_key(request: Request) -> ApiKey:
 ApiKeyDep = Annotated[ApiKey, Depends(api_key)]
 
 
-def admitted_key(key: ApiKeyDep, service: HandlersDep) -> ApiKey:
-    """The caller's API key, within its rate limit (else 429 with Retry-After)."""
-    service.admit(key)
+def admitted_key(request: Request, key: ApiKeyDep, service: HandlersDep) -> ApiKey:
+    """The caller's API key, usable from the calling page if any (else 403) and within its
+    rate limit (else 429 with Retry-After)."""
+    admit_from_page(request, key, service)
     return key
+
+
+def admit_from_page(request: Request, key: ApiKey, service: Handlers) -> None:
+    """Let `key` be used by the request: from its page (`Origin`) if the key allows that page
+    (AuthError(403) otherwise; the answer then carries the CORS headers, `cors.py`), and within
+    the key's rate limit and, for a browser key, the client address's."""
+    origin = request.headers.get("origin")
+    if origin is not None and not same_origin(origin, request.headers.get("host")):
+        check_origin(key, origin)
+        request.state.cors_origin = origin
+    service.admit(key, request.client.host if request.client else None)
 
 
 AdmittedKey = Annotated[ApiKey, Depends(admitted_key)]
