@@ -81,10 +81,11 @@ def apt_install(*packages: str) -> None:
                          f"(apt-get install {' '.join(missing)}) or set DOCKER_HOST")
     log(f"installing {', '.join(missing)} from Debian's packages")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update", "-q"],
-                ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing]):
+    lock = ["-o", "DPkg::Lock::Timeout=600"]  # another install (tools.py chromium) may run
+    for cmd in (["apt-get", *lock, "update", "-q"],
+                ["apt-get", *lock, "install", "-y", "-q", "--no-install-recommends", *missing]):
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-        if proc.returncode != 0 and cmd[1] == "install":
+        if proc.returncode != 0 and "install" in cmd:
             raise ImageError(f"apt-get install {' '.join(missing)} failed:\n{proc.stderr[-2000:]}")
 
 

@@ -48,24 +48,38 @@ def media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
-def record_type(headers: Iterable[tuple[str, bytes]] | None) -> str | None:
+Headers = Iterable[tuple[str, bytes | None]] | None
+"""A Kafka record's headers as clients give them (a header's value may be null)."""
+
+
+def _named(headers: Headers) -> dict[str, bytes]:
+    """Header name (lower case) → value (a null value read as empty)."""
+    return {name.lower(): raw or b"" for name, raw in headers or ()}
+
+
+def record_type(headers: Headers) -> str | None:
     """The event type a record's headers name (ours, else a binary or older record's
     `ce_type`), without reading its value; None when they name none."""
-    named = dict(headers or ())
+    named = _named(headers)
     raw = named.get(TYPE_HEADER, named.get(LEGACY_TYPE_HEADER))
     return raw.decode(errors="replace") if raw is not None else None
 
 
-def is_binary_record(headers: Iterable[tuple[str, bytes]] | None) -> bool:
+def is_binary_record(headers: Headers) -> bool:
     """Whether a Kafka record is a binary-mode event: a `ce_specversion` header, and no
     structured content type (our older records have a `ce_type` header beside a structured
     value)."""
-    named = {name.lower(): value for name, value in headers or ()}
+    named = _named(headers)
     content_type = named.get("content-type", b"").decode(errors="replace")
-    return f"{KAFKA_PREFIX}specversion" in named and media_type(content_type) != STRUCTURED
+    return f"{KAFKA_PREFIX}specversion" in named and not _structured(content_type)
 
 
-def event_of_record(headers: Iterable[tuple[str, bytes]] | None, value: bytes | None) -> Any:
+def _structured(content_type: str | None) -> bool:
+    """Whether a content type is a CloudEvents event format (structured mode)."""
+    return media_type(content_type).startswith("application/cloudevents")
+
+
+def event_of_record(headers: Headers, value: bytes | None) -> Any:
     """The event of a Kafka record in either content mode, as a JSON value (what a structured
     value parses to; checking that it is a valid event is the reader's). BindingError if a
     binary-mode record's data is not JSON; orjson.JSONDecodeError (a ValueError) if a
@@ -74,8 +88,8 @@ def event_of_record(headers: Iterable[tuple[str, bytes]] | None, value: bytes | 
         return orjson.loads(value or b"")
     attributes: dict[str, str] = {}
     content_type = None
-    for name, raw in headers or ():
-        lowered = name.lower()
+    for name, raw in _named(headers).items():
+        lowered = name
         if lowered == "content-type":
             content_type = raw.decode(errors="replace")
         elif lowered.startswith(KAFKA_PREFIX):
@@ -84,8 +98,11 @@ def event_of_record(headers: Iterable[tuple[str, bytes]] | None, value: bytes | 
 
 
 def is_binary_request(headers: Mapping[str, str]) -> bool:
-    """Whether an HTTP request carries a binary-mode event (a `ce-specversion` header)."""
-    return any(name.lower() == f"{HTTP_PREFIX}specversion" for name in headers)
+    """Whether an HTTP request carries a binary-mode event: a `ce-specversion` header, and a
+    content type that is no event format (which says structured mode, as the binding has it)."""
+    content_type = next((v for n, v in headers.items() if n.lower() == "content-type"), None)
+    return not _structured(content_type) and any(
+        name.lower() == f"{HTTP_PREFIX}specversion" for name in headers)
 
 
 def event_of_request(headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
@@ -105,8 +122,8 @@ def from_binary(attributes: Mapping[str, str], content_type: str | None,
     when empty). Our events carry JSON data; other data is refused with the reason."""
     event: dict[str, Any] = dict(attributes)
     kind = media_type(content_type)
-    if kind and kind != "application/json" and not kind.endswith("+json"):
-        raise DataNotJson(f"binary-mode event data must be JSON, not '{kind}'")
+    if kind and kind != "application/json":  # what the envelope's schema allows
+        raise DataNotJson(f"binary-mode event data must be application/json, not '{kind}'")
     if kind:  # without parameters: JSON is UTF-8, a charset says nothing more
         event["datacontenttype"] = kind
     if data.strip():

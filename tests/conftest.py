@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +25,7 @@ import tools  # noqa: E402
 
 # needs kube-apiserver, built once from the Go module proxy (minutes on a fresh machine)
 KUBE_TESTS = "test_chart_install.py"
+BROWSER_TESTS = "test_browser_clients.py"  # needs Chromium and the npm browser libraries
 _background: list[subprocess.Popen[bytes]] = []
 LOG_TAIL_BYTES = 6000
 
@@ -41,7 +43,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     outcome = yield
     report = outcome.get_result()
     folder = getattr(item, "funcargs", {}).get("tmp_path")
-    if report.when != "call" or not report.failed or not isinstance(folder, Path):
+    if report.when == "teardown" or not report.failed or not isinstance(folder, Path):
         return
     for log in sorted(folder.rglob("*.log")):
         tail = log.read_bytes()[-LOG_TAIL_BYTES:].decode(errors="replace")
@@ -53,28 +55,34 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     kube = [item for item in session.items if item.path.name == KUBE_TESTS]
     if kube:
         session.items[:] = [i for i in session.items if i.path.name != KUBE_TESTS] + kube
-        _prebuild_kube()
+        if not tools.kube_apiserver_built():
+            _prebuild("kube-apiserver", "etcd")
+    if any(item.path.name == BROWSER_TESTS for item in session.items) \
+            and shutil.which("chromium") is None:
+        _prebuild("chromium", "analytics-next")
 
 
-def _prebuild_kube() -> None:
-    """Start the one-time kube-apiserver build now, at low priority, so that it overlaps the rest
-    of the suite; the chart install tests run last and wait for it (tools.py builds under a
-    lock, so they never build twice). A failed build is retried, and reported, by the test."""
-    if tools.kube_apiserver_built():
-        return
+def _prebuild(*names: str) -> None:
+    """Start a one-time install or build of tools (deploy/local/tools.py) now, at low priority,
+    so that it overlaps the rest of the suite: the kube-apiserver build (minutes of CPU; the
+    chart install tests run last), Chromium and the browser libraries. The tests that need them
+    wait for it (tools.py works under a lock, so nothing is built twice); a failure is retried,
+    and reported, by the test."""
     tools.TOOLS.mkdir(parents=True, exist_ok=True)
-    with open(tools.TOOLS / "kube-apiserver-build.log", "ab") as out:
+    with open(tools.TOOLS / f"{names[0]}-build.log", "ab") as out:
         _background.append(subprocess.Popen(
             ["nice", "-n", "19", sys.executable, str(ROOT / "deploy" / "local" / "tools.py"),
-             "kube-apiserver", "etcd"], stdout=out, stderr=subprocess.STDOUT,
+             *names], stdout=out, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True))
 
 
 def pytest_sessionfinish() -> None:
     """A pre-build still running when the session ends (tests deselected or stopped early) is
-    stopped with its go processes; Go's build cache keeps what it compiled."""
+    stopped with its go processes (Go's build cache keeps what it compiled); an install is
+    waited for, never cut off in the middle of apt-get."""
     for proc in _background:
-        if proc.poll() is None:
+        # a build is stopped (Go's cache keeps its work); an install (apt-get) is let finish
+        if proc.poll() is None and "kube-apiserver" in proc.args:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
         proc.wait()

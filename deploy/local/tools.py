@@ -6,6 +6,10 @@
 - kube-apiserver: built from the Go module proxy (k8s.io/kubernetes at KUBE_VERSION, its staging
   modules pinned to the matching k8s.io/* release), version stamped; for the chart install test.
 - etcd: from Debian's `etcd-server` package, unpacked like prometheus; the API server's storage.
+- chromium: Debian's `chromium` package, installed with apt-get (as root; it needs its
+  libraries), for the browser ingestion test.
+- analytics-next: Segment's browser library from the npm registry, at the version and integrity
+  locked in deploy/local/npm/ (`npm ci` into .local/tools/npm); the folder of its browser build.
 
 Standard library only, so it runs before the virtualenv exists.
 
@@ -13,6 +17,7 @@ Standard library only, so it runs before the virtualenv exists.
     python deploy/local/tools.py promtool     # print the path of promtool, fetching it if needed
     python deploy/local/tools.py prometheus   # print the path of the prometheus server
     python deploy/local/tools.py kube-apiserver etcd
+    python deploy/local/tools.py chromium analytics-next
     python deploy/local/tools.py all
 
 A build takes a lock in its folder: two callers at once (a background pre-build and a test) build
@@ -202,8 +207,65 @@ def etcd() -> Path:
     return _debian_package(ETCD_DEB, "etcd") / "etcd"
 
 
+def chromium() -> Path:
+    """Debian's chromium, installed system-wide if missing (root only: it needs its libraries)."""
+    found = shutil.which("chromium")
+    if found:
+        return Path(found)
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        raise ToolError("chromium is needed for the browser tests: apt-get install chromium")
+    with _building(TOOLS / ".chromium"):
+        if shutil.which("chromium") is None:
+            log("installing Debian's chromium package ...")
+            apt_get("install", "-y", "-q", "--no-install-recommends", "chromium")
+    return Path(shutil.which("chromium") or "/usr/bin/chromium")
+
+
+def apt_get(*args: str) -> None:
+    """apt-get as root, waiting for another apt-get's lock (a background install); the package
+    lists are fetched first when the machine has none yet."""
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    lock = ["-o", "DPkg::Lock::Timeout=600"]
+    update = ["apt-get", *lock, "update", "-q"]
+    if not any(Path("/var/lib/apt/lists").glob("*Packages*")):
+        subprocess.run(update, env=env, capture_output=True, check=False)
+    try:
+        _run(["apt-get", *lock, *args], env=env)
+    except ToolError:  # lists too old for the archive: fetch them and try once more
+        subprocess.run(update, env=env, capture_output=True, check=False)
+        _run(["apt-get", *lock, *args], env=env)
+
+
+NPM_LOCKED = ROOT / "deploy" / "local" / "npm"
+
+
+def analytics_next() -> Path:
+    """The browser build (dist/umd) of @segment/analytics-next, installed with `npm ci` from
+    the lock in deploy/local/npm into .local/tools/npm (again when the lock changes)."""
+    folder = TOOLS / "npm"
+    umd = folder / "node_modules" / "@segment" / "analytics-next" / "dist" / "umd"
+    lock = (NPM_LOCKED / "package-lock.json").read_bytes()
+    if (umd / "index.js").exists() and (folder / "package-lock.json").exists() \
+            and (folder / "package-lock.json").read_bytes() == lock:
+        return umd
+    if shutil.which("npm") is None:
+        raise ToolError("npm is needed to fetch the browser libraries: apt-get install npm")
+    with _building(folder):
+        if (umd / "index.js").exists() and (folder / "package-lock.json").exists() \
+                and (folder / "package-lock.json").read_bytes() == lock:
+            return umd  # another caller installed it while this one waited
+        log("installing the browser libraries (npm ci) ...")
+        for name in ("package.json", "package-lock.json"):
+            shutil.copy(NPM_LOCKED / name, folder / name)
+        _run(["npm", "ci", "--no-audit", "--no-fund", "--ignore-scripts"], cwd=folder)
+    if not (umd / "index.js").exists():
+        raise ToolError(f"npm ci left no {umd / 'index.js'}")
+    return umd
+
+
 TOOL_FUNCS = {"helm": helm, "promtool": promtool, "prometheus": prometheus,
-              "kube-apiserver": kube_apiserver, "etcd": etcd}
+              "kube-apiserver": kube_apiserver, "etcd": etcd, "chromium": chromium,
+              "analytics-next": analytics_next}
 
 
 def main(argv: list[str] | None = None) -> int:

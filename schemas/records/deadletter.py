@@ -42,11 +42,11 @@ class DeadLetter(Record):
     @classmethod
     def of(cls, *, key: bytes | None, value: bytes | None, origin: Origin, error: str,
            consumer: str, failed_at: datetime,
-           headers: Sequence[tuple[str, bytes]] = ()) -> Self:
-        """The dead letter of one failed input record."""
+           headers: Sequence[tuple[str, bytes | None]] = ()) -> Self:
+        """The dead letter of one failed input record (a null header value is kept empty)."""
         return cls(error=error, consumer=consumer, failed_at=failed_at, origin=origin,
                    key_b64=_b64(key), value_b64=_b64(value),
-                   headers=tuple((name, base64.b64encode(raw).decode())
+                   headers=tuple((name, base64.b64encode(raw or b"").decode())
                                  for name, raw in headers))
 
     @property

@@ -62,8 +62,7 @@ def decode(partition: int, offset: int, value: bytes) -> Letter | None:
         offset=offset, partition=partition, error=letter.error, consumer=letter.consumer,
         failed_at=letter.failed_at, origin_topic=origin.topic,
         origin=f"{origin.topic}/{origin.partition}/{origin.offset}",
-        key=letter.key or None, value=letter.value or None,
-        headers=tuple(letter.original_headers))
+        key=letter.key, value=letter.value, headers=tuple(letter.original_headers))
 
 
 def matches(letter: Letter, args: argparse.Namespace, since: datetime | None) -> bool:

@@ -20,10 +20,13 @@ from schemas.bindings import (
     event_of_record,
     event_of_request,
     is_binary_record,
+    is_binary_request,
     record_headers,
     record_type,
 )
 from schemas.cloudevent import new_event
+from schemas.records import DeadLetter
+from schemas.records.deadletter import Origin
 
 EVENT = new_event(id="e-1", source="urn:test", type="web.page_viewed", subject="lead-ö 1",
                   time="2026-11-20T10:00:00Z", data={"url": "https://x.io/pricing"})
@@ -84,7 +87,7 @@ def test_records_written_before_the_type_header_still_read_as_structured() -> No
 
 
 @pytest.mark.parametrize(("content_type", "data", "error", "kind"), [
-    (b"text/plain", b"hello", "must be JSON, not 'text/plain'", DataNotJson),
+    (b"text/plain", b"hello", "must be application/json, not 'text/plain'", DataNotJson),
     (b"application/json", b"{broken", "data is not valid JSON", BindingError),
 ])
 def test_binary_data_that_is_not_json_is_refused_with_the_reason(
@@ -110,3 +113,22 @@ def test_a_binary_http_request_from_the_sdk_reads_as_the_event() -> None:
     assert {k: event[k] for k in ("id", "source", "type", "subject", "data")} == {
         k: EVENT[k] for k in ("id", "source", "type", "subject", "data")}
     assert event["datacontenttype"] == "application/json"
+
+
+def test_null_header_values_are_read_as_empty_and_kept_in_a_dead_letter() -> None:
+    headers: list[tuple[str, bytes | None]] = [("content-type", None), ("trace", None),
+                                               (TYPE_HEADER, b"web.page_viewed")]
+    assert not is_binary_record(headers)
+    assert record_type(headers) == "web.page_viewed"
+    assert event_of_record(headers, orjson.dumps(EVENT)) == EVENT
+    letter = DeadLetter.of(key=b"k", value=b"v", origin=Origin("t", 0, 1), error="e",
+                           consumer="c", failed_at=datetime(2026, 1, 1, tzinfo=UTC),
+                           headers=headers)
+    assert letter.original_headers == [("content-type", b""), ("trace", b""),
+                                       (TYPE_HEADER, b"web.page_viewed")]
+
+
+def test_a_structured_request_with_a_stray_ce_header_is_structured() -> None:
+    assert not is_binary_request({"Content-Type": "application/cloudevents+json",
+                                  "ce-specversion": "1.0"})
+    assert is_binary_request({"Content-Type": "application/json", "CE-SpecVersion": "1.0"})

@@ -22,7 +22,7 @@ def replayed(headers: Sequence[tuple[str, bytes]] | None) -> bool:
 
 def dead_letter(
     *, key: bytes | None, value: bytes | None, origin: Origin, error: str, consumer: str,
-    failed_at: datetime, headers: Sequence[tuple[str, bytes]] | None = None,
+    failed_at: datetime, headers: Sequence[tuple[str, bytes | None]] | None = None,
 ) -> tuple[bytes | None, bytes, list[tuple[str, bytes]]]:
     """(key, value, headers) of the dead-letter record for one failed input record (`headers`:
     the failed record's, kept in the letter). The key is kept, so the dead letter lands with the
@@ -31,6 +31,6 @@ def dead_letter(
                            failed_at=failed_at, headers=[
                                (name, raw) for name, raw in headers or ()
                                if name != REPLAYED_HEADER])
-    headers = [("content-type", b"application/json"), ("nurture-error", error[:200].encode()),
-               ("nurture-consumer", consumer.encode())]
-    return key, letter.to_bytes(), headers
+    return key, letter.to_bytes(), [
+        ("content-type", b"application/json"), ("nurture-error", error[:200].encode()),
+        ("nurture-consumer", consumer.encode())]

@@ -37,8 +37,7 @@ def calls_of(kind: str, doc: Any) -> tuple[str | None, dict[str, Any]]:
         if isinstance(batch.get("batch"), list):
             batch["batch"] = [_without_key(call) for call in batch["batch"]]
     else:
-        call = {**_without_key(doc), "type": CALLS[kind]}
-        batch = {"batch": [call]}
+        batch = {"batch": [{**_without_key(doc), "type": CALLS[kind]}]}
     return (write_key if isinstance(write_key, str) and write_key else None), batch
 
 
@@ -65,9 +64,10 @@ def preflight(keys: Iterable[ApiKey], *, origin: str, method: str | None,
             "Access-Control-Max-Age": PREFLIGHT_MAX_AGE}
 
 
-def same_origin(origin: str, host: str | None) -> bool:
-    """Whether `origin` is the server's own (a page it serves itself, such as /docs)."""
-    return host is not None and origin.split("://", 1)[-1].lower() == host.lower()
+def same_origin(origin: str, *, scheme: str, host: str | None) -> bool:
+    """Whether `origin` is the server's own, scheme, host and port (a page it serves itself,
+    such as /docs)."""
+    return host is not None and origin.lower() == f"{scheme}://{host}".lower()
 
 
 def settings_document(write_key: str, *, api_host: str, protocol: str) -> dict[str, Any]:

@@ -7,6 +7,7 @@ meant to protect the service (not to bill) needs."""
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from dataclasses import dataclass
 
@@ -31,11 +32,13 @@ class RateLimiter:
         until it may (nothing is spent)."""
         if self.rate <= 0:
             return 0.0
-        bucket = self._buckets.get(key)
+        bucket = self._buckets.pop(key, None)  # re-inserted below: the dict is oldest-used first
         if bucket is None:
-            if len(self._buckets) >= self.max_keys:  # keys are configured, so this is a bound
-                self._buckets.clear()                # for safety, never hit in practice
-            bucket = self._buckets[key] = _Bucket(float(self.burst), now)
+            if len(self._buckets) >= self.max_keys:  # forget the least recently used tenth
+                for stale in list(self._buckets)[: max(1, self.max_keys // 10)]:
+                    del self._buckets[stale]
+            bucket = _Bucket(float(self.burst), now)
+        self._buckets[key] = bucket
         elapsed = max(0.0, now - bucket.updated)  # a clock stepping back adds nothing
         bucket.tokens = min(float(self.burst), bucket.tokens + elapsed * self.rate)
         bucket.updated = max(bucket.updated, now)
@@ -48,3 +51,17 @@ class RateLimiter:
 def retry_after(wait: float) -> str:
     """The `Retry-After` header value for a wait: whole seconds, at least 1."""
     return str(max(1, math.ceil(wait)))
+
+
+def client_group(address: str) -> str:
+    """Whose bucket a client address uses: the address itself, an IPv6 one's /64 (one
+    subscriber's network, which holds more addresses than any limit could count)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)

@@ -237,14 +237,18 @@ def message_id(call: dict[str, Any]) -> str:
     return f"derived-{digest}"
 
 
-def context_attributes(context: dict[str, Any], client_ip: ClientIp) -> dict[str, str]:
-    """The extension attributes kept from a call's `context`."""
+def context_attributes(context: dict[str, Any], client_ip: ClientIp,
+                       client_address: str | None = None) -> dict[str, str]:
+    """The extension attributes kept from a call's `context` (`client_address`: its address
+    when it names none)."""
+    if client_address is not None and "ip" not in context:
+        context = {**context, "ip": client_address}
     out: dict[str, str] = {}
     for field, attribute in (("userAgent", "useragent"), ("locale", "locale")):
         if isinstance(context.get(field), str) and context[field]:
             out[attribute] = context[field][:MAX_ATTRIBUTE]
     library = context.get("library")
-    if isinstance(library, dict) and isinstance(library.get("name"), str):
+    if isinstance(library, dict) and isinstance(library.get("name"), str) and library["name"]:
         out["library"] = "/".join(str(part) for part in (library["name"], library.get("version"))
                                   if part)[:MAX_ATTRIBUTE]
     if client_ip != "drop" and isinstance(context.get("ip"), str):
@@ -252,6 +256,8 @@ def context_attributes(context: dict[str, Any], client_ip: ClientIp) -> dict[str
             address = ipaddress.ip_address(context["ip"])
         except ValueError:
             return out  # not an address: left out
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
         prefix = 24 if address.version == 4 else 48
         out["clientip"] = str(address) if client_ip == "keep" else str(
             ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
@@ -259,15 +265,15 @@ def context_attributes(context: dict[str, Any], client_ip: ClientIp) -> dict[str
 
 
 def _envelope(call: dict[str, Any], etype: str, data: dict[str, Any], *, source: str,
-              received_at: datetime, sent_at: Any = None,
-              client_ip: ClientIp = "truncate") -> dict[str, Any]:
+              received_at: datetime, sent_at: Any = None, client_ip: ClientIp = "truncate",
+              client_address: str | None = None) -> dict[str, Any]:
     lead = call.get("userId") if call.get("userId") not in (None, "") else call.get("anonymousId")
     if lead in (None, ""):
         raise _CallError("userId", "userId or anonymousId is required")
     when = _corrected_time(call, sent_at, received_at)
     return new_event(id=message_id(call), source=source, type=etype, subject=str(lead),
                      time=when, data=data,
-                     **context_attributes(_obj(call, "context"), client_ip))
+                     **context_attributes(_obj(call, "context"), client_ip, client_address))
 
 
 def _translate(path: str, origin: dict[str, str]) -> str:
@@ -294,10 +300,11 @@ def map_batch(
 
 def map_calls(
     doc: Any, *, key_name: str, received_at: datetime, client_ip: ClientIp = "truncate",
+    client_address: str | None = None,
 ) -> tuple[list[tuple[int, dict[str, Any]]], list[FieldProblem]]:
     """(index, CloudEvent) for every call that maps and validates, and the problems of the
     others (Segment field paths; a call over 32 KB is one). Rejected(400) only for a body that
-    is no batch at all."""
+    is no batch at all. `client_address`: the `context.ip` of calls that name none."""
     if not isinstance(doc, dict) or not isinstance(doc.get("batch"), list):
         raise Rejected(400, "a Segment batch is a JSON object with a 'batch' array")
     calls = doc["batch"]
@@ -310,7 +317,7 @@ def map_calls(
             etype, data, origin = _map_call(call)
             event = _envelope(call, etype, data, source=f"segment:{key_name}",
                               received_at=received_at, sent_at=doc.get("sentAt"),
-                              client_ip=client_ip)
+                              client_ip=client_ip, client_address=client_address)
         except _CallError as exc:
             problems.append(FieldProblem(index, exc.path, exc.message))
             continue

@@ -29,7 +29,7 @@ from services.ingest.domain.intake import (
     events_from_body,
     to_record,
 )
-from services.ingest.domain.ratelimit import RateLimiter, retry_after
+from services.ingest.domain.ratelimit import RateLimiter, client_group, retry_after
 from services.ingest.metrics import IngestMetrics
 from services.ingest.settings import IngestSettings
 
@@ -63,15 +63,16 @@ class Handlers:
         """Rejected(429) once `key` has used up its rate (per API key, per process), or, for a
         browser key, once the `client` address has used up its own."""
         now = time.monotonic()
-        wait = self.limiter.acquire(key.name, now=now)
-        if wait:
-            raise Rejected(429, f"rate limit of key '{key.name}' reached; retry later",
-                           retry_after=retry_after(wait))
-        wait = self.client_limiter.acquire(f"{key.name} {client}", now=now) \
+        # the client's bucket first: one busy visitor must not use up the key for everybody
+        wait = self.client_limiter.acquire(f"{key.name} {client_group(client)}", now=now) \
             if key.browser and client else 0.0
         if wait:
             raise Rejected(429, f"rate limit of key '{key.name}' for one client address "
                                 "reached; retry later", retry_after=retry_after(wait))
+        wait = self.limiter.acquire(key.name, now=now)
+        if wait:
+            raise Rejected(429, f"rate limit of key '{key.name}' reached; retry later",
+                           retry_after=retry_after(wait))
 
     def browser_call(self, kind: str, body: bytes, content_type: str | None,
                      authorization: str | None,
@@ -109,12 +110,15 @@ class Handlers:
         segment.check_batch_size(len(body))
         return await self.accept_segment_doc(decode_json(body), key)
 
-    async def accept_segment_doc(self, doc: Any, key: ApiKey) -> Accepted:
+    async def accept_segment_doc(self, doc: Any, key: ApiKey,
+                                 client: str | None = None) -> Accepted:
         """A Segment batch document: the calls that map are published, the others
-        dead-lettered (and listed)."""
+        dead-lettered (and listed). `client`: the address of the page's request, the
+        `context.ip` of a call that names none (a page cannot know it; Segment does the same)."""
         received_at = self.clock.now()
         mapped, problems = segment.map_calls(doc, key_name=key.name, received_at=received_at,
-                                             client_ip=self.settings.segment_client_ip)
+                                             client_ip=self.settings.segment_client_ip,
+                                             client_address=client)
         source = f"segment:{key.name}"  # every call's: a key that may not send it refuses all
         if not key.allows_source(source):
             raise Rejected(403, f"API key '{key.name}' may not send events with source "

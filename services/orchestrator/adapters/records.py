@@ -63,7 +63,7 @@ def dead_letter_row(record: Record, error: str, *, topics: Topics) -> Outgoing:
     key, value, headers = dead_letter(
         key=record.key, value=record.value, error=error, consumer=CONSUMER,
         origin=Origin(record.topic, record.partition, record.offset),
-        failed_at=datetime.now(UTC))
+        failed_at=datetime.now(UTC), headers=list(record.headers or ()))
     return Outgoing(topics.deadletter, key, value, [(k, v.decode()) for k, v in headers])
 
 

@@ -104,7 +104,7 @@ def test_a_binary_mode_request_is_one_event_from_its_headers_and_body() -> None:
 
 
 @pytest.mark.parametrize(("content_type", "body", "status", "says"), [
-    ("text/plain", b"hi", 415, "must be JSON, not 'text/plain'"),
+    ("text/plain", b"hi", 415, "must be application/json, not 'text/plain'"),
     ("application/json", b"{nope", 400, "data is not valid JSON"),
 ])
 def test_binary_mode_data_that_is_not_json_is_refused(

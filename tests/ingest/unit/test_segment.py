@@ -151,3 +151,13 @@ def test_context_travels_as_extension_attributes_and_the_ip_as_configured(
     assert context_attributes({"ip": "2001:db8:1234:5678::1"}, "truncate") == {
         "clientip": "2001:db8:1234::"}
     assert context_attributes({"ip": "not-an-ip"}, "keep") == {}
+
+
+def test_an_ipv4_mapped_address_is_truncated_as_ipv4_and_a_missing_one_taken_from_the_request(
+        ) -> None:
+    assert context_attributes({"ip": "::ffff:198.51.100.7"}, "truncate") == {
+        "clientip": "198.51.100.0"}
+    assert context_attributes({}, "truncate", "203.0.113.9") == {"clientip": "203.0.113.0"}
+    assert context_attributes({"ip": "192.0.2.1"}, "keep", "203.0.113.9") == {
+        "clientip": "192.0.2.1"}
+    assert context_attributes({"library": {"name": "", "version": "1"}}, "drop") == {}

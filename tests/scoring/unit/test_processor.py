@@ -213,5 +213,5 @@ def test_a_binary_mode_record_that_fails_is_dead_lettered_with_its_headers() -> 
         state=None, now=NOW, headers=headers)
     assert result.outcome == "dead_lettered"
     letter = DeadLetter.from_bytes(result.out[0].value)
-    assert "must be JSON, not 'text/plain'" in letter.error
+    assert "must be application/json, not 'text/plain'" in letter.error
     assert (letter.value, letter.original_headers) == (b"plain words", headers)

@@ -49,9 +49,10 @@ from services.orchestrator.entrypoints.http.app import create_app as create_orch
 from services.orchestrator.settings import OrchestratorSettings
 from tests.support import serve
 
-PUBLIC, API_KEY, SIGNED, TOKEN_LINK, API_TOKEN, ADMIN, ENROLLING = (
+PUBLIC, API_KEY, SIGNED, TOKEN_LINK, API_TOKEN, ADMIN, ENROLLING, WRITE_KEY, KEY_IN_PATH = (
     "public", "api key", "signature", "signed link", "api token", "admin token",
-    "enrollment token")
+    "enrollment token", "write key in the body or Basic, and the page's origin",
+    "a browser key in the path")
 DOCS = {("GET", "/openapi.json"): PUBLIC, ("GET", "/docs"): PUBLIC,
         ("GET", "/docs/oauth2-redirect"): PUBLIC, ("GET", "/redoc"): PUBLIC}
 PROBES = {("GET", "/healthz"): PUBLIC, ("GET", "/readyz"): PUBLIC, ("GET", "/metrics"): PUBLIC}
@@ -59,7 +60,9 @@ INGEST = DOCS | PROBES | {
     ("POST", "/v1/events"): API_KEY, ("POST", "/v1/batch"): API_KEY,
     ("POST", "/v1/webhooks/crm"): API_KEY, ("POST", "/v1/webhooks/email"): SIGNED,
     ("GET", "/t/open/{token}"): TOKEN_LINK, ("GET", "/t/click/{token}"): TOKEN_LINK,
-    ("GET", "/t/unsubscribe/{token}"): TOKEN_LINK, ("POST", "/t/unsubscribe/{token}"): TOKEN_LINK}
+    ("GET", "/t/unsubscribe/{token}"): TOKEN_LINK, ("POST", "/t/unsubscribe/{token}"): TOKEN_LINK,
+    **{("POST", f"/v1/{kind}"): WRITE_KEY for kind in "tpigasb"},
+    ("GET", "/v1/projects/{write_key}/settings"): KEY_IN_PATH}
 ORCHESTRATOR = DOCS | PROBES | {
     ("POST", "/v1/leads/{lead_id}/enrollments"): ENROLLING,
     ("GET", "/v1/leads/{lead_id}"): API_TOKEN, ("GET", "/v1/leads"): API_TOKEN,
@@ -166,6 +169,29 @@ async def test_ingest_api_key_routes_refuse_without_the_key(call: Call, key: str
         r = await client.request(call.method, call.path, content=call.body, headers=headers)
     assert r.status_code == 401 and "Bearer" in r.headers["WWW-Authenticate"]
     assert publisher.published == []
+
+
+PAGE_CALL = {"type": "track", "event": "Demo Requested", "userId": "lead-1", "messageId": "m1"}
+
+
+@pytest.mark.parametrize("write_key", [None, "nk_wrong", ""])
+async def test_browser_routes_refuse_without_the_write_key(write_key: str | None) -> None:
+    publisher = FakePublisher()
+    body = orjson.dumps(PAGE_CALL | ({"writeKey": write_key} if write_key is not None else {}))
+    async with client_for(ingest_app(publisher)) as client:
+        r = await client.post("/v1/t", content=body, headers={"Content-Type": "text/plain"})
+        settings = await client.get(f"/v1/projects/{write_key or 'none'}/settings")
+    assert r.status_code == 401 and settings.status_code == 404
+    assert publisher.published == []
+
+
+async def test_browser_routes_take_the_write_key_from_the_body() -> None:
+    publisher = FakePublisher()
+    async with client_for(ingest_app(publisher)) as client:
+        r = await client.post("/v1/t", content=orjson.dumps(PAGE_CALL | {"writeKey": KEY}),
+                              headers={"Content-Type": "text/plain"})
+    assert r.status_code == 200, r.text
+    assert len(publisher.published) == 1
 
 
 @pytest.mark.parametrize(("call", "status"), [

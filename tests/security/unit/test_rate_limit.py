@@ -12,7 +12,7 @@ from services.common.config.settings import KafkaSettings
 from services.ingest.adapters.publisher import FakePublisher
 from services.ingest.bootstrap import bootstrap
 from services.ingest.domain.auth import hash_key
-from services.ingest.domain.ratelimit import RateLimiter, retry_after
+from services.ingest.domain.ratelimit import RateLimiter, client_group, retry_after
 from services.ingest.entrypoints.http.app import create_app
 from services.ingest.settings import ApiKeyConfig, IngestSettings
 
@@ -78,3 +78,22 @@ async def test_ingest_answers_429_with_retry_after_per_key() -> None:
         metrics = (await client.get("/metrics")).text
     assert len(publisher.published) == 3
     assert 'nurture_ingest_events_rejected_total{reason="rate_limited"} 1.0' in metrics
+
+
+def test_client_addresses_are_grouped_ipv6_by_its_64() -> None:
+    assert client_group("2001:db8:1:2:aaaa::1") == client_group("2001:db8:1:2:bbbb::9") \
+        == "2001:db8:1:2::/64"
+    assert client_group("2001:db8:1:3::1") != client_group("2001:db8:1:2::1")
+    assert client_group("::ffff:198.51.100.7") == "198.51.100.7"
+    assert client_group("198.51.100.7") == "198.51.100.7"
+    assert client_group("not an address") == "not an address"
+
+
+def test_a_full_limiter_forgets_the_least_recently_used_buckets_not_all() -> None:
+    limiter = RateLimiter(rate=0.001, burst=1, max_keys=10)
+    for n in range(10):
+        assert limiter.acquire(f"k{n}", now=0.0) == 0.0
+    assert limiter.acquire("k0", now=0.0) > 0  # k0 used again: now the most recent
+    assert limiter.acquire("k10", now=0.0) == 0.0  # full: k1, the oldest, is forgotten
+    assert limiter.acquire("k0", now=0.0) > 0 and limiter.acquire("k2", now=0.0) > 0
+    assert limiter.acquire("k1", now=0.0) == 0.0

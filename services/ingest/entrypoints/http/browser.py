@@ -5,18 +5,20 @@ third-party CDN. CORS preflights are answered by `cors.py`."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.datastructures import URL
 
 from services.ingest.domain import browser
-from services.ingest.domain.auth import AuthError, check_origin, key_named_by
-from services.ingest.domain.browser import same_origin
-from services.ingest.entrypoints.http.dependencies import Body, HandlersDep, admit_from_page
-from services.ingest.entrypoints.http.errors import listed
+from services.ingest.domain.auth import AuthError, key_named_by
+from services.ingest.entrypoints.http.dependencies import (
+    Body,
+    HandlersDep,
+    admit_from_page,
+    allow_page,
+)
 from services.ingest.entrypoints.http.openapi import RESPONSES
+from services.ingest.entrypoints.http.segment import segment_reply
 
 router = APIRouter()
 
@@ -29,11 +31,8 @@ async def post_call(request: Request, body: Body, service: HandlersDep) -> Respo
                                     request.headers.get("authorization"),
                                     request.app.state.api_keys.current)
     admit_from_page(request, key, service)
-    accepted = await service.accept_segment_doc(doc, key)
-    reply: dict[str, Any] = {"success": True, "accepted": accepted.count}
-    if accepted.rejected:
-        reply["rejected"] = listed(accepted.rejected)
-    return JSONResponse(reply)
+    client = request.client.host if request.client else None
+    return segment_reply(await service.accept_segment_doc(doc, key, client))
 
 
 for _kind, _call in [*browser.CALLS.items(), (browser.BATCH, "batch")]:
@@ -42,20 +41,23 @@ for _kind, _call in [*browser.CALLS.items(), (browser.BATCH, "batch")]:
         summary=f"analytics.js {_call} (text/plain JSON, write key in the body or Basic)")
 
 
-@router.get("/v1/projects/{write_key}/settings", summary="analytics.js settings document")
+@router.get("/v1/projects/{write_key}/settings", summary="analytics.js settings document",
+            responses={403: RESPONSES[403], 404: {"description": "No browser key of that name"}})
 async def settings_document(write_key: str, request: Request) -> Response:
     """What analytics.js loads at start-up (its `cdnURL` set to this ingest): every call goes
-    to this ingest. 404 for a key that is not configured."""
+    to this ingest. 404 unless the key is a configured browser key (one with origins); 403 for a
+    page the key does not allow."""
+    vary = {"Vary": "Origin"}  # the answer differs by origin: caches must know
     try:
         key = key_named_by(request.app.state.api_keys.current, write_key)
     except AuthError:
-        return JSONResponse({"detail": "unknown write key"}, status_code=404)
-    origin = request.headers.get("origin")
-    if origin is not None and not same_origin(origin, request.headers.get("host")):
-        check_origin(key, origin)
-        request.state.cors_origin = origin
+        key = None
+    if key is None or not key.browser:
+        return JSONResponse({"detail": "no browser key of that name"}, status_code=404,
+                            headers=vary)
+    allow_page(request, key)
     public = request.app.state.handlers.settings.public_url
     url = URL(str(public)) if public is not None else request.base_url
     api_host = f"{url.netloc}{url.path.rstrip('/')}/v1"
     return JSONResponse(browser.settings_document(write_key, api_host=api_host,
-                                                  protocol=url.scheme))
+                                                  protocol=url.scheme), headers=vary)

@@ -1,7 +1,9 @@
 """CORS for ingest's `/v1/` routes, per API key (`domain/browser.py`): a preflight is answered
 here (for an origin some key allows); any other request's answer carries the CORS headers once
-its route has let the page use the key (`dependencies.admit_from_page` sets
-`request.state.cors_origin`), whatever the answer is, so a page can read its errors too."""
+its route has let the page use the key (`dependencies.allow_page` sets
+`request.state.cors_origin`), whatever the answer is from then on (a 422 or 429 too, so the page
+can read why). A refusal before that (no or unknown key, an origin the key does not allow, an
+unreadable body) carries none: the page learns only that it failed."""
 
 from __future__ import annotations
 

@@ -45,14 +45,22 @@ def admitted_key(request: Request, key: ApiKeyDep, service: HandlersDep) -> ApiK
 
 
 def admit_from_page(request: Request, key: ApiKey, service: Handlers) -> None:
-    """Let `key` be used by the request: from its page (`Origin`) if the key allows that page
-    (AuthError(403) otherwise; the answer then carries the CORS headers, `cors.py`), and within
-    the key's rate limit and, for a browser key, the client address's."""
+    """Let `key` be used by the request: from its page (`allow_page`), and within the key's
+    rate limit and, for a browser key, the client address's (429 otherwise)."""
+    allow_page(request, key)
+    service.admit(key, request.client.host if request.client else None)
+
+
+def allow_page(request: Request, key: ApiKey) -> None:
+    """AuthError(403) for a request from a web page (`Origin`, not this server's own) that
+    `key` does not allow; for one it allows, the answer from here on carries the CORS headers
+    (`cors.py`), so the page can read it, errors included. Refusals before this point (no or
+    unknown key, an unreadable body) and this 403 carry none."""
     origin = request.headers.get("origin")
-    if origin is not None and not same_origin(origin, request.headers.get("host")):
+    if origin is not None and not same_origin(origin, scheme=request.url.scheme,
+                                              host=request.headers.get("host")):
         check_origin(key, origin)
         request.state.cors_origin = origin
-    service.admit(key, request.client.host if request.client else None)
 
 
 AdmittedKey = Annotated[ApiKey, Depends(admitted_key)]

@@ -1,0 +1,139 @@
+"""A real web page against the real ingest and broker: Segment's browser library
+(`@segment/analytics-next` from the npm registry, at the version locked in deploy/local/npm)
+runs in Debian's headless Chromium (both installed by deploy/local/tools.py), loads its settings
+from ingest, sends a page view and an identify across origins (CORS), and the events land on
+`nurture.events.v1`; a page whose origin the key does not name gets nowhere."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from services.common.config.settings import KafkaSettings
+from services.common.kafka.topics import Topics
+from services.ingest.bootstrap import bootstrap
+from services.ingest.domain.auth import hash_key
+from services.ingest.entrypoints.http.app import create_app
+from services.ingest.settings import ApiKeyConfig, IngestSettings
+from tests.support import isolated_kafka, read_topic, serve
+
+ROOT = Path(__file__).resolve().parents[3]
+WRITE_KEY = "nk_browser_site"
+PAGE = """<!doctype html><html><head><title>Pricing</title></head><body>
+<p id="out">loading</p>
+<script src="/js/index.js"></script>
+<script>
+  const out = (text) => { document.getElementById("out").textContent = text; };
+  AnalyticsNext.AnalyticsBrowser.load({writeKey: "%(key)s", cdnURL: "%(ingest)s"})
+    .then(async ([analytics]) => {
+      await analytics.page();
+      await analytics.identify("ada@example.com", {email: "ada@example.com",
+                                                   firstName: "Ada"});
+      out("sent " + analytics.user().anonymousId());
+    })
+    .catch((error) => out("failed " + error));
+</script></body></html>"""
+
+
+def tool(name: str) -> str:
+    """A tool's path from deploy/local/tools.py (installed on first use)."""
+    proc = subprocess.run(["python3", str(ROOT / "deploy" / "local" / "tools.py"), name],
+                          capture_output=True, text=True, check=False, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def browser() -> tuple[str, str]:
+    """(chromium, the folder of analytics-next's browser build)."""
+    return tool("chromium"), tool("analytics-next")
+
+
+def site(umd: str, ingest: dict[str, str]) -> Starlette:
+    async def pricing(_request: Request) -> HTMLResponse:
+        return HTMLResponse(PAGE % {"key": WRITE_KEY, "ingest": ingest["url"]})
+    return Starlette(routes=[Route("/pricing", pricing), Mount("/js", StaticFiles(directory=umd))])
+
+
+@pytest.fixture
+async def kafka(kafka_bootstrap: str) -> KafkaSettings:
+    return await isolated_kafka(kafka_bootstrap)
+
+
+@pytest.fixture
+async def pages(browser: tuple[str, str],
+                kafka: KafkaSettings) -> AsyncIterator[tuple[str, str, str]]:
+    """(the allowed site's URL, another site's URL, ingest's URL): two sites serving the same
+    page, and ingest with a browser key that names the first one's origin only."""
+    ingest: dict[str, str] = {}
+    async with serve(site(browser[1], ingest)) as allowed, \
+            serve(site(browser[1], ingest)) as other:
+        settings = IngestSettings(api_keys=[ApiKeyConfig(
+            name="site", sha256=hash_key(WRITE_KEY), sources=["segment:*"], origins=[allowed])])
+        async with serve(create_app(bootstrap(settings, kafka))) as url:
+            ingest["url"] = url
+            yield allowed, other, url
+
+
+async def open_page(chromium: str, url: str) -> str:
+    """What the page says once its scripts have run (headless Chromium, up to 20 s of page
+    time)."""
+    proc = await asyncio.create_subprocess_exec(
+        chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+        "--virtual-time-budget=20000", "--dump-dom", url,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    dom, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    text = dom.decode()
+    start = text.index('<p id="out">') + len('<p id="out">')
+    return text[start:text.index("</p>", start)]
+
+
+async def test_a_page_sends_its_visitor_s_page_view_and_identify(
+        browser: tuple[str, str], pages: tuple[str, str, str], kafka: KafkaSettings) -> None:
+    allowed, _other, _ingest = pages
+    said = await open_page(browser[0], f"{allowed}/pricing")
+    assert said.startswith("sent "), said
+    anonymous = said.removeprefix("sent ")
+    records = await read_topic(kafka.bootstrap_servers, Topics(kafka.topic_prefix).events,
+                               until=lambda rs: len(rs) >= 2, timeout=60)
+    events: dict[str, Any] = {orjson.loads(r.value)["type"]: orjson.loads(r.value)
+                              for r in records}
+    view, profile = events["web.page_viewed"], events["crm.lead_upserted"]
+    assert (view["subject"], view["data"]["path"]) == (anonymous, "/pricing")
+    assert view["data"]["url"] == f"{allowed}/pricing" and view["source"] == "segment:site"
+    assert "HeadlessChrome" in view["useragent"] and view["clientip"] == "127.0.0.0"
+    assert profile["subject"] == "ada@example.com"
+    assert profile["data"]["email"] == "ada@example.com"
+    assert profile["data"]["first_name"] == "Ada"
+
+
+async def test_a_page_the_key_does_not_name_gets_nowhere(
+        browser: tuple[str, str], pages: tuple[str, str, str], kafka: KafkaSettings) -> None:
+    _allowed, other, ingest = pages
+    said = await open_page(browser[0], f"{other}/pricing")
+    # the settings document is refused to that origin (403 without CORS headers): the
+    # library cannot start, and nothing is sent
+    assert said.startswith("failed "), said
+    # a call sent after it (from no page, as a server may use the key) is the topic's only one
+    sentinel = {"type": "page", "anonymousId": "sentinel", "messageId": "sentinel-1",
+                "writeKey": WRITE_KEY, "properties": {"url": f"{other}/after"}}
+    async with httpx.AsyncClient() as client:
+        r = await client.post(f"{ingest}/v1/p", content=orjson.dumps(sentinel),
+                              headers={"Content-Type": "text/plain"})
+    assert r.status_code == 200, r.text
+    records = await read_topic(kafka.bootstrap_servers, Topics(kafka.topic_prefix).events,
+                               until=lambda rs: len(rs) >= 1, timeout=60)
+    assert [orjson.loads(r.value)["id"] for r in records] == ["sentinel-1"]
