@@ -23,6 +23,10 @@ class IngestMetrics:
             "Events refused, by reason (invalid, unauthorized, forbidden_source, too_large, "
             "unsupported_media_type, bad_request, unavailable).",
             ["reason"], registry=registry)
+        self.repeated = Counter(
+            "nurture_ingest_events_repeated_total",
+            "Segment calls answered as accepted but not published again: their messageId was "
+            "published lately by this process (an SDK's retry).", registry=registry)
         self.produce = Histogram(
             "nurture_ingest_produce_duration_seconds",
             "Time from handing a request's records to the producer to the broker's last ack.",

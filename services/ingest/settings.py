@@ -71,6 +71,9 @@ class IngestSettings(BaseSettings):
     max_batch_events: int = Field(default=500, ge=1, le=10_000)
     """most events in one `POST /v1/events` batch (413 beyond); `POST /v1/batch` has Segment's
     limits instead: 32 KB per call, 500 KB per batch"""
+    segment_dedupe_seconds: float = Field(default=600.0, ge=0, le=86_400)
+    """a Segment call whose messageId this process published within this many seconds is
+    answered as accepted and not published again (0 = off; consumers dedupe in any case)"""
     segment_client_ip: Literal["truncate", "drop", "keep"] = "truncate"
     """what `POST /v1/batch` keeps of a call's `context.ip` (the event's `clientip`): its
     network only (IPv4 /24, IPv6 /48), nothing, or the whole address (personal data: see

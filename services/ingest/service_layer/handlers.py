@@ -30,6 +30,7 @@ from services.ingest.domain.intake import (
     to_record,
 )
 from services.ingest.domain.ratelimit import RateLimiter, client_group, retry_after
+from services.ingest.domain.recent import RecentIds
 from services.ingest.metrics import IngestMetrics
 from services.ingest.settings import IngestSettings
 
@@ -55,6 +56,7 @@ class Handlers:
         self.settings, self.publisher, self.clock = settings, publisher, clock
         self.metrics, self.topics, self.limiter = metrics, topics, limiter
         self.email_key, self.tracking_keys = email_key, list(tracking_keys)
+        self.recent = RecentIds(window=settings.segment_dedupe_seconds)
         self.client_limiter = RateLimiter(rate=settings.client_rate_limit_per_second,
                                           burst=settings.client_rate_limit_burst,
                                           max_keys=CLIENT_BUCKETS)
@@ -123,8 +125,9 @@ class Handlers:
         if not key.allows_source(source):
             raise Rejected(403, f"API key '{key.name}' may not send events with source "
                                 f"'{source}'")
+        fresh, repeated = self._fresh(mapped)
         records: list[Record] = []
-        for index, event in mapped:
+        for index, event in fresh:
             try:
                 records += self._accept([event], key, received_at)
             except Rejected as exc:
@@ -133,8 +136,22 @@ class Handlers:
         records += segment.dead_letters(doc["batch"], problems, topic=self.topics.deadletter,
                                         when=received_at)
         accepted = await self._publish(records)
+        self.recent.add(((event["source"], event["id"]) for _, event in fresh),
+                        now=time.monotonic())
         self.metrics.rejected.labels("invalid").inc(len({p.index for p in problems}))
-        return Accepted(accepted.count, sorted(problems, key=lambda p: p.index))
+        self.metrics.repeated.inc(repeated)
+        return Accepted(accepted.count + repeated, sorted(problems, key=lambda p: p.index))
+
+    def _fresh(self, mapped: list[tuple[int, dict[str, Any]]],
+               ) -> tuple[list[tuple[int, dict[str, Any]]], int]:
+        """(the calls not published lately nor earlier in the batch, how many others)."""
+        now, fresh, ids = time.monotonic(), [], set()
+        for index, event in mapped:
+            pair = (event["source"], event["id"])
+            if pair not in ids and not self.recent.seen(*pair, now=now):
+                fresh.append((index, event))
+                ids.add(pair)
+        return fresh, len(mapped) - len(fresh)
 
     def email_webhook_on(self) -> None:
         """Rejected(404) while the email webhook has no secret (the endpoint is off)."""
