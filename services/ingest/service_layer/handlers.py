@@ -127,17 +127,18 @@ class Handlers:
                                 f"'{source}'")
         fresh, repeated = self._fresh(mapped)
         records: list[Record] = []
+        published: list[tuple[str, str]] = []
         for index, event in fresh:
             try:
                 records += self._accept([event], key, received_at)
+                published.append((event["source"], event["id"]))
             except Rejected as exc:
                 problems += [FieldProblem(index, p.path, p.message) for p in exc.problems] \
                     or [FieldProblem(index, "", exc.message)]
         records += segment.dead_letters(doc["batch"], problems, topic=self.topics.deadletter,
                                         when=received_at)
         accepted = await self._publish(records)
-        self.recent.add(((event["source"], event["id"]) for _, event in fresh),
-                        now=time.monotonic())
+        self.recent.add(published, now=time.monotonic())  # the refused ones stay refused
         self.metrics.rejected.labels("invalid").inc(len({p.index for p in problems}))
         self.metrics.repeated.inc(repeated)
         return Accepted(accepted.count + repeated, sorted(problems, key=lambda p: p.index))

@@ -47,3 +47,20 @@ async def test_a_segment_call_sent_again_is_accepted_and_published_once() -> Non
     assert [(a.status_code, a.json()["accepted"]) for a in answers] == [(200, 2), (200, 2)]
     assert [orjson.loads(r.value)["id"] for r in publisher.published] == ["m-1"]
     assert "nurture_ingest_events_repeated_total 3.0" in metrics
+
+
+async def test_a_refused_call_sent_again_is_refused_again_not_taken_for_published() -> None:
+    publisher = FakePublisher()
+    settings = IngestSettings(api_keys=[ApiKeyConfig(
+        name="site", sha256=hash_key("nk_site"), sources=["segment:*"], types=["web.*"])])
+    app = create_app(bootstrap(settings, KafkaSettings(), publisher=publisher,
+                               clock=ControllableClock(datetime(2026, 11, 24, tzinfo=UTC))))
+    call = {"type": "track", "event": "Report Exported", "userId": "lead-1", "messageId": "m-1"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://ingest") as client:
+        answers = [await client.post("/v1/batch", content=orjson.dumps({"batch": [call]}),
+                                     auth=("nk_site", ""),
+                                     headers={"Content-Type": "application/json"})
+                   for _ in range(2)]
+    assert [(a.json()["accepted"], a.json()["rejected_calls"]) for a in answers] == [
+        (0, 1), (0, 1)]  # product.activity: not for this key, both times
