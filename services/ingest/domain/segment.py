@@ -114,10 +114,22 @@ def _identify(call: dict[str, Any]) -> Mapped:
     return "crm.lead_upserted", data, origin
 
 
+GROUP_FIELDS = {"company": ("name",), "industry": ("industry",), "company_size": ("employees",),
+                "company_domain": ("website",)}
+
+
 def _group(call: dict[str, Any]) -> Mapped:
-    fields = {"company": ("name",), "industry": ("industry",), "company_size": ("employees",),
-              "company_domain": ("website",)}
-    data, origin = _pick(_obj(call, "traits"), fields, "traits")
+    """The lead's company: its profile fields, and the group's id and other scalar traits as
+    `group_<name>` attributes."""
+    traits = _obj(call, "traits")
+    data, origin = _pick(traits, GROUP_FIELDS, "traits")
+    consumed = {spelling for spellings in GROUP_FIELDS.values() for spelling in spellings}
+    extra = {f"group_{k}": _scalar(v) for k, v in traits.items()
+             if k not in consumed and v is not None}
+    if isinstance(call.get("groupId"), str | int):
+        extra["group_id"] = str(call["groupId"])
+    if extra:
+        data["attributes"], origin["attributes"] = extra, "traits"
     return "crm.lead_upserted", data, origin
 
 

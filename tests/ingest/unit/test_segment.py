@@ -161,3 +161,13 @@ def test_an_ipv4_mapped_address_is_truncated_as_ipv4_and_a_missing_one_taken_fro
     assert context_attributes({"ip": "192.0.2.1"}, "keep", "203.0.113.9") == {
         "clientip": "192.0.2.1"}
     assert context_attributes({"library": {"name": "", "version": "1"}}, "drop") == {}
+
+
+def test_group_traits_are_kept_as_group_attributes() -> None:
+    event = one(call("group", groupId="acct-9", traits={
+        "name": "Analytical Engines", "employees": 40, "plan": "enterprise", "mrr": 1200,
+        "regions": ["eu"]}))
+    assert event["data"] == {
+        "company": "Analytical Engines", "company_size": 40,
+        "attributes": {"group_plan": "enterprise", "group_mrr": 1200, "group_regions": '["eu"]',
+                       "group_id": "acct-9"}}
