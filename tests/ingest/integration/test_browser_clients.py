@@ -1,12 +1,14 @@
 """A real web page against the real ingest and broker: Segment's browser library
 (`@segment/analytics-next` from the npm registry, at the version locked in deploy/local/npm)
-runs in Debian's headless Chromium (both installed by deploy/local/tools.py), loads its settings
+runs in Debian's headless Chromium (both installed by deploy/local/tools.py; Chromium driven over
+the DevTools protocol), loads its settings
 from ingest, sends a page view and an identify across origins (CORS), and the events land on
 `nurture.events.v1`; a page whose origin the key does not name gets nowhere."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,21 +17,24 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+import websockets
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from deploy.local.stack import free_port
 from services.common.config.settings import KafkaSettings
 from services.common.kafka.topics import Topics
 from services.ingest.bootstrap import bootstrap
 from services.ingest.domain.auth import hash_key
 from services.ingest.entrypoints.http.app import create_app
 from services.ingest.settings import ApiKeyConfig, IngestSettings
-from tests.support import isolated_kafka, read_topic, serve
+from tests.support import isolated_kafka, read_topic, serve, wait_until
 
 ROOT = Path(__file__).resolve().parents[3]
+COMMAND_IDS = itertools.count(1)  # of DevTools protocol commands
 WRITE_KEY = "nk_browser_site"
 PAGE = """<!doctype html><html><head><title>Pricing</title></head><body>
 <p id="out">loading</p>
@@ -87,24 +92,61 @@ async def pages(browser: tuple[str, str],
             yield allowed, other, url
 
 
-async def open_page(chromium: str, url: str) -> str:
-    """What the page says once its scripts have run (headless Chromium, up to 20 s of page
-    time)."""
+async def open_page(chromium: str, url: str, profile: Path) -> str:
+    """What the page says once its scripts are done, as headless Chromium shows it: driven over
+    the DevTools protocol, which opens the page and then asks for `#out` until it no longer says
+    "loading" (a poll with a deadline)."""
+    port = free_port()
     proc = await asyncio.create_subprocess_exec(
         chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-        "--virtual-time-budget=20000", "--dump-dom", url,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    dom, err = await asyncio.wait_for(proc.communicate(), 120)
-    assert proc.returncode == 0, err.decode()[-2000:]
-    text = dom.decode()
-    start = text.index('<p id="out">') + len('<p id="out">')
-    return text[start:text.index("</p>", start)]
+        f"--remote-debugging-port={port}", f"--user-data-dir={profile}", "about:blank",
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        async with httpx.AsyncClient() as client:
+            async def target() -> str | None:
+                try:
+                    pages = (await client.get(f"http://127.0.0.1:{port}/json/list")).json()
+                except httpx.TransportError:
+                    return None
+                return next((p["webSocketDebuggerUrl"] for p in pages if p["type"] == "page"),
+                            None)
+            await wait_until(target, timeout=60, what="Chromium's DevTools endpoint")
+            socket = await target()
+        assert socket is not None
+        async with websockets.connect(socket, max_size=None) as devtools:
+            await devtools_call(devtools, "Page.navigate", url=url)
+            said: list[str] = []
+
+            async def done() -> bool:
+                said[:] = [await devtools_call(
+                    devtools, "Runtime.evaluate", returnByValue=True,
+                    expression="(document.getElementById('out') || {}).textContent || ''")]
+                return said[0] not in ("", "loading")
+            await wait_until(done, timeout=60, what="the page's scripts")
+            return said[0]
+    finally:
+        proc.kill()
+        await proc.wait()
+
+
+async def devtools_call(devtools: Any, method: str, **params: Any) -> Any:
+    """One DevTools protocol command; its result's value (Runtime.evaluate) or result."""
+    ident = next(COMMAND_IDS)
+    await devtools.send(orjson.dumps({"id": ident, "method": method, "params": params}).decode())
+    while True:
+        reply = orjson.loads(await devtools.recv())
+        if reply.get("id") == ident:
+            assert "error" not in reply, reply
+            result = reply.get("result", {})
+            return result.get("result", {}).get("value") if method == "Runtime.evaluate" \
+                else result
 
 
 async def test_a_page_sends_its_visitor_s_page_view_and_identify(
-        browser: tuple[str, str], pages: tuple[str, str, str], kafka: KafkaSettings) -> None:
+        browser: tuple[str, str], pages: tuple[str, str, str], kafka: KafkaSettings,
+        tmp_path: Path) -> None:
     allowed, _other, _ingest = pages
-    said = await open_page(browser[0], f"{allowed}/pricing")
+    said = await open_page(browser[0], f"{allowed}/pricing", tmp_path / "chromium")
     assert said.startswith("sent "), said
     anonymous = said.removeprefix("sent ")
     records = await read_topic(kafka.bootstrap_servers, Topics(kafka.topic_prefix).events,
@@ -121,9 +163,10 @@ async def test_a_page_sends_its_visitor_s_page_view_and_identify(
 
 
 async def test_a_page_the_key_does_not_name_gets_nowhere(
-        browser: tuple[str, str], pages: tuple[str, str, str], kafka: KafkaSettings) -> None:
+        browser: tuple[str, str], pages: tuple[str, str, str], kafka: KafkaSettings,
+        tmp_path: Path) -> None:
     _allowed, other, ingest = pages
-    said = await open_page(browser[0], f"{other}/pricing")
+    said = await open_page(browser[0], f"{other}/pricing", tmp_path / "chromium")
     # the settings document is refused to that origin (403 without CORS headers): the
     # library cannot start, and nothing is sent
     assert said.startswith("failed "), said
