@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas.vocabulary import SCORE_DUE_EVENT, rfc3339
+from schemas.vocabulary import ERASED_EVENT, MERGED_EVENT, SCORE_DUE_EVENT, rfc3339
 
 SPECVERSION = "1.0"
 JSON = "application/json"
@@ -75,6 +75,30 @@ def score_due_event(lead_id: str, model: str, at: float) -> dict[str, Any]:
     crossing asked twice (a timer fired again after a crash) is one event, and two leads'
     crossings in the same second are two. The orchestrator publishes it; the dry run and the
     backtest play it."""
-    lead = hashlib.blake2b(lead_id.encode(), digest_size=8).hexdigest()
-    return new_event(id=f"score-due-{model}-{int(at)}-{lead}", source=SCORE_DUE_SOURCE,
-                     type=SCORE_DUE_EVENT, subject=lead_id, time=at, data={"model": model})
+    return new_event(id=f"score-due-{model}-{int(at)}-{_hashed(lead_id)}",
+                     source=SCORE_DUE_SOURCE, type=SCORE_DUE_EVENT, subject=lead_id, time=at,
+                     data={"model": model})
+
+
+IDENTITY_SOURCE = "nurture-scoring/identity"
+
+
+def _hashed(value: str) -> str:
+    return hashlib.blake2b(value.encode(), digest_size=8).hexdigest()
+
+
+def merged_event(lead_id: str, absorbed: str, *, state: Mapping[str, Any], time: float,
+                 via: str | None = None) -> dict[str, Any]:
+    """The `lead.merged` control event (`schemas.vocabulary.MERGED_EVENT`, docs/identity.md):
+    `lead_id` takes over `absorbed` and its scoring `state` (opaque to every other service).
+    Its id is the pair (hashed), so a link handed over twice is one merge."""
+    return new_event(id=f"merge-{_hashed(absorbed)}-{_hashed(lead_id)}", source=IDENTITY_SOURCE,
+                     type=MERGED_EVENT, subject=lead_id, time=time,
+                     data={"from": absorbed, "via": via, "state": dict(state)})
+
+
+def linked_erasure(absorbed: str, *, cause: str, time: float) -> dict[str, Any]:
+    """`lead.erased` for an id a lead absorbed, when that lead is erased (`cause`: the id of
+    the lead's own erasure event, so the same erasure seen twice is one event)."""
+    return new_event(id=f"{cause}-{_hashed(absorbed)}", source=IDENTITY_SOURCE,
+                     type=ERASED_EVENT, subject=absorbed, time=time, data={})

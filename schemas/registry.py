@@ -27,12 +27,13 @@ EVENT_TYPES: frozenset[str] = frozenset(
         "email.complained", "email.unsubscribed", "email.replied",
         "sms.delivered", "sms.replied", "sms.opted_out",
         "crm.lead_upserted", "crm.opportunity_opened", "crm.deal_won", "crm.deal_lost",
-        "crm.owner_assigned", "crm.task_completed",
+        "crm.owner_assigned", "crm.task_completed", "crm.leads_merged",
+        "identity.linked",
         "product.activity",
         "message.sent", "message.failed", "message.suppressed",
     }
 )  # fmt: skip
-FAMILIES: tuple[str, ...] = ("web", "email", "sms", "crm", "product", "message")
+FAMILIES: tuple[str, ...] = ("web", "email", "sms", "crm", "identity", "product", "message")
 
 
 def data_schema_id(event_type: str) -> str:

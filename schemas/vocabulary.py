@@ -30,7 +30,15 @@ SCORE_DUE_EVENT: Final = "lead.score_due"
 """The type of the control event the orchestrator publishes when a lead's score is due to cross a
 threshold by decay alone (the scored event's `next_crossing`): scoring scores the lead as of the
 event's time, with no points awarded, and the crossing comes out like any other."""
-CONTROL_EVENTS: Final = frozenset({ERASED_EVENT, SCORE_DUE_EVENT})
+LINKED_EVENT: Final = "identity.linked"
+"""The type of the event saying its subject (an anonymous id, a lead merged away) is the lead
+`data.lead_id` (docs/identity.md); keyed by the subject, behind the subject's own events."""
+
+MERGED_EVENT: Final = "lead.merged"
+"""The type of the control event scoring publishes, keyed by the lead that absorbs another, when
+it has taken over the other's scoring state (`data.from`: the absorbed id); scored, it tells the
+orchestrator to fold the absorbed lead's record into this one (docs/identity.md)."""
+CONTROL_EVENTS: Final = frozenset({ERASED_EVENT, SCORE_DUE_EVENT, MERGED_EVENT})
 """Control events: what Nurture's services tell each other (never accepted from outside)."""
 OUTCOME_EVENTS: Final = frozenset({"message.sent", "message.failed", "message.suppressed"})
 """What dispatch reports about its own deliveries (`services/dispatch/domain/outcomes.py`)."""

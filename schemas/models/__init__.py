@@ -16,12 +16,14 @@ from schemas.models.activity import (
 from schemas.models.crm import (
     DealLost,
     DealWon,
+    LeadsMerged,
     LeadUpserted,
     OpportunityOpened,
     OwnerAssigned,
     TaskCompleted,
 )
 from schemas.models.envelope import CloudEvent
+from schemas.models.identity import IdentityLinked
 from schemas.models.messaging import (
     EmailBounced,
     EmailClicked,
@@ -65,6 +67,8 @@ DATA_MODELS: Mapping[str, type[BaseModel]] = MappingProxyType(
         "crm.deal_lost": DealLost,
         "crm.owner_assigned": OwnerAssigned,
         "crm.task_completed": TaskCompleted,
+        "crm.leads_merged": LeadsMerged,
+        "identity.linked": IdentityLinked,
         "product.activity": ProductActivity,
         "message.sent": MessageSent,
         "message.failed": MessageFailed,
@@ -87,7 +91,9 @@ __all__ = [
     "EmailReplied",
     "EmailUnsubscribed",
     "FormSubmitted",
+    "IdentityLinked",
     "LeadUpserted",
+    "LeadsMerged",
     "MessageFailed",
     "MessageSent",
     "MessageSuppressed",

@@ -105,6 +105,14 @@ class OwnerAssigned(OpenEventData):
     owner_id: Identifier
 
 
+class LeadsMerged(OpenEventData):
+    """crm.leads_merged: the CRM merged two records of one person; the loser folds into the
+    winner (ingest links them: `identity.linked`)."""
+
+    winner_id: Identifier
+    loser_id: Identifier
+
+
 class TaskCompleted(OpenEventData):
     """crm.task_completed: a CRM task about the lead was completed."""
 

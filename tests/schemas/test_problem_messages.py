@@ -52,7 +52,7 @@ def test_unknown_type_lists_the_families() -> None:
         Problem(
             "type",
             "unknown event type 'web.page_scrolled'; known families: "
-            "web.*, email.*, sms.*, crm.*, product.*, message.*",
+            "web.*, email.*, sms.*, crm.*, identity.*, product.*, message.*",
         )
     ]
 

@@ -302,3 +302,63 @@ def _model_state(state: LeadState, model: ScoringModel) -> ModelState:
     if ms is None:
         ms = state.models[model.id] = ModelState()
     return ms
+
+
+def absorb(state: LeadState, other: LeadState, *, lead_id: str, other_id: str,
+           models: Sequence[ScoringModel], recent_ids: int = 64) -> Snapshot:
+    """Fold `other` (the state of `other_id`, linked to this lead: docs/identity.md) into
+    `state`, once: a second call for the same `other_id` changes nothing and reports a
+    duplicate. Everything `other` did counts as if it had happened to this lead: awards keep
+    their event times (so they decay as they would have), cap windows add up, interests add
+    up, journey stages and profile fields keep the newest. Thresholds are crossed against the
+    total last reported for this lead, so the merge itself can cross them."""
+    if other_id in state.merged or other_id == lead_id:
+        return describe_all(state, models, lead_id, duplicate=True)
+    state.merged[other_id] = None
+    state.merged.update(other.merged)
+    state.seen = dict.fromkeys([*other.seen, *state.seen][-recent_ids:])
+    for key, value in other.profile.items():
+        t = other.profile_time.get(key, -math.inf)
+        if t >= state.profile_time.get(key, -math.inf):
+            state.profile[key], state.profile_time[key] = value, t
+    newest = [t for t in (state.last_time, other.last_time) if t is not None]
+    now = state.last_time = max(newest) if newest else None
+    scores = []
+    for model in models:
+        ms = _model_state(state, model)
+        theirs = other.models.get(model.id)
+        if theirs is not None:
+            _absorb_model(ms, theirs, LN2 / model.half_life_seconds)
+        ms.version = model.version
+        _recompute_fit(ms, model, state.profile)
+        scores.append(_score(ms, model, now or 0.0, False, report=True))
+    return Snapshot(lead_id, now or 0.0, False, tuple(scores))
+
+
+def _absorb_model(ms: ModelState, other: ModelState, k: float) -> None:
+    for rule, (value, at) in other.engagement.items():
+        slot = ms.engagement.get(rule)
+        if slot is None:
+            ms.engagement[rule] = [value, at]
+        else:  # both as of the later of the two times
+            t = max(at, slot[1])
+            slot[0] = slot[0] * math.exp(-k * (t - slot[1])) + value * math.exp(-k * (t - at))
+            slot[1] = t
+    for rule, windows in other.caps.items():
+        mine = ms.caps.setdefault(rule, {})
+        for window, points in windows.items():
+            mine[window] = mine.get(window, 0.0) + points
+    for topic, count in other.interests.items():
+        ms.interests[topic] = ms.interests.get(topic, 0) + count
+    if len(ms.interests) > MAX_INTERESTS:
+        ms.interests = dict(sorted(ms.interests.items(), key=_popularity)[:MAX_INTERESTS])
+    for stage, t in other.journey.items():
+        ms.journey[stage] = max(t, ms.journey.get(stage, -math.inf))
+
+
+def describe_all(state: LeadState, models: Sequence[ScoringModel], lead_id: str, *,
+                 duplicate: bool = False) -> Snapshot:
+    """The lead's snapshot in every model, changing nothing."""
+    now = state.last_time if state.last_time is not None else 0.0
+    return Snapshot(lead_id, now, duplicate, tuple(
+        _score(_model_state(state, m), m, now, False, report=False) for m in models))

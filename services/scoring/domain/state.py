@@ -55,7 +55,8 @@ class ModelState:
 class LeadState:
     """Everything the scorer remembers about one lead, across all models."""
 
-    __slots__ = ("last_time", "models", "profile", "profile_time", "seen")
+    __slots__ = ("last_time", "merged", "merged_into", "models", "profile", "profile_time",
+                 "seen")
 
     def __init__(self) -> None:
         # recently seen event keys (hashes of source + id), oldest first; a bounded dedupe window
@@ -64,20 +65,35 @@ class LeadState:
         self.profile_time: dict[str, float] = {}  # field -> event time of its value
         self.last_time: float | None = None  # newest event time seen: the lead's "now"
         self.models: dict[str, ModelState] = {}
+        # identity (docs/identity.md): the ids whose state this lead absorbed, in order; and,
+        # for an id linked to a lead, that lead (its events go there; its state stays, so a
+        # link seen again can hand it over again, and the absorbing lead takes it once)
+        self.merged: dict[str, None] = {}
+        self.merged_into: str | None = None
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps({
+        return orjson.dumps(self.to_dict())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
             "s": list(self.seen), "p": self.profile, "pt": self.profile_time,
             "lt": self.last_time, "m": {k: m.to_dict() for k, m in self.models.items()},
-        })
+            **({"ma": list(self.merged)} if self.merged else {}),
+            **({"mi": self.merged_into} if self.merged_into is not None else {}),
+        }
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> LeadState:
-        doc = orjson.loads(raw)
+        return cls.from_dict(orjson.loads(raw))
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> LeadState:
         state = cls()
         state.seen = dict.fromkeys(doc.get("s", []))
         state.profile = doc.get("p", {})
         state.profile_time = doc.get("pt", {})
         state.last_time = doc.get("lt")
         state.models = {k: ModelState.from_dict(v) for k, v in doc.get("m", {}).items()}
+        state.merged = dict.fromkeys(doc.get("ma", []))
+        state.merged_into = doc.get("mi")
         return state

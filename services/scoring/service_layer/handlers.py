@@ -18,14 +18,28 @@ import orjson
 from pydantic import ValidationError
 
 from schemas import DATA_MODELS
-from schemas.bindings import TYPE_HEADER, BindingError, event_of_record, is_binary_record
-from schemas.cloudevent import require_key_attributes
+from schemas.bindings import (
+    TYPE_HEADER,
+    BindingError,
+    event_of_record,
+    is_binary_record,
+    record_headers,
+)
+from schemas.cloudevent import linked_erasure, merged_event, require_key_attributes
 from schemas.normalize import normalized
 from schemas.records import ScoredEvent
-from schemas.vocabulary import CONTROL_EVENTS, ERASED_EVENT, SCORE_DUE_EVENT, event_epoch, rfc3339
+from schemas.vocabulary import (
+    CONTROL_EVENTS,
+    ERASED_EVENT,
+    LINKED_EVENT,
+    MERGED_EVENT,
+    SCORE_DUE_EVENT,
+    event_epoch,
+    rfc3339,
+)
 from services.common.kafka.deadletter import Origin, dead_letter
 from services.common.kafka.topics import Topics
-from services.scoring.domain.engine import Snapshot, apply
+from services.scoring.domain.engine import Snapshot, absorb, apply
 from services.scoring.domain.model import ScoringModel
 from services.scoring.domain.state import LeadState
 
@@ -47,7 +61,7 @@ class Outgoing:
 
 @dataclass(frozen=True, slots=True)
 class Result:
-    outcome: str  # scored | duplicate | late | dead_lettered
+    outcome: str  # scored | duplicate | late | dead_lettered | erased | linked | merged | forwarded
     event_type: str
     state: bytes | None  # new table value; None = leave the table alone
     out: list[Outgoing]
@@ -149,25 +163,89 @@ class Processor:
         t = event_time(event, timestamp_ms, cap=event["type"] not in CONTROL_EVENTS)
         if key != event["subject"].encode():
             raise BadEvent("record key is not the event's subject (the lead id)")
-        lead_id = event["subject"]
-        if event["type"] == ERASED_EVENT:  # the person was erased: forget the lead, pass it on
-            out_value = ScoredEvent.encode(event, {
-                "lead_id": lead_id, "as_of": rfc3339(t), "duplicate": False, "models": {}})
-            return Result("erased", ERASED_EVENT, None, [Outgoing(
-                self.topics.scored_events, key, out_value,
-                [("content-type", OUT_CONTENT_TYPE), (TYPE_HEADER, ERASED_EVENT.encode())])],
-                erase=True)
-        if event["type"] != SCORE_DUE_EVENT:  # a score due: no data, no points, only time
+        lead_id, etype = event["subject"], event["type"]
+        lead = LeadState.from_bytes(state) if state else None
+        if etype == ERASED_EVENT:  # the person was erased: forget the lead, pass it on
+            return self._erase(event, lead_id, lead, t)
+        if lead is not None and lead.merged_into is not None and etype != LINKED_EVENT:
+            return self._forward(event, lead.merged_into)
+        if etype == LINKED_EVENT:
             check_data(event)
-        lead = LeadState.from_bytes(state) if state else LeadState()
+            return self._link(event, lead_id, lead or LeadState(), t)
+        if etype == MERGED_EVENT:
+            return self._merge(event, lead_id, lead or LeadState())
+        if etype != SCORE_DUE_EVENT:  # a score due: no data, no points, only time
+            check_data(event)
+        lead = lead or LeadState()
         snapshot = apply(lead, event, lead_id=lead_id, event_time=t, models=self.models,
                          recent_ids=self.recent_ids)
+        return self._scored(event, snapshot, None if snapshot.duplicate else lead)
+
+    def _scored(self, event: Mapping[str, Any], snapshot: Snapshot,
+                lead: LeadState | None, outcome: str | None = None) -> Result:
+        """The scored event for `snapshot`; `lead`: the state to keep (None: unchanged)."""
         out_value = ScoredEvent.encode(event, snapshot_dict(snapshot))
         headers = [("content-type", OUT_CONTENT_TYPE), (TYPE_HEADER, event["type"].encode())]
-        outcome = "duplicate" if snapshot.duplicate else (
-            "late" if any(m.late for m in snapshot.models) else "scored")
-        return Result(outcome, event["type"], None if snapshot.duplicate else lead.to_bytes(),
-                      [Outgoing(self.topics.scored_events, key, out_value, headers)], snapshot)
+        outcome = outcome or ("duplicate" if snapshot.duplicate else (
+            "late" if any(m.late for m in snapshot.models) else "scored"))
+        return Result(outcome, event["type"], None if lead is None else lead.to_bytes(),
+                      [Outgoing(self.topics.scored_events, snapshot.lead_id.encode(), out_value,
+                                headers)], snapshot)
+
+    def _event_out(self, event: Mapping[str, Any]) -> Outgoing:
+        """`event` back onto the events topic, keyed by its subject."""
+        return Outgoing(self.topics.events, event["subject"].encode(), orjson.dumps(event),
+                        [(n, v.encode()) for n, v in record_headers(event["type"])])
+
+    def _erase(self, event: dict[str, Any], lead_id: str, lead: LeadState | None,
+               t: float) -> Result:
+        """Forget the lead, tell the orchestrator and dispatch (the scored `lead.erased`), and
+        erase every id the lead absorbed (docs/identity.md): each gets its own `lead.erased`."""
+        out_value = ScoredEvent.encode(event, {
+            "lead_id": lead_id, "as_of": rfc3339(t), "duplicate": False, "models": {}})
+        out = [Outgoing(self.topics.scored_events, lead_id.encode(), out_value,
+                        [("content-type", OUT_CONTENT_TYPE), (TYPE_HEADER, ERASED_EVENT.encode())])]
+        for absorbed in lead.merged if lead is not None else ():
+            out.append(self._event_out(linked_erasure(absorbed, cause=event["id"], time=t)))
+        return Result("erased", ERASED_EVENT, None, out, erase=True)
+
+    def _forward(self, event: dict[str, Any], target: str) -> Result:
+        """An event of an id linked to `target`: it counts for `target` (once: its source and
+        id stay, and are deduplicated there)."""
+        return Result("forwarded", event["type"], None,
+                      [self._event_out({**event, "subject": target})])
+
+    def _link(self, event: dict[str, Any], lead_id: str, lead: LeadState, t: float) -> Result:
+        """`lead_id` is `data.lead_id`: hand this id's state over in a `lead.merged` keyed by
+        the target (again if the link comes again: the target takes it once), and send the
+        id's later events there."""
+        target = event["data"]["lead_id"]
+        if target == lead_id:
+            raise BadEvent("data.lead_id: is the event's subject (an id cannot be linked to "
+                           "itself)")
+        if lead.merged_into not in (None, target):
+            raise BadEvent("data.lead_id: the subject is already linked to another lead")
+        if target in lead.merged:
+            raise BadEvent("data.lead_id: that lead was merged into the subject (a link "
+                           "back would make a cycle)")
+        lead.merged_into = None
+        handed = lead.to_dict()
+        lead.merged_into = target
+        merge = merged_event(target, lead_id, state=handed, time=t,
+                             via=event["data"].get("via"))
+        return Result("linked", LINKED_EVENT, lead.to_bytes(), [self._event_out(merge)])
+
+    def _merge(self, event: dict[str, Any], lead_id: str, lead: LeadState) -> Result:
+        """Take over the state of `data.from` (once), and report the merged lead."""
+        data = event.get("data") or {}
+        absorbed, handed = data.get("from"), data.get("state")
+        if not isinstance(absorbed, str) or not absorbed or not isinstance(handed, dict):
+            raise BadEvent("data.from and data.state are required in lead.merged")
+        snapshot = absorb(lead, LeadState.from_dict(handed), lead_id=lead_id,
+                          other_id=absorbed, models=self.models, recent_ids=self.recent_ids)
+        reported = {**event, "data": {k: v for k, v in data.items() if k != "state"}}
+        return self._scored(reported, snapshot, None if snapshot.duplicate else lead,
+                            "duplicate" if snapshot.duplicate else "merged")
 
 
 def snapshot_dict(snapshot: Snapshot) -> dict[str, Any]:
