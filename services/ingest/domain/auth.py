@@ -18,9 +18,10 @@ from schemas.vocabulary import NURTURE_ONLY_EVENTS
 KEY_PREFIX = "nk_"
 
 
-BROWSER_TYPES = ("web.*", "crm.lead_upserted")
+BROWSER_TYPES = ("web.*", "crm.lead_upserted", "identity.linked")
 """What a browser key (one with origins) may send unless its `types` say otherwise: web
-behavior, and the profile an `identify` call sets; never other CRM, email or product events."""
+behavior, the profile an `identify` call sets and the link an `alias` call makes; never other
+CRM, email or product events."""
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from schemas.bindings import (
 from schemas.normalize import normalized
 from schemas.vocabulary import NURTURE_ONLY_EVENTS, event_epoch, rfc3339
 from services.ingest.domain.auth import ApiKey
+from services.ingest.domain.identity import links_of, self_links
 
 CLOUDEVENT = STRUCTURED
 CLOUDEVENT_BATCH = "application/cloudevents-batch+json"
@@ -167,11 +168,16 @@ def to_record(event: dict[str, Any], *, received_at: datetime) -> Record:
 
 def accept(events: Sequence[Any], *, key: ApiKey, received_at: datetime,
            max_future_seconds: int = 300, max_event_bytes: int = 256 * 1024) -> list[Record]:
-    """Validate all, check the key may send them, and return the records to publish."""
+    """Validate all, check the key may send them, and return the records to publish: each
+    event's, and the identity links it implies (`identity.links_of`), behind it."""
     validate_all(events)
+    if problems := self_links(events):
+        raise Rejected(422, f"{len(problems)} of {len(events)} events link an id to itself; "
+                            "nothing was accepted", [FieldProblem(*p) for p in problems])
     check_times(events, received_at, max_future_seconds)
     check_sources(events, key)
     records = [to_record(e, received_at=received_at) for e in events]
+    records += [to_record(link, received_at=received_at) for e in events for link in links_of(e)]
     for index, record in enumerate(records):
         if len(record.value) > max_event_bytes:
             raise Rejected(413, f"event {index} is {len(record.value)} bytes encoded; "

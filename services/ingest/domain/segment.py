@@ -12,6 +12,7 @@ Any Segment or RudderStack SDK pointed at Nurture works unchanged. The mapping (
 | track "Content/File Downloaded"    | web.content_downloaded    | "                          |
 | track "Webinar Registered/Attended"| web.webinar_*             | "                          |
 | any other track                    | product.activity          | "                          |
+| alias                              | identity.linked           | previousId                 |
 
 `messageId` becomes the event `id` (a call without one gets an id derived from its content, so
 a retried identical call is the same event), `segment:<api key name>` its `source`, `timestamp`
@@ -19,8 +20,10 @@ its `time` (corrected for the device's clock skew with `sentAt`, as Segment does
 the user agent, locale, library and client address travel as extension attributes (`useragent`,
 `locale`, `library`, `clientip`: the address truncated to its network, dropped or kept whole by
 configuration). Limits are Segment's: 32 KB per call, 500 KB per batch.
-An `alias` call (identity merge) is refused: Nurture keys leads by one id. The endpoint accepts the
-calls that map and dead-letters the others (see `map_calls`).
+An `alias` call becomes `identity.linked` (subject `previousId`, `data.lead_id` the `userId`), and
+a call with both `userId` and `anonymousId` carries the anonymous id as the `anonymousid`
+attribute, from which ingest links the two (docs/identity.md). The endpoint accepts the calls
+that map and dead-letters the others (see `map_calls`).
 """
 
 from __future__ import annotations
@@ -209,8 +212,17 @@ def _obj(parent: dict[str, Any], key: str) -> dict[str, Any]:
     return value
 
 
+def _alias(call: dict[str, Any]) -> Mapped:
+    """`previousId` is `userId` (docs/identity.md); the event's subject is `previousId`."""
+    user = call.get("userId")
+    if not isinstance(user, str | int) or user == "":
+        raise _CallError("userId", "an alias call needs the userId that previousId becomes")
+    return "identity.linked", {"lead_id": str(user), "via": "alias"}, {"lead_id": "userId"}
+
+
 MAPPERS: dict[str, Callable[[dict[str, Any]], Mapped]] = {
     "identify": _identify, "group": _group, "page": _page, "screen": _page, "track": _track,
+    "alias": _alias,
 }
 
 
@@ -279,12 +291,20 @@ def context_attributes(context: dict[str, Any], client_ip: ClientIp,
 def _envelope(call: dict[str, Any], etype: str, data: dict[str, Any], *, source: str,
               received_at: datetime, sent_at: Any = None, client_ip: ClientIp = "truncate",
               client_address: str | None = None) -> dict[str, Any]:
-    lead = call.get("userId") if call.get("userId") not in (None, "") else call.get("anonymousId")
-    if lead in (None, ""):
-        raise _CallError("userId", "userId or anonymousId is required")
+    user, anonymous = call.get("userId"), call.get("anonymousId")
+    if call.get("type") == "alias":
+        lead, anonymous = call.get("previousId"), None
+        if lead in (None, ""):
+            raise _CallError("previousId", "an alias call needs the previousId it merges")
+    else:
+        lead = user if user not in (None, "") else anonymous
+        if lead in (None, ""):
+            raise _CallError("userId", "userId or anonymousId is required")
     when = _corrected_time(call, sent_at, received_at)
+    # both ids: the visitor is the user (ingest links them: `identity.links_of`)
+    linked = str(anonymous) if anonymous not in (None, "") and lead == user else None
     return new_event(id=message_id(call), source=source, type=etype, subject=str(lead),
-                     time=when, data=data,
+                     time=when, data=data, anonymousid=linked,
                      **context_attributes(_obj(call, "context"), client_ip, client_address))
 
 
@@ -351,7 +371,7 @@ def _map_call(call: Any) -> Mapped:
     mapper = MAPPERS.get(str(call.get("type")))
     if mapper is None:
         raise _CallError("type", f"unsupported call type {call.get('type')!r}; "
-                                 "supported: identify, track, page, screen, group")
+                                 "supported: identify, track, page, screen, group, alias")
     return mapper(call)
 
 

@@ -85,7 +85,11 @@ async def test_basic_auth_identify_and_a_batch_are_published(
     r = await client.post("/v1/b", content=orjson.dumps(batch), headers=TEXT)
     assert r.status_code == 200 and r.json()["accepted"] == 1  # the track: product.activity
     assert r.json()["rejected"][0]["index"] == 1
-    assert [e["type"] for e in published(publisher)] == ["crm.lead_upserted", "web.page_viewed"]
+    events = published(publisher)
+    assert [e["type"] for e in events] == [
+        "crm.lead_upserted", "identity.linked", "web.page_viewed"]
+    assert (events[1]["subject"], events[1]["data"]) == (
+        "anon-1", {"lead_id": "ada@example.com", "via": "identify"})
 
 
 @pytest.mark.parametrize(("key", "origin", "status", "says"), [

@@ -73,11 +73,24 @@ def test_anonymous_id_is_the_lead_when_there_is_no_user_id() -> None:
     assert event["subject"] == "anon-1"
 
 
+def test_alias_links_the_previous_id_to_the_user() -> None:
+    event = one(call("alias", previousId="anon-9"))
+    assert (event["type"], event["subject"], event["data"]) == (
+        "identity.linked", "anon-9", {"lead_id": "lead-7", "via": "alias"})
+
+
+def test_a_call_with_both_ids_carries_the_anonymous_one() -> None:
+    assert one(call("page", anonymousId="anon-1", properties={"url": "https://x.io"}))[
+        "anonymousid"] == "anon-1"
+    assert "anonymousid" not in one(call("page", userId=None, anonymousId="anon-1",
+                                         properties={"url": "https://x.io"}))
+
+
 def test_problems_point_at_segment_fields_and_reject_the_whole_batch() -> None:
     batch = {"batch": [
         call("page", properties={"url": "https://x.io"}),
         call("identify", traits={"email": "not-an-email"}),
-        call("alias", previousId="a"),
+        call("alias", previousId=""),
         call("track", event="Signed Up", userId=None, anonymousId=None),
         call("page"),
     ]}
@@ -86,7 +99,7 @@ def test_problems_point_at_segment_fields_and_reject_the_whole_batch() -> None:
     assert info.value.status == 422
     paths = {(p.index, p.path) for p in info.value.problems}
     assert (1, "traits.email") in paths
-    assert (2, "type") in paths
+    assert (2, "previousId") in paths
     assert (3, "userId") in paths
     assert (4, "data.url") in paths
     assert not any(p.index == 0 for p in info.value.problems)
