@@ -101,6 +101,30 @@ class MemoryLeads:
                 data.enrollments[(alias, *key[1:])] = row | {"lead_id": alias}
         return existed
 
+    async def absorb(self, lead_id: str, *, into: str, moved: Collection[str],
+                     stages: tuple[str, str], now: float) -> None:
+        data = self._uow.data
+        data.leads.pop(lead_id, None)
+        def moves(tm: Timer) -> bool:
+            return tm.kind != "score" and tm.program_id in moved
+
+        data.timers = {i: (into if lid == lead_id else lid, tm)
+                       for i, (lid, tm) in data.timers.items() if lid != lead_id or moves(tm)}
+        for row in (*data.history, *data.messages):
+            if row["lead_id"] == lead_id:
+                row["lead_id"] = into
+        for key, row in list(data.enrollments.items()):
+            if row["lead_id"] != lead_id:
+                continue
+            del data.enrollments[key]
+            if (into, *key[1:]) in data.enrollments:
+                continue
+            if row["status"] == "active" and row["program_id"] not in moved:
+                row |= {"status": "exited", "exit_reason": "merged", "exited_at": now}
+            data.enrollments[(into, *key[1:])] = row | {"lead_id": into}
+        data.history.append({"lead_id": into, "from_stage": stages[0], "to_stage": stages[1],
+                             "at": now, "cause": f"merged from {lead_id}"})
+
     async def sends(self, message_ids: Iterable[str]) -> dict[str, tuple[str, str]]:
         wanted = set(message_ids)
         return {m["message_id"]: (m["program_id"], m["step_id"]) for m in self._uow.data.messages

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.common.db import outbox
 from services.common.db.outbox import Outgoing
 from services.common.kafka.topics import Topics
-from services.orchestrator.adapters import erasure
+from services.orchestrator.adapters import erasure, merge
 from services.orchestrator.adapters import tables as t
 from services.orchestrator.adapters.records import outbox_rows, ts
 from services.orchestrator.domain.effects import Effects, Timer
@@ -283,6 +283,11 @@ class PgLeads:
     async def erase(self, lead_id: str, *, now: float) -> bool:
         return await erasure.erase(self._uow.conn, lead_id=lead_id, topics=self._uow.topics,
                                    now=now)
+
+    async def absorb(self, lead_id: str, *, into: str, moved: Collection[str],
+                     stages: tuple[str, str], now: float) -> None:
+        await merge.absorb(self._uow.conn, lead_id=lead_id, into=into, moved=moved,
+                           stages=stages, now=now)
 
     async def sends(self, message_ids: Iterable[str]) -> dict[str, tuple[str, str]]:
         ids = sorted(set(message_ids))

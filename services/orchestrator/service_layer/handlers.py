@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas.vocabulary import ERASED_EVENT, SCORE_DUE_EVENT
+from schemas.vocabulary import ERASED_EVENT, MERGED_EVENT, SCORE_DUE_EVENT
 from services.common.db.outbox import Outgoing
 from services.common.db.retention import Pruner
 from services.common.kafka.topics import Topics
@@ -25,6 +25,7 @@ from services.orchestrator.domain.attribution import unattributed
 from services.orchestrator.domain.decide import Decider
 from services.orchestrator.domain.effects import Effects
 from services.orchestrator.domain.lead import Enrollment, Lead
+from services.orchestrator.domain.merge import merge_leads
 from services.orchestrator.domain.ranking import Cursor, PastTime
 from services.orchestrator.domain.stages import score_at
 from services.orchestrator.metrics import OrchestratorMetrics
@@ -114,6 +115,8 @@ class Handlers:
                 continue
             if p.event["type"] == SCORE_DUE_EVENT and p.lead_id not in leads:
                 continue  # erased since its crossing was scheduled: nobody to move
+            if p.event["type"] == MERGED_EVENT:  # then decided as the merged lead's event
+                effects = await self._absorb(uow, p, leads, effects, now)
             try:
                 lead, fx = self.decider.decide_event(
                     leads.get(p.lead_id), p.lead_id, p.event, p.score.models,
@@ -129,6 +132,32 @@ class Handlers:
                 continue
             leads[p.lead_id] = lead
             effects.append((p.lead_id, fx))
+        return effects
+
+    async def _absorb(self, uow: UnitOfWork, p: Parsed, leads: dict[str, Lead],
+                      effects: list[tuple[str, Effects]],
+                      now: float) -> list[tuple[str, Effects]]:
+        """Fold the lead `data.from` of a scored `lead.merged` into its subject
+        (docs/identity.md), once (a redelivered merge is a duplicate before it gets here)."""
+        absorbed = (p.event.get("data") or {}).get("from")
+        if not isinstance(absorbed, str) or absorbed == p.lead_id:
+            return effects
+        loser = leads.pop(absorbed, None)
+        if loser is None:
+            loser = (await uow.leads.lock([absorbed])).get(absorbed)
+        else:  # decided earlier in this batch: stored as it is now, then moved
+            await uow.leads.save({absorbed: loser},
+                                 [(lid, fx) for lid, fx in effects if lid == absorbed])
+            effects = [(lid, fx) for lid, fx in effects if lid != absorbed]
+        if loser is None:  # nothing known of it here (e.g. a link before any event)
+            return effects
+        merged, moved = merge_leads(leads.get(p.lead_id), loser, p.lead_id)
+        await uow.leads.absorb(absorbed, into=p.lead_id, moved=moved,
+                               stages=(loser.stage, merged.stage), now=now)
+        leads[p.lead_id] = merged
+        log.info("lead merged", extra={"lead_hash": lead_hash(p.lead_id),
+                                       "absorbed_hash": lead_hash(absorbed),
+                                       "enrollments_moved": len(moved)})
         return effects
 
     # --- timers -------------------------------------------------------------------------------

@@ -46,6 +46,12 @@ class Leads(Protocol):
     async def erase(self, lead_id: str, *, now: float) -> bool:
         """Forget the lead (GDPR art. 17, `adapters/erasure.py`): True if there was one."""
 
+    async def absorb(self, lead_id: str, *, into: str, moved: Collection[str],
+                     stages: tuple[str, str], now: float) -> None:
+        """Fold the rows of `lead_id` into `into` (`adapters/merge.py`): its row goes, its
+        history and enrollments move (those of `moved` programs with their timers), and the
+        history says "merged from `lead_id`". `stages`: (absorbed's, merged lead's)."""
+
     async def sends(self, message_ids: Iterable[str]) -> dict[str, tuple[str, str]]:
         """message id -> (program id, step id) of the messages sent with these ids."""
 

@@ -202,3 +202,22 @@ async def test_the_leads_of_due_timers_then_their_timers(backend: Backend) -> No
         taken = await uow.timers.claim_due(now=1e9 + 100, limit=10, leads=["l-1"])
         assert [(d.lead_id, d.timer.due_at) for d in taken] == [("l-1", 1e9 + 20)]
         assert await uow.timers.due_leads(now=1e9 + 100, limit=10) == ["l-2"]
+
+
+async def test_an_absorbed_lead_goes_and_the_timers_of_its_moved_enrollments_follow(
+        backend: Backend) -> None:
+    async with backend.uow() as uow:
+        now = await uow.now()
+        await uow.leads.save({"a-1": lead("a-1"), "a-2": lead("a-2")}, [
+            ("a-1", effects("a-1", now, timer_in=-1)),
+            ("a-1", Effects(timers=[Timer(now - 1, "score", "b2b"), Timer(now - 1, "step", "q")])),
+            ("a-2", effects("a-2", now, timer_in=-1))])
+    async with backend.uow() as uow:
+        await uow.leads.absorb("a-1", into="l-1", moved=("p",), stages=("lead", "mql"),
+                               now=await uow.now())
+        await uow.leads.save({"l-1": lead("l-1")}, [])
+    async with backend.uow() as uow:
+        assert await uow.leads.get("a-1") is None
+        due = await uow.timers.claim_due(now=await uow.now() + 120, limit=10)
+        assert sorted((d.lead_id, d.timer.kind, d.timer.program_id) for d in due) == [
+            ("a-2", "step", "p"), ("l-1", "step", "p")]

@@ -222,3 +222,36 @@ async def test_a_clock_step_answers_once_the_timers_it_made_due_are_decided() ->
     assert await h.reset_clock() == {"offset_seconds": 0.0, "now": T0}
     nothing_due = await h.advance_clock(60, settle_seconds=0)
     assert (nothing_due["timers_fired"], nothing_due["timers_due"]) == (0, 0)
+
+
+async def test_a_merge_hands_the_anonymous_enrollment_to_the_known_lead_which_gets_the_email(
+        ) -> None:
+    store = MemoryStore()
+    h = handlers(store)
+    await h.handle_scored_events([record(0, "anon-1", "web.page_viewed", path="/pricing")])
+    await h.handle_scored_events([
+        record(1, "user-1", "crm.lead_upserted", email="ada@x.io"),
+        record(2, "user-1", "lead.merged", eid="merge-1", **{"from": "anon-1"}),
+        record(3, "user-1", "lead.merged", eid="merge-1", **{"from": "anon-1"})])  # again
+    assert set(store.leads) == {"user-1"}
+    merged = Lead.from_dict(store.leads["user-1"])
+    assert merged.enrollments["pricing"].active and merged.profile["email"] == "ada@x.io"
+    assert ("user-1", "merged from anon-1") in [(r["lead_id"], r["cause"]) for r in store.history]
+    assert {r["lead_id"] for r in store.history} == {"user-1"}  # both histories, one lead
+    async with MemoryUnitOfWork(store, TOPICS, clock=lambda: T0) as uow:
+        await uow.advance_clock(H + 1)
+    assert await h.fire_timers() == 1
+    (cmd,) = [SendMessage.from_bytes(o.value) for o in store.outbox
+              if o.topic == TOPICS.dispatch]
+    assert (cmd.lead_id, cmd.template) == ("user-1", "pricing-followup")
+
+
+async def test_a_merge_in_the_batch_of_the_absorbed_leads_events_loses_none_of_them() -> None:
+    store = MemoryStore()
+    h = handlers(store)
+    await h.handle_scored_events([
+        record(0, "anon-1", "web.page_viewed", path="/pricing"),
+        record(1, "user-1", "lead.merged", eid="merge-1", **{"from": "anon-1"})])
+    assert set(store.leads) == {"user-1"}
+    assert Lead.from_dict(store.leads["user-1"]).enrollments["pricing"].active
+    assert {lid for lid, _ in store.timers.values()} == {"user-1"}
