@@ -3,13 +3,16 @@
 runs in Debian's headless Chromium (both installed by deploy/local/tools.py; Chromium driven over
 the DevTools protocol), loads its settings
 from ingest, sends a page view and an identify across origins (CORS), and the events land on
-`nurture.events.v1`; a page whose origin the key does not name gets nowhere."""
+`nurture.events.v1`; a page whose origin the key does not name gets nowhere. Through the whole
+stack (scoring, orchestrator, dispatch, an SMTP peer), the anonymous pricing view counts for the
+visitor once identified, who gets the pricing-abandoner email (docs/identity.md)."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 import subprocess
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +34,15 @@ from services.ingest.bootstrap import bootstrap
 from services.ingest.domain.auth import hash_key
 from services.ingest.entrypoints.http.app import create_app
 from services.ingest.settings import ApiKeyConfig, IngestSettings
-from tests.support import isolated_kafka, read_topic, serve, wait_until
+from services.orchestrator.adapters.migrate import upgrade
+from services.orchestrator.adapters.program_files import load_programs
+from services.orchestrator.bootstrap import bootstrap as bootstrap_orchestrator
+from services.orchestrator.domain.decide import Decider
+from services.orchestrator.domain.policy import ContactPolicy
+from services.orchestrator.entrypoints.http.app import create_app as create_orchestrator
+from services.orchestrator.settings import OrchestratorSettings
+from tests.dispatch.integration.dispatch_harness import SmtpSink, dispatch_service
+from tests.support import isolated_kafka, read_topic, scoring_worker, serve, wait_until
 
 ROOT = Path(__file__).resolve().parents[3]
 COMMAND_IDS = itertools.count(1)  # of DevTools protocol commands
@@ -180,3 +191,65 @@ async def test_a_page_the_key_does_not_name_gets_nowhere(
     records = await read_topic(kafka.bootstrap_servers, Topics(kafka.topic_prefix).events,
                                until=lambda rs: len(rs) >= 1, timeout=60)
     assert [orjson.loads(r.value)["id"] for r in records] == ["sentinel-1"]
+
+
+async def test_an_anonymous_pricing_view_counts_for_the_visitor_who_identifies(
+        browser: tuple[str, str], kafka: KafkaSettings, database_url: str,
+        tmp_path: Path) -> None:
+    schema = f"browser_{uuid.uuid4().hex[:8]}"
+    await asyncio.to_thread(upgrade, database_url, schema)
+    orchestrator = bootstrap_orchestrator(
+        OrchestratorSettings(  # type: ignore[call-arg]
+            DATABASE_URL=database_url, db_schema=schema, api_token="t", admin_token="a",
+            stage_model="b2b", timer_poll_seconds=0.1, relay_idle_seconds=0.05),
+        kafka, Decider(load_programs([ROOT / "config/programs/pricing-abandoner.yaml"]),
+                       ContactPolicy(caps=(), quiet_hours=None), stage_model="b2b"))
+    sink, ingest = SmtpSink(), {}
+    await sink.start()
+    try:
+        await pricing_abandoner_flow(browser, kafka, database_url, tmp_path, orchestrator,
+                                     sink, ingest)
+    finally:
+        await sink.stop()
+
+
+async def pricing_abandoner_flow(browser: tuple[str, str], kafka: KafkaSettings,
+                                 database_url: str, tmp_path: Path, orchestrator: Any,
+                                 sink: SmtpSink, ingest: dict[str, str]) -> None:
+    async with scoring_worker(kafka, tmp_path, ROOT / "config/scoring/b2b.yaml"), \
+            serve(site(browser[1], ingest)) as allowed, \
+            serve(create_orchestrator(orchestrator)) as orch, \
+            dispatch_service(database_url, kafka, smtp_port=sink.port,
+                             templates=str(ROOT / "config/templates")), \
+            httpx.AsyncClient(timeout=30) as client:
+        settings = IngestSettings(api_keys=[ApiKeyConfig(
+            name="site", sha256=hash_key(WRITE_KEY), sources=["segment:*"], origins=[allowed])])
+        async with serve(create_app(bootstrap(settings, kafka))) as url:
+            ingest["url"] = url
+            said = await open_page(browser[0], f"{allowed}/pricing", tmp_path / "chromium")
+        assert said.startswith("sent "), said
+        anonymous = said.removeprefix("sent ")
+
+        async def lead(lead_id: str) -> dict[str, Any]:
+            r = await client.get(f"{orch}/v1/leads/{lead_id}",
+                                 headers={"Authorization": "Bearer t"})
+            return r.json() if r.status_code == 200 else {}
+
+        async def merged() -> bool:
+            view = await lead("ada@example.com")
+            return any(h["cause"] == f"merged from {anonymous}"
+                       for h in view.get("stage_history", []))
+        await wait_until(merged, timeout=120, what="the visitor merged into the lead")
+        view = await lead("ada@example.com")
+        rules = {b["rule"] for b in view["scores"]["b2b"]["breakdown"]}
+        assert "pricing-page" in rules  # the view made before the visitor was known
+        assert [(e["program_id"], e["status"]) for e in view["enrollments"]] == [
+            ("pricing-abandoner", "active")]
+        assert await lead(anonymous) == {}  # one lead, not two
+
+        r = await client.post(f"{orch}/v1/admin/clock/advance", json={"seconds": 3700},
+                              headers={"Authorization": "Bearer a"})
+        assert r.status_code == 200, r.text
+        await wait_until(lambda: len(sink.received) >= 1, timeout=60, what="the email")
+        (mail,) = sink.received
+        assert "ada@example.com" in mail["To"]
