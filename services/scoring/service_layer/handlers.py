@@ -39,7 +39,7 @@ from schemas.vocabulary import (
 )
 from services.common.kafka.deadletter import Origin, dead_letter
 from services.common.kafka.topics import Topics
-from services.scoring.domain.engine import Snapshot, absorb, apply
+from services.scoring.domain.engine import Snapshot, absorb, apply, event_key
 from services.scoring.domain.model import ScoringModel
 from services.scoring.domain.state import LeadState
 
@@ -217,8 +217,9 @@ class Processor:
 
     def _link(self, event: dict[str, Any], lead_id: str, lead: LeadState, t: float) -> Result:
         """`lead_id` is `data.lead_id`: hand this id's state over in a `lead.merged` keyed by
-        the target (again if the link comes again: the target takes it once), and send the
-        id's later events there."""
+        the target, and send the id's later events there. The same link redelivered hands it
+        over again (the target takes it once); another link of the same pair (every call of
+        an identified visitor makes one) changes nothing."""
         target = event["data"]["lead_id"]
         if target == lead_id:
             raise BadEvent("data.lead_id: is the event's subject (an id cannot be linked to "
@@ -228,6 +229,11 @@ class Processor:
         if target in lead.merged:
             raise BadEvent("data.lead_id: that lead was merged into the subject (a link "
                            "back would make a cycle)")
+        key = event_key(event)
+        if lead.merged_into == target and key not in lead.seen:
+            return Result("duplicate", LINKED_EVENT, None, [])  # linked by an earlier link
+        # first seen, or this link again (redelivered: its hand-over may be lost): hand over
+        lead.seen.setdefault(key, None)
         lead.merged_into = None
         handed = lead.to_dict()
         lead.merged_into = target

@@ -204,7 +204,8 @@ async def test_an_anonymous_pricing_view_counts_for_the_visitor_who_identifies(
             stage_model="b2b", timer_poll_seconds=0.1, relay_idle_seconds=0.05),
         kafka, Decider(load_programs([ROOT / "config/programs/pricing-abandoner.yaml"]),
                        ContactPolicy(caps=(), quiet_hours=None), stage_model="b2b"))
-    sink, ingest = SmtpSink(), {}
+    sink = SmtpSink()
+    ingest: dict[str, str] = {}
     await sink.start()
     try:
         await pricing_abandoner_flow(browser, kafka, database_url, tmp_path, orchestrator,

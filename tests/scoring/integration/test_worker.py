@@ -252,3 +252,44 @@ async def test_two_workers_share_partitions_and_scores_stay_right(
     records = await scored(kafka, {e["id"] for e in second})
     assert last_scores(records) == expected_totals(model_file, first + second)
     assert await b.events_scored() > 0, "the second worker never got a partition"
+
+
+async def test_a_link_gives_one_merge_across_a_kill_9_a_duplicate_and_an_early_link(
+        workers: Any, kafka: KafkaSettings, producer: AIOKafkaProducer) -> None:
+    """docs/identity.md: the worker is killed (-9) once the link's hand-over (`lead.merged`)
+    is on the events topic, whether or not it took it over yet; the link comes again after
+    the restart, and another id is linked before any of its events."""
+    topics = Topics(kafka.topic_prefix)
+    anon, lead, early = "anon-k", "lead-k", "anon-early"
+
+    def download(subject: str, n: int) -> dict[str, Any]:
+        return event(subject, n, "web.content_downloaded", {"content_id": f"c{n}"}, minute=n)
+
+    def link(subject: str, n: int) -> dict[str, Any]:
+        return event(subject, n, "identity.linked", {"lead_id": lead}, minute=n)
+
+    worker = workers("before")
+    worker.start()
+    await worker.ready()
+    await send(producer, topics.events, [download(anon, 0), download(anon, 1),
+                                         download(lead, 2), link(early, 3)])
+    await send(producer, topics.events, [link(anon, 4)])
+
+    def handed_over(records: list[Any]) -> bool:
+        return any(orjson.loads(r.value).get("data", {}).get("from") == anon for r in records)
+    await read_topic(kafka.bootstrap_servers, topics.events, until=handed_over, timeout=120)
+    worker.kill()
+
+    restarted = workers("after")
+    restarted.start()
+    await restarted.ready()
+    await send(producer, topics.events, [link(anon, 4), download(anon, 6), download(early, 7)])
+    records = await scored(kafka, {f"{anon}-6", f"{early}-7"})
+    bodies = [orjson.loads(r.value) for r in records]
+    merges = [b["event"]["data"]["from"] for b in bodies
+              if b["event"]["type"] == "lead.merged" and not b["score"]["duplicate"]]
+    assert sorted(merges) == sorted([anon, early])  # each pair merged once
+    later = {b["event"]["id"]: b["score"]["lead_id"] for b in bodies}
+    assert (later[f"{anon}-6"], later[f"{early}-7"]) == (lead, lead)
+    # five downloads (minutes apart: decayed by a hair) count for the lead, once each
+    assert last_scores(records)[lead] == pytest.approx(50.0, abs=0.05)

@@ -94,8 +94,10 @@ def test_a_link_hands_the_anonymous_score_to_the_lead_and_can_cross_a_threshold(
 def test_a_link_seen_twice_merges_once() -> None:
     worker = Worker()
     worker.send(view("anon-1", "v1"), link("anon-1", "user-1"))
-    worker.send(link("anon-1", "user-1", id="link-again"))
+    worker.send(link("anon-1", "user-1", id="link-1"))  # redelivered: handed over again
     assert worker.outcomes[-2:] == ["linked", "duplicate"]
+    worker.send(link("anon-1", "user-1", id="link-2"))  # another link of the pair: nothing
+    assert worker.outcomes[-1] == "duplicate" and len(worker.scored) == 3
     assert worker.total("user-1") == 10.0
     assert [s["score"]["duplicate"] for s in worker.scored if s["event"]["type"] ==
             MERGED_EVENT] == [False, True]
