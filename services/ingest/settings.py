@@ -36,7 +36,8 @@ class ApiKeyConfig(BaseModel):
     types: list[str] = Field(
         default=["*"], min_length=1,
         description="glob patterns of the event types this key may send (default: all; for a "
-                    "key with origins: web.* and crm.lead_upserted, what a page's identify sets)",
+                    "key with origins: web.*, crm.lead_upserted and identity.linked, what a "
+                    "page's identify and alias send)",
     )
     origins: list[str] = Field(
         default=[], description="web origins (glob patterns, e.g. https://www.example.com) "

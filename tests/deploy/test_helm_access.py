@@ -65,7 +65,8 @@ def test_the_code_scan_sees_each_services_kafka_traffic() -> None:
     """The scan behind the ACL test finds the flows docs/architecture.md describes (so an empty
     or broken scan cannot pass the ACL test by expecting nothing)."""
     assert topic_uses("ingest")["nurture.events.v1"] == {"Write"}
-    assert topic_uses("scoring")["nurture.events.v1"] == {"Read", "Describe"}
+    # and the identity hand-overs and forwarded events of linked ids (docs/identity.md)
+    assert topic_uses("scoring")["nurture.events.v1"] == {"Read", "Describe", "Write"}
     assert topic_uses("scoring")["nurture.scored-events.v1"] == {"Write"}
     assert topic_uses("orchestrator")["nurture.scored-events.v1"] == {"Read"}
     # the erasure's `lead.erased` and inbound SMS replies, through the outbox

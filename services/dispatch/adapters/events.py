@@ -1,6 +1,7 @@
 """Reading `nurture.events.v1` for dispatch: the suppression changes (unsubscribes, complaints,
 hard bounces, SMS opt-outs, consent) and the erasures (`lead.erased`, published by the
-orchestrator) in a batch of records, in either CloudEvents content mode (`schemas.bindings`).
+orchestrator) and the merges (`lead.merged`, published by scoring: docs/identity.md) in a
+batch of records, in either CloudEvents content mode (`schemas.bindings`).
 Every other event is skipped, by the type its headers name when they name one, without parsing;
 a record that is not JSON is not for us (ingest validated what it published)."""
 
@@ -12,7 +13,7 @@ from typing import Any
 
 from schemas.bindings import event_of_record, record_type
 from schemas.cloudevent import require_key_attributes
-from schemas.vocabulary import ERASED_EVENT
+from schemas.vocabulary import ERASED_EVENT, MERGED_EVENT
 from services.common.kafka.loops import ConsumedRecord
 from services.dispatch.domain.suppressions import INTERESTING, Change, changes_of, latest
 
@@ -41,3 +42,13 @@ def suppression_changes(records: Sequence[ConsumedRecord], *, now: datetime) -> 
 def erased_leads(records: Sequence[ConsumedRecord]) -> list[str]:
     """The lead ids a batch of event records erases."""
     return sorted({event["subject"] for event in _events(records, (ERASED_EVENT,))})
+
+
+def merged_leads(records: Sequence[ConsumedRecord]) -> list[tuple[str, str]]:
+    """(absorbing lead, absorbed lead) of each merge in a batch of event records."""
+    merges = []
+    for event in _events(records, (MERGED_EVENT,)):
+        absorbed = (event.get("data") or {}).get("from")
+        if isinstance(absorbed, str) and absorbed and absorbed != event["subject"]:
+            merges.append((event["subject"], absorbed))
+    return merges

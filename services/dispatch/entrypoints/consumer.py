@@ -20,7 +20,7 @@ from schemas.vocabulary import CHANNELS
 from services.common.db import outbox
 from services.common.kafka.loops import consume, loop
 from services.dispatch.adapters import tables
-from services.dispatch.adapters.events import erased_leads, suppression_changes
+from services.dispatch.adapters.events import erased_leads, merged_leads, suppression_changes
 
 if TYPE_CHECKING:
     from services.dispatch.bootstrap import KafkaClients, Service
@@ -57,7 +57,7 @@ def consumers(service: Service, clients: KafkaClients,
     async def on_events(records: Sequence[Record]) -> int:
         now = service.clock.now()
         return await handlers.apply_suppressions(suppression_changes(records, now=now),
-                                                 erased_leads(records))
+                                                 erased_leads(records), merged_leads(records))
 
     found: list[Awaitable[None]] = [consume(handlers.record_commands, clients.commands, stop)]
     if clients.events is not None:

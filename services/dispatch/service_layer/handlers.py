@@ -186,16 +186,29 @@ class Handlers:
                 self.wake[d.channel].set()
         return len(stale)
 
-    async def apply_suppressions(self, changes: Sequence[Change], erased: Sequence[str]) -> int:
-        """Record suppression changes and erasures read from the events topic, in one unit of
-        work, so a message already queued or waiting for a retry is not sent after the lead
-        said stop (or was erased); how many changes."""
-        if changes or erased:
+    async def apply_suppressions(self, changes: Sequence[Change], erased: Sequence[str],
+                                 merged: Sequence[tuple[str, str]] = ()) -> int:
+        """Record suppression changes, erasures and merges read from the events topic, in one
+        unit of work, so a message already queued or waiting for a retry is not sent after the
+        lead said stop (or was erased); how many changes. A merge (absorbing, absorbed) gives
+        the absorbing lead every suppression of the absorbed one it lacks: a suppression on
+        either side holds (docs/identity.md)."""
+        if changes or erased or merged:
             async with self.uow() as uow:
                 if changes:
                     await uow.suppressions.apply(changes=changes)
+                for lead_id, absorbed in merged:
+                    await self._merge_suppressions(uow, lead_id, absorbed)
                 await uow.suppressions.erase(lead_ids=erased, now=self.clock.now())
         return len(changes)
+
+    async def _merge_suppressions(self, uow: UnitOfWork, lead_id: str, absorbed: str) -> None:
+        held = await uow.suppressions.for_leads(lead_ids=[lead_id, absorbed])
+        mine = held.get(lead_id, {})
+        for channel, reason in held.get(absorbed, {}).items():
+            if channel not in mine:
+                await uow.suppressions.suppress(lead_id=lead_id, channel=channel,
+                                                reason=reason, at=self.clock.now())
 
     async def _ready(self, uow: UnitOfWork, d: Delivery, suppressions: dict[str, str],
                      now: datetime) -> Work | None:

@@ -250,6 +250,18 @@ async def test_a_suppressed_lead_is_not_sent(world: World) -> None:
     assert world.events("m-1") == [("message.suppressed", "unsubscribed")]
 
 
+async def test_a_suppression_of_a_merged_away_lead_holds_for_the_lead_it_merged_into(
+        world: World) -> None:
+    handlers = world.handlers()
+    await handlers.apply_suppressions([Change("anon-1", "email", "unsubscribed", START),
+                                       Change("lead-1", "sms", "opted_out", START)], [])
+    await handlers.apply_suppressions([], [], [("lead-1", "anon-1")])
+    await handlers.record_commands([record(command("m-1"))])
+    await handlers.deliver_due("email")
+    assert world.mailer.taken == []
+    assert world.events("m-1") == [("message.suppressed", "unsubscribed")]
+
+
 @pytest.mark.parametrize("erased_first", [True, False])
 async def test_an_erased_lead_is_never_told(world: World, erased_first: bool) -> None:
     handlers = world.handlers()
