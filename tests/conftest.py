@@ -59,7 +59,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             _prebuild("kube-apiserver", "etcd")
     if any(item.path.name == BROWSER_TESTS for item in session.items) \
             and shutil.which("chromium") is None:
-        _prebuild("chromium", "analytics-next")
+        _prebuild("chromium", "analytics-next", "rudderstack")
 
 
 def _prebuild(*names: str) -> None:

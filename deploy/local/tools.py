@@ -8,8 +8,9 @@
 - etcd: from Debian's `etcd-server` package, unpacked like prometheus; the API server's storage.
 - chromium: Debian's `chromium` package, installed with apt-get (as root; it needs its
   libraries), for the browser ingestion test.
-- analytics-next: Segment's browser library from the npm registry, at the version and integrity
-  locked in deploy/local/npm/ (`npm ci` into .local/tools/npm); the folder of its browser build.
+- analytics-next, rudderstack: Segment's and RudderStack's browser libraries from the npm
+  registry, at the versions and integrity locked in deploy/local/npm/ (`npm ci` into
+  .local/tools/npm); the folder of each one's browser build.
 
 Standard library only, so it runs before the virtualenv exists.
 
@@ -17,7 +18,7 @@ Standard library only, so it runs before the virtualenv exists.
     python deploy/local/tools.py promtool     # print the path of promtool, fetching it if needed
     python deploy/local/tools.py prometheus   # print the path of the prometheus server
     python deploy/local/tools.py kube-apiserver etcd
-    python deploy/local/tools.py chromium analytics-next
+    python deploy/local/tools.py chromium analytics-next rudderstack
     python deploy/local/tools.py all
 
 A build takes a lock in its folder: two callers at once (a background pre-build and a test) build
@@ -239,33 +240,45 @@ def apt_get(*args: str) -> None:
 NPM_LOCKED = ROOT / "deploy" / "local" / "npm"
 
 
-def analytics_next() -> Path:
-    """The browser build (dist/umd) of @segment/analytics-next, installed with `npm ci` from
-    the lock in deploy/local/npm into .local/tools/npm (again when the lock changes)."""
+def _browser_library(*parts: str) -> Path:
+    """The browser build (`parts` under node_modules) of a library locked in deploy/local/npm,
+    installed with `npm ci` from that lock into .local/tools/npm (again when the lock
+    changes)."""
     folder = TOOLS / "npm"
-    umd = folder / "node_modules" / "@segment" / "analytics-next" / "dist" / "umd"
+    build = folder.joinpath("node_modules", *parts)
     lock = (NPM_LOCKED / "package-lock.json").read_bytes()
-    if (umd / "index.js").exists() and (folder / "package-lock.json").exists() \
+    if (build / "index.js").exists() and (folder / "package-lock.json").exists() \
             and (folder / "package-lock.json").read_bytes() == lock:
-        return umd
+        return build
     if shutil.which("npm") is None:
         raise ToolError("npm is needed to fetch the browser libraries: apt-get install npm")
     with _building(folder):
-        if (umd / "index.js").exists() and (folder / "package-lock.json").exists() \
+        if (build / "index.js").exists() and (folder / "package-lock.json").exists() \
                 and (folder / "package-lock.json").read_bytes() == lock:
-            return umd  # another caller installed it while this one waited
+            return build  # another caller installed it while this one waited
         log("installing the browser libraries (npm ci) ...")
         for name in ("package.json", "package-lock.json"):
             shutil.copy(NPM_LOCKED / name, folder / name)
         _run(["npm", "ci", "--no-audit", "--no-fund", "--ignore-scripts"], cwd=folder)
-    if not (umd / "index.js").exists():
-        raise ToolError(f"npm ci left no {umd / 'index.js'}")
-    return umd
+    if not (build / "index.js").exists():
+        raise ToolError(f"npm ci left no {build / 'index.js'}")
+    return build
+
+
+def analytics_next() -> Path:
+    """The browser build (dist/umd) of @segment/analytics-next."""
+    return _browser_library("@segment", "analytics-next", "dist", "umd")
+
+
+def rudderstack() -> Path:
+    """The browser build of @rudderstack/analytics-js with its plugins bundled (no CDN)."""
+    return _browser_library("@rudderstack", "analytics-js", "dist", "npm", "modern", "bundled",
+                            "umd")
 
 
 TOOL_FUNCS = {"helm": helm, "promtool": promtool, "prometheus": prometheus,
               "kube-apiserver": kube_apiserver, "etcd": etcd, "chromium": chromium,
-              "analytics-next": analytics_next}
+              "analytics-next": analytics_next, "rudderstack": rudderstack}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,9 @@ and libraries speaking its protocol), the settings document it loads at start-up
 analytics.js posts each call to `<apiHost>/<first letter of its type>` (`/v1/t` track, `/p`
 page, `/i` identify, `/g` group, `/a` alias, `/s` screen) or, when batching, a batch to `/b`;
 the body is JSON sent as `text/plain` (no CORS preflight needed for it), with the write key in
-the body (`writeKey`) and, in recent versions, also as HTTP Basic. Every call then takes the
+the body (`writeKey`) and, in recent versions, also as HTTP Basic. RudderStack's browser library
+posts the same calls to `/v1/track`, `/v1/page`, ... as `application/json` with the write key as
+HTTP Basic (a preflight first). Every call then takes the
 path of a Segment batch call (`segment.py`): the same mapping, limits and dead letters.
 
 CORS is per API key: a key's `origins` name the pages that may use it. A preflight carries no
@@ -19,10 +21,15 @@ from typing import Any
 from services.ingest.domain.auth import ApiKey
 from services.ingest.domain.intake import Rejected
 
-CALLS = {"t": "track", "p": "page", "i": "identify", "g": "group", "a": "alias", "s": "screen"}
+TYPES = ("track", "page", "identify", "group", "alias", "screen")
+CALLS = {**{kind[0]: kind for kind in TYPES}, **{kind: kind for kind in TYPES}}
+"""`/v1/<kind>` -> call type: analytics.js's one-letter paths, and the whole words RudderStack's
+browser library (`@rudderstack/analytics-js`) posts to."""
 BATCH = "b"
-ALLOWED_HEADERS = frozenset({"authorization", "content-type", "x-retry-count"})
-"""Request headers a page may send (analytics.js: Basic auth, text/plain, its retry count)."""
+ALLOWED_HEADERS = frozenset({"authorization", "content-type", "x-retry-count", "anonymousid",
+                             "sentat"})
+"""Request headers a page may send (analytics.js: Basic auth, text/plain, its retry count;
+RudderStack's: its anonymous id and send time, which its body carries too)."""
 PREFLIGHT_MAX_AGE = "600"
 
 

@@ -39,6 +39,7 @@ import orjson
 
 from schemas import validate_event
 from schemas.cloudevent import new_event
+from schemas.formats import is_iana_timezone
 from schemas.vocabulary import event_epoch, rfc3339
 from services.common.kafka.deadletter import Origin, dead_letter
 from services.ingest.domain.intake import FieldProblem, Record, Rejected
@@ -103,8 +104,9 @@ def _profile(traits: dict[str, Any], context: dict[str, Any],
     address = traits.get("address")
     if isinstance(address, dict) and isinstance(address.get("country"), str):
         data["country"], origin["country"] = address["country"].upper(), f"{base}.address.country"
-    if "timezone" not in data and isinstance(context.get("timezone"), str):
-        data["timezone"], origin["timezone"] = context["timezone"], "context.timezone"
+    zone = context.get("timezone")  # the device's: used when it is a zone name (RudderStack's
+    if "timezone" not in data and isinstance(zone, str) and is_iana_timezone(zone):  # "GMT+01")
+        data["timezone"], origin["timezone"] = zone, "context.timezone"
     consumed = {s for spellings in PROFILE_TRAITS.values() for s in spellings} | IGNORED_TRAITS
     extra = {k: _scalar(v) for k, v in traits.items() if k not in consumed and v is not None}
     if extra:
@@ -113,7 +115,12 @@ def _profile(traits: dict[str, Any], context: dict[str, Any],
 
 
 def _identify(call: dict[str, Any]) -> Mapped:
-    data, origin = _profile(_obj(call, "traits"), _obj(call, "context"), "traits")
+    """The traits of the call (`traits`, or RudderStack's `context.traits`) on the profile."""
+    context = _obj(call, "context")
+    if call.get("traits") is None and isinstance(context.get("traits"), dict):
+        data, origin = _profile(context["traits"], context, "context.traits")
+    else:
+        data, origin = _profile(_obj(call, "traits"), context, "traits")
     return "crm.lead_upserted", data, origin
 
 

@@ -63,6 +63,35 @@ PAGE = """<!doctype html><html><head><title>Pricing</title></head><body>
 </script></body></html>"""
 
 
+RUDDERSTACK_PAGE = """<!doctype html><html><head><title>Pricing</title></head><body>
+<p id="out">loading</p>
+<script src="/js/index.js"></script>
+<script>
+  const out = (text) => { document.getElementById("out").textContent = text; };
+  // the calls are sent once their answers are in (resource timing), not when queued
+  const answered = (...paths) => paths.every((path) => performance.getEntriesByType("resource")
+    .some((entry) => new URL(entry.name).pathname === path && entry.responseEnd > 0));
+  const analytics = new rudderanalytics.RudderAnalytics();
+  analytics.load("%(key)s", "%(ingest)s", {
+    // configuration only: the source's settings given here instead of fetched from a
+    // control plane, no device-mode destinations, nothing loaded from a CDN
+    getSourceConfig: () => ({source: {id: "nurture", name: "site", workspaceId: "nurture",
+                                       enabled: true, config: {}, destinations: []}}),
+    polyfillIfRequired: false, sendAdblockPage: false,
+  });
+  analytics.ready(() => {
+    analytics.page("Pricing", {url: location.href, path: location.pathname});
+    analytics.identify("ada@example.com", {email: "ada@example.com", firstName: "Ada"});
+    const wait = setInterval(() => {
+      if (answered("/v1/page", "/v1/identify")) {
+        clearInterval(wait);
+        out("sent " + analytics.getAnonymousId());
+      }
+    }, 100);
+  });
+</script></body></html>"""
+
+
 def tool(name: str) -> str:
     """A tool's path from deploy/local/tools.py (installed on first use)."""
     proc = subprocess.run(["python3", str(ROOT / "deploy" / "local" / "tools.py"), name],
@@ -77,9 +106,12 @@ def browser() -> tuple[str, str]:
     return tool("chromium"), tool("analytics-next")
 
 
-def site(umd: str, ingest: dict[str, str]) -> Starlette:
+LIBRARIES = {"analytics-next": PAGE, "rudderstack": RUDDERSTACK_PAGE}
+
+
+def site(umd: str, ingest: dict[str, str], page: str = PAGE) -> Starlette:
     async def pricing(_request: Request) -> HTMLResponse:
-        return HTMLResponse(PAGE % {"key": WRITE_KEY, "ingest": ingest["url"]})
+        return HTMLResponse(page % {"key": WRITE_KEY, "ingest": ingest["url"]})
     return Starlette(routes=[Route("/pricing", pricing), Mount("/js", StaticFiles(directory=umd))])
 
 
@@ -193,9 +225,12 @@ async def test_a_page_the_key_does_not_name_gets_nowhere(
     assert [orjson.loads(r.value)["id"] for r in records] == ["sentinel-1"]
 
 
+@pytest.mark.parametrize("library", ["analytics-next", "rudderstack"])
 async def test_an_anonymous_pricing_view_counts_for_the_visitor_who_identifies(
         browser: tuple[str, str], kafka: KafkaSettings, database_url: str,
-        tmp_path: Path) -> None:
+        tmp_path: Path, library: str) -> None:
+    """The same flow with Segment's and RudderStack's browser libraries, each configured only
+    (RudderStack: its source settings given to `load`, data plane = ingest)."""
     schema = f"browser_{uuid.uuid4().hex[:8]}"
     await asyncio.to_thread(upgrade, database_url, schema)
     orchestrator = bootstrap_orchestrator(
@@ -208,17 +243,17 @@ async def test_an_anonymous_pricing_view_counts_for_the_visitor_who_identifies(
     ingest: dict[str, str] = {}
     await sink.start()
     try:
-        await pricing_abandoner_flow(browser, kafka, database_url, tmp_path, orchestrator,
-                                     sink, ingest)
+        await pricing_abandoner_flow((browser[0], tool(library)), LIBRARIES[library], kafka,
+                                     database_url, tmp_path, orchestrator, sink, ingest)
     finally:
         await sink.stop()
 
 
-async def pricing_abandoner_flow(browser: tuple[str, str], kafka: KafkaSettings,
+async def pricing_abandoner_flow(browser: tuple[str, str], page: str, kafka: KafkaSettings,
                                  database_url: str, tmp_path: Path, orchestrator: Any,
                                  sink: SmtpSink, ingest: dict[str, str]) -> None:
     async with scoring_worker(kafka, tmp_path, ROOT / "config/scoring/b2b.yaml"), \
-            serve(site(browser[1], ingest)) as allowed, \
+            serve(site(browser[1], ingest, page)) as allowed, \
             serve(create_orchestrator(orchestrator)) as orch, \
             dispatch_service(database_url, kafka, smtp_port=sink.port,
                              templates=str(ROOT / "config/templates")), \

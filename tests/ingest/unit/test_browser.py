@@ -71,6 +71,17 @@ async def test_a_page_call_with_the_write_key_in_the_body_is_published(
     assert "writeKey" not in orjson.dumps(event).decode()
 
 
+async def test_rudderstack_posts_each_call_to_its_whole_name_as_json_with_basic_auth(
+        client: httpx.AsyncClient, publisher: FakePublisher) -> None:
+    basic = {"Authorization": "Basic " + base64.b64encode(f"{BROWSER_KEY}:".encode()).decode()}
+    call = {k: v for k, v in page_call().items() if k not in ("writeKey", "type")}
+    r = await client.post("/v1/page", content=orjson.dumps(call), headers=basic | {
+        "Content-Type": "application/json;charset=UTF-8", "Origin": SITE})
+    assert r.status_code == 200, r.text
+    (event,) = published(publisher)
+    assert (event["type"], event["subject"]) == ("web.page_viewed", "anon-1")
+
+
 async def test_basic_auth_identify_and_a_batch_are_published(
         client: httpx.AsyncClient, publisher: FakePublisher) -> None:
     basic = {"Authorization": "Basic " + base64.b64encode(f"{BROWSER_KEY}:".encode()).decode()}
@@ -133,6 +144,7 @@ async def test_a_malformed_call_in_a_browser_batch_is_listed_and_dead_lettered(
 
 @pytest.mark.parametrize(("origin", "headers", "allowed"), [
     (SITE, "content-type, authorization", True),
+    (SITE, "anonymousid,authorization,content-type,sentat", True),  # RudderStack's
     ("https://a.example.org", "x-retry-count", True),
     ("https://evil.example.net", "content-type", False),
     (SITE, "x-something-else", False),

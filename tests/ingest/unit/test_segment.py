@@ -73,6 +73,14 @@ def test_anonymous_id_is_the_lead_when_there_is_no_user_id() -> None:
     assert event["subject"] == "anon-1"
 
 
+def test_rudderstack_identify_traits_in_the_context_and_its_gmt_timezone() -> None:
+    event = one(call("identify", context={"traits": {"email": "ada@example.com"},
+                                          "timezone": "GMT+0100"}))
+    assert event["data"] == {"email": "ada@example.com"}  # "GMT+0100" is no zone name: left out
+    assert one(call("identify", traits={"email": "a@x.io"}, context={
+        "timezone": "Europe/Berlin"}))["data"]["timezone"] == "Europe/Berlin"
+
+
 def test_alias_links_the_previous_id_to_the_user() -> None:
     event = one(call("alias", previousId="anon-9"))
     assert (event["type"], event["subject"], event["data"]) == (
