@@ -38,6 +38,8 @@ async def erase(conn: AsyncConnection, *, lead_id: str, topics: Topics, now: flo
                                   .returning(t.leads.c.lead_id))).first() is not None
     await conn.execute(delete(t.timers).where(t.timers.c.lead_id == lead_id))
     await conn.execute(delete(t.lead_scores).where(t.lead_scores.c.lead_id == lead_id))
+    await conn.execute(delete(t.lead_links).where(  # the ids it absorbed, and its own link
+        (t.lead_links.c.merged_into == lead_id) | (t.lead_links.c.lead_id == lead_id)))
     await conn.execute(delete(t.outbox).where(t.outbox.c.key == lead_id.encode(),
                                               t.outbox.c.topic == topics.dispatch))
     alias, at = f"erased-{uuid.uuid4().hex}", datetime.fromtimestamp(now, UTC)

@@ -31,6 +31,7 @@ class MemoryStore:
     history: list[dict[str, Any]] = field(default_factory=list)
     messages: list[dict[str, Any]] = field(default_factory=list)
     enrollments: dict[tuple[str, str, float], dict[str, Any]] = field(default_factory=dict)
+    links: dict[str, str] = field(default_factory=dict)  # absorbed id -> the lead it went into
     outbox: list[Outgoing] = field(default_factory=list)
     clock_offset: float = 0.0
     next_id: int = 1
@@ -83,6 +84,7 @@ class MemoryLeads:
     async def erase(self, lead_id: str, *, now: float) -> bool:
         data = self._uow.data
         existed = data.leads.pop(lead_id, None) is not None
+        data.links = {k: v for k, v in data.links.items() if lead_id not in (k, v)}
         data.timers = {i: t for i, t in data.timers.items() if t[0] != lead_id}
         data.outbox = [o for o in data.outbox if not (
             o.key == lead_id.encode() and o.topic == self._uow.topics.dispatch)]
@@ -124,6 +126,12 @@ class MemoryLeads:
             data.enrollments[(into, *key[1:])] = row | {"lead_id": into}
         data.history.append({"lead_id": into, "from_stage": stages[0], "to_stage": stages[1],
                              "at": now, "cause": f"merged from {lead_id}"})
+        data.links = {k: into if v == lead_id else v for k, v in data.links.items()}
+        data.links[lead_id] = into
+
+    async def merged_into(self, lead_ids: Iterable[str]) -> dict[str, str]:
+        links = self._uow.data.links
+        return {i: links[i] for i in set(lead_ids) if i in links}
 
     async def sends(self, message_ids: Iterable[str]) -> dict[str, tuple[str, str]]:
         wanted = set(message_ids)

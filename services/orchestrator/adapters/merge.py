@@ -5,14 +5,17 @@
   "merged from <id>";
 - its enrollments move too (an active one whose program the absorbing lead already had ends:
   `exited`, reason `merged`), and so do the timers of the enrollments that moved; its other
-  timers (score timers, stale steps) are deleted."""
+  timers (score timers, stale steps) are deleted;
+- a link row remembers where the absorbed id went (and the ids that had gone into it follow),
+  for its scored events that come after the merge (`links`)."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from datetime import UTC, datetime
 
-from sqlalchemy import and_, case, delete, exists, insert, update
+from sqlalchemy import and_, case, delete, exists, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as upsert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
@@ -49,3 +52,19 @@ async def absorb(conn: AsyncConnection, *, lead_id: str, into: str, moved: Colle
     await conn.execute(insert(t.stage_history).values(
         lead_id=into, from_stage=stages[0], to_stage=stages[1], at=at,
         cause=MERGED_CAUSE + lead_id))
+    links = t.lead_links
+    await conn.execute(update(links).where(links.c.merged_into == lead_id).values(
+        merged_into=into))
+    await conn.execute(upsert(links).values(lead_id=lead_id, merged_into=into, at=at)
+                       .on_conflict_do_update(index_elements=[links.c.lead_id],
+                                              set_={"merged_into": into, "at": at}))
+
+
+async def links(conn: AsyncConnection, lead_ids: Iterable[str]) -> dict[str, str]:
+    """absorbed id -> the lead it went into, for those of `lead_ids` that were merged away."""
+    ids = sorted(set(lead_ids))
+    if not ids:
+        return {}
+    c = t.lead_links.c
+    rows = await conn.execute(select(c.lead_id, c.merged_into).where(c.lead_id.in_(ids)))
+    return {str(r.lead_id): str(r.merged_into) for r in rows}

@@ -100,6 +100,12 @@ lead_scores = Table(  # revision 0007: the rank per model (domain/ranking.py), w
     Column("stage", Text, nullable=False),
     Column("owner_id", Text),
 )
+lead_links = Table(  # revision 0008: ids folded into another lead (docs/identity.md)
+    "lead_links", metadata,
+    Column("lead_id", Text, primary_key=True),
+    Column("merged_into", Text, nullable=False, index=True),
+    Column("at", TS, nullable=False),
+)
 clock = Table(
     "clock", metadata,
     Column("id", Integer, primary_key=True),

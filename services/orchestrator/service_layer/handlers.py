@@ -107,6 +107,7 @@ class Handlers:
                       now: float) -> list[tuple[str, Effects]]:
         """Decide each event in order; `leads` ends as the leads are after the batch."""
         effects: list[tuple[str, Effects]] = []
+        links = await self._links(uow, batch, leads)
         for p in batch.todo:
             if p.event["type"] == ERASED_EVENT:  # forget what came before it, in order
                 leads.pop(p.lead_id, None)
@@ -116,7 +117,16 @@ class Handlers:
             if p.event["type"] == SCORE_DUE_EVENT and p.lead_id not in leads:
                 continue  # erased since its crossing was scheduled: nobody to move
             if p.event["type"] == MERGED_EVENT:  # then decided as the merged lead's event
-                effects = await self._absorb(uow, p, leads, effects, now)
+                effects = await self._absorb(uow, p, leads, effects, links, now)
+            elif p.lead_id in links and p.lead_id not in leads:
+                # an id merged away whose event comes late: it counts for the lead it went
+                # into (its scores are the lead's own already: scoring forwarded it)
+                lead_id = links[p.lead_id]
+                leads[lead_id], fx = self.decider.decide_event(
+                    leads.get(lead_id), lead_id, p.event, {},
+                    event_time=p.event_time or now, now=now)
+                effects.append((lead_id, fx))
+                continue
             try:
                 lead, fx = self.decider.decide_event(
                     leads.get(p.lead_id), p.lead_id, p.event, p.score.models,
@@ -134,14 +144,24 @@ class Handlers:
             effects.append((p.lead_id, fx))
         return effects
 
+    async def _links(self, uow: UnitOfWork, batch: Batch,
+                     leads: dict[str, Lead]) -> dict[str, str]:
+        """absorbed id -> the lead it went into, for the batch's ids that were merged away;
+        those leads locked too (after the batch's own, before any timer)."""
+        links = await uow.leads.merged_into({p.lead_id for p in batch.todo} - set(leads))
+        if links:
+            leads.update(await uow.leads.lock(set(links.values()) - set(leads)))
+        return links
+
     async def _absorb(self, uow: UnitOfWork, p: Parsed, leads: dict[str, Lead],
-                      effects: list[tuple[str, Effects]],
+                      effects: list[tuple[str, Effects]], links: dict[str, str],
                       now: float) -> list[tuple[str, Effects]]:
         """Fold the lead `data.from` of a scored `lead.merged` into its subject
         (docs/identity.md), once (a redelivered merge is a duplicate before it gets here)."""
         absorbed = (p.event.get("data") or {}).get("from")
         if not isinstance(absorbed, str) or absorbed == p.lead_id:
             return effects
+        links[absorbed] = p.lead_id  # its later events in this batch go to the lead
         loser = leads.pop(absorbed, None)
         if loser is None:
             loser = (await uow.leads.lock([absorbed])).get(absorbed)

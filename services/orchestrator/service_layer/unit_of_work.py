@@ -52,6 +52,9 @@ class Leads(Protocol):
         history and enrollments move (those of `moved` programs with their timers), and the
         history says "merged from `lead_id`". `stages`: (absorbed's, merged lead's)."""
 
+    async def merged_into(self, lead_ids: Iterable[str]) -> dict[str, str]:
+        """absorbed id -> the lead it was folded into, for those of `lead_ids` merged away."""
+
     async def sends(self, message_ids: Iterable[str]) -> dict[str, tuple[str, str]]:
         """message id -> (program id, step id) of the messages sent with these ids."""
 

@@ -221,3 +221,10 @@ async def test_an_absorbed_lead_goes_and_the_timers_of_its_moved_enrollments_fol
         due = await uow.timers.claim_due(now=await uow.now() + 120, limit=10)
         assert sorted((d.lead_id, d.timer.kind, d.timer.program_id) for d in due) == [
             ("a-2", "step", "p"), ("l-1", "step", "p")]
+        assert await uow.leads.merged_into(["a-1", "a-2"]) == {"a-1": "l-1"}
+    async with backend.uow() as uow:  # a chain: what went into l-1 follows it into l-2
+        await uow.leads.absorb("l-1", into="l-2", moved=(), stages=("lead", "lead"),
+                               now=await uow.now())
+        assert await uow.leads.merged_into(["a-1", "l-1"]) == {"a-1": "l-2", "l-1": "l-2"}
+        await uow.leads.erase("l-2", now=await uow.now())
+        assert await uow.leads.merged_into(["a-1", "l-1"]) == {}

@@ -255,3 +255,19 @@ async def test_a_merge_in_the_batch_of_the_absorbed_leads_events_loses_none_of_t
     assert set(store.leads) == {"user-1"}
     assert Lead.from_dict(store.leads["user-1"]).enrollments["pricing"].active
     assert {lid for lid, _ in store.timers.values()} == {"user-1"}
+
+
+async def test_a_late_event_of_a_merged_away_id_counts_for_the_lead_it_went_into() -> None:
+    store = MemoryStore()
+    h = handlers(store)
+    await h.handle_scored_events([
+        record(0, "anon-1", "web.page_viewed", path="/blog"),
+        record(1, "user-1", "lead.merged", eid="merge-1", **{"from": "anon-1"}),
+        record(2, "anon-1", "web.page_viewed", eid="late-1", path="/pricing")])  # same batch
+    await h.handle_scored_events([record(3, "anon-1", "email.opened", message_id="m")])
+    assert set(store.leads) == {"user-1"}  # no second record for the absorbed id
+    lead = Lead.from_dict(store.leads["user-1"])
+    assert lead.enrollments["pricing"].active  # the late pricing view started the program
+    await h.erase("user-1")
+    async with MemoryUnitOfWork(store, TOPICS, clock=lambda: T0) as uow:
+        assert await uow.leads.merged_into(["anon-1"]) == {}
