@@ -26,7 +26,11 @@ from deploy.local.stack import free_port
 from schemas.records import Crossing, LeadScore, ModelScore, ScoredEvent
 from services.common.config.settings import KafkaSettings
 from services.common.kafka.topics import Topics, ensure_topics
+from services.orchestrator.adapters.migrate import upgrade
 from services.orchestrator.adapters.records import erased_event
+from services.orchestrator.bootstrap import bootstrap as bootstrap_orchestrator
+from services.orchestrator.entrypoints.http.app import create_app as create_orchestrator
+from services.orchestrator.settings import OrchestratorSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,6 +54,18 @@ def scored_record(event: Mapping[str, Any], *models: ModelScore) -> bytes:
     score = LeadScore(lead_id=str(event["subject"]), as_of=event.get("time", SCORED_AS_OF),
                       models={m.model: m for m in models})
     return ScoredEvent(event=dict(event), score=score).to_bytes()
+
+
+async def orchestrator_app(database_url: str, kafka: KafkaSettings, decider: Any, *,
+                           stage_model: str) -> Any:
+    """The orchestrator's app on a freshly migrated schema of its own: API token `t`, admin
+    token `a`, its timer and outbox loops fast."""
+    schema = unique("orch").replace("-", "_")
+    await asyncio.to_thread(upgrade, database_url, schema)
+    settings = OrchestratorSettings(  # type: ignore[call-arg]
+        DATABASE_URL=database_url, db_schema=schema, api_token="t", admin_token="a",
+        stage_model=stage_model, timer_poll_seconds=0.1, relay_idle_seconds=0.05)
+    return create_orchestrator(bootstrap_orchestrator(settings, kafka, decider))
 
 
 def unique(prefix: str) -> str:

@@ -7,7 +7,6 @@ crossing: nothing happens at the time first computed."""
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 import uuid
@@ -28,15 +27,11 @@ from services.ingest.bootstrap import bootstrap as bootstrap_ingest
 from services.ingest.domain.auth import hash_key
 from services.ingest.entrypoints.http.app import create_app as create_ingest
 from services.ingest.settings import ApiKeyConfig, IngestSettings
-from services.orchestrator.adapters.migrate import upgrade
-from services.orchestrator.bootstrap import bootstrap
 from services.orchestrator.domain.decide import Decider
 from services.orchestrator.domain.policy import ContactPolicy
 from services.orchestrator.domain.program import Program, Step, Trigger
-from services.orchestrator.entrypoints.http.app import create_app as create_orchestrator
-from services.orchestrator.settings import OrchestratorSettings
 from tests.dispatch.integration.dispatch_harness import SmtpSink, dispatch_service
-from tests.support import ScoringWorker, serve, wait_until
+from tests.support import ScoringWorker, orchestrator_app, serve, wait_until
 
 KEY, API, ADMIN = "nk_decay", {"Authorization": "Bearer t"}, {"Authorization": "Bearer a"}
 D = 86400.0
@@ -67,19 +62,15 @@ async def sink() -> AsyncIterator[SmtpSink]:
 async def test_a_quiet_lead_cools_below_mql_when_the_clock_moves(
         kafka: KafkaSettings, database_url: str, scorer: ScoringWorker, sink: SmtpSink,
         tmp_path: Path) -> None:
-    schema = f"decay_{uuid.uuid4().hex[:8]}"
-    await asyncio.to_thread(upgrade, database_url, schema)
     templates = tmp_path / "templates" / "cooling"
     templates.mkdir(parents=True)
     (templates / "subject.txt").write_text("Still there, {{ first_name }}?")
     (templates / "body.txt").write_text("We have not heard from you in a while.")
-    orch_settings = OrchestratorSettings(  # type: ignore[call-arg]
-        DATABASE_URL=database_url, db_schema=schema, api_token="t", admin_token="a",
-        stage_model="itest", timer_poll_seconds=0.1, relay_idle_seconds=0.05)
     decider = Decider([COOLING], ContactPolicy(caps=(), quiet_hours=None), stage_model="itest")
     ingest_settings = IngestSettings(api_keys=[ApiKeyConfig(name="site", sha256=hash_key(KEY))])
     async with serve(create_ingest(bootstrap_ingest(ingest_settings, kafka))) as ingest, \
-            serve(create_orchestrator(bootstrap(orch_settings, kafka, decider))) as orch, \
+            serve(await orchestrator_app(database_url, kafka, decider,
+                                         stage_model="itest")) as orch, \
             dispatch_service(database_url, kafka, smtp_port=sink.port,
                              templates=str(tmp_path / "templates")), \
             httpx.AsyncClient(timeout=30) as client:
@@ -184,14 +175,10 @@ async def test_ingest_stamps_events_with_the_orchestrators_clock(
     """One clock: with the orchestrator's clock moved 195 days ahead, an event posted without a
     `time` is stamped by ingest with that clock (`NURTURE_CLOCK_URL`), so the lead it creates is
     active now, not 195 days ago."""
-    schema = f"clock_{uuid.uuid4().hex[:8]}"
-    await asyncio.to_thread(upgrade, database_url, schema)
-    orch_settings = OrchestratorSettings(  # type: ignore[call-arg]
-        DATABASE_URL=database_url, db_schema=schema, api_token="t", admin_token="a",
-        stage_model="itest", timer_poll_seconds=0.1, relay_idle_seconds=0.05)
     decider = Decider([], ContactPolicy(caps=(), quiet_hours=None), stage_model="itest")
     ingest_settings = IngestSettings(api_keys=[ApiKeyConfig(name="site", sha256=hash_key(KEY))])
-    async with serve(create_orchestrator(bootstrap(orch_settings, kafka, decider))) as orch, \
+    async with serve(await orchestrator_app(database_url, kafka, decider,
+                                            stage_model="itest")) as orch, \
             httpx.AsyncClient(timeout=30) as client:
         r = await client.post(f"{orch}/v1/admin/clock/advance", json={"seconds": 195 * D},
                               headers=ADMIN)

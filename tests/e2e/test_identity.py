@@ -5,7 +5,6 @@ any of its events has them counted for the lead; and erasing the lead erases wha
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 import uuid
@@ -22,13 +21,9 @@ from services.ingest.bootstrap import bootstrap as bootstrap_ingest
 from services.ingest.domain.auth import hash_key
 from services.ingest.entrypoints.http.app import create_app as create_ingest
 from services.ingest.settings import ApiKeyConfig, IngestSettings
-from services.orchestrator.adapters.migrate import upgrade
-from services.orchestrator.bootstrap import bootstrap
 from services.orchestrator.domain.decide import Decider
 from services.orchestrator.domain.policy import ContactPolicy
-from services.orchestrator.entrypoints.http.app import create_app as create_orchestrator
-from services.orchestrator.settings import OrchestratorSettings
-from tests.support import ScoringWorker, read_topic, serve, wait_until
+from tests.support import ScoringWorker, orchestrator_app, read_topic, serve, wait_until
 
 KEY, API = "nk_identity", {"Authorization": "Bearer t"}
 RUN = uuid.uuid4().hex[:8]
@@ -47,15 +42,11 @@ def download(eid: str, subject: str, at: float) -> dict[str, Any]:
 
 async def test_two_crm_leads_merged_end_as_one_with_both_histories(
         kafka: KafkaSettings, database_url: str, scorer: ScoringWorker) -> None:
-    schema = f"ident_{RUN}"
-    await asyncio.to_thread(upgrade, database_url, schema)
-    orch_settings = OrchestratorSettings(  # type: ignore[call-arg]
-        DATABASE_URL=database_url, db_schema=schema, api_token="t", admin_token="a",
-        stage_model="itest", timer_poll_seconds=0.1, relay_idle_seconds=0.05)
     decider = Decider([], ContactPolicy(caps=(), quiet_hours=None), stage_model="itest")
     ingest_settings = IngestSettings(api_keys=[ApiKeyConfig(name="crm", sha256=hash_key(KEY))])
     async with serve(create_ingest(bootstrap_ingest(ingest_settings, kafka))) as ingest, \
-            serve(create_orchestrator(bootstrap(orch_settings, kafka, decider))) as orch, \
+            serve(await orchestrator_app(database_url, kafka, decider,
+                                         stage_model="itest")) as orch, \
             httpx.AsyncClient(timeout=30) as client:
         async def post(*events: dict[str, Any]) -> None:
             r = await client.post(f"{ingest}/v1/events", content=orjson.dumps(list(events)),

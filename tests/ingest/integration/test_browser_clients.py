@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import subprocess
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -34,15 +33,18 @@ from services.ingest.bootstrap import bootstrap
 from services.ingest.domain.auth import hash_key
 from services.ingest.entrypoints.http.app import create_app
 from services.ingest.settings import ApiKeyConfig, IngestSettings
-from services.orchestrator.adapters.migrate import upgrade
 from services.orchestrator.adapters.program_files import load_programs
-from services.orchestrator.bootstrap import bootstrap as bootstrap_orchestrator
 from services.orchestrator.domain.decide import Decider
 from services.orchestrator.domain.policy import ContactPolicy
-from services.orchestrator.entrypoints.http.app import create_app as create_orchestrator
-from services.orchestrator.settings import OrchestratorSettings
 from tests.dispatch.integration.dispatch_harness import SmtpSink, dispatch_service
-from tests.support import isolated_kafka, read_topic, scoring_worker, serve, wait_until
+from tests.support import (
+    isolated_kafka,
+    orchestrator_app,
+    read_topic,
+    scoring_worker,
+    serve,
+    wait_until,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
 COMMAND_IDS = itertools.count(1)  # of DevTools protocol commands
@@ -231,14 +233,10 @@ async def test_an_anonymous_pricing_view_counts_for_the_visitor_who_identifies(
         tmp_path: Path, library: str) -> None:
     """The same flow with Segment's and RudderStack's browser libraries, each configured only
     (RudderStack: its source settings given to `load`, data plane = ingest)."""
-    schema = f"browser_{uuid.uuid4().hex[:8]}"
-    await asyncio.to_thread(upgrade, database_url, schema)
-    orchestrator = bootstrap_orchestrator(
-        OrchestratorSettings(  # type: ignore[call-arg]
-            DATABASE_URL=database_url, db_schema=schema, api_token="t", admin_token="a",
-            stage_model="b2b", timer_poll_seconds=0.1, relay_idle_seconds=0.05),
-        kafka, Decider(load_programs([ROOT / "config/programs/pricing-abandoner.yaml"]),
-                       ContactPolicy(caps=(), quiet_hours=None), stage_model="b2b"))
+    orchestrator = await orchestrator_app(
+        database_url, kafka, stage_model="b2b",
+        decider=Decider(load_programs([ROOT / "config/programs/pricing-abandoner.yaml"]),
+                        ContactPolicy(caps=(), quiet_hours=None), stage_model="b2b"))
     sink = SmtpSink()
     ingest: dict[str, str] = {}
     await sink.start()
@@ -254,7 +252,7 @@ async def pricing_abandoner_flow(browser: tuple[str, str], page: str, kafka: Kaf
                                  sink: SmtpSink, ingest: dict[str, str]) -> None:
     async with scoring_worker(kafka, tmp_path, ROOT / "config/scoring/b2b.yaml"), \
             serve(site(browser[1], ingest, page)) as allowed, \
-            serve(create_orchestrator(orchestrator)) as orch, \
+            serve(orchestrator) as orch, \
             dispatch_service(database_url, kafka, smtp_port=sink.port,
                              templates=str(ROOT / "config/templates")), \
             httpx.AsyncClient(timeout=30) as client:
