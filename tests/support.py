@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import uvicorn
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
@@ -66,6 +67,15 @@ async def orchestrator_app(database_url: str, kafka: KafkaSettings, decider: Any
         DATABASE_URL=database_url, db_schema=schema, api_token="t", admin_token="a",
         stage_model=stage_model, timer_poll_seconds=0.1, relay_idle_seconds=0.05)
     return create_orchestrator(bootstrap_orchestrator(settings, kafka, decider))
+
+
+async def post_events(client: httpx.AsyncClient, ingest: str, key: str,
+                      *events: dict[str, Any]) -> None:
+    """`POST /v1/events` of a batch with the API key `key`; asserts it is accepted."""
+    r = await client.post(f"{ingest}/v1/events", content=orjson.dumps(list(events)),
+                          headers={"Authorization": f"Bearer {key}",
+                                   "Content-Type": "application/cloudevents-batch+json"})
+    assert r.status_code == 202, r.text
 
 
 def unique(prefix: str) -> str:

@@ -31,7 +31,7 @@ from services.orchestrator.domain.decide import Decider
 from services.orchestrator.domain.policy import ContactPolicy
 from services.orchestrator.domain.program import Program, Step, Trigger
 from tests.dispatch.integration.dispatch_harness import SmtpSink, dispatch_service
-from tests.support import ScoringWorker, orchestrator_app, serve, wait_until
+from tests.support import ScoringWorker, orchestrator_app, post_events, serve, wait_until
 
 KEY, API, ADMIN = "nk_decay", {"Authorization": "Bearer t"}, {"Authorization": "Bearer a"}
 D = 86400.0
@@ -75,10 +75,7 @@ async def test_a_quiet_lead_cools_below_mql_when_the_clock_moves(
                              templates=str(tmp_path / "templates")), \
             httpx.AsyncClient(timeout=30) as client:
         async def post(*events: dict[str, Any]) -> None:
-            r = await client.post(f"{ingest}/v1/events", content=orjson.dumps(list(events)),
-                                  headers={"Authorization": f"Bearer {KEY}", "Content-Type":
-                                           "application/cloudevents-batch+json"})
-            assert r.status_code == 202, r.text
+            await post_events(client, ingest, KEY, *events)
 
         async def lead() -> dict[str, Any]:
             r = await client.get(f"{orch}/v1/leads/{LEAD}", headers=API)

@@ -23,7 +23,14 @@ from services.ingest.entrypoints.http.app import create_app as create_ingest
 from services.ingest.settings import ApiKeyConfig, IngestSettings
 from services.orchestrator.domain.decide import Decider
 from services.orchestrator.domain.policy import ContactPolicy
-from tests.support import ScoringWorker, orchestrator_app, read_topic, serve, wait_until
+from tests.support import (
+    ScoringWorker,
+    orchestrator_app,
+    post_events,
+    read_topic,
+    serve,
+    wait_until,
+)
 
 KEY, API = "nk_identity", {"Authorization": "Bearer t"}
 RUN = uuid.uuid4().hex[:8]
@@ -49,10 +56,7 @@ async def test_two_crm_leads_merged_end_as_one_with_both_histories(
                                          stage_model="itest")) as orch, \
             httpx.AsyncClient(timeout=30) as client:
         async def post(*events: dict[str, Any]) -> None:
-            r = await client.post(f"{ingest}/v1/events", content=orjson.dumps(list(events)),
-                                  headers={"Authorization": f"Bearer {KEY}", "Content-Type":
-                                           "application/cloudevents-batch+json"})
-            assert r.status_code == 202, r.text
+            await post_events(client, ingest, KEY, *events)
 
         async def lead(lead_id: str) -> dict[str, Any]:
             r = await client.get(f"{orch}/v1/leads/{lead_id}", headers=API)
