@@ -34,6 +34,11 @@ LINKED_EVENT: Final = "identity.linked"
 """The type of the event saying its subject (an anonymous id, a lead merged away) is the lead
 `data.lead_id` (docs/identity.md); keyed by the subject, behind the subject's own events."""
 
+PAGE_LINKS: Final = frozenset({"identify", "alias", "form"})
+"""The `via` of a link a web page makes (its visitor's anonymous id to the id it names): a
+browser key may make only these, and they only ever fold an anonymous visitor into a lead, never
+a known one (a CRM merge, `crm_merge`, or a server's link, `api`, may)."""
+
 MERGED_EVENT: Final = "lead.merged"
 """The type of the control event scoring publishes, keyed by the lead that absorbs another, when
 it has taken over the other's scoring state (`data.from`: the absorbed id); scored, it tells the

@@ -191,8 +191,8 @@ class Handlers:
         """Record suppression changes, erasures and merges read from the events topic, in one
         unit of work, so a message already queued or waiting for a retry is not sent after the
         lead said stop (or was erased); how many changes. A merge (absorbing, absorbed) gives
-        the absorbing lead every suppression of the absorbed one it lacks: a suppression on
-        either side holds (docs/identity.md)."""
+        the absorbing lead every suppression of the absorbed one it lacks, but an erasure: a
+        suppression on either side holds (docs/identity.md)."""
         if changes or erased or merged:
             async with self.uow() as uow:
                 if changes:
@@ -206,7 +206,7 @@ class Handlers:
         held = await uow.suppressions.for_leads(lead_ids=[lead_id, absorbed])
         mine = held.get(lead_id, {})
         for channel, reason in held.get(absorbed, {}).items():
-            if channel not in mine:
+            if channel not in mine and reason != ERASED:  # an erasure was of that id alone
                 await uow.suppressions.suppress(lead_id=lead_id, channel=channel,
                                                 reason=reason, at=self.clock.now())
 

@@ -7,7 +7,8 @@ it, keyed by the id that is folded into the other:
 - a form submission or page view whose `data.anonymous_id` is not its subject: that id → the
   subject;
 - `crm.leads_merged`: loser → winner.
-(An `alias` call maps to `identity.linked` itself, `segment.py`.) A link's id is derived from
+(An `alias` call maps to `identity.linked` itself, `segment.py`.) Only a key that may send
+`identity.linked` makes links. A link's id is derived from
 its event's, so a retried event is the same link; scoring merges a pair once however often the
 link comes (`services/scoring/service_layer/handlers.py`)."""
 
@@ -17,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from schemas.cloudevent import new_event
-from schemas.vocabulary import LINKED_EVENT
+from schemas.vocabulary import LINKED_EVENT, PAGE_LINKS
 
 MERGE_EVENT = "crm.leads_merged"
 ANONYMOUS_ATTRIBUTE = "anonymousid"
@@ -41,8 +42,10 @@ def links_of(event: Mapping[str, Any]) -> list[dict[str, Any]]:
                       data={"lead_id": lead_id, "via": via})]
 
 
-def self_links(events: Sequence[Mapping[str, Any]]) -> list[tuple[int, str, str]]:
-    """(index, field path, why) of each event that links an id to itself."""
+def link_problems(events: Sequence[Mapping[str, Any]], *,
+                  browser: bool) -> list[tuple[int, str, str]]:
+    """(index, field path, why) of each event that links an id to itself, or, from a browser
+    key, links other than a page's (`PAGE_LINKS`: a page may fold only its visitor)."""
     problems = []
     for index, event in enumerate(events):
         data = event.get("data") or {}
@@ -52,4 +55,7 @@ def self_links(events: Sequence[Mapping[str, Any]]) -> list[tuple[int, str, str]
         elif event["type"] == LINKED_EVENT and data.get("lead_id") == event["subject"]:
             problems.append((index, "data.lead_id",
                              "is the event's subject; an id cannot be linked to itself"))
+        elif event["type"] == LINKED_EVENT and browser and data.get("via") not in PAGE_LINKS:
+            problems.append((index, "data.via", "a browser key's links are a page's: via "
+                                                "identify, alias or form"))
     return problems

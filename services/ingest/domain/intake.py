@@ -23,9 +23,9 @@ from schemas.bindings import (
     record_headers,
 )
 from schemas.normalize import normalized
-from schemas.vocabulary import NURTURE_ONLY_EVENTS, event_epoch, rfc3339
+from schemas.vocabulary import LINKED_EVENT, NURTURE_ONLY_EVENTS, event_epoch, rfc3339
 from services.ingest.domain.auth import ApiKey
-from services.ingest.domain.identity import links_of, self_links
+from services.ingest.domain.identity import link_problems, links_of
 
 CLOUDEVENT = STRUCTURED
 CLOUDEVENT_BATCH = "application/cloudevents-batch+json"
@@ -169,15 +169,17 @@ def to_record(event: dict[str, Any], *, received_at: datetime) -> Record:
 def accept(events: Sequence[Any], *, key: ApiKey, received_at: datetime,
            max_future_seconds: int = 300, max_event_bytes: int = 256 * 1024) -> list[Record]:
     """Validate all, check the key may send them, and return the records to publish: each
-    event's, and the identity links it implies (`identity.links_of`), behind it."""
+    event's, and the identity links they imply (`identity.links_of`), behind them."""
     validate_all(events)
-    if problems := self_links(events):
-        raise Rejected(422, f"{len(problems)} of {len(events)} events link an id to itself; "
-                            "nothing was accepted", [FieldProblem(*p) for p in problems])
+    if problems := link_problems(events, browser=key.browser):
+        raise Rejected(422, f"{len(problems)} of {len(events)} events make links that cannot be "
+                            "made; nothing was accepted", [FieldProblem(*p) for p in problems])
     check_times(events, received_at, max_future_seconds)
     check_sources(events, key)
     records = [to_record(e, received_at=received_at) for e in events]
-    records += [to_record(link, received_at=received_at) for e in events for link in links_of(e)]
+    if key.allows_type(LINKED_EVENT):  # the links the events imply, if the key may link
+        records += [to_record(link, received_at=received_at)
+                    for e in events for link in links_of(e)]
     for index, record in enumerate(records):
         if len(record.value) > max_event_bytes:
             raise Rejected(413, f"event {index} is {len(record.value)} bytes encoded; "

@@ -126,6 +126,9 @@ class MemoryLeads:
             data.enrollments[(into, *key[1:])] = row | {"lead_id": into}
         data.history.append({"lead_id": into, "from_stage": stages[0], "to_stage": stages[1],
                              "at": now, "cause": f"merged from {lead_id}"})
+
+    async def link(self, lead_id: str, *, into: str, now: float) -> None:
+        data = self._uow.data
         data.links = {k: into if v == lead_id else v for k, v in data.links.items()}
         data.links[lead_id] = into
 

@@ -6,8 +6,9 @@
 - its enrollments move too (an active one whose program the absorbing lead already had ends:
   `exited`, reason `merged`), and so do the timers of the enrollments that moved; its other
   timers (score timers, stale steps) are deleted;
-- a link row remembers where the absorbed id went (and the ids that had gone into it follow),
-  for its scored events that come after the merge (`links`)."""
+and, whether or not the orchestrator knew the absorbed id, a link row remembers where it went
+(the ids that had gone into it follow), for its scored events that come after the merge
+(`link`, `links`)."""
 
 from __future__ import annotations
 
@@ -52,7 +53,11 @@ async def absorb(conn: AsyncConnection, *, lead_id: str, into: str, moved: Colle
     await conn.execute(insert(t.stage_history).values(
         lead_id=into, from_stage=stages[0], to_stage=stages[1], at=at,
         cause=MERGED_CAUSE + lead_id))
-    links = t.lead_links
+
+
+async def link(conn: AsyncConnection, *, lead_id: str, into: str, now: float) -> None:
+    """Remember that `lead_id` went into `into`, and so did the ids that had gone into it."""
+    links, at = t.lead_links, datetime.fromtimestamp(now, UTC)
     await conn.execute(update(links).where(links.c.merged_into == lead_id).values(
         merged_into=into))
     await conn.execute(upsert(links).values(lead_id=lead_id, merged_into=into, at=at)

@@ -289,6 +289,9 @@ class PgLeads:
         await merge.absorb(self._uow.conn, lead_id=lead_id, into=into, moved=moved,
                            stages=stages, now=now)
 
+    async def link(self, lead_id: str, *, into: str, now: float) -> None:
+        await merge.link(self._uow.conn, lead_id=lead_id, into=into, now=now)
+
     async def merged_into(self, lead_ids: Iterable[str]) -> dict[str, str]:
         return await merge.links(self._uow.conn, lead_ids)
 

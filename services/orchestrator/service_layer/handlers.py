@@ -118,20 +118,15 @@ class Handlers:
                 continue  # erased since its crossing was scheduled: nobody to move
             if p.event["type"] == MERGED_EVENT:  # then decided as the merged lead's event
                 effects = await self._absorb(uow, p, leads, effects, links, now)
-            elif p.lead_id in links and p.lead_id not in leads:
-                # an id merged away whose event comes late: it counts for the lead it went
-                # into (its scores are the lead's own already: scoring forwarded it)
-                lead_id = links[p.lead_id]
-                leads[lead_id], fx = self.decider.decide_event(
-                    leads.get(lead_id), lead_id, p.event, {},
-                    event_time=p.event_time or now, now=now)
-                effects.append((lead_id, fx))
-                continue
+            # an id merged away whose event comes late counts for the lead it went into, with
+            # that lead's scores (none from this event: scoring counted it for the lead)
+            late = p.lead_id in links and p.lead_id not in leads
+            lead_id = links[p.lead_id] if late else p.lead_id
             try:
                 lead, fx = self.decider.decide_event(
-                    leads.get(p.lead_id), p.lead_id, p.event, p.score.models,
+                    leads.get(lead_id), lead_id, p.event, {} if late else p.score.models,
                     event_time=p.event_time or now, now=now,
-                    scored_at=p.score.as_of.timestamp())
+                    scored_at=None if late else p.score.as_of.timestamp())
             except Exception as exc:  # one event the decisions choke on: dead-lettered,
                 # the lead as it was before it; the batch and the partition go on
                 log.exception("decision failed; event dead-lettered",
@@ -140,8 +135,8 @@ class Handlers:
                     p.record, f"{type(exc).__name__}: {exc}", topics=self.topics))
                 batch.failed.append(p.key)
                 continue
-            leads[p.lead_id] = lead
-            effects.append((p.lead_id, fx))
+            leads[lead_id] = lead
+            effects.append((lead_id, fx))
         return effects
 
     async def _links(self, uow: UnitOfWork, batch: Batch,
@@ -161,7 +156,13 @@ class Handlers:
         absorbed = (p.event.get("data") or {}).get("from")
         if not isinstance(absorbed, str) or absorbed == p.lead_id:
             return effects
-        links[absorbed] = p.lead_id  # its later events in this batch go to the lead
+        # its later events go to the lead (in this batch, and those that come late), as do
+        # those of the ids that had gone into it
+        for other, into in list(links.items()):
+            if into == absorbed:
+                links[other] = p.lead_id
+        links[absorbed] = p.lead_id
+        await uow.leads.link(absorbed, into=p.lead_id, now=now)
         loser = leads.pop(absorbed, None)
         if loser is None:
             loser = (await uow.leads.lock([absorbed])).get(absorbed)

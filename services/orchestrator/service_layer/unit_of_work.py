@@ -50,7 +50,11 @@ class Leads(Protocol):
                      stages: tuple[str, str], now: float) -> None:
         """Fold the rows of `lead_id` into `into` (`adapters/merge.py`): its row goes, its
         history and enrollments move (those of `moved` programs with their timers), and the
-        history says "merged from `lead_id`". `stages`: (absorbed's, merged lead's)."""
+        history says "merged from `lead_id`". `stages`: (absorbed's, merged lead's). (The link
+        is recorded by `link`.)"""
+
+    async def link(self, lead_id: str, *, into: str, now: float) -> None:
+        """Remember that `lead_id` went into `into` (and so did what had gone into it)."""
 
     async def merged_into(self, lead_ids: Iterable[str]) -> dict[str, str]:
         """absorbed id -> the lead it was folded into, for those of `lead_ids` merged away."""

@@ -282,7 +282,7 @@ def apply(state: LeadState, event: Mapping[str, Any], *, lead_id: str, event_tim
         if profile_changed or ms.version != model.version:
             if ms.version != model.version:
                 ms.engagement = {r: v for r, v in ms.engagement.items()
-                                 if any(e.id == r for e in model.engagement)}
+                                 if r in model.engagement_ids}
             ms.version = model.version
             _recompute_fit(ms, model, state.profile)
         late = newest is not None and event_time < newest - model.late_tolerance_days * 86400.0
@@ -316,7 +316,8 @@ def absorb(state: LeadState, other: LeadState, *, lead_id: str, other_id: str,
         return describe_all(state, models, lead_id, duplicate=True)
     state.merged[other_id] = None
     state.merged.update(other.merged)
-    state.seen = dict.fromkeys([*other.seen, *state.seen][-recent_ids:])
+    # both windows, whole: a retried event of either id must stay a duplicate
+    state.seen = dict.fromkeys([*state.seen, *other.seen][-2 * recent_ids:])
     for key, value in other.profile.items():
         t = other.profile_time.get(key, -math.inf)
         if t >= state.profile_time.get(key, -math.inf):
@@ -327,6 +328,10 @@ def absorb(state: LeadState, other: LeadState, *, lead_id: str, other_id: str,
     for model in models:
         ms = _model_state(state, model)
         theirs = other.models.get(model.id)
+        for side in (ms, theirs):  # rules the model no longer has award nothing
+            if side is not None and side.version != model.version:
+                side.engagement = {r: v for r, v in side.engagement.items()
+                                   if r in model.engagement_ids}
         if theirs is not None:
             _absorb_model(ms, theirs, LN2 / model.half_life_seconds)
         ms.version = model.version

@@ -87,5 +87,10 @@ class ScoringModel:
         object.__setattr__(self, "caps", {r.id: r.cap for r in self.engagement if r.cap})
 
     @property
+    def engagement_ids(self) -> frozenset[str]:
+        """The ids of the engagement rules (points of others are dropped on a version change)."""
+        return frozenset(r.id for r in self.engagement)
+
+    @property
     def half_life_seconds(self) -> float:
         return self.half_life_days * 86400.0

@@ -33,6 +33,7 @@ from schemas.vocabulary import (
     ERASED_EVENT,
     LINKED_EVENT,
     MERGED_EVENT,
+    PAGE_LINKS,
     SCORE_DUE_EVENT,
     event_epoch,
     rfc3339,
@@ -45,6 +46,10 @@ from services.scoring.domain.state import LeadState
 
 CONSUMER = "nurture-scoring"
 OUT_CONTENT_TYPE = b"application/json"
+
+
+FORWARDS_ATTRIBUTE = "nurtureforwards"
+MAX_FORWARDS = 8
 
 
 class BadEvent(ValueError):
@@ -167,6 +172,10 @@ class Processor:
         lead = LeadState.from_bytes(state) if state else None
         if etype == ERASED_EVENT:  # the person was erased: forget the lead, pass it on
             return self._erase(event, lead_id, lead, t)
+        if etype == MERGED_EVENT and lead is not None \
+                and lead.merged_into == (event.get("data") or {}).get("from"):
+            raise BadEvent("data.from: this lead is linked to that id, which is linked to it: "
+                           "the links make a cycle")
         if lead is not None and lead.merged_into is not None and etype != LINKED_EVENT:
             return self._forward(event, lead.merged_into)
         if etype == LINKED_EVENT:
@@ -211,9 +220,14 @@ class Processor:
 
     def _forward(self, event: dict[str, Any], target: str) -> Result:
         """An event of an id linked to `target`: it counts for `target` (once: its source and
-        id stay, and are deduplicated there)."""
-        return Result("forwarded", event["type"], None,
-                      [self._event_out({**event, "subject": target})])
+        id stay, and are deduplicated there). How often it was forwarded rides along, so links
+        that make a cycle dead-letter it instead of passing it round for ever."""
+        hops = event.get(FORWARDS_ATTRIBUTE, 0)
+        hops = hops + 1 if isinstance(hops, int) else 1
+        if hops > MAX_FORWARDS:
+            raise BadEvent(f"forwarded through {MAX_FORWARDS} linked ids: the links make a cycle")
+        return Result("forwarded", event["type"], None, [self._event_out(
+            {**event, "subject": target, FORWARDS_ATTRIBUTE: hops})])
 
     def _link(self, event: dict[str, Any], lead_id: str, lead: LeadState, t: float) -> Result:
         """`lead_id` is `data.lead_id`: hand this id's state over in a `lead.merged` keyed by
@@ -229,6 +243,10 @@ class Processor:
         if target in lead.merged:
             raise BadEvent("data.lead_id: that lead was merged into the subject (a link "
                            "back would make a cycle)")
+        if event["data"].get("via") in PAGE_LINKS and ("email" in lead.profile
+                                                       or "phone" in lead.profile):
+            raise BadEvent("data.lead_id: the subject is a known lead (it has an email or a "
+                           "phone); a page's link folds only an anonymous visitor into a lead")
         key = event_key(event)
         if lead.merged_into == target and key not in lead.seen:
             return Result("duplicate", LINKED_EVENT, None, [])  # linked by an earlier link

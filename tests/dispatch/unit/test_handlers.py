@@ -255,10 +255,12 @@ async def test_a_suppression_of_a_merged_away_lead_holds_for_the_lead_it_merged_
     handlers = world.handlers()
     await handlers.apply_suppressions([Change("anon-1", "email", "unsubscribed", START),
                                        Change("lead-1", "sms", "opted_out", START)], [])
-    await handlers.apply_suppressions([], [], [("lead-1", "anon-1")])
-    await handlers.record_commands([record(command("m-1"))])
+    await handlers.apply_suppressions([], ["anon-2"])  # an id erased, then used again
+    await handlers.apply_suppressions([], [], [("lead-1", "anon-1"), ("lead-2", "anon-2")])
+    await handlers.record_commands([record(command("m-1")),
+                                    record(command("m-2", lead="lead-2"))])
     await handlers.deliver_due("email")
-    assert world.mailer.taken == []
+    assert world.mailer.taken == ["m-2"]  # lead-2: the erasure of anon-2 is not copied
     assert world.events("m-1") == [("message.suppressed", "unsubscribed")]
 
 

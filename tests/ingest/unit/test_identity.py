@@ -60,3 +60,22 @@ def test_a_self_link_is_refused_naming_the_field(given: dict[str, Any], path: st
         accept([given], key=KEY, received_at=NOW)
     assert info.value.status == 422
     assert [p.path for p in info.value.problems] == [path]
+
+
+def test_a_key_that_may_not_link_makes_no_links() -> None:
+    crm_only = ApiKey("crm", hash_key("nk_y"), sources=("*",), types=("crm.*",))
+    records = accept([event("crm.leads_merged", {"winner_id": "user-1", "loser_id": "user-2"})],
+                     key=crm_only, received_at=NOW)
+    assert [r.event_type for r in records] == ["crm.leads_merged"]
+
+
+def test_a_browser_key_makes_only_a_pages_links() -> None:
+    page = ApiKey("site", hash_key("nk_z"), sources=("*",), types=("*",),
+                  origins=("https://www.example.com",))
+    with pytest.raises(Rejected) as info:
+        accept([event("identity.linked", {"lead_id": "user-1", "via": "crm_merge"}, "crm-9")],
+               key=page, received_at=NOW)
+    assert [p.path for p in info.value.problems] == ["data.via"]
+    records = accept([event("identity.linked", {"lead_id": "user-1", "via": "alias"}, "anon-9")],
+                     key=page, received_at=NOW)
+    assert [r.key for r in records] == [b"anon-9"]

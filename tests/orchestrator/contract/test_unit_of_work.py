@@ -215,6 +215,7 @@ async def test_an_absorbed_lead_goes_and_the_timers_of_its_moved_enrollments_fol
     async with backend.uow() as uow:
         await uow.leads.absorb("a-1", into="l-1", moved=("p",), stages=("lead", "mql"),
                                now=await uow.now())
+        await uow.leads.link("a-1", into="l-1", now=await uow.now())
         await uow.leads.save({"l-1": lead("l-1")}, [])
     async with backend.uow() as uow:
         assert await uow.leads.get("a-1") is None
@@ -223,8 +224,7 @@ async def test_an_absorbed_lead_goes_and_the_timers_of_its_moved_enrollments_fol
             ("a-2", "step", "p"), ("l-1", "step", "p")]
         assert await uow.leads.merged_into(["a-1", "a-2"]) == {"a-1": "l-1"}
     async with backend.uow() as uow:  # a chain: what went into l-1 follows it into l-2
-        await uow.leads.absorb("l-1", into="l-2", moved=(), stages=("lead", "lead"),
-                               now=await uow.now())
+        await uow.leads.link("l-1", into="l-2", now=await uow.now())
         assert await uow.leads.merged_into(["a-1", "l-1"]) == {"a-1": "l-2", "l-1": "l-2"}
         await uow.leads.erase("l-2", now=await uow.now())
         assert await uow.leads.merged_into(["a-1", "l-1"]) == {}

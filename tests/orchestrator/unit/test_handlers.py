@@ -271,3 +271,16 @@ async def test_a_late_event_of_a_merged_away_id_counts_for_the_lead_it_went_into
     await h.erase("user-1")
     async with MemoryUnitOfWork(store, TOPICS, clock=lambda: T0) as uow:
         assert await uow.leads.merged_into(["anon-1"]) == {}
+
+
+async def test_an_id_unknown_here_when_it_merged_still_sends_its_late_events_to_the_lead(
+        ) -> None:
+    store = MemoryStore()
+    h = handlers(store)
+    await h.handle_scored_events([
+        record(0, "user-1", "crm.lead_upserted", email="ada@x.io"),
+        record(1, "user-1", "lead.merged", eid="merge-1", **{"from": "anon-1"})])
+    # the visitor's partition was behind: its pricing view arrives after the merge
+    await h.handle_scored_events([record(2, "anon-1", "web.page_viewed", path="/pricing")])
+    assert set(store.leads) == {"user-1"}
+    assert Lead.from_dict(store.leads["user-1"]).enrollments["pricing"].active

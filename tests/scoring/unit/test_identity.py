@@ -156,3 +156,36 @@ def test_absorb_is_the_sum_of_both_histories() -> None:
     assert lead.merged == {"anon-1": None}
     again = absorb(lead, anon, lead_id="user-1", other_id="anon-1", models=[MODEL])
     assert again.duplicate and again.models[0].total == 10.0
+
+
+def test_links_each_way_at_once_dead_letter_the_cycle_instead_of_looping() -> None:
+    worker = Worker()
+    worker.send(view("x", "vx"), view("y", "vy"))
+    worker.send(link("x", "y", id="l1"), link("y", "x", id="l2"))
+    assert [d["error"] for d in worker.dead] == [
+        "data.from: this lead is linked to that id, which is linked to it: the links make a "
+        "cycle"] * 2
+    worker.send(view("x", "v2"))  # linked both ways: passed round a few times, then stopped
+    assert worker.dead[-1]["error"] == "forwarded through 8 linked ids: the links make a cycle"
+
+
+def test_a_page_link_never_folds_a_known_lead_a_crm_merge_may() -> None:
+    worker = Worker()
+    worker.send(event("crm.lead_upserted", "crm-9", {"email": "v@x.io"}, id="p1"))
+    worker.send(link("crm-9", "attacker"))  # via identify, as a page sends it
+    assert worker.dead[-1]["error"].startswith("data.lead_id: the subject is a known lead")
+    merge = event(LINKED_EVENT, "crm-9", {"lead_id": "crm-1", "via": "crm_merge"}, id="m1")
+    worker.send(merge)
+    assert worker.outcomes[-2:] == ["linked", "merged"]
+
+
+def test_the_absorbed_ids_recent_events_stay_duplicates_on_a_busy_lead() -> None:
+    worker = Worker()
+    worker.send(view("anon-1", "old"))
+    worker.send(*(event("web.content_downloaded", "user-1", {"content_id": "c"}, id=f"d{i}")
+                  for i in range(70)))  # the lead's own window is full
+    worker.send(link("anon-1", "user-1"))
+    total = worker.total("user-1")
+    worker.send(view("anon-1", "old"))  # a retry of the visitor's view, after the link
+    assert worker.outcomes[-2:] == ["forwarded", "duplicate"]
+    assert worker.total("user-1") == total
