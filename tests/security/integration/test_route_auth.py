@@ -61,7 +61,8 @@ INGEST = DOCS | PROBES | {
     ("POST", "/v1/webhooks/crm"): API_KEY, ("POST", "/v1/webhooks/email"): SIGNED,
     ("GET", "/t/open/{token}"): TOKEN_LINK, ("GET", "/t/click/{token}"): TOKEN_LINK,
     ("GET", "/t/unsubscribe/{token}"): TOKEN_LINK, ("POST", "/t/unsubscribe/{token}"): TOKEN_LINK,
-    **{("POST", f"/v1/{kind}"): WRITE_KEY for kind in "tpigasb"},
+    **{("POST", f"/v1/{kind}"): WRITE_KEY for kind in [*"tpigasb", "track", "page", "identify",
+                                                       "group", "alias", "screen"]},
     ("GET", "/v1/projects/{write_key}/settings"): KEY_IN_PATH}
 ORCHESTRATOR = DOCS | PROBES | {
     ("POST", "/v1/leads/{lead_id}/enrollments"): ENROLLING,
