@@ -263,9 +263,7 @@ def apply(state: LeadState, event: Mapping[str, Any], *, lead_id: str, event_tim
     once per lead at the end, with `describe`)."""
     key = event_key(event)
     if key in state.seen:
-        now = state.last_time if state.last_time is not None else event_time
-        return Snapshot(lead_id, now, True, tuple(
-            _score(_model_state(state, m), m, now, False, report=False) for m in models))
+        return describe_all(state, models, lead_id, duplicate=True, default_time=event_time)
     state.seen[key] = None
     if len(state.seen) > recent_ids:
         del state.seen[next(iter(state.seen))]
@@ -362,8 +360,9 @@ def _absorb_model(ms: ModelState, other: ModelState, k: float) -> None:
 
 
 def describe_all(state: LeadState, models: Sequence[ScoringModel], lead_id: str, *,
-                 duplicate: bool = False) -> Snapshot:
-    """The lead's snapshot in every model, changing nothing."""
-    now = state.last_time if state.last_time is not None else 0.0
+                 duplicate: bool = False, default_time: float = 0.0) -> Snapshot:
+    """The lead's snapshot in every model as of its newest event (`default_time` for a lead
+    with none), changing nothing."""
+    now = state.last_time if state.last_time is not None else default_time
     return Snapshot(lead_id, now, duplicate, tuple(
         _score(_model_state(state, m), m, now, False, report=False) for m in models))

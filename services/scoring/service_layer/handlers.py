@@ -194,7 +194,7 @@ class Processor:
                 lead: LeadState | None, outcome: str | None = None) -> Result:
         """The scored event for `snapshot`; `lead`: the state to keep (None: unchanged)."""
         out_value = ScoredEvent.encode(event, snapshot_dict(snapshot))
-        headers = [("content-type", OUT_CONTENT_TYPE), (TYPE_HEADER, event["type"].encode())]
+        headers = scored_headers(event["type"])
         outcome = outcome or ("duplicate" if snapshot.duplicate else (
             "late" if any(m.late for m in snapshot.models) else "scored"))
         return Result(outcome, event["type"], None if lead is None else lead.to_bytes(),
@@ -213,7 +213,7 @@ class Processor:
         out_value = ScoredEvent.encode(event, {
             "lead_id": lead_id, "as_of": rfc3339(t), "duplicate": False, "models": {}})
         out = [Outgoing(self.topics.scored_events, lead_id.encode(), out_value,
-                        [("content-type", OUT_CONTENT_TYPE), (TYPE_HEADER, ERASED_EVENT.encode())])]
+                        scored_headers(ERASED_EVENT))]
         for absorbed in lead.merged if lead is not None else ():
             out.append(self._event_out(linked_erasure(absorbed, cause=event["id"], time=t)))
         return Result("erased", ERASED_EVENT, None, out, erase=True)
@@ -270,6 +270,11 @@ class Processor:
         reported = {**event, "data": {k: v for k, v in data.items() if k != "state"}}
         return self._scored(reported, snapshot, None if snapshot.duplicate else lead,
                             "duplicate" if snapshot.duplicate else "merged")
+
+
+def scored_headers(event_type: str) -> list[tuple[str, bytes]]:
+    """The headers of a scored-event record: JSON, and the event's type (`schemas.bindings`)."""
+    return [("content-type", OUT_CONTENT_TYPE), (TYPE_HEADER, event_type.encode())]
 
 
 def snapshot_dict(snapshot: Snapshot) -> dict[str, Any]:
