@@ -89,6 +89,51 @@ def absolute(name: str, value: float, *, unit: str, target: float | None,
             "higher_is_better": higher_is_better, "met": met, **(extra or {})}
 
 
+def cpu_seconds(pid: int, *, children: bool = False) -> float:
+    """CPU time (user + system) process `pid` has used so far, from /proc (Linux; clock-tick
+    resolution). With `children`, also what its children used: the ones it has reaped (the
+    kernel adds them to its `cutime`/`cstime`) and the ones still running (PostgreSQL's
+    backends under the postmaster)."""
+    total = _ticks(pid, with_reaped=children)
+    if children:
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:  # gone meanwhile
+                continue
+            if int(fields[1]) == pid:
+                total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _ticks(pid: int, *, with_reaped: bool) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # after the name: state ppid ... utime(11) stime(12) cutime(13) cstime(14)
+    return sum(int(f) for f in fields[11:15 if with_reaped else 13])
+
+
+@dataclass(frozen=True)
+class CpuMeter:
+    """The CPU time of named processes over a stretch of work: `read()` before and after, then
+    `per_event_us` (microseconds of CPU per event, each process and all together)."""
+
+    pids: dict[str, int]
+    trees: frozenset[str] = frozenset()  # names whose children count too (PostgreSQL)
+
+    def read(self) -> dict[str, float]:
+        return {name: cpu_seconds(pid, children=name in self.trees)
+                for name, pid in self.pids.items()}
+
+    @staticmethod
+    def per_event_us(before: dict[str, float], after: dict[str, float], events: int
+                     ) -> dict[str, float]:
+        if not events:
+            return {}
+        used = {name: after[name] - before[name] for name in before}
+        us = {name: round(seconds * 1e6 / events, 1) for name, seconds in used.items()}
+        return {**us, "total": round(sum(used.values()) * 1e6 / events, 1)}
+
+
 class Stopwatch:
     def __init__(self) -> None:
         self.started = time.perf_counter()

@@ -24,7 +24,7 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from bench.core import ROOT, Sizes, latency_ms, pct, rate
+from bench.core import ROOT, CpuMeter, Sizes, latency_ms, pct, rate
 from bench.infra import Infra, child, free_port, http_ready, poll
 from bench.servers import KEY
 from services.common.config.settings import KafkaSettings
@@ -67,9 +67,13 @@ async def arrivals(peer: str) -> dict[str, float]:
 
 
 async def load_step(ingest: str, peer: str, events_per_s: float, seconds: float, step: str,
-                    kafka: KafkaSettings | None = None) -> dict[str, Any]:
-    """Offer `events_per_s` for `seconds`; latency and whether the step was sustained."""
+                    kafka: KafkaSettings | None = None, cpu: CpuMeter | None = None
+                    ) -> dict[str, Any]:
+    """Offer `events_per_s` for `seconds`; latency, whether the step was sustained and, with
+    `cpu`, the CPU each process used per offered event, from the first POST until the step's
+    last email arrived."""
     accepted: dict[str, float] = {}
+    cpu_before = cpu.read() if cpu else {}
     failures = 0
     n_batches = max(1, round(events_per_s * seconds / BATCH))
     interval = BATCH / events_per_s
@@ -111,6 +115,7 @@ async def load_step(ingest: str, peer: str, events_per_s: float, seconds: float,
         drained = False
         await poll(all_arrived, within=300, what="the backlog's emails", every=0.5)
     offered = n_batches * BATCH
+    cpu_us = CpuMeter.per_event_us(cpu_before, cpu.read(), offered) if cpu else {}
     kept_up = ingest_seconds <= seconds * 1.1 + 1.0
     lat = [seen[lead] - t for lead, t in accepted.items() if lead in seen]
     p99 = latency_ms(lat)["p99_ms"]
@@ -121,7 +126,8 @@ async def load_step(ingest: str, peer: str, events_per_s: float, seconds: float,
                                                  - last_post, 3) if accepted else None,
             "sustained": drained and kept_up and not failures
             and p99 <= LATENCY_BOUND_SECONDS * 1000, **latency_ms(lat),
-            **({"hops_p50_ms": await hops(kafka, accepted, seen)} if kafka else {})}
+            **({"hops_p50_ms": await hops(kafka, accepted, seen)} if kafka else {}),
+            **({"cpu_us_per_event": cpu_us} if cpu_us else {})}
 
 
 async def first_seen(bootstrap: str, topic: str, keys: set[str]) -> dict[str, float]:
@@ -218,20 +224,23 @@ async def run(infra: Infra, sizes: Sizes) -> dict[str, Any]:
     async with child(["-m", "bench.peers", str(ports["smtp"]), str(ports["http"])], env,
                      log / "e2e-peers.log", http_ready(f"{url['http']}/received")), \
             child(["-m", "bench.servers", "ingest", str(ports["ingest"])], env,
-                  log / "e2e-ingest.log", http_ready(f"{url['ingest']}/readyz")), \
+                  log / "e2e-ingest.log", http_ready(f"{url['ingest']}/readyz")) as ingest, \
             child(["-m", "services.scoring", "worker"], env, log / "e2e-scoring.log",
-                  http_ready(f"{url['m']}/metrics")), \
+                  http_ready(f"{url['m']}/metrics")) as scoring, \
             child(["-m", "services.orchestrator", "serve", "--migrate"], env,
-                  log / "e2e-orchestrator.log", http_ready(f"{url['orch']}/readyz")), \
+                  log / "e2e-orchestrator.log", http_ready(f"{url['orch']}/readyz")) as orch, \
             child(["-m", "services.dispatch", "serve", "--migrate"], env,
-                  log / "e2e-dispatch.log", http_ready(f"{url['dispatch']}/readyz")):
+                  log / "e2e-dispatch.log", http_ready(f"{url['dispatch']}/readyz")) as dispatch:
+        cpu = CpuMeter({"ingest": ingest.pid, "scoring": scoring.pid, "orchestrator": orch.pid,
+                        "dispatch": dispatch.pid, **infra.processes},
+                       trees=frozenset({"postgres"}))
         # warm-up (untimed): the scoring worker has joined its group once an email comes out
         warm = await load_step(url["ingest"], url["http"], 100, 1, "warm")
         steps = []
         for offered in (QUICK_STEPS if sizes.e2e_seconds < 5 else FULL_STEPS):
             await quiesce(url["ingest"], url["http"], f"q{offered}")
             step = await load_step(url["ingest"], url["http"], offered, sizes.e2e_seconds,
-                                   f"r{offered}")
+                                   f"r{offered}", cpu=cpu)
             steps.append(step)
             if not step["sustained"]:
                 break
@@ -242,7 +251,7 @@ async def run(infra: Infra, sizes: Sizes) -> dict[str, Any]:
             for share in (50, 80):
                 await quiesce(url["ingest"], url["http"], f"q{share}")
                 at[f"{share}%"] = await load_step(url["ingest"], url["http"], best * share / 100,
-                                                  sizes.e2e_seconds, f"p{share}", kafka)
+                                                  sizes.e2e_seconds, f"p{share}", kafka, cpu)
     half = at.get("50%", {})
     return {
         "measured": {"warm_up": warm, "steps": steps, "max_sustained_events_per_s": best,

@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,8 @@ class Infra:
     bootstrap: str
     database_url: str
     workdir: Path
+    # the broker's and the postmaster's pids when this run started them (for CPU accounting)
+    processes: dict[str, int] = field(default_factory=dict)
 
     async def kafka(self, partitions: int = 2) -> KafkaSettings:
         """Settings with a topic prefix of its own, and its topics created."""
@@ -49,6 +51,7 @@ async def infrastructure(workdir: Path) -> AsyncIterator[Infra]:
     own on free ports, stopped at the end."""
     workdir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before any load
     started: list[Any] = []
+    processes: dict[str, int] = {}
     try:
         bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
         if not bootstrap:
@@ -57,13 +60,15 @@ async def infrastructure(workdir: Path) -> AsyncIterator[Infra]:
             await asyncio.to_thread(broker.start)
             started.append(broker)
             bootstrap = broker.bootstrap
+            processes["kafka"] = stack.read_pid(broker.pidfile, "kafka.Kafka") or 0
         url = os.environ.get("DATABASE_URL")
         if not url:
             pg = stack.Postgres(home=workdir / "postgres", port=stack.free_port())
             await asyncio.to_thread(pg.start)
             started.append(pg)
             url = pg.url
-        yield Infra(bootstrap, url, workdir)
+            processes["postgres"] = stack.read_pid(pg.datadir / "postmaster.pid") or 0
+        yield Infra(bootstrap, url, workdir, {k: v for k, v in processes.items() if v})
     finally:
         for server in reversed(started):
             if isinstance(server, stack.Postgres):

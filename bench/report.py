@@ -90,11 +90,25 @@ def extras(name: str, comp: dict[str, Any]) -> list[str]:
             lines.append(f"| {label} | {_num(s['offered_events_per_s'])} | "
                          f"{'yes' if s['sustained'] else 'no'} | {s['sends']} | "
                          f"{_num(s['p50_ms'])} | {_num(s['p99_ms'])} |")
+        lines += cpu_table(runs)
         for label, s in m.get("at_share_of_max", {}).items():
             if s.get("hops_p50_ms"):
                 hops = ", ".join(f"{k} {_num(v)} ms" for k, v in s["hops_p50_ms"].items())
                 lines += ["", f"Median time per hop at {label} of max: {hops}."]
     return lines
+
+
+def cpu_table(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """CPU microseconds per offered event, each process of the stack and all of them."""
+    measured = [(label, s["cpu_us_per_event"]) for label, s in runs if s.get("cpu_us_per_event")]
+    if not measured:
+        return []
+    names = list(measured[0][1])
+    return ["", "CPU per offered event, µs (user + system time of each process over the run, "
+            "idle loops included; `postgres`: the postmaster and its backends):", "",
+            "| run | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names),
+            *(f"| {label} | " + " | ".join(_num(cpu.get(n)) for n in names) + " |"
+              for label, cpu in measured)]
 
 
 def before_after(runs: dict[str, Any]) -> list[str]:

@@ -1,7 +1,9 @@
 """2. Scoring: events/s of the real scorer (`nurture-scoring worker`, a child process, memory
 store) against (a) a naive faust agent (bench/naive_agent.py) and (b) a bare aiokafka `getmany` +
 JSON decode loop, each draining the same backlog. A worker's rate is taken from the timestamps of
-what it wrote (first to last record), so start-up and group joining are not counted.
+what it wrote (first to last record), so start-up and group joining are not counted; so is its
+CPU per event (user + system time of the child process from its first record read to the
+last, over the records in between).
 
 Memory of scorer state per lead: the worker's table values (LeadState JSON bytes, what the
 memory store holds) and LeadState objects, against a dict-of-dicts holding the same fields; sizes
@@ -13,13 +15,24 @@ import asyncio
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import UnknownTopicOrPartitionError
 
-from bench.core import ROOT, Sizes, Stopwatch, compare, events, iter_events, rate
+from bench.core import (
+    ROOT,
+    Sizes,
+    Stopwatch,
+    absolute,
+    compare,
+    cpu_seconds,
+    events,
+    iter_events,
+    rate,
+)
 from bench.infra import Infra, child, free_port, poll
 from services.common.config.settings import KafkaSettings
 from services.common.kafka.clients import make_producer
@@ -31,6 +44,7 @@ from services.scoring.service_layer.handlers import event_time
 MODELS = [str(ROOT / "config" / "scoring" / "b2b.yaml"),
           str(ROOT / "config" / "scoring" / "product-led.yaml")]
 MILLION = 1_000_000
+CPU_TARGET_US = 150.0  # the worker's CPU per event (issue #18)
 
 
 async def fill(kafka: KafkaSettings, items: list[dict[str, Any]]) -> None:
@@ -46,20 +60,33 @@ async def fill(kafka: KafkaSettings, items: list[dict[str, Any]]) -> None:
         await producer.stop()
 
 
+@dataclass
+class Drained:
+    """What `drain` read: records, seconds between the first and the last record's timestamps
+    (with `decode`: of the reading loop itself) and, when it watched the writer's CPU, the
+    writer's CPU microseconds per record from the first record read to the last."""
+
+    records: int
+    seconds: float
+    cpu_us_per_record: float | None = None
+
+
 async def drain(bootstrap: str, topic: str, count: int, *, within: float = 300,
-                decode: bool = False, proc: subprocess.Popen[bytes] | None = None
-                ) -> tuple[int, float]:
-    """Read `topic` from the start until `count` records: (records, seconds between the first
-    and last record's timestamps) — or, with `decode`, seconds of this loop itself."""
+                decode: bool = False, proc: subprocess.Popen[bytes] | None = None) -> Drained:
+    """Read `topic` from the start until `count` records (written by `proc`, if given)."""
     consumer = await _consumer(bootstrap, topic, within, proc)
     seen, first, last = 0, float("inf"), 0.0
     clock: Stopwatch | None = None
+    cpu_start: tuple[int, float] | None = None  # records seen, the writer's CPU seconds
     try:
         async def more() -> bool:
-            nonlocal seen, first, last, clock
+            nonlocal seen, first, last, clock, cpu_start
             if proc is not None and proc.poll() is not None:
                 raise RuntimeError(f"the worker exited with {proc.returncode}")
             batches = await consumer.getmany(timeout_ms=200, max_records=2000)
+            if proc is not None and cpu_start is None and batches:
+                # from the first record on: the writer's start-up and group join not counted
+                cpu_start = (seen, cpu_seconds(proc.pid))
             for part in batches.values():
                 if clock is None and part:
                     clock = Stopwatch()
@@ -70,12 +97,15 @@ async def drain(bootstrap: str, topic: str, count: int, *, within: float = 300,
                 seen += len(part)
             return seen >= count
         await poll(more, within=within, what=f"{count} records on {topic}", every=0)
+        cpu_us = None
+        if proc is not None and cpu_start is not None and seen > cpu_start[0]:
+            cpu_us = round((cpu_seconds(proc.pid) - cpu_start[1]) * 1e6 / (seen - cpu_start[0]), 1)
     finally:
         await consumer.stop()
     if decode:
         assert clock is not None
-        return seen, clock()
-    return seen, (last - first) / 1000.0
+        return Drained(seen, clock())
+    return Drained(seen, (last - first) / 1000.0, cpu_us)
 
 
 async def _consumer(bootstrap: str, topic: str, within: float,
@@ -97,7 +127,7 @@ async def _consumer(bootstrap: str, topic: str, within: float,
             await asyncio.sleep(0.5)
 
 
-async def real_worker(infra: Infra, kafka: KafkaSettings, n: int) -> float:
+async def real_worker(infra: Infra, kafka: KafkaSettings, n: int) -> Drained:
     state = infra.workdir / f"scorer-{kafka.topic_prefix}"
     log = infra.workdir / "scorer.log"
     env = {"KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
@@ -105,20 +135,18 @@ async def real_worker(infra: Infra, kafka: KafkaSettings, n: int) -> float:
            "NURTURE_SCORING_STATE_DIR": str(state), "NURTURE_LOG_LEVEL": "WARNING",
            "NURTURE_SCORING_METRICS_PORT": str(free_port())}
     async with child(["-m", "services.scoring", "worker"], env, log, lambda _p: True) as proc:
-        seen, seconds = await drain(kafka.bootstrap_servers,
-                                    Topics(kafka.topic_prefix).scored_events, n, proc=proc)
-    return rate(seen - 1, seconds)
+        return await drain(kafka.bootstrap_servers, Topics(kafka.topic_prefix).scored_events, n,
+                           proc=proc)
 
 
-async def naive_agent(infra: Infra, kafka: KafkaSettings, n: int) -> float:
+async def naive_agent(infra: Infra, kafka: KafkaSettings, n: int) -> Drained:
     env = {"KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
            "NURTURE_TOPIC_PREFIX": kafka.topic_prefix,
            "BENCH_STATE_DIR": str(infra.workdir / f"naive-{kafka.topic_prefix}")}
     changelog = f"{kafka.topic_prefix}naive-agent-naive-scores-changelog"
     async with child(["-m", "bench.naive_agent", "worker", "-l", "warn"], env,
                      infra.workdir / "naive.log", lambda _p: True) as proc:
-        seen, seconds = await drain(kafka.bootstrap_servers, changelog, n, proc=proc)
-    return rate(seen - 1, seconds)
+        return await drain(kafka.bootstrap_servers, changelog, n, proc=proc)
 
 
 def deep_size(obj: Any, seen: set[int] | None = None) -> int:
@@ -168,17 +196,22 @@ async def run(infra: Infra, sizes: Sizes) -> dict[str, Any]:
     backlog = events(n, max(10, n // 5), seed=3)
     kafka = await infra.kafka()
     await fill(kafka, backlog)
-    seen, seconds = await drain(kafka.bootstrap_servers, Topics(kafka.topic_prefix).events, n,
-                                decode=True)
-    bare = rate(seen, seconds)
-    real = await real_worker(infra, kafka, n)
-    naive = await naive_agent(infra, kafka, n)
+    read = await drain(kafka.bootstrap_servers, Topics(kafka.topic_prefix).events, n,
+                       decode=True)
+    bare = rate(read.records, read.seconds)
+    worker, agent = await real_worker(infra, kafka, n), await naive_agent(infra, kafka, n)
+    real, naive = rate(worker.records - 1, worker.seconds), rate(agent.records - 1, agent.seconds)
     mem = memory(sizes.memory_leads)
     return {
         "measured": {"real_worker_events_per_s": real, "naive_agent_events_per_s": naive,
+                     "real_worker_cpu_us_per_event": worker.cpu_us_per_record,
+                     "naive_agent_cpu_us_per_event": agent.cpu_us_per_record,
                      "getmany_json_events_per_s": bare, "memory": mem},
         "comparisons": [
-            compare("scoring worker vs naive faust agent", real, naive, target=3.0,
+            absolute("scoring worker CPU per event", worker.cpu_us_per_record or 0.0, unit="µs",
+                     target=CPU_TARGET_US, higher_is_better=False,
+                     extra={"naive_agent_cpu_us": agent.cpu_us_per_record}),
+            compare("scoring worker vs naive faust agent", real, naive, target=2.0,
                     unit="events/s", baseline_name="naive faust agent (table[k] = f(...))"),
             compare("scoring worker vs bare getmany+JSON", real, bare, target=0.4,
                     unit="events/s", baseline_name="aiokafka getmany + orjson.loads loop"),

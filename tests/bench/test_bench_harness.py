@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import orjson
 import pytest
 
 from bench import report
-from bench.core import ROOT, compare, events, pct
+from bench.core import ROOT, CpuMeter, compare, cpu_seconds, events, pct
 from schemas import validate_event
 
 COMPONENTS = ("ingest", "scoring", "backtest", "orchestrator", "dispatch", "e2e")
@@ -40,6 +41,35 @@ def test_percentiles_and_ratios() -> None:
     lower = compare("m", 30, 100, target=0.35, unit="MiB", baseline_name="b",
                     higher_is_better=False)
     assert lower["met"] is True
+
+
+def burn(seconds: float) -> None:
+    """Use `seconds` of this process's CPU (a CPU amount, not a wait)."""
+    until = time.process_time() + seconds
+    while time.process_time() < until:
+        pass
+
+
+def test_cpu_seconds_counts_the_process_and_with_children_its_reaped_children() -> None:
+    me = os.getpid()
+    before, with_children = cpu_seconds(me), cpu_seconds(me, children=True)
+    burn(0.3)
+    assert cpu_seconds(me) - before >= 0.25
+    child = "import time\nt = time.process_time() + 0.4\nwhile time.process_time() < t: pass"
+    subprocess.run([sys.executable, "-c", child], check=True)  # reaped: in our cutime
+    grown = cpu_seconds(me, children=True) - with_children
+    assert grown - (cpu_seconds(me) - before) >= 0.35
+
+
+def test_cpu_meter_gives_microseconds_per_event_per_process_and_in_total() -> None:
+    meter = CpuMeter({"me": os.getpid()})
+    before = meter.read()
+    burn(0.2)
+    per_event = CpuMeter.per_event_us(before, meter.read(), 1000)
+    assert per_event["me"] >= 150 and per_event["total"] == per_event["me"]
+    assert CpuMeter.per_event_us({"a": 1.0, "b": 2.0}, {"a": 1.5, "b": 2.25}, 500) == {
+        "a": 1000.0, "b": 500.0, "total": 1500.0}
+    assert CpuMeter.per_event_us(before, before, 0) == {}
 
 
 def test_synthetic_events_are_valid_cloudevents() -> None:
