@@ -9,8 +9,8 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, func, literal, select, text, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Table, delete, func, select, text, update
+from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.db import outbox
@@ -76,19 +76,24 @@ this prefix. Read (and converted) while such replicas may still run during a rol
 drop with a later migration that converts the rest."""
 
 
+_MARK = text(
+    "WITH inserted AS (INSERT INTO processed_events (event_key, processed_at, failed) "
+    "SELECT k, CAST(:at AS timestamptz), false FROM unnest(CAST(:keys AS text[])) AS k "
+    "ON CONFLICT DO NOTHING RETURNING event_key), "
+    "legacy AS (DELETE FROM processed_events WHERE event_key = ANY(CAST(:legacy AS text[])) "
+    "RETURNING event_key) "
+    "SELECT event_key, false AS legacy FROM inserted "
+    "UNION ALL SELECT event_key, true FROM legacy")
+"""The marks of a batch in one round trip, one statement whatever the batch's size (the keys
+travel as arrays, so SQLAlchemy compiles it once, unlike a multi-row VALUES)."""
+
+
 async def _insert_marks(conn: AsyncConnection, keys: Sequence[str],
                         now: float) -> tuple[set[str], set[str]]:
     """One round trip: insert the processed marks of `keys` and delete their old-style failed
     marks; the keys newly marked, and the keys that had an old-style failed mark."""
-    p = t.processed_events
-    inserted = insert(p).values(
-        [{"event_key": k, "processed_at": ts(now), "failed": False} for k in keys]
-    ).on_conflict_do_nothing().returning(p.c.event_key).cte("inserted")
-    legacy = delete(p).where(p.c.event_key.in_([LEGACY_FAILED + k for k in keys])).returning(
-        p.c.event_key).cte("legacy")
-    rows = await conn.execute(
-        select(inserted.c.event_key, literal(False).label("legacy"))
-        .union_all(select(legacy.c.event_key, literal(True))))
+    rows = await conn.execute(_MARK, {"keys": list(keys), "at": ts(now),
+                                      "legacy": [LEGACY_FAILED + k for k in keys]})
     fresh, old = set(), set()
     for key, is_legacy in rows:
         if is_legacy:
@@ -135,6 +140,27 @@ async def get_lead(conn: AsyncConnection, *, lead_id: str) -> Lead | None:
     return Lead.from_dict(state) if state else None
 
 
+def _upsert(table: Table, keys: Sequence[str], updates: Sequence[str],
+            where: str | None = None) -> Insert:
+    """INSERT ... ON CONFLICT (keys) DO UPDATE of `updates`, executed with a list of rows (one
+    statement, compiled once and cached; the rows go in one executemany round trip)."""
+    stmt = insert(table)
+    return stmt.on_conflict_do_update(
+        index_elements=[table.c[k] for k in keys],
+        index_where=text(where) if where else None,
+        set_={c: stmt.excluded[c] for c in updates})
+
+
+_UPSERT_LEAD = _upsert(t.leads, ["lead_id"], ["stage", "state", "stage_entered_at",
+                                               "last_activity_at", "updated_at"])
+_UPSERT_SCORE_TIMER = _upsert(t.timers, ["lead_id", "program_id"], ["due_at"],
+                              where="kind = 'score'")
+_UPSERT_RANK = _upsert(t.lead_scores, ["model", "lead_id"],
+                       ["fit", "sign", "key", "half_life", "stage", "owner_id"])
+_UPSERT_ENROLLMENT = _upsert(t.enrollments, ["lead_id", "program_id", "entered_at"],
+                             ["status", "step_id", "exit_reason", "exited_at", "program_version"])
+
+
 async def save(conn: AsyncConnection, *, leads: Mapping[str, Lead],
                effects: Sequence[tuple[str, Effects]], topics: Topics, now: float) -> None:
     """Persist changed leads and everything their decisions asked for, set-based."""
@@ -143,11 +169,7 @@ async def save(conn: AsyncConnection, *, leads: Mapping[str, Lead],
                  "stage_entered_at": ts(lead.stage_entered_at),
                  "last_activity_at": ts(lead.last_activity_at), "updated_at": ts(now)}
                 for lid, lead in leads.items()]
-        stmt = insert(t.leads).values(rows)
-        await conn.execute(stmt.on_conflict_do_update(
-            index_elements=[t.leads.c.lead_id],
-            set_={c: stmt.excluded[c] for c in ("stage", "state", "stage_entered_at",
-                                                "last_activity_at", "updated_at")}))
+        await conn.execute(_UPSERT_LEAD, rows)
     history: list[dict[str, Any]] = []
     timers: list[dict[str, Any]] = []
     notes: list[dict[str, Any]] = []
@@ -168,10 +190,7 @@ async def save(conn: AsyncConnection, *, leads: Mapping[str, Lead],
         if batch:
             await conn.execute(insert(table), batch)
     if scores_due:
-        stmt = insert(t.timers).values(scores_due)
-        await conn.execute(stmt.on_conflict_do_update(
-            index_elements=[t.timers.c.lead_id, t.timers.c.program_id],
-            index_where=text("kind = 'score'"), set_={"due_at": stmt.excluded.due_at}))
+        await conn.execute(_UPSERT_SCORE_TIMER, scores_due)
     await outbox.enqueue(conn, t.outbox, out, ts(now) or datetime.now(UTC))
     await _mirror_enrollments(conn, leads)
     await _mirror_ranks(conn, leads)
@@ -197,11 +216,7 @@ async def _mirror_ranks(conn: AsyncConnection, leads: Mapping[str, Lead]) -> Non
                              "key": rank.key, "half_life": rank.half_life, "stage": lead.stage,
                              "owner_id": owner if isinstance(owner, str) else None})
     if rows:
-        stmt = insert(t.lead_scores).values(rows)
-        await conn.execute(stmt.on_conflict_do_update(
-            index_elements=[t.lead_scores.c.model, t.lead_scores.c.lead_id],
-            set_={c: stmt.excluded[c] for c in ("fit", "sign", "key", "half_life", "stage",
-                                                "owner_id")}))
+        await conn.execute(_UPSERT_RANK, rows)
 
 
 async def _mirror_enrollments(conn: AsyncConnection, leads: Mapping[str, Lead]) -> None:
@@ -212,12 +227,7 @@ async def _mirror_enrollments(conn: AsyncConnection, leads: Mapping[str, Lead]) 
              "exited_at": ts(e.exited_at)}
             for lid, lead in leads.items() for e in lead.enrollments.values()]
     if rows:
-        stmt = insert(t.enrollments).values(rows)
-        await conn.execute(stmt.on_conflict_do_update(
-            index_elements=[t.enrollments.c.lead_id, t.enrollments.c.program_id,
-                            t.enrollments.c.entered_at],
-            set_={c: stmt.excluded[c] for c in ("status", "step_id", "exit_reason",
-                                                "exited_at", "program_version")}))
+        await conn.execute(_UPSERT_ENROLLMENT, rows)
 
 
 async def due_timer_leads(conn: AsyncConnection, *, now: float, limit: int) -> list[str]:
