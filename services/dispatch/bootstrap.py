@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from services.common.clock import Clock, SystemClock, following
 from services.common.config.settings import KafkaSettings
 from services.common.db.retention import Pruner
-from services.common.kafka.clients import make_consumer, make_producer
+from services.common.kafka.clients import make_consumer, make_relay_producer
 from services.common.kafka.topics import Topics
 from services.common.observability.metrics import service_registry
 from services.common.tracking import TrackingSettings
@@ -126,7 +126,7 @@ def kafka_clients(settings: DispatchSettings, kafka: KafkaSettings) -> KafkaClie
     events = make_consumer(kafka, topics.events, client_id=CLIENT_ID,
                            group_id=f"{group}-suppressions") \
         if settings.follow_suppressions else None
-    return KafkaClients(commands, events, make_producer(kafka, client_id=CLIENT_ID), group)
+    return KafkaClients(commands, events, make_relay_producer(kafka, client_id=CLIENT_ID), group)
 
 
 def make_engine(settings: DispatchSettings) -> AsyncEngine:

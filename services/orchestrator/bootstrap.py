@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from services.common.config.settings import KafkaSettings
 from services.common.db import outbox
 from services.common.db.retention import Pruner
-from services.common.kafka.clients import make_consumer, make_producer
+from services.common.kafka.clients import make_consumer, make_relay_producer
 from services.common.kafka.topics import Topics
 from services.common.observability.metrics import service_registry
 from services.orchestrator.adapters import gauges, retention, tables
@@ -59,7 +59,7 @@ class Orchestrator:
                              group_id=group)
 
     def producer(self) -> AIOKafkaProducer:
-        return make_producer(self.kafka, client_id=CONSUMER)
+        return make_relay_producer(self.kafka, client_id=CONSUMER)
 
     def pruner(self) -> Pruner:
         return Pruner(self.engine, retention.RULES,
