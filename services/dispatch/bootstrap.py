@@ -17,10 +17,11 @@ from typing import Any
 
 import httpx
 from prometheus_client import CollectorRegistry
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common.clock import Clock, SystemClock, following
 from services.common.config.settings import KafkaSettings
+from services.common.db.engine import make_engine
 from services.common.db.retention import Pruner
 from services.common.kafka.clients import make_consumer, make_relay_producer
 from services.common.kafka.topics import Topics
@@ -98,7 +99,7 @@ def bootstrap(settings: DispatchSettings, kafka: KafkaSettings, tracking: Tracki
     clock = clock or SystemClock()
     registry = registry or service_registry()
     metrics = DispatchMetrics(registry)
-    engine = make_engine(settings)
+    engine = make_engine(settings.database_url, schema=settings.db_schema)
     http = httpx.AsyncClient(timeout=settings.http_timeout_seconds)
     channels = channels or build_channels(settings, http)
     outbox_ready = asyncio.Event()
@@ -127,12 +128,6 @@ def kafka_clients(settings: DispatchSettings, kafka: KafkaSettings) -> KafkaClie
                            group_id=f"{group}-suppressions") \
         if settings.follow_suppressions else None
     return KafkaClients(commands, events, make_relay_producer(kafka, client_id=CLIENT_ID), group)
-
-
-def make_engine(settings: DispatchSettings) -> AsyncEngine:
-    return create_async_engine(
-        settings.database_url, pool_size=10, pool_pre_ping=True,
-        connect_args={"server_settings": {"search_path": settings.db_schema}})
 
 
 def tracking_key(tracking: TrackingSettings) -> bytes:

@@ -12,10 +12,11 @@ from datetime import timedelta
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client import CollectorRegistry
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common.config.settings import KafkaSettings
 from services.common.db import outbox
+from services.common.db.engine import make_engine
 from services.common.db.retention import Pruner
 from services.common.kafka.clients import make_consumer, make_relay_producer
 from services.common.kafka.topics import Topics
@@ -87,12 +88,6 @@ def build_decider(programs: Sequence[str], policy: str, stage_model: str) -> Dec
     return Decider(load_programs(programs), load_policy(policy), stage_model=stage_model)
 
 
-def make_engine(settings: OrchestratorSettings) -> AsyncEngine:
-    return create_async_engine(
-        settings.database_url, pool_size=10, pool_pre_ping=True,
-        connect_args={"server_settings": {"search_path": settings.db_schema}})
-
-
 def bootstrap(settings: OrchestratorSettings, kafka: KafkaSettings, decider: Decider, *,
               registry: CollectorRegistry | None = None,
               metrics: OrchestratorMetrics | None = None, engine: AsyncEngine | None = None,
@@ -103,7 +98,7 @@ def bootstrap(settings: OrchestratorSettings, kafka: KafkaSettings, decider: Dec
     for the API alone (no Kafka)."""
     registry = registry or service_registry()
     metrics = metrics or OrchestratorMetrics(registry, decider.programs)
-    engine = engine or make_engine(settings)
+    engine = engine or make_engine(settings.database_url, schema=settings.db_schema)
     topics = topics or Topics(kafka.topic_prefix)
     ready = asyncio.Event()
     factory = uow or (lambda: PgUnitOfWork(engine, topics, ready))
