@@ -29,12 +29,13 @@ from typing import Any
 
 from aiokafka.structs import ConsumerRecord
 from sqlalchemy import func, select, text, update
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.backtest import scored_lines
 from bench.core import ROOT, Sizes, Stopwatch, absolute, compare, events, latency_ms, rate
 from bench.infra import Infra, poll
 from services.common.config.settings import KafkaSettings
+from services.common.db.engine import make_engine
 from services.common.kafka.loops import loop
 from services.common.kafka.topics import Topics
 from services.common.observability.metrics import new_registry
@@ -67,8 +68,7 @@ def decider() -> Decider:
 async def orchestrator(infra: Infra, what: str) -> Orchestrator:
     schema = infra.schema(what)
     await asyncio.to_thread(upgrade, infra.database_url, schema)
-    engine = create_async_engine(infra.database_url, pool_size=10, connect_args={
-        "server_settings": {"search_path": schema}})
+    engine = make_engine(infra.database_url, schema=schema)  # the services' own factory
     settings = OrchestratorSettings(DATABASE_URL=infra.database_url,  # type: ignore[call-arg]
                                     db_schema=schema)
     return bootstrap(settings, KafkaSettings(), decider(), engine=engine, topics=Topics("bench."),
