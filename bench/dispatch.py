@@ -9,6 +9,7 @@ what dispatch itself uses)."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -19,7 +20,7 @@ import httpx
 import orjson
 from aiokafka.structs import ConsumerRecord
 
-from bench.core import ROOT, Sizes, Stopwatch, compare, rate
+from bench.core import ROOT, Sizes, Stopwatch, absolute, compare, rate
 from bench.infra import Infra, child, free_port, http_ready
 from services.common.config.settings import KafkaSettings
 from services.common.tracking import TrackingSettings
@@ -61,7 +62,8 @@ async def received(http: str) -> dict[str, Any]:
 
 
 async def real(infra: Infra, kafka: KafkaSettings, smtp_port: int, http: str, channel: str,
-               n: int) -> tuple[float, int]:
+               n: int) -> tuple[float, int, float]:
+    """Sends/s, sends the peer received, and this process's CPU microseconds per send."""
     schema = infra.schema("dispatch")
     await asyncio.to_thread(upgrade, infra.database_url, schema)
     settings = DispatchSettings(
@@ -73,14 +75,14 @@ async def real(infra: Infra, kafka: KafkaSettings, smtp_port: int, http: str, ch
     try:
         await deliver(service.handlers, channel, recs[:2])  # warm-up: connections, templates
         before = await received(http)
-        clock = Stopwatch()
+        clock, cpu = Stopwatch(), time.process_time()
         await deliver(service.handlers, channel, recs[2:])
-        seconds = clock()
+        seconds, cpu = clock(), time.process_time() - cpu
         after = await received(http)
     finally:
         await service.aclose()
     arrived = sum(after[k] - before[k] for k in ("smtp", "http"))
-    return rate(len(recs) - 2, seconds), arrived
+    return rate(len(recs) - 2, seconds), arrived, round(cpu * 1e6 / (len(recs) - 2), 1)
 
 
 async def deliver(handlers: Handlers, channel: str,
@@ -128,8 +130,8 @@ async def run(infra: Infra, sizes: Sizes) -> dict[str, Any]:
     measured_n = n - 2  # after the warm-up
     async with child(["-m", "bench.peers", str(smtp_port), str(http_port)], {},
                      infra.workdir / "peers.log", http_ready(f"{http}/received")):
-        email_rate, email_sent = await real(infra, kafka, smtp_port, http, "email", n)
-        hook_rate, hook_sent = await real(infra, kafka, smtp_port, http, "webhook", n)
+        email_rate, email_sent, email_cpu = await real(infra, kafka, smtp_port, http, "email", n)
+        hook_rate, hook_sent, hook_cpu = await real(infra, kafka, smtp_port, http, "webhook", n)
         smtp_rate = await bare_smtp(smtp_port, n)
         httpx_rate = await bare_http(f"{http}/bare", n, 8)
         peer = await received(http)
@@ -137,14 +139,21 @@ async def run(infra: Infra, sizes: Sizes) -> dict[str, Any]:
         "measured": {"email_sends_per_s": email_rate, "webhook_sends_per_s": hook_rate,
                      "bare_smtp_per_s": smtp_rate, "bare_httpx_per_s": httpx_rate,
                      "email_received": email_sent, "webhook_received": hook_sent,
+                     "email_cpu_us_per_send": email_cpu, "webhook_cpu_us_per_send": hook_cpu,
                      "peer_received": {"smtp": peer["smtp"], "http": peer["http"]},
                      "commands_each": measured_n, "each_fed_twice": True},
         "comparisons": [
             compare("dispatch email sends", email_rate, smtp_rate, target=0.6, unit="sends/s",
                     baseline_name="bare aiosmtplib loop, one connection",
-                    extra={"received_minus_commands": email_sent - measured_n}),
+                    extra={"received_minus_commands": email_sent - measured_n,
+                           "cpu_us_per_send": email_cpu}),
             compare("dispatch webhook sends", hook_rate, httpx_rate, target=0.6,
                     unit="sends/s", baseline_name="bare httpx loop, 8 in flight",
-                    extra={"received_minus_commands": hook_sent - measured_n}),
+                    extra={"received_minus_commands": hook_sent - measured_n,
+                           "cpu_us_per_send": hook_cpu}),
+            absolute("dispatch CPU per email send (its process; PostgreSQL apart)", email_cpu,
+                     unit="µs", target=None, higher_is_better=False),
+            absolute("dispatch CPU per webhook send (its process; PostgreSQL apart)", hook_cpu,
+                     unit="µs", target=None, higher_is_better=False),
         ],
     }

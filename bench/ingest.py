@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import orjson
 
-from bench.core import Sizes, Stopwatch, compare, events, latency_ms, rate
+from bench.core import Sizes, Stopwatch, compare, cpu_seconds, events, latency_ms, rate
 from bench.infra import Infra, child, free_port, http_ready
 from bench.servers import KEY
 from services.common.kafka.clients import make_producer
@@ -88,13 +88,17 @@ async def run(infra: Infra, sizes: Sizes) -> dict[str, Any]:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         async with child(["-m", "bench.servers", kind, str(port)], env,
-                         infra.workdir / f"{kind}.log", http_ready(f"{base}/readyz")):
+                         infra.workdir / f"{kind}.log", http_ready(f"{base}/readyz")) as proc:
             url = f"{base}/v1/events"
             await load(url, singles[:20], "application/cloudevents+json", 1)  # warm-up
-            measured[f"{kind}_single"] = await load(url, singles, "application/cloudevents+json",
-                                                    1)
-            measured[f"{kind}_batch"] = await load(url, batch_bodies,
-                                                   "application/cloudevents-batch+json", BATCH)
+            for shape, bodies, content_type, per in (
+                    ("single", singles, "application/cloudevents+json", 1),
+                    ("batch", batch_bodies, "application/cloudevents-batch+json", BATCH)):
+                cpu = cpu_seconds(proc.pid)
+                result = await load(url, bodies, content_type, per)
+                used = cpu_seconds(proc.pid) - cpu  # the server's CPU per event
+                measured[f"{kind}_{shape}"] = {
+                    **result, "cpu_us_per_event": round(used * 1e6 / (len(bodies) * per), 1)}
     measured["raw_batch"] = await raw_producer(infra, Topics(kafka.topic_prefix).events,
                                                batches)
     return {
@@ -104,12 +108,14 @@ async def run(infra: Infra, sizes: Sizes) -> dict[str, Any]:
                     measured["bare_single"]["events_per_s"], target=0.75, unit="events/s",
                     baseline_name="bare FastAPI endpoint (validates, 202, no Kafka)",
                     extra={"latency": {k: measured["ingest_single"][k]
-                                       for k in ("p50_ms", "p99_ms")}}),
+                                       for k in ("p50_ms", "p99_ms")},
+                           "cpu_us_per_event": measured["ingest_single"]["cpu_us_per_event"]}),
             compare("ingest 100-event batch POST", measured["ingest_batch"]["events_per_s"],
                     measured["raw_batch"]["events_per_s"], target=0.35, unit="events/s",
                     baseline_name="raw aiokafka producer loop (100 sends, awaited)",
                     extra={"latency": {k: measured["ingest_batch"][k]
-                                       for k in ("p50_ms", "p99_ms")}}),
+                                       for k in ("p50_ms", "p99_ms")},
+                           "cpu_us_per_event": measured["ingest_batch"]["cpu_us_per_event"]}),
             compare("ingest 100-event batch POST vs bare endpoint",
                     measured["ingest_batch"]["events_per_s"],
                     measured["bare_batch"]["events_per_s"], target=None, unit="events/s",

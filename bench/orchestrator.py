@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -218,14 +219,14 @@ async def run(infra: Infra, sizes: Sizes) -> dict[str, Any]:
     recs = records(lines, "bench.scored")
     real, naive = await orchestrator(infra, "real"), await orchestrator(infra, "naive")
     try:
-        clock = Stopwatch()
+        clock, cpu = Stopwatch(), time.process_time()
         for i in range(0, len(recs), BATCH):
             await real.handlers.handle_scored_events(recs[i:i + BATCH])
-        real_seconds = clock()
-        clock = Stopwatch()
+        real_seconds, real_cpu = clock(), time.process_time() - cpu
+        clock, cpu = Stopwatch(), time.process_time()
         for rec in recs:
             await naive.handlers.handle_scored_events([rec])
-        naive_seconds = clock()
+        naive_seconds, naive_cpu = clock(), time.process_time() - cpu
         real_counts, naive_counts = await counts(real.engine), await counts(naive.engine)
         timers = await fire_timers(real, sizes.timers)
         burst = await burst_fire(naive)
@@ -241,6 +242,8 @@ async def run(infra: Infra, sizes: Sizes) -> dict[str, Any]:
     return {
         "measured": {"events": len(recs), "real": real_counts, "naive": naive_counts,
                      "real_events_per_s": real_rate, "naive_events_per_s": naive_rate,
+                     "real_cpu_us_per_event": round(real_cpu * 1e6 / len(recs), 1),
+                     "naive_cpu_us_per_event": round(naive_cpu * 1e6 / len(recs), 1),
                      "stage_transitions_per_s": rate(transitions, real_seconds),
                      "commands_and_records_written_per_s": rate(real_counts["outbox_rows"],
                                                                 real_seconds),
@@ -251,6 +254,10 @@ async def run(infra: Infra, sizes: Sizes) -> dict[str, Any]:
             compare("orchestrator scored events", real_rate, naive_rate, target=10.0,
                     unit="events/s", baseline_name="one transaction per event, same writes",
                     extra={"same_writes": real_counts == naive_counts}),
+            compare("orchestrator CPU per scored event (its process; PostgreSQL apart)",
+                    real_cpu * 1e6 / len(recs), naive_cpu * 1e6 / len(recs), target=None,
+                    unit="µs", baseline_name="one transaction per event",
+                    higher_is_better=False),
             compare("orchestrator stage transitions", rate(transitions, real_seconds),
                     rate(naive_counts["stage_transitions"], naive_seconds), target=10.0,
                     unit="transitions/s", baseline_name="one transaction per event"),

@@ -58,10 +58,11 @@ def extras(name: str, comp: dict[str, Any]) -> list[str]:
     m = comp.get("measured", {})
     lines: list[str] = []
     if name == "ingest":
-        lines += ["", "| endpoint | events/s | p50 ms | p99 ms |", "|---|---:|---:|---:|"]
+        lines += ["", "| endpoint | events/s | p50 ms | p99 ms | server CPU µs per event |",
+                  "|---|---:|---:|---:|---:|"]
         for key, v in sorted(m.items()):
             lines.append(f"| {key} | {_num(v['events_per_s'])} | {_num(v['p50_ms'])} | "
-                         f"{_num(v['p99_ms'])} |")
+                         f"{_num(v['p99_ms'])} | {_num(v.get('cpu_us_per_event'))} |")
     if name == "scoring" and "memory" in m:
         mem = m["memory"]
         lines += ["", f"Memory measured at {mem['leads_measured']:,} leads ({mem.get('models', 2)} "
