@@ -244,3 +244,17 @@ async def publish_erasure(kafka: KafkaSettings, lead: str) -> None:
                                      headers=[(k, v.encode()) for k, v in record.headers])
     finally:
         await producer.stop()
+
+
+def run_to_a_gone_reader(*args: str, stdin: bytes = b"",
+                         env: dict[str, str] | None = None) -> tuple[int, str]:
+    """Run `python -m args` with stdout a pipe whose reader has already gone (as `| head` once
+    it has its lines): exit code and stderr."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        proc = subprocess.run([sys.executable, "-m", *args], stdout=write, input=stdin,
+                              stderr=subprocess.PIPE, timeout=60, check=False, env=env)
+    finally:
+        os.close(write)
+    return proc.returncode, proc.stderr.decode()

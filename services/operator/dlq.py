@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 
 from schemas.records import DeadLetter, RecordError
+from services.common.cli import ends_quietly
 from services.common.config.settings import KafkaSettings, load
 from services.common.errors import ConfigError
 from services.common.kafka.clients import make_producer
@@ -133,6 +134,7 @@ def _as_dict(letter: Letter) -> dict[str, Any]:
             "dead_letter": f"{letter.partition}/{letter.offset}"}
 
 
+@ends_quietly
 def main(argv: Sequence[str] | None = None, prog: str = "nurture-dlq") -> int:
     parser = argparse.ArgumentParser(
         prog=prog, description=__doc__,

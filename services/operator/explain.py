@@ -20,6 +20,7 @@ import orjson
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.common.cli import ends_quietly
 from services.common.config.settings import environment_help, load
 from services.common.errors import ConfigError
 
@@ -90,6 +91,7 @@ def _scores(scores: dict[str, Any]) -> list[str]:
     return lines or ["  (not scored yet)"]
 
 
+@ends_quietly
 def main(argv: Sequence[str] | None = None, prog: str = "nurture-ops explain") -> int:
     parser = argparse.ArgumentParser(
         prog=prog, description=__doc__, epilog=environment_help("environment", OpsSettings),

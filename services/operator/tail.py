@@ -23,6 +23,7 @@ import orjson
 from aiokafka.structs import ConsumerRecord
 
 from schemas.records import DeadLetter, RecordError, ScoredEvent, SendMessage, StageChanged
+from services.common.cli import ends_quietly
 from services.common.config.settings import KafkaSettings, load
 from services.common.errors import ConfigError
 from services.common.kafka.topics import Topics
@@ -141,6 +142,7 @@ def run(args: argparse.Namespace, kafka: KafkaSettings, since: datetime | None) 
     return 0
 
 
+@ends_quietly
 def main(argv: Sequence[str] | None = None, prog: str = "nurture-ops tail") -> int:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from services.common.cli import ends_quietly
 from services.common.config.settings import KafkaSettings, LogSettings, load
 from services.common.errors import ConfigError
 from services.common.kafka.topics import ensure_topics
@@ -16,6 +17,7 @@ from services.common.observability.logging import configure_logging
 log = logging.getLogger(__name__)
 
 
+@ends_quietly
 def main(argv: Sequence[str] | None = None, prog: str = "nurture-topics") -> int:
     parser = argparse.ArgumentParser(
         prog=prog,

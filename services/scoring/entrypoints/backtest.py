@@ -11,7 +11,7 @@ from typing import IO, Any
 
 import orjson
 
-from services.common.cli import open_input
+from services.common.cli import ends_quietly, open_input
 from services.scoring.domain.backtest import Replay
 from services.scoring.service_layer.handlers import BadEvent, check_event, event_time
 
@@ -33,6 +33,7 @@ def _events(stream: IO[bytes], bad: list[str]) -> Iterator[tuple[dict[str, Any],
             bad.append(f"line {number}: {exc}")
 
 
+@ends_quietly
 def run_backtest(model_paths: list[str], events_path: str, *, as_json: bool,
                  quiet: bool) -> int:
     from services.scoring.adapters.model_files import load_or_report

@@ -4,6 +4,8 @@ by lead, type and time, unreadable ones shown with the reason, and an end when n
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,7 +16,7 @@ from schemas.cloudevent import new_event
 from services.common.config.settings import KafkaSettings
 from services.common.kafka.topics import Topics
 from services.operator.tail import tail
-from tests.support import isolated_kafka, model_score, scored_record
+from tests.support import isolated_kafka, model_score, run_to_a_gone_reader, scored_record
 
 
 def event(n: int, lead: str, kind: str) -> dict[str, Any]:
@@ -80,3 +82,15 @@ async def test_tail_reads_scored_events_through_the_model_and_from_a_time(
         ("lead-9", "web.form_submitted", "e-2")]
     assert recent[0]["record"]["score"]["models"]["b2b"]["total"] == 30.0
     assert len(await lines(kafka, "scored-events")) == 2
+
+
+async def test_tail_to_a_reader_that_stopped_early_ends_quietly(kafka_bootstrap: str) -> None:
+    """`nurture-ops tail events | head -1`: the reader has gone before the records come."""
+    kafka = await isolated_kafka(kafka_bootstrap)
+    await publish(kafka, Topics(kafka.topic_prefix).events,
+                  *(orjson.dumps(event(n, "lead-1", "web.page_viewed")) for n in range(3)))
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+           "NURTURE_TOPIC_PREFIX": kafka.topic_prefix}
+    code, err = await asyncio.to_thread(
+        run_to_a_gone_reader, "services.operator", "tail", "events", env=env)
+    assert (code, "Traceback" in err) == (0, False), err

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from tests.support import run_to_a_gone_reader
+
 COMMANDS = ["services.ingest", "services.scoring", "services.orchestrator", "services.dispatch",
             "services.operator.topics", "services.operator.dlq", "services.operator"]
 
@@ -91,3 +93,12 @@ def test_scoring_worker_refuses_an_invalid_model_naming_file_and_line(tmp_path: 
     assert proc.returncode == 2
     assert f"{bad}:3: half_life:" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_backtest_whose_reader_stops_early_ends_quietly() -> None:
+    event = (b'{"specversion": "1.0", "id": "e1", "source": "s", "type": "web.page_viewed", '
+             b'"subject": "lead-1", "time": "2026-11-01T10:00:00Z", '
+             b'"data": {"url": "https://x.io/pricing", "path": "/pricing"}}\n')
+    code, err = run_to_a_gone_reader("services.scoring", "backtest", "--model",
+                                     "config/scoring/b2b.yaml", "--events", "-", stdin=event)
+    assert (code, "Traceback" in err) == (0, False), err
