@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, case, delete, func, or_, select, tuple_, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.expression import Exists
 
@@ -249,17 +249,25 @@ async def suppress(conn: AsyncConnection, *, lead_id: str, channel: str, reason:
         set_={"reason": stmt.excluded.reason, "at": stmt.excluded.at}))
 
 
+def _suppress_if_newer() -> Insert:
+    s = t.suppressions
+    stmt = insert(s)
+    return stmt.on_conflict_do_update(
+        index_elements=[s.c.lead_id, s.c.channel],
+        set_={"reason": stmt.excluded.reason, "at": stmt.excluded.at},
+        where=s.c.at <= stmt.excluded.at)
+
+
+_SUPPRESS_IF_NEWER = _suppress_if_newer()
+
+
 async def apply_suppressions(conn: AsyncConnection, *, changes: Sequence[Change]) -> None:
     """Suppress and lift, each only over an older record (a late event changes nothing)."""
     s = t.suppressions
     adds = [c for c in changes if c.reason is not None]
-    if adds:
-        stmt = insert(s).values([{"lead_id": c.lead_id, "channel": c.channel,
-                                  "reason": c.reason, "at": c.at} for c in adds])
-        await conn.execute(stmt.on_conflict_do_update(
-            index_elements=[s.c.lead_id, s.c.channel],
-            set_={"reason": stmt.excluded.reason, "at": stmt.excluded.at},
-            where=s.c.at <= stmt.excluded.at))
+    if adds:  # executemany of one cached statement (a multi-row VALUES compiles every time)
+        await conn.execute(_SUPPRESS_IF_NEWER, [{"lead_id": c.lead_id, "channel": c.channel,
+                                                 "reason": c.reason, "at": c.at} for c in adds])
     for lift in (c for c in changes if c.reason is None):
         # consent lifts an opt-out, never a complaint or a hard bounce
         await conn.execute(delete(s).where(s.c.lead_id == lift.lead_id,

@@ -166,6 +166,18 @@ async def test_only_a_newer_record_changes_a_suppression(backend: Backend) -> No
     assert found == {"lead-1": {"email": "unsubscribed"}, "lead-2": {"email": "complained"}}
 
 
+async def test_an_older_suppression_does_not_replace_a_newer_one(backend: Backend) -> None:
+    async with backend.uow() as uow:
+        await uow.suppressions.apply(changes=[
+            Change("lead-1", "email", "unsubscribed", LATER),
+            Change("lead-2", "email", "opted_out", T0)])
+        await uow.suppressions.apply(changes=[
+            Change("lead-1", "email", "complained", T0),  # older: changes nothing
+            Change("lead-2", "email", "complained", LATER)])  # newer: replaces
+        found = await uow.suppressions.for_leads(lead_ids=["lead-1", "lead-2"])
+    assert found == {"lead-1": {"email": "unsubscribed"}, "lead-2": {"email": "complained"}}
+
+
 async def test_an_erasure_scrubs_every_delivery_that_is_not_mid_call(backend: Backend) -> None:
     lease = T0 + timedelta(minutes=2)
     async with backend.uow() as uow:
