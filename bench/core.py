@@ -77,14 +77,16 @@ def compare(name: str, real: float, baseline: float, *, target: float | None, un
             "higher_is_better": higher_is_better, "met": met, **(extra or {})}
 
 
-def absolute(name: str, value: float, *, unit: str, target: float | None,
+def absolute(name: str, value: float | None, *, unit: str, target: float | None,
              higher_is_better: bool = True, extra: dict[str, Any] | None = None
              ) -> dict[str, Any]:
-    """A row with an absolute target (no baseline), e.g. backtest events/s."""
+    """A row with an absolute target (no baseline), e.g. backtest events/s; `value` None when
+    it could not be measured (then the target is not met)."""
     met = None
     if target is not None:
-        met = value >= target if higher_is_better else value <= target
-    return {"name": name, "unit": unit, "real": round(value, 2), "baseline": None,
+        met = value is not None and (value >= target if higher_is_better else value <= target)
+    return {"name": name, "unit": unit,
+            "real": round(value, 2) if value is not None else None, "baseline": None,
             "baseline_name": None, "ratio": None, "target": target,
             "higher_is_better": higher_is_better, "met": met, **(extra or {})}
 

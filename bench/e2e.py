@@ -24,7 +24,7 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from bench.core import ROOT, CpuMeter, Sizes, latency_ms, pct, rate
+from bench.core import ROOT, CpuMeter, Sizes, absolute, latency_ms, pct, rate
 from bench.infra import Infra, child, free_port, http_ready, poll
 from bench.servers import KEY
 from services.common.config.settings import KafkaSettings
@@ -261,18 +261,15 @@ async def run(infra: Infra, sizes: Sizes) -> dict[str, Any]:
                      "note": "the highest step sustained; the true maximum lies between it and "
                              "the next step"},
         "comparisons": [
-            _at_most("end-to-end p50 at 50% of max", half.get("p50_ms"), P50_TARGET_MS),
-            _at_most("end-to-end p99 at 50% of max", half.get("p99_ms"), P99_TARGET_MS),
-            *(_at_most(f"{hop} hop, median at 50% of max", half.get("hops_p50_ms", {}).get(hop),
-                       HOP_TARGET_MS) for hop in ("orchestrator", "dispatch")),
-            {"name": "max sustainable rate, whole stack", "unit": "events/s", "real": best,
-             "baseline": None, "baseline_name": None, "ratio": None, "target": MAX_TARGET,
-             "higher_is_better": True, "met": best >= MAX_TARGET},
+            absolute("end-to-end p50 at 50% of max", half.get("p50_ms"), unit="ms",
+                     target=P50_TARGET_MS, higher_is_better=False),
+            absolute("end-to-end p99 at 50% of max", half.get("p99_ms"), unit="ms",
+                     target=P99_TARGET_MS, higher_is_better=False),
+            *(absolute(f"{hop} hop, median at 50% of max",
+                       half.get("hops_p50_ms", {}).get(hop), unit="ms", target=HOP_TARGET_MS,
+                       higher_is_better=False) for hop in ("orchestrator", "dispatch")),
+            absolute("max sustainable rate, whole stack", best, unit="events/s",
+                     target=MAX_TARGET),
         ],
     }
 
-
-def _at_most(name: str, value: float | None, target: float) -> dict[str, Any]:
-    return {"name": name, "unit": "ms", "real": value, "baseline": None, "baseline_name": None,
-            "ratio": None, "target": target, "higher_is_better": False,
-            "met": value is not None and value <= target}
