@@ -17,11 +17,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, case, delete, func, or_, select, tuple_, update
-from sqlalchemy.dialects.postgresql import Insert, insert
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.expression import Exists
 
 from schemas.vocabulary import ALL_CHANNELS, ERASED
+from services.common.db.upsert import upsert
 from services.dispatch.adapters import tables as t
 from services.dispatch.domain.deliveries import Delivery, NewDelivery
 from services.dispatch.domain.suppressions import LIFTABLE, Change
@@ -249,16 +250,8 @@ async def suppress(conn: AsyncConnection, *, lead_id: str, channel: str, reason:
         set_={"reason": stmt.excluded.reason, "at": stmt.excluded.at}))
 
 
-def _suppress_if_newer() -> Insert:
-    s = t.suppressions
-    stmt = insert(s)
-    return stmt.on_conflict_do_update(
-        index_elements=[s.c.lead_id, s.c.channel],
-        set_={"reason": stmt.excluded.reason, "at": stmt.excluded.at},
-        where=s.c.at <= stmt.excluded.at)
-
-
-_SUPPRESS_IF_NEWER = _suppress_if_newer()
+_SUPPRESS_IF_NEWER = upsert(t.suppressions, ["lead_id", "channel"], ["reason", "at"],
+                            only_if=lambda stmt: t.suppressions.c.at <= stmt.excluded.at)
 
 
 async def apply_suppressions(conn: AsyncConnection, *, changes: Sequence[Change]) -> None:

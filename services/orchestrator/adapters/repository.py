@@ -9,12 +9,13 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Table, delete, func, select, text, update
-from sqlalchemy.dialects.postgresql import Insert, insert
+from sqlalchemy import delete, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.db import outbox
 from services.common.db.outbox import Outgoing
+from services.common.db.upsert import upsert
 from services.common.kafka.topics import Topics
 from services.orchestrator.adapters import erasure, merge
 from services.orchestrator.adapters import tables as t
@@ -140,25 +141,14 @@ async def get_lead(conn: AsyncConnection, *, lead_id: str) -> Lead | None:
     return Lead.from_dict(state) if state else None
 
 
-def _upsert(table: Table, keys: Sequence[str], updates: Sequence[str],
-            where: str | None = None) -> Insert:
-    """INSERT ... ON CONFLICT (keys) DO UPDATE of `updates`, executed with a list of rows (one
-    statement, compiled once and cached; the rows go in one executemany round trip)."""
-    stmt = insert(table)
-    return stmt.on_conflict_do_update(
-        index_elements=[table.c[k] for k in keys],
-        index_where=text(where) if where else None,
-        set_={c: stmt.excluded[c] for c in updates})
-
-
-_UPSERT_LEAD = _upsert(t.leads, ["lead_id"], ["stage", "state", "stage_entered_at",
-                                               "last_activity_at", "updated_at"])
-_UPSERT_SCORE_TIMER = _upsert(t.timers, ["lead_id", "program_id"], ["due_at"],
-                              where="kind = 'score'")
-_UPSERT_RANK = _upsert(t.lead_scores, ["model", "lead_id"],
-                       ["fit", "sign", "key", "half_life", "stage", "owner_id"])
-_UPSERT_ENROLLMENT = _upsert(t.enrollments, ["lead_id", "program_id", "entered_at"],
-                             ["status", "step_id", "exit_reason", "exited_at", "program_version"])
+_UPSERT_LEAD = upsert(t.leads, ["lead_id"], ["stage", "state", "stage_entered_at",
+                                              "last_activity_at", "updated_at"])
+_UPSERT_SCORE_TIMER = upsert(t.timers, ["lead_id", "program_id"], ["due_at"],
+                             index_where="kind = 'score'")
+_UPSERT_RANK = upsert(t.lead_scores, ["model", "lead_id"],
+                      ["fit", "sign", "key", "half_life", "stage", "owner_id"])
+_UPSERT_ENROLLMENT = upsert(t.enrollments, ["lead_id", "program_id", "entered_at"],
+                            ["status", "step_id", "exit_reason", "exited_at", "program_version"])
 
 
 async def save(conn: AsyncConnection, *, leads: Mapping[str, Lead],
