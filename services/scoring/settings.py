@@ -38,3 +38,11 @@ class ScoringSettings(BaseSettings):
     producer_linger_ms: float = Field(
         default=5.0, ge=0, le=1000,
         description="how long the producer gathers records into one request (latency vs CPU)")
+    batch_max: int = Field(
+        default=500, ge=1, le=10_000,
+        description="most events scored together (each touched lead's state written once per "
+                    "batch)")
+    batch_wait_ms: float = Field(
+        default=5.0, gt=0, le=1000,
+        description="how long a batch waits for more events before it is scored (latency vs "
+                    "CPU)")

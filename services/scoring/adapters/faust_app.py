@@ -3,11 +3,15 @@
 The worker consumes `nurture.events.v1`, keeps per-lead state in a changelog-backed table and
 produces `nurture.scored-events.v1` (and dead letters). Lead state is one table entry per lead
 id, co-partitioned with the input topic, so a restarted or rebalanced worker restores exactly the
-leads of its partitions from the changelog before it processes anything. Offsets are committed
-after the outputs are flushed (at-least-once; faust flushes the producer before it commits since
-faust-streaming/faust#273); the per-lead dedupe window makes a redelivered event a no-op. What to
-do with one record is `service_layer/handlers.py` (`Processor.process`); this module only moves
-records between faust and it.
+leads of its partitions from the changelog before it processes anything. The agent takes events
+in batches (`stream.take_events`: up to `NURTURE_SCORING_BATCH_MAX`, or what came within
+`NURTURE_SCORING_BATCH_WAIT_MS`), scores them one by one in order, and writes each touched lead's
+newest state to the table once per batch (`Pending`; the table's changelog partition is chosen
+from the key, `_lead_table`). faust acks a batch's events after that; offsets are committed after
+the outputs and table writes are flushed (at-least-once; faust flushes the producer before it
+commits since faust-streaming/faust#273); the per-lead dedupe window makes a redelivered event a
+no-op. What to do with one record is `service_layer/handlers.py` (`Processor.process`); this
+module only moves records between faust and it.
 
 Workarounds, each with the upstream reports it covers (faust-streaming 0.15 pinned):
 
@@ -53,7 +57,7 @@ import logging
 import time
 from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import faust
 import httpx
@@ -63,6 +67,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import NewTopic
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
+from faust.streams import Stream
 from faust.types import StreamT
 from tenacity import AsyncRetrying, retry_if_exception, wait_exponential
 
@@ -129,8 +134,14 @@ def _faust_app(settings: ScoringSettings, kafka: KafkaSettings, partitions: int)
 
 def _lead_table(app: faust.App, partitions: int) -> Any:
     """The per-lead state table. Tables take their codec from key/value *models*; ours are
-    opaque bytes (LeadState JSON), so the changelog must carry them as they are (workaround 4)."""
-    table = app.Table(TABLE, partitions=partitions, default=None,
+    opaque bytes (LeadState JSON), so the changelog must carry them as they are (workaround 4).
+
+    Written once per batch, outside faust's per-event context (`use_partitioner`): a changelog
+    record's partition is then the producer's choice from its key, the default partitioner's
+    (murmur2, as every producer of the input topic uses, with the same key: the lead id), so a
+    lead's changelog partition is its input partition and a worker restores exactly the leads
+    of its partitions (tests/scoring/integration: the changelog follows the input)."""
+    table = app.Table(TABLE, partitions=partitions, default=None, use_partitioner=True,
                       key_type=bytes, value_type=bytes)
     codec_holder: Any = table
     codec_holder.key_serializer = codec_holder.value_serializer = "raw"
@@ -182,7 +193,7 @@ def create_app(settings: ScoringSettings, kafka: KafkaSettings, processor: Proce
     _add_guard_timer(app, guard, topics)
     if clock is not None:
         _add_clock_timer(app, clock)
-    _score_agent(app, table, guard, processor, metrics, topics, clock)
+    _score_agent(app, table, guard, processor, metrics, topics, clock, settings)
     return app
 
 
@@ -194,10 +205,38 @@ def _add_clock_timer(app: faust.App, clock: SharedClock) -> None:
         await clock.refresh(client)
 
 
+class Pending:
+    """The table as one batch sees it: reads see the batch's own writes; each touched lead's
+    newest state reaches the table (and its changelog) once, when the batch ends (`write`)."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self.states: dict[bytes, bytes | None] = {}  # None: erased
+
+    def get(self, key: bytes) -> bytes | None:
+        if key in self.states:
+            return self.states[key]
+        value: bytes | None = self.table.get(key)
+        return value
+
+    def put(self, key: bytes, value: bytes | None) -> None:
+        self.states[key] = value
+
+    def write(self) -> None:
+        for key, value in self.states.items():
+            if value is not None:
+                self.table[key] = value
+            elif key in self.table:
+                del self.table[key]  # writes the tombstone to the compacted changelog
+        self.states.clear()
+
+
 def _score_agent(app: faust.App, table: Any, guard: GapGuard, processor: Processor,
-                 metrics: ScoringMetrics, topics: Topics, clock: SharedClock | None) -> None:
+                 metrics: ScoringMetrics, topics: Topics, clock: SharedClock | None,
+                 settings: ScoringSettings) -> None:
     source = app.topic(topics.events, **RAW)
     outputs = [app.topic(name, **RAW) for name in (topics.scored_events, topics.deadletter)]
+    pending = Pending(table)
 
     async def handle(key: bytes | None, value: bytes | None, origin: Origin,
                      timestamp_ms: int, headers: Any) -> None:
@@ -206,12 +245,10 @@ def _score_agent(app: faust.App, table: Any, guard: GapGuard, processor: Process
             timestamp_ms = max(timestamp_ms, int(clock.now().timestamp() * 1000))
         result = processor.process(
             key=key, value=value, origin=origin, timestamp_ms=timestamp_ms,
-            state=table.get(key) if key is not None else None, now=datetime.now(UTC),
+            state=pending.get(key) if key is not None else None, now=datetime.now(UTC),
             headers=list(headers.items() if isinstance(headers, Mapping) else headers or ()))
-        if result.state is not None:
-            table[key] = result.state
-        elif result.erase and key in table:
-            del table[key]  # writes the tombstone to the compacted changelog
+        if key is not None and (result.state is not None or result.erase):
+            pending.put(key, result.state)
         for out in result.out:
             # straight to the producer's buffer (workaround 7); an offset is committed only
             # after a producer flush, so the output of every committed event has been delivered
@@ -222,17 +259,23 @@ def _score_agent(app: faust.App, table: Any, guard: GapGuard, processor: Process
     async def score(stream: StreamT[bytes]) -> None:
         for topic in outputs:  # created before the first send, with our partitions
             await topic.maybe_declare()
-        async for event in stream.events():
-            msg = event.message
-            # records faust skipped and acked during a rebalance come first (workaround 1);
-            # they share this record's partition, so table writes land right
-            for rec in await guard.missing(msg.tp, msg.offset, app.consumer_generation_id):
-                metrics.reread.inc()
-                await handle(rec.key, rec.value, Origin(rec.topic, rec.partition, rec.offset),
-                             rec.timestamp, rec.headers)
-            await handle(msg.key, msg.value, Origin(msg.topic, msg.partition, msg.offset),
-                         int(msg.timestamp * 1000) if msg.timestamp else 0, msg.headers)
-            guard.handled(msg.tp, msg.offset)
+        # faust acks a batch's events once this loop's body is done with it: after the table
+        # writes; the offsets are committed after a producer flush (at-least-once)
+        batches = cast(Stream[bytes], stream).take_events(  # StreamT does not declare it
+            settings.batch_max, within=settings.batch_wait_ms / 1000.0)
+        async for batch in batches:
+            for event in batch:
+                msg = event.message
+                # records faust skipped and acked during a rebalance come first (workaround 1)
+                for rec in await guard.missing(msg.tp, msg.offset, app.consumer_generation_id):
+                    metrics.reread.inc()
+                    await handle(rec.key, rec.value, Origin(rec.topic, rec.partition,
+                                                            rec.offset), rec.timestamp,
+                                 rec.headers)
+                await handle(msg.key, msg.value, Origin(msg.topic, msg.partition, msg.offset),
+                             int(msg.timestamp * 1000) if msg.timestamp else 0, msg.headers)
+                guard.handled(msg.tp, msg.offset)
+            pending.write()
 
 
 def _observe(metrics: ScoringMetrics, result: Result, seconds: float) -> None:

@@ -206,6 +206,29 @@ async def test_events_in_scored_events_out(workers: Any, kafka: KafkaSettings,
     assert bool(rocksdb_files) == (store == "rocksdb")
 
 
+async def test_each_leads_state_goes_to_the_changelog_partition_of_its_events(
+        workers: Any, kafka: KafkaSettings, producer: AIOKafkaProducer) -> None:
+    """The table is written once per batch, outside faust's per-event context
+    (`use_partitioner`): the producer's partitioner picks a state record's changelog partition
+    from the lead id. A worker restores the changelog partitions numbered as its input
+    partitions, so each lead's must be the partition its events are in."""
+    topics = Topics(kafka.topic_prefix)
+    events = batch(leads=24, per_lead=2, first=0)
+    worker = workers("w1")
+    worker.start()
+    await worker.ready()
+    await send(producer, topics.events, events)
+    leads = {e["subject"].encode() for e in events}
+    changelog = await read_topic(
+        kafka.bootstrap_servers, f"{kafka.topic_prefix}nurture-scoring-lead-state-changelog",
+        until=lambda rs: {r.key for r in rs} >= leads, timeout=120)
+    inputs = await read_topic(kafka.bootstrap_servers, topics.events,
+                              until=lambda rs: len(rs) >= len(events))
+    input_partition = {r.key: r.partition for r in inputs}
+    assert len(set(input_partition.values())) == 3, "the leads should span every partition"
+    assert {r.key: r.partition for r in changelog} == input_partition
+
+
 async def test_kill_9_and_restart_recovers_state_from_the_changelog(
         workers: Any, kafka: KafkaSettings, producer: AIOKafkaProducer, model_file: Path) -> None:
     topics = Topics(kafka.topic_prefix)
