@@ -33,16 +33,18 @@ class Sizes:
     memory_leads: int
     growth_leads: tuple[int, ...]
     e2e_seconds: float
+    idle_seconds: float  # how long an idle worker's CPU is watched
 
     @classmethod
     def of(cls, quick: bool) -> Sizes:
         if quick:
             return cls(ingest_requests=60, scoring_events=400, backtest_events=3000,
                        orch_events=200, timers=100, sends=30, memory_leads=2000,
-                       growth_leads=(1000, 3000), e2e_seconds=3.0)
+                       growth_leads=(1000, 3000), e2e_seconds=3.0, idle_seconds=0.5)
         return cls(ingest_requests=1500, scoring_events=20000, backtest_events=200_000,
                    orch_events=3000, timers=1000, sends=300, memory_leads=100_000,
-                   growth_leads=(10_000, 100_000, 1_000_000), e2e_seconds=15.0)
+                   growth_leads=(10_000, 100_000, 1_000_000), e2e_seconds=15.0,
+                   idle_seconds=10.0)
 
 
 def pct(values: list[float], p: float) -> float:

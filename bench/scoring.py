@@ -15,7 +15,7 @@ import asyncio
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -69,6 +69,7 @@ class Drained:
     records: int
     seconds: float
     cpu_us_per_record: float | None = None
+    idle_cpu_percent: float | None = None  # of one core, once the backlog is done (`idle`)
 
 
 async def drain(bootstrap: str, topic: str, count: int, *, within: float = 300,
@@ -127,7 +128,8 @@ async def _consumer(bootstrap: str, topic: str, within: float,
             await asyncio.sleep(0.5)
 
 
-async def real_worker(infra: Infra, kafka: KafkaSettings, n: int) -> Drained:
+async def real_worker(infra: Infra, kafka: KafkaSettings, n: int,
+                      idle_seconds: float) -> Drained:
     state = infra.workdir / f"scorer-{kafka.topic_prefix}"
     log = infra.workdir / "scorer.log"
     env = {"KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
@@ -135,18 +137,31 @@ async def real_worker(infra: Infra, kafka: KafkaSettings, n: int) -> Drained:
            "NURTURE_SCORING_STATE_DIR": str(state), "NURTURE_LOG_LEVEL": "WARNING",
            "NURTURE_SCORING_METRICS_PORT": str(free_port())}
     async with child(["-m", "services.scoring", "worker"], env, log, lambda _p: True) as proc:
-        return await drain(kafka.bootstrap_servers, Topics(kafka.topic_prefix).scored_events, n,
-                           proc=proc)
+        drained = await drain(kafka.bootstrap_servers, Topics(kafka.topic_prefix).scored_events,
+                              n, proc=proc)
+        return await idle(drained, proc, idle_seconds)
 
 
-async def naive_agent(infra: Infra, kafka: KafkaSettings, n: int) -> Drained:
+async def naive_agent(infra: Infra, kafka: KafkaSettings, n: int,
+                      idle_seconds: float) -> Drained:
     env = {"KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
            "NURTURE_TOPIC_PREFIX": kafka.topic_prefix,
            "BENCH_STATE_DIR": str(infra.workdir / f"naive-{kafka.topic_prefix}")}
     changelog = f"{kafka.topic_prefix}naive-agent-naive-scores-changelog"
     async with child(["-m", "bench.naive_agent", "worker", "-l", "warn"], env,
                      infra.workdir / "naive.log", lambda _p: True) as proc:
-        return await drain(kafka.bootstrap_servers, changelog, n, proc=proc)
+        drained = await drain(kafka.bootstrap_servers, changelog, n, proc=proc)
+        return await idle(drained, proc, idle_seconds)
+
+
+async def idle(drained: Drained, proc: subprocess.Popen[bytes], seconds: float) -> Drained:
+    """`drained` with the CPU its writer uses with nothing to read (over `seconds`, from one
+    commit interval after the backlog), as a percentage of one core."""
+    await asyncio.sleep(min(seconds, 1.5))  # the last commit and flush: not idle yet
+    before = cpu_seconds(proc.pid)
+    await asyncio.sleep(seconds)  # the quiet period measured, not a synchronization
+    used = cpu_seconds(proc.pid) - before
+    return replace(drained, idle_cpu_percent=round(100 * used / seconds, 2))
 
 
 def deep_size(obj: Any, seen: set[int] | None = None) -> int:
@@ -199,18 +214,24 @@ async def run(infra: Infra, sizes: Sizes) -> dict[str, Any]:
     read = await drain(kafka.bootstrap_servers, Topics(kafka.topic_prefix).events, n,
                        decode=True)
     bare = rate(read.records, read.seconds)
-    worker, agent = await real_worker(infra, kafka, n), await naive_agent(infra, kafka, n)
+    worker = await real_worker(infra, kafka, n, sizes.idle_seconds)
+    agent = await naive_agent(infra, kafka, n, sizes.idle_seconds)
     real, naive = rate(worker.records - 1, worker.seconds), rate(agent.records - 1, agent.seconds)
     mem = memory(sizes.memory_leads)
     return {
         "measured": {"real_worker_events_per_s": real, "naive_agent_events_per_s": naive,
                      "real_worker_cpu_us_per_event": worker.cpu_us_per_record,
                      "naive_agent_cpu_us_per_event": agent.cpu_us_per_record,
+                     "real_worker_idle_cpu_percent": worker.idle_cpu_percent,
+                     "naive_agent_idle_cpu_percent": agent.idle_cpu_percent,
                      "getmany_json_events_per_s": bare, "memory": mem},
         "comparisons": [
             absolute("scoring worker CPU per event", worker.cpu_us_per_record or 0.0, unit="µs",
                      target=CPU_TARGET_US, higher_is_better=False,
                      extra={"naive_agent_cpu_us": agent.cpu_us_per_record}),
+            absolute("scoring worker idle CPU, % of a core", worker.idle_cpu_percent,
+                     unit="%", target=None, higher_is_better=False,
+                     extra={"naive_agent_idle_cpu_percent": agent.idle_cpu_percent}),
             compare("scoring worker vs naive faust agent", real, naive, target=2.0,
                     unit="events/s", baseline_name="naive faust agent (table[k] = f(...))"),
             compare("scoring worker vs bare getmany+JSON", real, bare, target=0.4,

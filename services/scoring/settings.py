@@ -44,5 +44,5 @@ class ScoringSettings(BaseSettings):
                     "batch)")
     batch_wait_ms: float = Field(
         default=5.0, gt=0, le=1000,
-        description="how long a batch waits for more events before it is scored (latency vs "
-                    "CPU)")
+        description="how long a batch waits for more events after its first one before it is "
+                    "scored (latency vs CPU)")

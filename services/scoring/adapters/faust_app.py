@@ -4,13 +4,14 @@ The worker consumes `nurture.events.v1`, keeps per-lead state in a changelog-bac
 produces `nurture.scored-events.v1` (and dead letters). Lead state is one table entry per lead
 id, co-partitioned with the input topic, so a restarted or rebalanced worker restores exactly the
 leads of its partitions from the changelog before it processes anything. The agent takes events
-in batches (`stream.take_events`: up to `NURTURE_SCORING_BATCH_MAX`, or what came within
-`NURTURE_SCORING_BATCH_WAIT_MS`), scores them one by one in order, and writes each touched lead's
-newest state to the table once per batch (`Pending`; the table's changelog partition is chosen
-from the key, `_lead_table`). faust acks a batch's events after that; offsets are committed after
-the outputs and table writes are flushed (at-least-once; faust flushes the producer before it
-commits since faust-streaming/faust#273); the per-lead dedupe window makes a redelivered event a
-no-op. What to do with one record is `service_layer/handlers.py` (`Processor.process`); this
+in batches (`batches`: `NURTURE_SCORING_BATCH_MAX` events, or what arrived within
+`NURTURE_SCORING_BATCH_WAIT_MS` of the first), scores them one by one in order, sends their
+outputs, writes each lead the batch touched to the table once, with its newest state (`Pending`;
+the table's changelog partition is chosen from the key, `_lead_table`), and only then acks the
+batch's events. Offsets are committed
+after the outputs and table writes are flushed (at-least-once; faust flushes the producer before
+it commits since faust-streaming/faust#273); the per-lead dedupe window makes a redelivered event
+a no-op. What to do with one record is `service_layer/handlers.py` (`Processor.process`); this
 module only moves records between faust and it.
 
 Workarounds, each with the upstream reports it covers (faust-streaming 0.15 pinned):
@@ -49,13 +50,21 @@ Workarounds, each with the upstream reports it covers (faust-streaming 0.15 pinn
    `app.producer.send` instead, declares its output topics before the first send (with our
    partitions), and the producer lingers `NURTURE_SCORING_PRODUCER_LINGER_MS` so records leave in
    batches. No upstream report found.
+8. **Batches without an idle timer** (`batches`). `Stream.take_events` fills its batch from the
+   stream's passive drain (cheaper per event than an agent iterating event by event: about
+   390 against 450 µs of the worker's CPU per event here), but its loop wakes every `within`
+   even when no event comes, through `mode`'s waits: about 5% of a core at 5 ms while idle.
+   `batches` fills the same way (`add_processor` and the stream's passive drain, a private
+   method) and waits for the first event of a batch without a timer. No upstream report found.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -68,7 +77,7 @@ from aiokafka.admin import NewTopic
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 from faust.streams import Stream
-from faust.types import StreamT
+from faust.types import ChannelT, EventT, StreamT
 from tenacity import AsyncRetrying, retry_if_exception, wait_exponential
 
 from schemas import EVENT_TYPES
@@ -259,23 +268,58 @@ def _score_agent(app: faust.App, table: Any, guard: GapGuard, processor: Process
     async def score(stream: StreamT[bytes]) -> None:
         for topic in outputs:  # created before the first send, with our partitions
             await topic.maybe_declare()
-        # faust acks a batch's events once this loop's body is done with it: after the table
-        # writes; the offsets are committed after a producer flush (at-least-once)
-        batches = cast(Stream[bytes], stream).take_events(  # StreamT does not declare it
-            settings.batch_max, within=settings.batch_wait_ms / 1000.0)
-        async for batch in batches:
+        async for batch in batches(cast(Stream[bytes], stream), most=settings.batch_max,
+                                   within=settings.batch_wait_ms / 1000.0):
             for event in batch:
                 msg = event.message
                 # records faust skipped and acked during a rebalance come first (workaround 1)
                 for rec in await guard.missing(msg.tp, msg.offset, app.consumer_generation_id):
                     metrics.reread.inc()
-                    await handle(rec.key, rec.value, Origin(rec.topic, rec.partition,
-                                                            rec.offset), rec.timestamp,
+                    await handle(rec.key, rec.value,
+                                 Origin(rec.topic, rec.partition, rec.offset), rec.timestamp,
                                  rec.headers)
                 await handle(msg.key, msg.value, Origin(msg.topic, msg.partition, msg.offset),
                              int(msg.timestamp * 1000) if msg.timestamp else 0, msg.headers)
                 guard.handled(msg.tp, msg.offset)
             pending.write()
+
+
+async def batches(stream: Stream[bytes], *, most: int,
+                  within: float) -> AsyncIterator[list[EventT[bytes]]]:
+    """The stream's events in batches of up to `most`, each yielded `within` seconds after its
+    first event arrived (or once full), and acked once the caller is done with it (workaround
+    8). Like faust's `Stream.take_events`, whose loop wakes every `within` even when no event
+    comes (about 5% of a core at 5 ms): this one waits for the first event without a timer."""
+    buffer: list[EventT[bytes]] = []
+    arrived, full, room = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def collect(value: bytes) -> bytes:  # run by the stream for each event, in order
+        event = stream.current_event
+        if event is None:
+            raise RuntimeError("a batched event without its message")
+        buffer.append(event)
+        arrived.set()
+        if len(buffer) >= most:
+            full.set()
+            room.clear()
+            await room.wait()  # no more than `most`: the stream waits for the caller
+        return value
+
+    stream.enable_acks = False  # acked below, after the caller's table writes
+    stream.add_processor(collect)
+    stream._enable_passive(cast(ChannelT[bytes], aiter(stream.channel)))  # private (8)
+    while not stream.should_stop:
+        await arrived.wait()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(full.wait(), within)
+        events = buffer[:]
+        buffer.clear()
+        arrived.clear()
+        full.clear()
+        room.set()
+        yield events
+        for event in events:
+            await stream.ack(event)
 
 
 def _observe(metrics: ScoringMetrics, result: Result, seconds: float) -> None:
