@@ -52,7 +52,7 @@ Workarounds, each with the upstream reports it covers (faust-streaming 0.15 pinn
    batches. No upstream report found.
 8. **Batches without an idle timer** (`batches`). `Stream.take_events` fills its batch from the
    stream's passive drain (cheaper per event than an agent iterating event by event: about
-   390 against 450 µs of the worker's CPU per event here), but its loop wakes every `within`
+   325 against 385 µs of the worker's CPU per event here), but its loop wakes every `within`
    even when no event comes, through `mode`'s waits: about 5% of a core at 5 ms while idle.
    `batches` fills the same way (`add_processor` and the stream's passive drain, a private
    method) and waits for the first event of a batch without a timer. No upstream report found.
