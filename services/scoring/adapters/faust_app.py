@@ -56,6 +56,12 @@ Workarounds, each with the upstream reports it covers (faust-streaming 0.15 pinn
    even when no event comes, through `mode`'s waits: about 5% of a core at 5 ms while idle.
    `batches` fills the same way (`add_processor` and the stream's passive drain, a private
    method) and waits for the first event of a batch without a timer. No upstream report found.
+9. **RocksDB writes under an event** (`Pending.write`). A `use_partitioner` table may be written
+   outside an event (its changelog partition comes from the key), but the RocksDB store's `_set`
+   still takes the partition of its database from the current event, and asserts there is one
+   (its `_get` and `_contains` honour `use_partitioner`). Each lead is written under the event
+   that last touched it (the stream's private `_set_current_event`): its own partition. No
+   upstream report found.
 """
 
 from __future__ import annotations
@@ -64,7 +70,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Collection, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -216,28 +222,33 @@ def _add_clock_timer(app: faust.App, clock: SharedClock) -> None:
 
 class Pending:
     """The table as one batch sees it: reads see the batch's own writes; each touched lead's
-    newest state reaches the table (and its changelog) once, when the batch ends (`write`)."""
+    newest state reaches the table (and its changelog) once, when the batch ends (`write`),
+    under the event that last touched it (`as_event`, workaround 9)."""
 
-    def __init__(self, table: Any) -> None:
-        self.table = table
-        self.states: dict[bytes, bytes | None] = {}  # None: erased
+    def __init__(self, table: Any, as_event: Callable[[Any], None]) -> None:
+        self.table, self.as_event = table, as_event
+        self.states: dict[bytes, tuple[bytes | None, Any]] = {}  # (None: erased, its event)
 
     def get(self, key: bytes) -> bytes | None:
         if key in self.states:
-            return self.states[key]
+            return self.states[key][0]
         value: bytes | None = self.table.get(key)
         return value
 
-    def put(self, key: bytes, value: bytes | None) -> None:
-        self.states[key] = value
+    def put(self, key: bytes, value: bytes | None, event: Any) -> None:
+        self.states[key] = (value, event)
 
     def write(self) -> None:
-        for key, value in self.states.items():
-            if value is not None:
-                self.table[key] = value
-            elif key in self.table:
-                del self.table[key]  # writes the tombstone to the compacted changelog
-        self.states.clear()
+        try:
+            for key, (value, event) in self.states.items():
+                self.as_event(event)
+                if value is not None:
+                    self.table[key] = value
+                elif key in self.table:
+                    del self.table[key]  # writes the tombstone to the compacted changelog
+        finally:
+            self.as_event(None)
+            self.states.clear()
 
 
 def _score_agent(app: faust.App, table: Any, guard: GapGuard, processor: Processor,
@@ -245,10 +256,10 @@ def _score_agent(app: faust.App, table: Any, guard: GapGuard, processor: Process
                  settings: ScoringSettings) -> None:
     source = app.topic(topics.events, **RAW)
     outputs = [app.topic(name, **RAW) for name in (topics.scored_events, topics.deadletter)]
-    pending = Pending(table)
+    pending = Pending(table, as_event=lambda event: None)  # the agent's stream's, below
 
     async def handle(key: bytes | None, value: bytes | None, origin: Origin,
-                     timestamp_ms: int, headers: Any) -> None:
+                     timestamp_ms: int, headers: Any, event: Any) -> None:
         started = time.perf_counter()
         if clock is not None:  # the moved clock's now is as good a "now" as the producer's
             timestamp_ms = max(timestamp_ms, int(clock.now().timestamp() * 1000))
@@ -257,7 +268,7 @@ def _score_agent(app: faust.App, table: Any, guard: GapGuard, processor: Process
             state=pending.get(key) if key is not None else None, now=datetime.now(UTC),
             headers=list(headers.items() if isinstance(headers, Mapping) else headers or ()))
         if key is not None and (result.state is not None or result.erase):
-            pending.put(key, result.state)
+            pending.put(key, result.state, event)
         for out in result.out:
             # straight to the producer's buffer (workaround 7); an offset is committed only
             # after a producer flush, so the output of every committed event has been delivered
@@ -268,7 +279,9 @@ def _score_agent(app: faust.App, table: Any, guard: GapGuard, processor: Process
     async def score(stream: StreamT[bytes]) -> None:
         for topic in outputs:  # created before the first send, with our partitions
             await topic.maybe_declare()
-        async for batch in batches(cast(Stream[bytes], stream), most=settings.batch_max,
+        faust_stream = cast(Stream[bytes], stream)
+        pending.as_event = faust_stream._set_current_event  # private (workaround 9)
+        async for batch in batches(faust_stream, most=settings.batch_max,
                                    within=settings.batch_wait_ms / 1000.0):
             for event in batch:
                 msg = event.message
@@ -277,9 +290,10 @@ def _score_agent(app: faust.App, table: Any, guard: GapGuard, processor: Process
                     metrics.reread.inc()
                     await handle(rec.key, rec.value,
                                  Origin(rec.topic, rec.partition, rec.offset), rec.timestamp,
-                                 rec.headers)
+                                 rec.headers, event)  # the same partition as `event`
                 await handle(msg.key, msg.value, Origin(msg.topic, msg.partition, msg.offset),
-                             int(msg.timestamp * 1000) if msg.timestamp else 0, msg.headers)
+                             int(msg.timestamp * 1000) if msg.timestamp else 0, msg.headers,
+                             event)
                 guard.handled(msg.tp, msg.offset)
             pending.write()
 

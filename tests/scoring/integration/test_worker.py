@@ -206,15 +206,16 @@ async def test_events_in_scored_events_out(workers: Any, kafka: KafkaSettings,
     assert bool(rocksdb_files) == (store == "rocksdb")
 
 
+@pytest.mark.parametrize("store", ["memory", "rocksdb"])
 async def test_each_leads_state_goes_to_the_changelog_partition_of_its_events(
-        workers: Any, kafka: KafkaSettings, producer: AIOKafkaProducer) -> None:
+        workers: Any, kafka: KafkaSettings, producer: AIOKafkaProducer, store: str) -> None:
     """The table is written once per batch, outside faust's per-event context
     (`use_partitioner`): the producer's partitioner picks a state record's changelog partition
     from the lead id. A worker restores the changelog partitions numbered as its input
     partitions, so each lead's must be the partition its events are in."""
     topics = Topics(kafka.topic_prefix)
     events = batch(leads=24, per_lead=2, first=0)
-    worker = workers("w1")
+    worker = workers("w1", store)
     worker.start()
     await worker.ready()
     await send(producer, topics.events, events)
