@@ -8,11 +8,11 @@ in batches (`batches`: `NURTURE_SCORING_BATCH_MAX` events, or what arrived withi
 `NURTURE_SCORING_BATCH_WAIT_MS` of the first), scores them one by one in order, sends their
 outputs, writes each lead the batch touched to the table once, with its newest state (`Pending`;
 the table's changelog partition is chosen from the key, `_lead_table`), and only then acks the
-batch's events. Offsets are committed
-after the outputs and table writes are flushed (at-least-once; faust flushes the producer before
-it commits since faust-streaming/faust#273); the per-lead dedupe window makes a redelivered event
-a no-op. What to do with one record is `service_layer/handlers.py` (`Processor.process`); this
-module only moves records between faust and it.
+batch's events. Offsets are committed after the outputs and table writes are flushed
+(at-least-once; faust flushes the producer before it commits since faust-streaming/faust#273);
+the per-lead dedupe window makes a redelivered event a no-op. What to do with one record is
+`service_layer/handlers.py` (`Processor.process`); this module only moves records between faust
+and it.
 
 Workarounds, each with the upstream reports it covers (faust-streaming 0.15 pinned):
 
@@ -256,10 +256,9 @@ def _score_agent(app: faust.App, table: Any, guard: GapGuard, processor: Process
                  settings: ScoringSettings) -> None:
     source = app.topic(topics.events, **RAW)
     outputs = [app.topic(name, **RAW) for name in (topics.scored_events, topics.deadletter)]
-    pending = Pending(table, as_event=lambda event: None)  # the agent's stream's, below
 
     async def handle(key: bytes | None, value: bytes | None, origin: Origin,
-                     timestamp_ms: int, headers: Any, event: Any) -> None:
+                     timestamp_ms: int, headers: Any, event: Any, pending: Pending) -> None:
         started = time.perf_counter()
         if clock is not None:  # the moved clock's now is as good a "now" as the producer's
             timestamp_ms = max(timestamp_ms, int(clock.now().timestamp() * 1000))
@@ -280,7 +279,7 @@ def _score_agent(app: faust.App, table: Any, guard: GapGuard, processor: Process
         for topic in outputs:  # created before the first send, with our partitions
             await topic.maybe_declare()
         faust_stream = cast(Stream[bytes], stream)
-        pending.as_event = faust_stream._set_current_event  # private (workaround 9)
+        pending = Pending(table, faust_stream._set_current_event)  # private (workaround 9)
         async for batch in batches(faust_stream, most=settings.batch_max,
                                    within=settings.batch_wait_ms / 1000.0):
             for event in batch:
@@ -290,10 +289,10 @@ def _score_agent(app: faust.App, table: Any, guard: GapGuard, processor: Process
                     metrics.reread.inc()
                     await handle(rec.key, rec.value,
                                  Origin(rec.topic, rec.partition, rec.offset), rec.timestamp,
-                                 rec.headers, event)  # the same partition as `event`
+                                 rec.headers, event, pending)  # `event`'s partition
                 await handle(msg.key, msg.value, Origin(msg.topic, msg.partition, msg.offset),
                              int(msg.timestamp * 1000) if msg.timestamp else 0, msg.headers,
-                             event)
+                             event, pending)
                 guard.handled(msg.tp, msg.offset)
             pending.write()
 
