@@ -8,14 +8,28 @@ record is published at least once and never lost (consumers dedupe). Each servic
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import MessageSizeTooLargeError
-from sqlalchemy import Table, delete, func, insert, select, text, update
+from sqlalchemy import (
+    BigInteger,
+    Table,
+    any_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 log = logging.getLogger(__name__)
@@ -39,11 +53,31 @@ async def enqueue(conn: AsyncConnection, table: Table, records: Sequence[Outgoin
              "created_at": now} for r in records])
 
 
+@dataclass(frozen=True, slots=True)
+class _Statements:
+    """A table's relay statements, built once (values bound, ids as an array): SQLAlchemy
+    neither rebuilds them nor renders an expanding IN for every round."""
+
+    lock: Any
+    claim: Any
+    delete: Any
+    park: Any
+
+
+@functools.cache
+def _statements(table: Table) -> _Statements:
+    ids = any_(bindparam("ids", type_=ARRAY(BigInteger)))
+    return _Statements(
+        lock=text("SELECT pg_try_advisory_xact_lock(hashtext(:name))"),
+        claim=select(table).where(table.c.parked_reason.is_(None)).order_by(table.c.id)
+        .limit(bindparam("limit")).with_for_update(skip_locked=True),
+        delete=delete(table).where(table.c.id == ids),
+        park=update(table).where(table.c.id == ids).values(parked_reason=bindparam("reason")))
+
+
 async def claim(conn: AsyncConnection, table: Table, limit: int) -> list[tuple[int, Outgoing]]:
     """The oldest pending rows, locked so another replica's relay skips them."""
-    rows = await conn.execute(select(table).where(table.c.parked_reason.is_(None))
-                              .order_by(table.c.id).limit(limit)
-                              .with_for_update(skip_locked=True))
+    rows = await conn.execute(_statements(table).claim, {"limit": limit})
     return [(r.id, Outgoing(r.topic, r.key, r.value, [(h[0], h[1]) for h in r.headers]))
             for r in rows]
 
@@ -52,8 +86,9 @@ async def relay(engine: AsyncEngine, table: Table, producer: AIOKafkaProducer,
                 limit: int = 500) -> int:
     """Publish up to `limit` pending rows; the number published. One replica relays at a time
     (a transaction-scoped advisory lock per table), so a lead's records keep their order."""
+    statements = _statements(table)
     async with engine.begin() as conn:
-        if not await conn.scalar(text("SELECT pg_try_advisory_xact_lock(hashtext(:name))"),
+        if not await conn.scalar(statements.lock,
                                  {"name": f"nurture-outbox:{table.schema or ''}.{table.name}"}):
             return 0
         rows = await claim(conn, table, limit)
@@ -70,9 +105,9 @@ async def relay(engine: AsyncEngine, table: Table, producer: AIOKafkaProducer,
             else:
                 raise result  # retriable: the transaction rolls back, the next round retries
         if refused:
-            await conn.execute(update(table).where(table.c.id.in_(refused))
-                               .values(parked_reason="refused by Kafka: record too large"))
-        await conn.execute(delete(table).where(table.c.id.in_(done)))
+            await conn.execute(statements.park, {"ids": refused,
+                                                 "reason": "refused by Kafka: record too large"})
+        await conn.execute(statements.delete, {"ids": done})
     return len(done)
 
 

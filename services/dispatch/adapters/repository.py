@@ -16,8 +16,20 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, delete, func, or_, select, tuple_, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import (
+    ColumnElement,
+    Text,
+    any_,
+    bindparam,
+    case,
+    delete,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.expression import Exists
 
@@ -51,6 +63,14 @@ def _ours(message_id: str, *, status: str, lease: datetime | None) -> list[Colum
     return where
 
 
+# The statements of a message's way (recorded, claimed, `sending`, `sent`, scrubbed) are built
+# once: their values travel as bound parameters, arrays for the sets of ids, so SQLAlchemy
+# neither rebuilds a statement per call nor renders an expanding IN per call (together about a
+# quarter of dispatch's CPU per email before).
+_IDS = ARRAY(Text)
+_INSERT = insert(t.deliveries).on_conflict_do_nothing().returning(t.deliveries.c.message_id)
+
+
 async def insert_deliveries(conn: AsyncConnection, *, rows: Sequence[NewDelivery],
                             now: datetime) -> set[str]:
     """Insert pending deliveries, due now; the message ids that were new (the others were
@@ -60,8 +80,7 @@ async def insert_deliveries(conn: AsyncConnection, *, rows: Sequence[NewDelivery
     unique = {r.message_id: r for r in reversed(rows)}  # the first record of an id wins
     # executemany ("insertmanyvalues"): one cached statement, sent in pages, not a new
     # N-row statement compiled for every batch
-    stmt = insert(t.deliveries).on_conflict_do_nothing().returning(t.deliveries.c.message_id)
-    result = await conn.execute(stmt, [
+    result = await conn.execute(_INSERT, [
         {"message_id": r.message_id, "lead_id": r.lead_id, "channel": r.channel,
          "status": "pending", "attempts": 0, "next_attempt_at": now, "payload": r.payload,
          "origin_topic": r.origin_topic, "origin_partition": r.origin_partition,
@@ -99,15 +118,20 @@ async def claim_due(conn: AsyncConnection, *, channel: str, now: datetime, limit
     replicas and leased (`next_attempt_at` moved to `lease_until`, which each Delivery carries
     as `lease`), so that if this process dies before attempting them they come back when the
     lease ends."""
-    d = t.deliveries
-    rows = (await conn.execute(
-        select(d).where(d.c.status == "pending", d.c.channel == channel,
-                        d.c.next_attempt_at <= now)
-        .order_by(d.c.next_attempt_at).limit(limit).with_for_update(skip_locked=True))).all()
+    rows = (await conn.execute(_DUE, {"channel": channel, "now": now, "limit": limit})).all()
     if rows:
-        await conn.execute(update(d).where(d.c.message_id.in_([r.message_id for r in rows]))
-                           .values(next_attempt_at=lease_until))
+        await conn.execute(_LEASE, {"ids": [r.message_id for r in rows], "lease": lease_until})
     return [_delivery(r, lease_until) for r in rows]
+
+
+_DUE = (select(t.deliveries)
+        .where(t.deliveries.c.status == "pending", t.deliveries.c.channel == bindparam("channel"),
+               t.deliveries.c.next_attempt_at <= bindparam("now"))
+        .order_by(t.deliveries.c.next_attempt_at).limit(bindparam("limit"))
+        .with_for_update(skip_locked=True))
+_LEASE = (update(t.deliveries)
+          .where(t.deliveries.c.message_id == any_(bindparam("ids", type_=_IDS)))
+          .values(next_attempt_at=bindparam("lease")))
 
 
 async def start_attempts(conn: AsyncConnection, *, claims: Mapping[str, datetime],
@@ -118,13 +142,17 @@ async def start_attempts(conn: AsyncConnection, *, claims: Mapping[str, datetime
     it was erased (scrubbed to `suppressed`) since it was claimed."""
     if not claims:
         return {}
-    d = t.deliveries
-    rows = await conn.execute(
-        update(d).where(tuple_(d.c.message_id, d.c.next_attempt_at).in_(list(claims.items())),
-                        d.c.status == "pending")
-        .values(status="sending", attempts=d.c.attempts + 1, updated_at=now)
-        .returning(d.c.message_id, d.c.attempts))
+    rows = await conn.execute(_START, {"ids": list(claims), "leases": list(claims.values()),
+                                       "now": now})
     return {str(r.message_id): int(r.attempts) for r in rows}
+
+
+_START = text(
+    "UPDATE deliveries AS d SET status = 'sending', attempts = d.attempts + 1, "
+    "updated_at = CAST(:now AS timestamptz) "
+    "FROM unnest(CAST(:ids AS text[]), CAST(:leases AS timestamptz[])) AS c(message_id, lease) "
+    "WHERE d.message_id = c.message_id AND d.next_attempt_at = c.lease "
+    "AND d.status = 'pending' RETURNING d.message_id, d.attempts")
 
 
 async def finish_sent(conn: AsyncConnection, *, sent: Mapping[str, str | None],
@@ -133,12 +161,17 @@ async def finish_sent(conn: AsyncConnection, *, sent: Mapping[str, str | None],
     statement, then scrub the erased ones among them."""
     if not sent:
         return
-    d = t.deliveries
-    ids = {k: v for k, v in sent.items() if v}
-    await conn.execute(update(d).where(d.c.message_id.in_(list(sent))).values(
-        status="sent", provider_id=case(ids, value=d.c.message_id, else_=None) if ids else None,
-        last_error=None, updated_at=now, next_attempt_at=None, payload=None))
+    await conn.execute(_SENT, {"ids": list(sent), "providers": [v or None for v in sent.values()],
+                               "now": now})
     await scrub_erased(conn, message_ids=list(sent), now=now)
+
+
+_SENT = text(
+    "UPDATE deliveries AS d SET status = 'sent', provider_id = c.provider_id, "
+    "last_error = NULL, updated_at = CAST(:now AS timestamptz), next_attempt_at = NULL, "
+    "payload = NULL "
+    "FROM unnest(CAST(:ids AS text[]), CAST(:providers AS text[])) AS c(message_id, provider_id) "
+    "WHERE d.message_id = c.message_id")
 
 
 async def finish(conn: AsyncConnection, *, message_id: str, status: str, now: datetime,
@@ -184,22 +217,21 @@ async def reschedule(conn: AsyncConnection, *, message_id: str, at: datetime, no
 async def scrub_erased(conn: AsyncConnection, *, now: datetime, message_id: str | None = None,
                        lead_id: str | None = None,
                        message_ids: Sequence[str] | None = None) -> int:
-    """Scrub the deliveries (of one message id, or of one lead id) whose lead is erased and
-    that are not in the middle of a provider call: no command (`payload`, it holds the profile),
-    no provider error text (it may quote an address), the lead id replaced by a random
-    `erased-<uuid>`; one still `pending` is `suppressed`. How many rows changed."""
-    d = t.deliveries
-    where = [d.c.status != "sending", _erased()]
+    """Scrub the deliveries (of one message id, of one lead id, or of several message ids)
+    whose lead is erased and that are not in the middle of a provider call: no command
+    (`payload`, it holds the profile), no provider error text (it may quote an address), the
+    lead id replaced by a random `erased-<uuid>`; one still `pending` is `suppressed`. How many
+    rows changed."""
+    params: dict[str, Any] = {"erased_id": f"erased-{uuid.uuid4().hex}", "now": now}
     if message_id is not None:
-        where.append(d.c.message_id == message_id)
-    if lead_id is not None:
-        where.append(d.c.lead_id == lead_id)
-    if message_ids is not None:
-        where.append(d.c.message_id.in_(message_ids))
-    result = await conn.execute(update(d).where(*where).values(
-        lead_id=f"erased-{uuid.uuid4().hex}", payload=None, next_attempt_at=None, updated_at=now,
-        last_error=case((d.c.last_error == ERASED, ERASED), else_=None),
-        status=case((d.c.status == "pending", "suppressed"), else_=d.c.status)))
+        stmt, params["b_message_id"] = _SCRUB_MESSAGE, message_id
+    elif lead_id is not None:
+        stmt, params["b_lead_id"] = _SCRUB_LEAD, lead_id
+    elif message_ids is not None:
+        stmt, params["ids"] = _SCRUB_MESSAGES, list(message_ids)
+    else:
+        raise TypeError("scrub_erased needs message_id, lead_id or message_ids")
+    result = await conn.execute(stmt, params)
     return int(result.rowcount or 0)
 
 
@@ -209,6 +241,20 @@ def _erased() -> Exists:
     return select(s.c.lead_id).where(s.c.lead_id == t.deliveries.c.lead_id,
                                      s.c.channel == ALL_CHANNELS,
                                      s.c.reason == ERASED).exists()
+
+
+def _scrub(which: ColumnElement[bool]) -> Any:
+    d = t.deliveries
+    return update(d).where(d.c.status != "sending", _erased(), which).values(
+        lead_id=bindparam("erased_id"), payload=None, next_attempt_at=None,
+        updated_at=bindparam("now"),
+        last_error=case((d.c.last_error == ERASED, ERASED), else_=None),
+        status=case((d.c.status == "pending", "suppressed"), else_=d.c.status))
+
+
+_SCRUB_MESSAGE = _scrub(t.deliveries.c.message_id == bindparam("b_message_id"))
+_SCRUB_LEAD = _scrub(t.deliveries.c.lead_id == bindparam("b_lead_id"))
+_SCRUB_MESSAGES = _scrub(t.deliveries.c.message_id == any_(bindparam("ids", type_=_IDS)))
 
 
 async def claim_stale_sending(conn: AsyncConnection, *, before: datetime,
@@ -232,13 +278,16 @@ async def suppressions_for(conn: AsyncConnection, *,
     """lead id -> channel (or '*') -> reason, for the leads that have any suppression."""
     if not lead_ids:
         return {}
-    s = t.suppressions
-    rows = await conn.execute(select(s.c.lead_id, s.c.channel, s.c.reason)
-                              .where(s.c.lead_id.in_(sorted(set(lead_ids)))))
+    rows = await conn.execute(_SUPPRESSIONS, {"ids": sorted(set(lead_ids))})
     found: dict[str, dict[str, str]] = {}
     for row in rows:
         found.setdefault(row.lead_id, {})[row.channel] = row.reason
     return found
+
+
+_SUPPRESSIONS = select(t.suppressions.c.lead_id, t.suppressions.c.channel,
+                       t.suppressions.c.reason).where(
+    t.suppressions.c.lead_id == any_(bindparam("ids", type_=_IDS)))
 
 
 async def suppress(conn: AsyncConnection, *, lead_id: str, channel: str, reason: str,
