@@ -8,12 +8,17 @@ import re
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from email.policy import EmailPolicy
 from typing import Any
+from unittest import mock
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from schemas.records import SendMessage
 from services.common.tracking import Kind, verify
+from services.dispatch.domain import email as email_domain
 from services.dispatch.domain.email import (
     EmailContent,
     InvalidAddress,
@@ -181,3 +186,36 @@ def test_the_unsubscribe_link_outlives_the_tracking_links() -> None:
     same = Tracker(cmd(), BASE, KEY, NOW, timedelta(days=90))  # no separate lifetime given
     assert verify(same.url("unsubscribe").rsplit("/", 1)[1], keys=[KEY], now=NOW.timestamp(),
                   kind="unsubscribe").exp - NOW.timestamp() == 90 * 86400
+
+
+_BOUNDARY = re.compile(rb"={15}\d+==")
+_standard = EmailPolicy(linesep="\r\n", max_line_length=998)  # what POLICY refines
+
+
+def wire(message: EmailMessage) -> bytes:
+    return _BOUNDARY.sub(b"BOUNDARY", message.as_bytes())
+
+
+@settings(max_examples=60, deadline=None)
+@given(subject=st.text(min_size=1, max_size=120), message_id=st.text(
+    st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=60),
+    first_name=st.text(max_size=20), sender_name=st.sampled_from(
+        ["", "Acme", "Ädä & Co", '"Acme, Inc."', "Acme (sales)"]))
+def test_our_policy_writes_the_bytes_the_standard_policy_writes(
+        subject: str, message_id: str, first_name: str, sender_name: str) -> None:
+    """POLICY keeps some headers as text (subject, date, ids, List-Unsubscribe) and parses
+    the others once per distinct value, sharing them between messages; its messages come out
+    as the stdlib's SMTP policy, which parses and refolds every header, writes them: any
+    subject, non-ASCII or blank ones included, any message id, sender and name."""
+    command = cmd(message_id=message_id,
+                  context={"email": "ada@example.com", "first_name": first_name})
+    tracker = Tracker(command, BASE, KEY, NOW, timedelta(days=30))
+    content = EmailContent(subject, "Hi\n", HTML)
+    sender = Sender(f"{sender_name} <hi@acme.example>".strip(), "acme.example",
+                    reply_to="sales@acme.example")
+    ours = build_email(command, content, sender=sender, tracker=tracker, track_opens=True,
+                       track_clicks=True, now=NOW)
+    with mock.patch.object(email_domain, "POLICY", _standard):
+        theirs = build_email(command, content, sender=sender, tracker=tracker,
+                             track_opens=True, track_clicks=True, now=NOW)
+    assert wire(ours) == wire(theirs)
