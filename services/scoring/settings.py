@@ -46,3 +46,7 @@ class ScoringSettings(BaseSettings):
         default=5.0, gt=0, le=1000,
         description="how long a batch waits for more events after its first one before it is "
                     "scored (latency vs CPU)")
+    fetch_wait_ms: int = Field(
+        default=100, ge=10, le=1500,
+        description="the longest a fetch waits at the broker for new records (faust's own "
+                    "1500 ms stalled partitions behind an idle one; see faust_app, workaround 10)")

@@ -62,6 +62,16 @@ Workarounds, each with the upstream reports it covers (faust-streaming 0.15 pinn
    (its `_get` and `_contains` honour `use_partitioner`). Each lead is written under the event
    that last touched it (the stream's private `_set_current_event`): its own partition. No
    upstream report found.
+10. **A shorter fetch wait** (`_App`). faust builds its consumer with a hard-coded
+   `fetch_max_wait_ms=1500`. aiokafka sends one fetch per broker at a time, and leaves out a
+   partition whose fetched records have not been taken yet; when faust took them late (during a
+   slow commit, for instance), the fetch in flight covered only partitions without new records
+   (an idle one, faust's `__assignor-__leader` topic), the broker held it the full 1.5 s, and
+   the records behind it waited as long: the end-to-end bench saw scored events 0.5-1 s late
+   for a while in about one run of four (docs/benchmarks.md). The consumer is built with
+   `NURTURE_SCORING_FETCH_WAIT_MS` (100 ms) instead, through the consumer thread's private
+   `_create_worker_consumer`; an idle worker then fetches ten times a second. No upstream
+   report found.
 """
 
 from __future__ import annotations
@@ -124,8 +134,26 @@ def app_id(settings: ScoringSettings, kafka: KafkaSettings) -> str:
     return f"{kafka.topic_prefix}{settings.app_id}"
 
 
+class _App(faust.App):
+    """faust's App, whose consumer waits at most `fetch_wait_ms` for a fetch (workaround 10)."""
+
+    fetch_wait_ms = 1500
+
+    async def on_start(self) -> None:
+        await super().on_start()  # the consumer exists now; its thread starts after this
+        thread: Any = cast(Any, self.consumer)._thread
+        create, wait_ms = thread._create_worker_consumer, self.fetch_wait_ms
+
+        def create_worker_consumer(transport: Any) -> Any:
+            consumer = create(transport)
+            consumer._fetch_max_wait_ms = wait_ms  # read by its fetcher when it starts
+            log.info("the consumer waits at most %d ms for a fetch", wait_ms)
+            return consumer
+        thread._create_worker_consumer = create_worker_consumer
+
+
 def _faust_app(settings: ScoringSettings, kafka: KafkaSettings, partitions: int) -> faust.App:
-    return faust.App(
+    app = _App(
         app_id(settings, kafka),
         broker=[f"kafka://{host}" for host in kafka.bootstrap_servers.split(",")],
         broker_credentials=_credentials(kafka),
@@ -145,6 +173,8 @@ def _faust_app(settings: ScoringSettings, kafka: KafkaSettings, partitions: int)
         producer_linger=settings.producer_linger_ms / 1000.0,
         web_enabled=False,
     )
+    app.fetch_wait_ms = settings.fetch_wait_ms
+    return app
 
 
 def _lead_table(app: faust.App, partitions: int) -> Any:

@@ -67,8 +67,8 @@ def model_file(tmp_path: Path) -> Path:
 def workers(kafka: KafkaSettings, model_file: Path, tmp_path: Path) -> Iterator[Any]:
     started: list[ScoringWorker] = []
 
-    def make(name: str, store: str = "memory") -> ScoringWorker:
-        env = {**os.environ, "NURTURE_SCORING_STORE": store,
+    def make(name: str, store: str = "memory", **more: str) -> ScoringWorker:
+        env = {**os.environ, **more, "NURTURE_SCORING_STORE": store,
                "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
                "NURTURE_TOPIC_PREFIX": kafka.topic_prefix,
                "NURTURE_SCORING_MODELS": str(model_file),
@@ -165,9 +165,12 @@ def last_scores(records: list[Any]) -> dict[str, float]:
 @pytest.mark.parametrize("store", ["memory", "rocksdb"])
 async def test_events_in_scored_events_out(workers: Any, kafka: KafkaSettings,
                                            producer: AIOKafkaProducer, store: str) -> None:
-    worker = workers("w1", store)
+    worker = workers("w1", store, NURTURE_SCORING_FETCH_WAIT_MS="250")
     worker.start()
     await worker.ready()
+    # faust's consumer, built with its own 1500 ms fetch wait, took ours (workaround 10)
+    await wait_until(lambda: b"waits at most 250 ms for a fetch" in worker.log.read_bytes(),
+                     timeout=30, what="the consumer's fetch wait in the log")
     topics = Topics(kafka.topic_prefix)
     events = batch(leads=1, per_lead=4, first=0)
     # poison first: the worker must dead-letter each and go on to the good events behind them
