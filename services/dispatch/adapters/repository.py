@@ -65,8 +65,8 @@ def _ours(message_id: str, *, status: str, lease: datetime | None) -> list[Colum
 
 # The statements of a message's way (recorded, claimed, `sending`, `sent`, scrubbed) are built
 # once: their values travel as bound parameters, arrays for the sets of ids, so SQLAlchemy
-# neither rebuilds a statement per call nor renders an expanding IN per call (together about a
-# quarter of dispatch's CPU per email before).
+# neither rebuilds a statement per call nor renders an expanding IN per call (SQLAlchemy was
+# about a quarter of dispatch's CPU per email before, 14% after round 4; docs/benchmarks.md).
 _IDS = ARRAY(Text)
 _INSERT = insert(t.deliveries).on_conflict_do_nothing().returning(t.deliveries.c.message_id)
 
