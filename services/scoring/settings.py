@@ -35,9 +35,6 @@ class ScoringSettings(BaseSettings):
     commit_stuck_seconds: float = Field(
         default=300.0, ge=30,
         description="/livez fails once records read have waited this long for a commit")
-    producer_linger_ms: float = Field(
-        default=5.0, ge=0, le=1000,
-        description="how long the producer gathers records into one request (latency vs CPU)")
     batch_max: int = Field(
         default=500, ge=1, le=10_000,
         description="most events scored together (each touched lead's state written once per "

@@ -33,13 +33,17 @@ def connection_options(settings: KafkaSettings, client_id: str) -> dict[str, Any
     return opts
 
 
+MAX_BATCH_BYTES = 256 * 1024
+"""A producer's record batch at most: a quarter of the broker's default `message.max.bytes`."""
+
+
 def make_producer(settings: KafkaSettings, *, client_id: str, **overrides: Any) -> AIOKafkaProducer:
     """An idempotent, acks=all producer that batches: sends within `linger_ms` share a request."""
     opts = connection_options(settings, client_id) | {
         "acks": "all",
         "enable_idempotence": True,
         "linger_ms": 5,
-        "max_batch_size": 256 * 1024,
+        "max_batch_size": MAX_BATCH_BYTES,
         "request_timeout_ms": 30_000,
     }
     return AIOKafkaProducer(**(opts | overrides))

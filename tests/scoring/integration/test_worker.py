@@ -213,9 +213,9 @@ async def test_events_in_scored_events_out(workers: Any, kafka: KafkaSettings,
 async def test_each_leads_state_goes_to_the_changelog_partition_of_its_events(
         workers: Any, kafka: KafkaSettings, producer: AIOKafkaProducer, store: str) -> None:
     """The table is written once per batch, outside faust's per-event context
-    (`use_partitioner`): the producer's partitioner picks a state record's changelog partition
-    from the lead id. A worker restores the changelog partitions numbered as its input
-    partitions, so each lead's must be the partition its events are in."""
+    (`use_partitioner`), and the agent sends its changelog records itself (workaround 11). A
+    worker restores the changelog partitions numbered as its input partitions, so each lead's
+    must be the partition its events are in."""
     topics = Topics(kafka.topic_prefix)
     events = batch(leads=24, per_lead=2, first=0)
     worker = workers("w1", store)

@@ -1,5 +1,5 @@
-"""The worker's producer batching setting: read from the environment (a bad value names the
-variable) and handed to faust in seconds."""
+"""The worker's batching settings: read from the environment (a bad value names the variable),
+and the record batches faust's producer builds large enough for a scoring batch's partition."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pytest
 
 from services.common.config.settings import KafkaSettings, load
 from services.common.errors import ConfigError
+from services.common.kafka.clients import MAX_BATCH_BYTES
 from services.common.kafka.topics import Topics
 from services.common.observability.metrics import new_registry
 from services.scoring.adapters.faust_app import create_app
@@ -15,19 +16,29 @@ from services.scoring.service_layer.handlers import Processor
 from services.scoring.settings import ScoringSettings
 
 
-def test_producer_linger_reaches_faust_in_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("NURTURE_SCORING_PRODUCER_LINGER_MS", "20")
+def test_the_batch_settings_and_their_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NURTURE_SCORING_BATCH_MAX", "20")
+    monkeypatch.setenv("NURTURE_SCORING_BATCH_WAIT_MS", "2.5")
     settings = load(ScoringSettings)
-    kafka = KafkaSettings(NURTURE_TOPIC_PREFIX="lingertest.")
-    app = create_app(settings, kafka, Processor([], Topics("lingertest.")),
+    assert (settings.batch_max, settings.batch_wait_ms) == (20, 2.5)
+    monkeypatch.delenv("NURTURE_SCORING_BATCH_MAX")
+    monkeypatch.delenv("NURTURE_SCORING_BATCH_WAIT_MS")
+    settings = load(ScoringSettings)
+    assert (settings.batch_max, settings.batch_wait_ms) == (500, 5.0)
+
+
+def test_the_producer_builds_record_batches_of_the_shared_size() -> None:
+    kafka = KafkaSettings(NURTURE_TOPIC_PREFIX="batchtest.")  # type: ignore[call-arg]
+    app = create_app(load(ScoringSettings), kafka, Processor([], Topics("batchtest.")),
                      ScoringMetrics(new_registry()), partitions=2)
-    assert app.conf.producer_linger == pytest.approx(0.02)
-    monkeypatch.delenv("NURTURE_SCORING_PRODUCER_LINGER_MS")
-    assert load(ScoringSettings).producer_linger_ms == 5.0
+    assert app.conf.producer_max_batch_size == MAX_BATCH_BYTES
 
 
-@pytest.mark.parametrize("value", ["-1", "1001", "soon"])
-def test_a_bad_linger_names_the_variable(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
-    monkeypatch.setenv("NURTURE_SCORING_PRODUCER_LINGER_MS", value)
-    with pytest.raises(ConfigError, match="NURTURE_SCORING_PRODUCER_LINGER_MS"):
+@pytest.mark.parametrize(("variable", "value"), [
+    ("NURTURE_SCORING_BATCH_WAIT_MS", "0"), ("NURTURE_SCORING_BATCH_WAIT_MS", "soon"),
+    ("NURTURE_SCORING_BATCH_MAX", "0"), ("NURTURE_SCORING_BATCH_MAX", "10001")])
+def test_a_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch, variable: str,
+                                        value: str) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError, match=variable):
         load(ScoringSettings)
