@@ -83,6 +83,14 @@ Workarounds, each with the upstream reports it covers (faust-streaming 0.15 pinn
    failure raises; before, nothing read a failed send's future).
    Measured on a 20,000-event backlog, three runs each, alternately: 345 against 217 µs of
    the worker's CPU per event. No upstream report found.
+12. **A message delivered without tasks** (`_App`, `eager.Eager`). faust's consumer hands each
+   message to the streams through `mode`'s `wait_first`, which makes four tasks per message
+   (the callback, the flow's pause, the service's stop and crash), waits for the first and
+   cancels the rest: about 30 µs per message, a sixth of the worker's CPU per event after
+   workaround 11. The consumer's `wait_first` starts the callback at once, as Python 3.12's
+   eager tasks would; only a callback that has to wait (the flow paused, a queue full) goes
+   on through `mode`'s. Measured as in 11: 201 against 154 µs per event. No upstream report
+   found.
 """
 
 from __future__ import annotations
@@ -118,6 +126,7 @@ from services.common.kafka.clients import (
 )
 from services.common.kafka.deadletter import Origin
 from services.common.kafka.topics import Topics, create_topic
+from services.scoring.adapters.eager import Eager
 from services.scoring.adapters.record_batches import RecordBatches
 from services.scoring.entrypoints.probes import BEAT_SECONDS, Health
 from services.scoring.metrics import ScoringMetrics
@@ -152,13 +161,19 @@ def app_id(settings: ScoringSettings, kafka: KafkaSettings) -> str:
 
 
 class _App(faust.App):
-    """faust's App, whose consumer waits at most `fetch_wait_ms` for a fetch (workaround 10)."""
+    """faust's App, whose consumer waits at most `fetch_wait_ms` for a fetch (workaround 10)
+    and delivers a message without tasks when nothing has to wait (workaround 12)."""
 
     fetch_wait_ms = 1500
 
     async def on_start(self) -> None:
         await super().on_start()  # the consumer exists now; its thread starts after this
-        thread: Any = cast(Any, self.consumer)._thread
+        consumer: Any = self.consumer
+        if not isinstance(consumer.wait_first, Eager):  # on_start runs again on a restart
+            consumer.wait_first = Eager(consumer.wait_first, lambda: not (
+                consumer.suspend_flow.is_set() or consumer._stopped.is_set()
+                or consumer._crashed.is_set()))
+        thread: Any = consumer._thread
         create, wait_ms = thread._create_worker_consumer, self.fetch_wait_ms
 
         def create_worker_consumer(transport: Any) -> Any:
