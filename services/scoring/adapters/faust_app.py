@@ -115,7 +115,6 @@ from faust.streams import Stream
 from faust.types import ChannelT, EventT, StreamT
 from tenacity import AsyncRetrying, retry_if_exception, wait_exponential
 
-from schemas import EVENT_TYPES
 from services.common.clock import SharedClock
 from services.common.config.settings import KafkaSettings
 from services.common.kafka.clients import (
@@ -415,8 +414,7 @@ async def batches(stream: Stream[bytes], *, most: int,
 
 
 def _observe(metrics: ScoringMetrics, result: Result, seconds: float) -> None:
-    etype = result.event_type if result.event_type in EVENT_TYPES else "other"
-    metrics.events.labels(etype, result.outcome).inc()
+    metrics.counted(result.event_type, result.outcome)
     metrics.latency.observe(seconds)
     if result.snapshot is not None:
         for model in result.snapshot.models:

@@ -43,6 +43,21 @@ def test_scoring_starts_with_every_type_and_outcome_at_zero() -> None:
             assert zero(registry, "nurture_scoring_events_total", type=etype, outcome=outcome)
 
 
+def test_scoring_counts_an_unknown_type_as_other_and_a_new_outcome_too() -> None:
+    registry = new_registry()
+    metrics = ScoringMetrics(registry)
+    etype = next(iter(EVENT_TYPES))
+    for event_type, outcome in ((etype, "scored"), (etype, "scored"), ("web.teleported", "scored"),
+                                (etype, "linked")):
+        metrics.counted(event_type, outcome)
+    count = registry.get_sample_value
+    assert count("nurture_scoring_events_total", {"type": etype, "outcome": "scored"}) == 2
+    assert count("nurture_scoring_events_total", {"type": "other", "outcome": "scored"}) == 1
+    assert count("nurture_scoring_events_total", {"type": etype, "outcome": "linked"}) == 1
+    assert count("nurture_scoring_events_total", {"type": "web.teleported",
+                                                  "outcome": "scored"}) is None
+
+
 def test_ingest_starts_with_every_rejection_reason_and_type_at_zero() -> None:
     registry = new_registry()
     IngestMetrics(registry)
