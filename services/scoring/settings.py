@@ -43,6 +43,10 @@ class ScoringSettings(BaseSettings):
         default=5.0, gt=0, le=1000,
         description="how long a batch waits for more events after its first one before it is "
                     "scored (latency vs CPU)")
+    state_cache_leads: int = Field(
+        default=10_000, ge=0, le=10_000_000,
+        description="leads whose decoded state the worker keeps besides the table, so their "
+                    "next event need not decode it (CPU vs memory: about 3 KB per lead; 0: none)")
     fetch_wait_ms: int = Field(
         default=100, ge=10, le=1500,
         description="the longest a fetch waits at the broker for new records (faust's own "

@@ -99,6 +99,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -127,6 +128,7 @@ from services.common.kafka.deadletter import Origin
 from services.common.kafka.topics import Topics, create_topic
 from services.scoring.adapters.eager import Eager
 from services.scoring.adapters.record_batches import RecordBatches
+from services.scoring.domain.state import LeadState
 from services.scoring.entrypoints.probes import BEAT_SECONDS, Health
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.service_layer.handlers import Processor, Result
@@ -285,22 +287,40 @@ class Pending:
     newest state reaches the table's store once, when the batch ends (`write`), under the event
     that last touched it (`as_event`, workaround 9), and its changelog record goes to `records`
     for the partition of that event (workaround 11), where faust's `use_partitioner` table
-    would have sent it: the input and the changelog are partitioned alike (`_lead_table`)."""
+    would have sent it: the input and the changelog are partitioned alike (`_lead_table`).
+
+    It also keeps the decoded state of the `cache_leads` leads written last (`Result.lead`,
+    beside the bytes it was written as): a read of a lead whose table value is still those
+    bytes gets the object and saves the processor decoding them. A result without a state
+    drops the lead's object (the processor may have changed it part way)."""
 
     def __init__(self, store: Any, as_event: Callable[[Any], None], records: RecordBatches,
-                 changelog: str) -> None:
+                 changelog: str, *, cache_leads: int = 0) -> None:
         self.store, self.as_event = store, as_event
         self.records, self.changelog = records, changelog
         self.states: dict[bytes, tuple[bytes | None, Any]] = {}  # (None: erased, its event)
+        self.cache_leads = cache_leads
+        self.decoded: OrderedDict[bytes, tuple[bytes, LeadState]] = OrderedDict()
 
-    def get(self, key: bytes) -> bytes | None:
-        if key in self.states:
-            return self.states[key][0]
-        value: bytes | None = self.store.get(key)
+    def get(self, key: bytes) -> bytes | LeadState | None:
+        value: bytes | None = self.states[key][0] if key in self.states else self.store.get(key)
+        known = self.decoded.get(key)
+        if known is not None and value is not None and (known[0] is value or known[0] == value):
+            return known[1]
         return value
 
-    def put(self, key: bytes, value: bytes | None, event: Any) -> None:
-        self.states[key] = (value, event)
+    def put(self, key: bytes, result: Result, event: Any) -> None:
+        """The lead's `result`: its new state (or erasure) for the table, its decoded state to
+        keep; a result that leaves the table alone forgets the decoded state."""
+        if result.state is not None or result.erase:
+            self.states[key] = (result.state, event)
+        if result.state is None or result.lead is None or not self.cache_leads:
+            self.decoded.pop(key, None)
+            return
+        self.decoded[key] = (result.state, result.lead)
+        self.decoded.move_to_end(key)
+        if len(self.decoded) > self.cache_leads:
+            self.decoded.popitem(last=False)
 
     async def write(self) -> None:
         try:
@@ -342,8 +362,8 @@ def _score_agent(app: faust.App, table: Any, guard: GapGuard, processor: Process
             key=key, value=value, origin=origin, timestamp_ms=timestamp_ms,
             state=pending.get(key) if key is not None else None, now=datetime.now(UTC),
             headers=list(headers.items() if isinstance(headers, Mapping) else headers or ()))
-        if key is not None and (result.state is not None or result.erase):
-            pending.put(key, result.state, event)
+        if key is not None:
+            pending.put(key, result, event)
         for out in result.out:  # one record batch per partition (workarounds 7 and 11)
             await pending.records.add(out.topic, out.key, out.value, out.headers)
         _observe(metrics, result, time.perf_counter() - started)
@@ -355,7 +375,8 @@ def _score_agent(app: faust.App, table: Any, guard: GapGuard, processor: Process
         faust_stream = cast(Stream[bytes], stream)
         producer = cast(Any, app.producer)._ensure_producer()  # aiokafka's (workaround 11)
         pending = Pending(table.data, faust_stream._set_current_event,  # private (9)
-                          RecordBatches(producer), table.changelog_topic.get_topic_name())
+                          RecordBatches(producer), table.changelog_topic.get_topic_name(),
+                          cache_leads=settings.state_cache_leads)
         async for batch in batches(faust_stream, most=settings.batch_max,
                                    within=settings.batch_wait_ms / 1000.0):
             for event in batch:

@@ -72,6 +72,7 @@ class Result:
     out: list[Outgoing]
     snapshot: Snapshot | None = None
     erase: bool = False  # delete the lead's table entry (a tombstone in the changelog)
+    lead: LeadState | None = None  # what `state` encodes, for the caller to pass in next time
 
 
 def decode_event(value: bytes | None,
@@ -147,11 +148,16 @@ class Processor:
         self.recent_ids = recent_ids
 
     def process(self, *, key: bytes | None, value: bytes | None, origin: Origin,
-                timestamp_ms: int, state: bytes | None, now: datetime,
+                timestamp_ms: int, state: bytes | LeadState | None, now: datetime,
                 headers: Sequence[tuple[str, bytes]] | None = None) -> Result:
         """Score one record (`headers`: its own, which carry a binary-mode event's attributes);
         anything that goes wrong with it becomes a dead letter (with the reason and the record
-        as it was), so one bad record can neither stop the worker nor vanish."""
+        as it was), so one bad record can neither stop the worker nor vanish.
+
+        `state`: the lead's table value, or the `Result.lead` of its last result when the
+        table still holds that result's `state` (saves decoding it). The object is changed in
+        place, so after a result without a `state` it must not be passed in again: it may have
+        been changed part way."""
         try:
             return self._score(key, value, timestamp_ms, state, headers)
         except Exception as exc:  # every failure of one record is dead-lettered, with why
@@ -163,13 +169,15 @@ class Processor:
                           [Outgoing(self.topics.deadletter, dl_key, dl_value, dl_headers)])
 
     def _score(self, key: bytes | None, value: bytes | None, timestamp_ms: int,
-               state: bytes | None, headers: Sequence[tuple[str, bytes]] | None) -> Result:
+               state: bytes | LeadState | None,
+               headers: Sequence[tuple[str, bytes]] | None) -> Result:
         event = decode_event(value, headers)
         t = event_time(event, timestamp_ms, cap=event["type"] not in CONTROL_EVENTS)
         if key != event["subject"].encode():
             raise BadEvent("record key is not the event's subject (the lead id)")
         lead_id, etype = event["subject"], event["type"]
-        lead = LeadState.from_bytes(state) if state else None
+        lead = state if isinstance(state, LeadState) else \
+            LeadState.from_bytes(state) if state else None
         if etype == ERASED_EVENT:  # the person was erased: forget the lead, pass it on
             return self._erase(event, lead_id, lead, t)
         if etype == MERGED_EVENT and lead is not None \
@@ -199,7 +207,7 @@ class Processor:
             "late" if any(m.late for m in snapshot.models) else "scored"))
         return Result(outcome, event["type"], None if lead is None else lead.to_bytes(),
                       [Outgoing(self.topics.scored_events, snapshot.lead_id.encode(), out_value,
-                                headers)], snapshot)
+                                headers)], snapshot, lead=lead)
 
     def _event_out(self, event: Mapping[str, Any]) -> Outgoing:
         """`event` back onto the events topic, keyed by its subject."""
@@ -257,7 +265,8 @@ class Processor:
         lead.merged_into = target
         merge = merged_event(target, lead_id, state=handed, time=t,
                              via=event["data"].get("via"))
-        return Result("linked", LINKED_EVENT, lead.to_bytes(), [self._event_out(merge)])
+        return Result("linked", LINKED_EVENT, lead.to_bytes(), [self._event_out(merge)],
+                      lead=lead)
 
     def _merge(self, event: dict[str, Any], lead_id: str, lead: LeadState) -> Result:
         """Take over the state of `data.from` (once), and report the merged lead."""

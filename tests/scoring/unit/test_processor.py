@@ -16,6 +16,7 @@ from services.common.kafka.deadletter import Origin
 from services.common.kafka.topics import Topics
 from services.scoring.adapters.model_files import load_models
 from services.scoring.domain.model import EngagementRule, ScoringModel
+from services.scoring.domain.state import LeadState
 from services.scoring.service_layer.handlers import Processor, Result
 
 MODEL = ScoringModel(id="m", version=1, half_life_days=30, thresholds={"mql": 10},
@@ -27,7 +28,7 @@ RECORD_MS = int(datetime(2026, 11, 20, 10, 0, 5, tzinfo=UTC).timestamp() * 1000)
 
 
 def process(value: bytes | None, key: bytes | None = b"lead-1",
-            state: bytes | None = None) -> Result:
+            state: bytes | LeadState | None = None) -> Result:
     return Processor([MODEL], TOPICS).process(key=key, value=value, origin=ORIGIN,
                                               timestamp_ms=RECORD_MS, state=state, now=NOW)
 
@@ -51,6 +52,17 @@ def test_scored_event_carries_the_event_and_the_snapshot() -> None:
     assert model["crossed"] == [{"threshold": "mql", "direction": "up", "score": 10}]
     assert model["breakdown"] == [{"rule": "dl", "points": 10.0, "kind": "engagement"}]
     assert result.state is not None
+
+
+def test_the_last_results_lead_object_scores_as_its_bytes_do() -> None:
+    first = process(orjson.dumps(EVENT))
+    assert first.state is not None and first.lead is not None
+    assert first.lead.to_bytes() == first.state
+    later = orjson.dumps({**EVENT, "id": "e2", "time": "2026-11-21T10:00:00Z"})
+    from_bytes = process(later, state=first.state)
+    from_object = process(later, state=first.lead)
+    assert (from_object.state, from_object.out) == (from_bytes.state, from_bytes.out)
+    assert from_object.lead is first.lead  # changed in place
 
 
 def test_redelivery_is_a_duplicate_that_leaves_the_table_alone() -> None:

@@ -12,6 +12,8 @@ from typing import Any
 from aiokafka import TopicPartition
 
 from services.scoring.adapters.faust_app import Pending
+from services.scoring.domain.state import LeadState
+from services.scoring.service_layer.handlers import Result
 
 CHANGELOG = "lead-state-changelog"
 
@@ -67,9 +69,25 @@ class Records:
         self.sent.append((topic, key, value, partition))
 
 
-def pending(store: Store) -> tuple[Pending, Records]:
+def pending(store: Store, cache_leads: int = 0) -> tuple[Pending, Records]:
     records = Records()
-    return Pending(store, store.as_event, records, CHANGELOG), records  # type: ignore[arg-type]
+    return Pending(store, store.as_event, records, CHANGELOG,  # type: ignore[arg-type]
+                   cache_leads=cache_leads), records
+
+
+def stored(state: bytes, lead: LeadState | None = None) -> Result:
+    """A result that stores `state` (`lead`: the object it encodes)."""
+    return Result("scored", "web.page_viewed", state, [], lead=lead)
+
+
+def lead_at(last_time: float) -> LeadState:
+    lead = LeadState()
+    lead.last_time = last_time
+    return lead
+
+
+def erased() -> Result:
+    return Result("erased", "lead.erased", None, [], erase=True)
 
 
 def changelog(records: Records) -> list[tuple[bytes | None, bytes | None]]:
@@ -81,8 +99,8 @@ def test_reads_see_the_batchs_writes_before_the_table_does() -> None:
     table = Store({b"a": b"1"})
     batch, records = pending(table)
     assert batch.get(b"a") == b"1"
-    batch.put(b"a", b"2", Event("e"))
-    batch.put(b"b", b"1", Event("e"))
+    batch.put(b"a", stored(b"2"), Event("e"))
+    batch.put(b"b", stored(b"1"), Event("e"))
     assert (batch.get(b"a"), batch.get(b"b"), batch.get(b"c")) == (b"2", b"1", None)
     assert table == {b"a": b"1"} and changelog(records) == []
 
@@ -91,8 +109,8 @@ def test_each_touched_lead_is_written_once_with_its_newest_state() -> None:
     table = Store()
     batch, records = pending(table)
     for n in range(5):
-        batch.put(b"a", str(n).encode(), Event(f"event {n}"))
-    batch.put(b"b", b"x", Event("event b"))
+        batch.put(b"a", stored(str(n).encode()), Event(f"event {n}"))
+    batch.put(b"b", stored(b"x"), Event("event b"))
     asyncio.run(batch.write())
     assert changelog(records) == [(b"a", b"4"), (b"b", b"x")]
     assert table.under == ["event 4", "event b"]  # each under the event that last touched it
@@ -104,8 +122,8 @@ def test_each_touched_lead_is_written_once_with_its_newest_state() -> None:
 def test_an_erased_lead_is_deleted_once_and_reads_as_absent() -> None:
     table = Store({b"a": b"1"})
     batch, records = pending(table)
-    batch.put(b"a", None, Event("e"))
-    batch.put(b"never-stored", None, Event("e"))
+    batch.put(b"a", erased(), Event("e"))
+    batch.put(b"never-stored", erased(), Event("e"))
     assert batch.get(b"a") is None
     asyncio.run(batch.write())
     assert table == {} and changelog(records) == [(b"a", None)]
@@ -114,8 +132,8 @@ def test_an_erased_lead_is_deleted_once_and_reads_as_absent() -> None:
 def test_a_lead_erased_then_seen_again_in_one_batch_keeps_its_new_state() -> None:
     table = Store({b"a": b"old"})
     batch, records = pending(table)
-    batch.put(b"a", None, Event("e"))
-    batch.put(b"a", b"new", Event("e"))
+    batch.put(b"a", erased(), Event("e"))
+    batch.put(b"a", stored(b"new"), Event("e"))
     asyncio.run(batch.write())
     assert table == {b"a": b"new"} and changelog(records) == [(b"a", b"new")]
 
@@ -123,9 +141,9 @@ def test_a_lead_erased_then_seen_again_in_one_batch_keeps_its_new_state() -> Non
 def test_each_changelog_record_goes_to_the_partition_of_the_event_that_wrote_it() -> None:
     table = Store()
     batch, records = pending(table)
-    batch.put(b"a", b"1", Event("e1", partition=2))
-    batch.put(b"b", b"1", Event("e2", partition=0))
-    batch.put(b"a", b"2", Event("e3", partition=2))
+    batch.put(b"a", stored(b"1"), Event("e1", partition=2))
+    batch.put(b"b", stored(b"1"), Event("e2", partition=0))
+    batch.put(b"a", stored(b"2"), Event("e3", partition=2))
     asyncio.run(batch.write())
     assert [(key, partition) for _, key, _, partition in records.sent] == [(b"a", 2), (b"b", 0)]
 
@@ -135,3 +153,36 @@ def test_only_the_changelogs_delivered_offsets_are_recorded_as_persisted() -> No
     batch, _ = pending(table)
     batch.persisted({TopicPartition(CHANGELOG, 1): 41, TopicPartition("scored", 1): 7})
     assert table.offsets == {TopicPartition(CHANGELOG, 1): 41}
+
+
+def test_a_lead_written_last_is_read_back_decoded_while_the_table_holds_its_bytes() -> None:
+    table = Store()
+    batch, _ = pending(table, cache_leads=10)
+    lead = lead_at(1.0)
+    batch.put(b"a", stored(lead.to_bytes(), lead), Event("e"))
+    assert batch.get(b"a") is lead  # within the batch
+    asyncio.run(batch.write())
+    assert batch.get(b"a") is lead  # and after it, from the store
+    table.as_event(Event("recovery"))
+    table[b"a"] = lead_at(1.0).to_bytes()  # equal bytes (RocksDB reads copies)
+    assert batch.get(b"a") is lead
+    table[b"a"] = lead_at(2.0).to_bytes()  # the table moved on (a rebalance)
+    assert batch.get(b"a") == table[b"a"]
+
+
+def test_a_result_without_a_state_forgets_the_decoded_lead() -> None:
+    table = Store()
+    batch, _ = pending(table, cache_leads=10)
+    lead = lead_at(1.0)
+    batch.put(b"a", stored(lead.to_bytes(), lead), Event("e"))
+    batch.put(b"a", Result("dead_lettered", "unknown", None, []), Event("e2"))
+    assert batch.get(b"a") == lead.to_bytes()  # the bytes: the object may be half changed
+
+
+def test_only_the_leads_written_last_are_kept_decoded() -> None:
+    batch, _ = pending(Store(), cache_leads=2)
+    leads = {key: lead_at(float(n)) for n, key in enumerate([b"a", b"b", b"c"])}
+    for key, lead in leads.items():
+        batch.put(key, stored(lead.to_bytes(), lead), Event("e"))
+    assert [batch.get(key) is lead for key, lead in leads.items()] == [False, True, True]
+    assert not any(isinstance(pending(Store())[0].get(k), LeadState) for k in leads)
