@@ -322,7 +322,7 @@ class Pending:
         if len(self.decoded) > self.cache_leads:
             self.decoded.popitem(last=False)
 
-    async def write(self) -> None:
+    def write(self) -> None:
         try:
             for key, (value, event) in self.states.items():
                 self.as_event(event)
@@ -333,8 +333,7 @@ class Pending:
                 else:
                     continue  # nothing to erase, no tombstone
                 # None: the tombstone of the compacted changelog
-                await self.records.add(self.changelog, key, value,
-                                       partition=event.message.partition)
+                self.records.add(self.changelog, key, value, partition=event.message.partition)
         finally:
             self.as_event(None)
             self.states.clear()
@@ -353,8 +352,8 @@ def _score_agent(app: faust.App, table: Any, guard: GapGuard, processor: Process
     source = app.topic(topics.events, **RAW)
     outputs = [app.topic(name, **RAW) for name in (topics.scored_events, topics.deadletter)]
 
-    async def handle(key: bytes | None, value: bytes | None, origin: Origin,
-                     timestamp_ms: int, headers: Any, event: Any, pending: Pending) -> None:
+    def handle(key: bytes | None, value: bytes | None, origin: Origin,
+               timestamp_ms: int, headers: Any, event: Any, pending: Pending) -> None:
         started = time.perf_counter()
         if clock is not None:  # the moved clock's now is as good a "now" as the producer's
             timestamp_ms = max(timestamp_ms, int(clock.now().timestamp() * 1000))
@@ -365,7 +364,7 @@ def _score_agent(app: faust.App, table: Any, guard: GapGuard, processor: Process
         if key is not None:
             pending.put(key, result, event)
         for out in result.out:  # one record batch per partition (workarounds 7 and 11)
-            await pending.records.add(out.topic, out.key, out.value, out.headers)
+            pending.records.add(out.topic, out.key, out.value, out.headers)
         _observe(metrics, result, time.perf_counter() - started)
 
     @app.agent(source)
@@ -374,8 +373,10 @@ def _score_agent(app: faust.App, table: Any, guard: GapGuard, processor: Process
             await topic.maybe_declare()
         faust_stream = cast(Stream[bytes], stream)
         producer = cast(Any, app.producer)._ensure_producer()  # aiokafka's (workaround 11)
+        records = RecordBatches(producer)  # where the processor's outputs may go:
+        await records.learn(topics.scored_events, topics.deadletter, topics.events)
         pending = Pending(table.data, faust_stream._set_current_event,  # private (9)
-                          RecordBatches(producer), table.changelog_topic.get_topic_name(),
+                          records, table.changelog_topic.get_topic_name(),
                           cache_leads=settings.state_cache_leads)
         async for batch in batches(faust_stream, most=settings.batch_max,
                                    within=settings.batch_wait_ms / 1000.0):
@@ -384,14 +385,13 @@ def _score_agent(app: faust.App, table: Any, guard: GapGuard, processor: Process
                 # records faust skipped and acked during a rebalance come first (workaround 1)
                 for rec in await guard.missing(msg.tp, msg.offset, app.consumer_generation_id):
                     metrics.reread.inc()
-                    await handle(rec.key, rec.value,
-                                 Origin(rec.topic, rec.partition, rec.offset), rec.timestamp,
-                                 rec.headers, event, pending)  # `event`'s partition
-                await handle(msg.key, msg.value, Origin(msg.topic, msg.partition, msg.offset),
-                             int(msg.timestamp * 1000) if msg.timestamp else 0, msg.headers,
-                             event, pending)
+                    handle(rec.key, rec.value, Origin(rec.topic, rec.partition, rec.offset),
+                           rec.timestamp, rec.headers, event, pending)  # `event`'s partition
+                handle(msg.key, msg.value, Origin(msg.topic, msg.partition, msg.offset),
+                       int(msg.timestamp * 1000) if msg.timestamp else 0, msg.headers,
+                       event, pending)
                 guard.handled(msg.tp, msg.offset)
-            await pending.write()
+            pending.write()
             # acked (below, by `batches`) only once its outputs and changelog are stored
             pending.persisted(await pending.records.delivered())
 

@@ -43,15 +43,24 @@ class RecordBatches:
 
     producer: AIOKafkaProducer
     open: dict[TopicPartition, _Open] = field(default_factory=dict)
+    full: list[tuple[TopicPartition, _Open]] = field(default_factory=list)  # in order, to send
     sent: list[tuple[TopicPartition, int, asyncio.Future[Any]]] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)  # partitions per topic
 
-    async def add(self, topic: str, key: bytes | None, value: bytes | None,
-                  headers: Headers = (), *, partition: int | None = None) -> None:
-        """Add one record; without `partition`, the default partitioner's choice from `key`
-        (a record without a key goes to partition 0)."""
+    async def learn(self, *topics: str) -> None:
+        """Ask the broker how many partitions each of `topics` has: `add` places a keyed
+        record by it (once per topic: a topic's partitions must not change while we run)."""
+        for topic in topics:
+            if topic not in self.counts:
+                self.counts[topic] = len(await self.producer.partitions_for(topic))
+
+    def add(self, topic: str, key: bytes | None, value: bytes | None,
+            headers: Headers = (), *, partition: int | None = None) -> None:
+        """Add one record, to leave with the next `send`; without `partition`, the default
+        partitioner's choice from `key` among the topic's partitions (`learn`), and a record
+        without a key goes to partition 0."""
         if partition is None:
-            partition = partition_for(key, await self._count(topic)) if key is not None else 0
+            partition = 0 if key is None else partition_for(key, self.counts[topic])
         tp = TopicPartition(topic, partition)
         batch = self.open.get(tp)
         if batch is None:
@@ -62,13 +71,18 @@ class RecordBatches:
         if not batch.records:
             raise ValueError(f"a record for {topic} of {len(value or b'')} bytes is larger than "
                              "the producer's batch size")
-        await self._send(tp)  # full: this one leaves, the record starts the next
-        await self.add(topic, key, value, headers, partition=partition)
+        self.full.append((tp, self.open.pop(tp)))  # full: it leaves first, the record
+        self.add(topic, key, value, headers, partition=partition)  # starts the next one
 
     async def send(self) -> None:
-        """Hand every open batch to the producer."""
-        for tp in list(self.open):
-            await self._send(tp)
+        """Hand every batch to the producer, the partition's full ones first."""
+        full, self.full = self.full, []
+        for tp, batch in [*full, *self.open.items()]:
+            batch.builder.close()  # a closed batch leaves without waiting for the linger time
+            future = await self.producer.send_batch(batch.builder, tp.topic,
+                                                    partition=tp.partition)
+            self.sent.append((tp, batch.records, future))
+        self.open.clear()
 
     async def delivered(self) -> dict[TopicPartition, int]:
         """Wait for every batch sent since the last call; the offset of the last record of each
@@ -83,15 +97,3 @@ class RecordBatches:
                 raise metadata
             last[tp] = metadata.offset + records - 1
         return last
-
-    async def _send(self, tp: TopicPartition) -> None:
-        batch = self.open.pop(tp)
-        batch.builder.close()  # a closed batch leaves without waiting for the linger time
-        future = await self.producer.send_batch(batch.builder, tp.topic, partition=tp.partition)
-        self.sent.append((tp, batch.records, future))
-
-    async def _count(self, topic: str) -> int:
-        count = self.counts.get(topic)
-        if count is None:
-            count = self.counts[topic] = len(await self.producer.partitions_for(topic))
-        return count

@@ -37,11 +37,12 @@ async def test_records_land_in_order_on_the_default_partitioners_partition(
         kafka: KafkaSettings, producer: AIOKafkaProducer) -> None:
     topic, reference = Topics(kafka.topic_prefix).scored_events, Topics(kafka.topic_prefix).events
     records = RecordBatches(producer)
+    await records.learn(topic)
     sent = [(f"lead-{n % 17}".encode(), f"{n:04d}".encode() * 40) for n in range(300)]
     for key, value in sent:
-        await records.add(topic, key, value, [("n", value[:4])])
+        records.add(topic, key, value, [("n", value[:4])])
         await producer.send(reference, value, key=key)  # aiokafka's own choice, to compare
-    await records.add(topic, None, b"keyless")
+    records.add(topic, None, b"keyless")
     last = await records.delivered()
     await producer.flush()
 
@@ -75,6 +76,6 @@ async def test_a_batch_the_broker_refuses_fails_delivered(kafka: KafkaSettings,
         await admin.close()
     records = RecordBatches(producer)
     for n in range(4):
-        await records.add(topic, b"lead-1", bytes(400), [("n", str(n).encode())])
+        records.add(topic, b"lead-1", bytes(400), [("n", str(n).encode())], partition=0)
     with pytest.raises(KafkaError):
         await records.delivered()

@@ -5,7 +5,6 @@ changelog record goes out for that event's partition."""
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,8 +63,8 @@ class Records:
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes | None, bytes | None, int | None]] = []
 
-    async def add(self, topic: str, key: bytes | None, value: bytes | None,
-                  headers: Any = (), *, partition: int | None = None) -> None:
+    def add(self, topic: str, key: bytes | None, value: bytes | None,
+            headers: Any = (), *, partition: int | None = None) -> None:
         self.sent.append((topic, key, value, partition))
 
 
@@ -111,11 +110,11 @@ def test_each_touched_lead_is_written_once_with_its_newest_state() -> None:
     for n in range(5):
         batch.put(b"a", stored(str(n).encode()), Event(f"event {n}"))
     batch.put(b"b", stored(b"x"), Event("event b"))
-    asyncio.run(batch.write())
+    batch.write()
     assert changelog(records) == [(b"a", b"4"), (b"b", b"x")]
     assert table.under == ["event 4", "event b"]  # each under the event that last touched it
     assert table.current is None  # and no event is left current after the batch
-    asyncio.run(batch.write())  # a batch that touched nothing writes nothing
+    batch.write()  # a batch that touched nothing writes nothing
     assert len(changelog(records)) == 2
 
 
@@ -125,7 +124,7 @@ def test_an_erased_lead_is_deleted_once_and_reads_as_absent() -> None:
     batch.put(b"a", erased(), Event("e"))
     batch.put(b"never-stored", erased(), Event("e"))
     assert batch.get(b"a") is None
-    asyncio.run(batch.write())
+    batch.write()
     assert table == {} and changelog(records) == [(b"a", None)]
 
 
@@ -134,7 +133,7 @@ def test_a_lead_erased_then_seen_again_in_one_batch_keeps_its_new_state() -> Non
     batch, records = pending(table)
     batch.put(b"a", erased(), Event("e"))
     batch.put(b"a", stored(b"new"), Event("e"))
-    asyncio.run(batch.write())
+    batch.write()
     assert table == {b"a": b"new"} and changelog(records) == [(b"a", b"new")]
 
 
@@ -144,7 +143,7 @@ def test_each_changelog_record_goes_to_the_partition_of_the_event_that_wrote_it(
     batch.put(b"a", stored(b"1"), Event("e1", partition=2))
     batch.put(b"b", stored(b"1"), Event("e2", partition=0))
     batch.put(b"a", stored(b"2"), Event("e3", partition=2))
-    asyncio.run(batch.write())
+    batch.write()
     assert [(key, partition) for _, key, _, partition in records.sent] == [(b"a", 2), (b"b", 0)]
 
 
@@ -161,7 +160,7 @@ def test_a_lead_written_last_is_read_back_decoded_while_the_table_holds_its_byte
     lead = lead_at(1.0)
     batch.put(b"a", stored(lead.to_bytes(), lead), Event("e"))
     assert batch.get(b"a") is lead  # within the batch
-    asyncio.run(batch.write())
+    batch.write()
     assert batch.get(b"a") is lead  # and after it, from the store
     table.as_event(Event("recovery"))
     table[b"a"] = lead_at(1.0).to_bytes()  # equal bytes (RocksDB reads copies)
