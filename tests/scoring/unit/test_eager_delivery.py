@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from typing import Any
 
 import pytest
 from mode import Service
@@ -107,6 +106,5 @@ async def test_with_the_flow_paused_the_callback_does_not_run_first() -> None:
         order.append("callback")
 
     asyncio.get_running_loop().call_soon(order.append, "other")
-    result: Any = await consumer.eager()(callback(), consumer.suspend_flow.wait())
+    await consumer.eager()(callback(), consumer.suspend_flow.wait())
     assert order[0] == "other"  # mode's wait_first: nothing ran eagerly
-    assert result is not None

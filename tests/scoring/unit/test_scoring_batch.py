@@ -184,4 +184,11 @@ def test_only_the_leads_written_last_are_kept_decoded() -> None:
     for key, lead in leads.items():
         batch.put(key, stored(lead.to_bytes(), lead), Event("e"))
     assert [batch.get(key) is lead for key, lead in leads.items()] == [False, True, True]
-    assert not any(isinstance(pending(Store())[0].get(k), LeadState) for k in leads)
+    assert batch.get(b"a") == leads[b"a"].to_bytes()  # the dropped one: its bytes
+
+
+def test_with_no_cache_every_read_gives_the_bytes() -> None:
+    batch, _ = pending(Store(), cache_leads=0)
+    lead = lead_at(1.0)
+    batch.put(b"a", stored(lead.to_bytes(), lead), Event("e"))
+    assert batch.get(b"a") == lead.to_bytes()
