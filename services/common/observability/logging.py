@@ -8,6 +8,7 @@ from __future__ import annotations
 import atexit
 import hashlib
 import hmac
+import json
 import logging
 import sys
 import time
@@ -36,6 +37,21 @@ def lead_hash(lead_id: str) -> str:
 def set_hash_key(key: str | None) -> None:
     """Key `lead_hash` with `key` (None or empty: the unkeyed SHA-256)."""
     _hash_key[:] = [key.encode()] if key else []
+
+
+# a record's own attributes; the others are its `extra=` fields
+_RECORD_FIELDS = {*vars(logging.LogRecord("", 0, "", 0, "", None, None)), "message", "asctime",
+                  "service"}
+
+
+class TextFormatter(logging.Formatter):
+    """The readable line, ended by the record's `extra=` fields as one JSON object (the fields
+    the JSON format carries), so a text log loses none of them."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        line = super().formatMessage(record)
+        extra = {key: value for key, value in vars(record).items() if key not in _RECORD_FIELDS}
+        return f"{line} {json.dumps(extra, default=str)}" if extra else line
 
 
 class _ServiceFilter(logging.Filter):
@@ -128,7 +144,7 @@ def configure_logging(service: str, *, level: str = "INFO", fmt: str = "json",
             rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
         ))
     else:
-        handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+        handler.setFormatter(TextFormatter(TEXT_FORMAT))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

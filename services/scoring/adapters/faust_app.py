@@ -91,6 +91,11 @@ Workarounds, each with the upstream reports it covers (faust-streaming 0.15 pinn
    eager tasks would; only a callback that has to wait (the flow paused, a queue full) goes
    on through `mode`'s. Measured as in 11: 201 against 154 µs per event. No upstream report
    found.
+13. **Stalled partitions reported** (`_add_lag_timer`, `stalls.py`). After a rebalance a worker
+   has been seen, rarely, to stop receiving some or all of its partitions' records with no
+   error (with and without workaround 12; cause not found, docs/architecture.md). A partition
+   with records to read and no read for `STALL_SECONDS` is logged as a warning with what
+   faust's consumer and aiokafka's fetcher hold for it.
 """
 
 from __future__ import annotations
@@ -128,6 +133,7 @@ from services.common.kafka.deadletter import Origin
 from services.common.kafka.topics import Topics, create_topic
 from services.scoring.adapters.eager import Eager
 from services.scoring.adapters.record_batches import RecordBatches
+from services.scoring.adapters.stalls import Stalls, consumer_state
 from services.scoring.domain.state import LeadState
 from services.scoring.entrypoints.probes import BEAT_SECONDS, Health
 from services.scoring.metrics import ScoringMetrics
@@ -226,6 +232,8 @@ def _lead_table(app: faust.App, partitions: int) -> Any:
 
 
 def _add_lag_timer(app: faust.App, topics: Topics, metrics: ScoringMetrics) -> None:
+    stalls = Stalls()
+
     @app.timer(interval=LAG_SECONDS)  # type: ignore[untyped-decorator]
     async def consumer_lag() -> None:
         """Records of the input topic this worker's partitions have not consumed yet: the end
@@ -234,14 +242,20 @@ def _add_lag_timer(app: faust.App, topics: Topics, metrics: ScoringMetrics) -> N
         monitor = app.monitor
         mine = [tp for tp in app.consumer.assignment() if tp.topic == topics.events]
         ends = await app.consumer.highwaters(*mine) if mine else {}
-        lag = 0
+        lag: dict[Any, int] = {}
         for tp, end in ends.items():
             # next to read: after the last read record, else the committed offset
             read = monitor.tp_read_offsets.get(tp)
             done = read + 1 if read is not None else monitor.tp_committed_offsets.get(tp)
             if done is not None:
-                lag += max(0, end - done)
-        metrics.lag.set(app.conf.id, {topics.events: lag})
+                lag[tp] = max(0, end - done)
+        metrics.lag.set(app.conf.id, {topics.events: sum(lag.values())})
+        stalled = stalls.observe(time.monotonic(), lag, monitor.tp_read_offsets)
+        if stalled:  # workaround 13: what the consumer holds, to find the cause by
+            log.warning("partitions with records to read and none read for %.0f s",
+                        stalls.after, extra={"partitions": sorted(map(str, stalled)),
+                                             "lag": {str(tp): lag[tp] for tp in stalled},
+                                             "consumer": consumer_state(app)})
 
 
 def _add_guard_timer(app: faust.App, guard: GapGuard, topics: Topics) -> None:

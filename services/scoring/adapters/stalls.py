@@ -1,0 +1,86 @@
+"""Partitions with records to read that the worker has stopped reading (faust_app, workaround 13).
+
+A worker sometimes stops receiving the records of some or all of its partitions after a
+rebalance: it logged "Worker ready" (or is still recovering its table), the broker holds records
+for it, and nothing reaches the agent, with no error. The integration tests have caught it a few
+times in a hundred runs (tests/scoring/integration/test_worker.py, the two-worker and kill -9
+tests), and its cause is not found yet (docs/architecture.md, known problems). This module makes
+the stall visible and explains it, in a warning the worker logs: `Stalls` decides which
+partitions are stalled, `consumer_state` describes what faust's consumer and aiokafka's fetcher
+beneath it hold (private attributes, read for this report only)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+STALL_SECONDS = 30.0
+
+
+@dataclass
+class Stalls:
+    """Which partitions have had records to read (lag) and the same read offset for `after`
+    seconds: each is reported once, when it turns stalled, and again only after it moved."""
+
+    after: float = STALL_SECONDS
+    since: dict[Any, tuple[int | None, float]] = field(default_factory=dict)  # read, since when
+    reported: set[Any] = field(default_factory=set)
+
+    def observe(self, now: float, lag: Mapping[Any, int],
+                read: Mapping[Any, int | None]) -> list[Any]:
+        """The partitions that turned stalled at `now`, given each one's `lag` and `read`
+        offset (None: nothing read yet); partitions not in `lag` are forgotten."""
+        for tp in set(self.since) - set(lag):
+            del self.since[tp]
+            self.reported.discard(tp)
+        stalled = []
+        for tp, behind in lag.items():
+            offset = read.get(tp)
+            seen = self.since.get(tp)
+            if seen is None or seen[0] != offset or behind <= 0:
+                self.since[tp] = (offset, now)
+                self.reported.discard(tp)
+                continue
+            if now - seen[1] >= self.after and tp not in self.reported:
+                self.reported.add(tp)
+                stalled.append(tp)
+        return stalled
+
+
+def _name(tp: Any) -> str:
+    return f"{tp.topic}[{tp.partition}]"
+
+
+def _names(tps: Iterable[Any] | None) -> list[str]:
+    return sorted(_name(tp) for tp in tps or ())
+
+
+def consumer_state(app: Any) -> dict[str, Any]:
+    """What the faust `app`'s consumer holds: its flow, the partitions faust fetches (active)
+    and holds back (paused), its read offsets, and per assigned partition aiokafka's fetch
+    position, pause and whether fetched records wait to be taken. Best effort: a part that
+    cannot be read is left out."""
+    consumer = app.consumer
+    state: dict[str, Any] = {
+        "generation": getattr(app, "consumer_generation_id", None),
+        "in_recovery": getattr(app, "in_recovery", None),
+        "flow_active": getattr(consumer, "flow_active", None),
+        "active": _names(getattr(consumer, "_active_partitions", None)),
+        "paused": _names(getattr(consumer, "_paused_partitions", None)),
+        "buffered": _names(getattr(consumer, "_buffered_partitions", None)),
+        "read_offsets": {_name(tp): offset for tp, offset
+                         in dict(getattr(consumer, "_read_offset", {})).items()},
+        "unacked": len(getattr(consumer, "_unacked_messages", ())),
+    }
+    fetcher = getattr(getattr(getattr(consumer, "_thread", None), "_consumer", None),
+                      "_fetcher", None)
+    subscription = getattr(getattr(fetcher, "_subscriptions", None), "subscription", None)
+    assignment = getattr(subscription, "assignment", None)
+    if fetcher is not None and assignment is not None:
+        waiting = set(dict(fetcher._records))
+        state["fetch"] = {
+            _name(tp): {"position": tp_state._position, "paused": tp_state.paused,
+                        "fetched_waiting": tp in waiting}
+            for tp, tp_state in dict(assignment._tp_state).items()}
+    return state
