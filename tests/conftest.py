@@ -7,6 +7,7 @@ Tests isolate themselves: unique topic prefixes, consumer groups and database sc
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -86,6 +87,17 @@ def pytest_sessionfinish() -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
         proc.wait()
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """The root logger's handlers and level as they were, after a test that configures
+    logging (`configure_logging`)."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:], root.level = handlers, level
+    logging.getLogger("aiokafka").setLevel(logging.NOTSET)
 
 
 @pytest.fixture(scope="session")

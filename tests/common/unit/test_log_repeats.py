@@ -6,20 +6,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 
 import pytest
 
 from services.common.observability.logging import RepeatFilter, configure_logging
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:], root.level = handlers, level
-    logging.getLogger("aiokafka").setLevel(logging.NOTSET)
 
 
 def test_a_broker_outage_storm_becomes_one_line_per_window(
