@@ -39,16 +39,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    """A failed test shows the end of each child-process log (`*.log`) in its `tmp_path`: the
-    worker a test ran is gone with its temporary folder by the time anybody reads a CI run."""
+    """A failed test shows the end of each child-process log (`*.log`) in its `tmp_path`, and
+    the last of our own warnings in it: the worker a test ran is gone with its temporary folder
+    by the time anybody reads a CI run."""
     outcome = yield
     report = outcome.get_result()
     folder = getattr(item, "funcargs", {}).get("tmp_path")
     if report.when == "teardown" or not report.failed or not isinstance(folder, Path):
         return
     for log in sorted(folder.rglob("*.log")):
-        tail = log.read_bytes()[-LOG_TAIL_BYTES:].decode(errors="replace")
-        report.sections.append((f"log {log.relative_to(folder)} (last bytes)", tail))
+        text = log.read_bytes().decode(errors="replace")
+        report.sections.append((f"log {log.relative_to(folder)} (last bytes)",
+                                text[-LOG_TAIL_BYTES:]))
+        # our own warnings (a stall report, a dead letter) even when faust's lines bury them
+        ours = [line for line in text.splitlines()
+                if "services." in line and ("WARNING" in line or "ERROR" in line)]
+        if ours:
+            report.sections.append((f"log {log.relative_to(folder)} (our warnings, last 20)",
+                                    "\n".join(ours[-20:])))
 
 
 @pytest.hookimpl(trylast=True)  # after -m / -k deselected: `make test-unit` builds nothing
