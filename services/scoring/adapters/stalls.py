@@ -78,9 +78,12 @@ def consumer_state(app: Any) -> dict[str, Any]:
     subscription = getattr(getattr(fetcher, "_subscriptions", None), "subscription", None)
     assignment = getattr(subscription, "assignment", None)
     if fetcher is not None and assignment is not None:
-        waiting = set(dict(fetcher._records))
-        state["fetch"] = {
-            _name(tp): {"position": tp_state._position, "paused": tp_state.paused,
-                        "fetched_waiting": tp in waiting}
-            for tp, tp_state in dict(assignment._tp_state).items()}
+        try:  # the consumer's thread owns these: a copy can meet a change and is tried once
+            waiting = set(dict(fetcher._records))
+            state["fetch"] = {
+                _name(tp): {"position": tp_state._position, "paused": tp_state.paused,
+                            "fetched_waiting": tp in waiting}
+                for tp, tp_state in dict(assignment._tp_state).items()}
+        except RuntimeError as exc:  # "dictionary changed size during iteration"
+            state["fetch"] = repr(exc)
     return state
