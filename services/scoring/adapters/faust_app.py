@@ -93,7 +93,7 @@ Workarounds, each with the upstream reports it covers (faust-streaming 0.15 pinn
    found.
 13. **Stalled partitions reported** (`_add_lag_timer`, `stalls.py`). After a rebalance a worker
    has been seen, rarely, to stop receiving some or all of its partitions' records with no
-   error (with and without workaround 12; cause not found, docs/architecture.md). A partition
+   error (with and without workaround 12; docs/architecture.md, known problem). A partition
    with records to read and no read for `STALL_SECONDS` is logged as a warning with what
    faust's consumer and aiokafka's fetcher hold for it.
 """

@@ -4,10 +4,12 @@ A worker sometimes stops receiving the records of some or all of its partitions 
 rebalance: it logged "Worker ready" (or is still recovering its table), the broker holds records
 for it, and nothing reaches the agent, with no error. The integration tests have caught it a few
 times in a hundred runs (tests/scoring/integration/test_worker.py, the two-worker and kill -9
-tests), and its cause is not found yet (docs/architecture.md, known problems). This module makes
-the stall visible and explains it, in a warning the worker logs: `Stalls` decides which
-partitions are stalled, `consumer_state` describes what faust's consumer and aiokafka's fetcher
-beneath it hold (private attributes, read for this report only)."""
+tests). Its first report found the cause of the stream form (docs/architecture.md, known
+problem): records fetched while faust's recovery resumes the streams, then cleared from the
+stream's queue by `flow_control.resume()`. This module makes a stall visible and explains it, in
+a warning the worker logs: `Stalls` decides which partitions are stalled, `consumer_state`
+describes what faust's consumer and aiokafka's fetcher beneath it hold (private attributes, read
+for this report only)."""
 
 from __future__ import annotations
 
