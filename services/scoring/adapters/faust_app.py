@@ -95,7 +95,8 @@ Workarounds, each with the upstream reports it covers (faust-streaming 0.15 pinn
    has been seen, rarely, to stop receiving some or all of its partitions' records with no
    error (with and without workaround 12; docs/architecture.md, known problem). A partition
    with records to read and no read for `STALL_SECONDS` is logged as a warning with what
-   faust's consumer and aiokafka's fetcher hold for it.
+   faust's consumer and aiokafka's fetcher hold for it, and sought back to its committed
+   offset (`_reread`): faust dropped its fetched records while resuming the streams.
 """
 
 from __future__ import annotations
@@ -251,11 +252,26 @@ def _add_lag_timer(app: faust.App, topics: Topics, metrics: ScoringMetrics) -> N
                 lag[tp] = max(0, end - done)
         metrics.lag.set(app.conf.id, {topics.events: sum(lag.values())})
         stalled = stalls.observe(time.monotonic(), lag, monitor.tp_read_offsets)
-        if stalled:  # workaround 13: what the consumer holds, to find the cause by
-            log.warning("partitions with records to read and none read for %.0f s",
-                        stalls.after, extra={"partitions": sorted(map(str, stalled)),
-                                             "lag": {str(tp): lag[tp] for tp in stalled},
-                                             "consumer": consumer_state(app)})
+        if stalled:  # workaround 13: what the consumer holds, and a re-read of what was lost
+            log.warning("partitions with records to read and none read for %.0f s; re-reading "
+                        "them from their committed offsets", stalls.after,
+                        extra={"partitions": sorted(map(str, stalled)),
+                               "lag": {str(tp): lag[tp] for tp in stalled},
+                               "consumer": consumer_state(app)})
+            await _reread(app, stalled)
+
+
+async def _reread(app: faust.App, stalled: list[Any]) -> None:
+    """Seek each stalled partition to its committed offset, outside a recovery and with the
+    flow running: the records faust dropped (docs/architecture.md, known problem) are fetched
+    again; any already scored among them are recognized as duplicates."""
+    consumer: Any = app.consumer
+    if app.in_recovery or not consumer.flow_active:
+        return
+    for tp in stalled:
+        committed = app.monitor.tp_committed_offsets.get(tp)
+        if committed is not None:
+            await consumer.seek(tp, committed)
 
 
 def _add_guard_timer(app: faust.App, guard: GapGuard, topics: Topics) -> None:
