@@ -134,7 +134,7 @@ from services.common.kafka.deadletter import Origin
 from services.common.kafka.topics import Topics, create_topic
 from services.scoring.adapters.eager import Eager
 from services.scoring.adapters.record_batches import RecordBatches
-from services.scoring.adapters.stalls import Stalls, consumer_state
+from services.scoring.adapters.stalls import Stalls, consumer_state, partition_name
 from services.scoring.domain.state import LeadState
 from services.scoring.entrypoints.probes import BEAT_SECONDS, Health
 from services.scoring.metrics import ScoringMetrics
@@ -255,8 +255,8 @@ def _add_lag_timer(app: faust.App, topics: Topics, metrics: ScoringMetrics) -> N
         if stalled:  # workaround 13: what the consumer holds, and a re-read of what was lost
             log.warning("partitions with records to read and none read for %.0f s; re-reading "
                         "them from their committed offsets", stalls.after,
-                        extra={"partitions": sorted(map(str, stalled)),
-                               "lag": {str(tp): lag[tp] for tp in stalled},
+                        extra={"partitions": sorted(map(partition_name, stalled)),
+                               "lag": {partition_name(tp): lag[tp] for tp in stalled},
                                "consumer": consumer_state(app)})
             await _reread(app, stalled)
 

@@ -50,12 +50,13 @@ class Stalls:
         return stalled
 
 
-def _name(tp: Any) -> str:
+def partition_name(tp: Any) -> str:
+    """A partition as the report names it: `topic[partition]`."""
     return f"{tp.topic}[{tp.partition}]"
 
 
 def _names(tps: Iterable[Any] | None) -> list[str]:
-    return sorted(_name(tp) for tp in tps or ())
+    return sorted(partition_name(tp) for tp in tps or ())
 
 
 def consumer_state(app: Any) -> dict[str, Any]:
@@ -71,7 +72,7 @@ def consumer_state(app: Any) -> dict[str, Any]:
         "active": _names(getattr(consumer, "_active_partitions", None)),
         "paused": _names(getattr(consumer, "_paused_partitions", None)),
         "buffered": _names(getattr(consumer, "_buffered_partitions", None)),
-        "read_offsets": {_name(tp): offset for tp, offset
+        "read_offsets": {partition_name(tp): offset for tp, offset
                          in dict(getattr(consumer, "_read_offset", {})).items()},
         "unacked": len(getattr(consumer, "_unacked_messages", ())),
     }
@@ -83,7 +84,7 @@ def consumer_state(app: Any) -> dict[str, Any]:
         try:  # the consumer's thread owns these: a copy can meet a change and is tried once
             waiting = set(dict(fetcher._records))
             state["fetch"] = {
-                _name(tp): {"position": tp_state._position, "paused": tp_state.paused,
+                partition_name(tp): {"position": tp_state._position, "paused": tp_state.paused,
                             "fetched_waiting": tp in waiting}
                 for tp, tp_state in dict(assignment._tp_state).items()}
         except RuntimeError as exc:  # "dictionary changed size during iteration"
