@@ -92,11 +92,18 @@ Workarounds, each with the upstream reports it covers (faust-streaming 0.15 pinn
    on through `mode`'s. Measured as in 11: 201 against 154 µs per event. No upstream report
    found.
 13. **Stalled partitions reported** (`_add_lag_timer`, `stalls.py`). After a rebalance a worker
-   has been seen, rarely, to stop receiving some or all of its partitions' records with no
-   error (with and without workaround 12; docs/architecture.md, known problem). A partition
-   with records to read and no read for `STALL_SECONDS` is logged as a warning with what
-   faust's consumer and aiokafka's fetcher hold for it, and sought back to its committed
-   offset (`_reread`): faust dropped its fetched records while resuming the streams.
+   was seen, rarely, to stop receiving some or all of its partitions' records with no error
+   (with and without workaround 12; docs/architecture.md, known problem). A partition with
+   records to read and no read for `STALL_SECONDS` is logged as a warning with what faust's
+   consumer and aiokafka's fetcher hold for it, and sought back to its committed offset
+   (`_reread`), a safety net behind workaround 14, which removes the cause the report found.
+14. **A running flow's records kept** (`flow.py`). faust's recovery resumes its flow control
+   once more after it has resumed and sought the stream partitions, and each resume clears
+   the streams' queues: records fetched in that window were dropped while faust and aiokafka
+   counted them as delivered, and the partition stalled until the next rebalance (the cause
+   workaround 13's report found). A resume of a flow that is already running now leaves the
+   queues alone; a resume after a rebalance's suspension clears them as before. No upstream
+   report found.
 """
 
 from __future__ import annotations
@@ -133,6 +140,7 @@ from services.common.kafka.clients import (
 from services.common.kafka.deadletter import Origin
 from services.common.kafka.topics import Topics, create_topic
 from services.scoring.adapters.eager import Eager
+from services.scoring.adapters.flow import keep_running_flow
 from services.scoring.adapters.record_batches import RecordBatches
 from services.scoring.adapters.stalls import Stalls, consumer_state, partition_name
 from services.scoring.domain.state import LeadState
@@ -170,12 +178,14 @@ def app_id(settings: ScoringSettings, kafka: KafkaSettings) -> str:
 
 class _App(faust.App):
     """faust's App, whose consumer waits at most `fetch_wait_ms` for a fetch (workaround 10)
-    and delivers a message without tasks when nothing has to wait (workaround 12)."""
+    and delivers a message without tasks when nothing has to wait (workaround 12), and whose
+    flow control keeps the records of a running flow (workaround 14)."""
 
     fetch_wait_ms = 1500
 
     async def on_start(self) -> None:
         await super().on_start()  # the consumer exists now; its thread starts after this
+        keep_running_flow(self.flow_control)  # workaround 14
         consumer: Any = self.consumer
         if not isinstance(consumer.wait_first, Eager):  # on_start runs again on a restart
             consumer.wait_first = Eager(consumer.wait_first, lambda: not (
@@ -703,10 +713,12 @@ async def committed(kafka: KafkaSettings, group_id: str,
 
 class Heartbeat(mode.Service):
     """Beats `health` on the worker's loop; pass it to faust.Worker, which starts it first
-    (workaround 3)."""
+    (workaround 3). It also reports a table recovery that has stopped receiving changelog
+    records (workaround 13): the app's timers do not run until the recovery is done."""
 
     def __init__(self, health: Health, **kwargs: Any) -> None:
         self.health = health
+        self.recovery_stalls = Stalls()
         super().__init__(**kwargs)
 
     @mode.Service.task
@@ -714,6 +726,31 @@ class Heartbeat(mode.Service):
         while not self.should_stop:
             self.health.beat = self.health.clock()
             await self.sleep(BEAT_SECONDS)
+
+    @mode.Service.task
+    async def _watch_recovery(self) -> None:
+        while not self.should_stop:
+            await self.sleep(LAG_SECONDS)
+            app = self.health.app
+            if app is not None and app.in_recovery:
+                report_recovery_stalls(app, self.recovery_stalls, time.monotonic())
+
+
+def report_recovery_stalls(app: Any, stalls: Stalls, now: float) -> None:
+    """Warn of each changelog partition the table recovery still has records to read from and
+    has read none of for `stalls.after` seconds, with what the consumer holds."""
+    recovery = app.tables.recovery
+    offsets, highwaters = recovery.active_offsets, recovery.active_highwaters
+    lag = {tp: max(0, highwaters[tp] - offsets[tp]) for tp in list(recovery.active_tps)}
+    stalled = stalls.observe(now, lag, offsets)
+    if stalled:
+        log.warning("the table recovery has changelog records to read and has read none for "
+                    "%.0f s", stalls.after, extra={
+                        "partitions": sorted(map(partition_name, stalled)),
+                        "recovery": {partition_name(tp): {"read": offsets[tp],
+                                                          "last": highwaters[tp]}
+                                     for tp in stalled},
+                        "consumer": consumer_state(app)})
 
 
 def watch(health: Health, app: Any, source: str | None = None) -> None:

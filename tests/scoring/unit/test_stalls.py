@@ -1,8 +1,17 @@
 """Which partitions the scoring worker reports as stalled (`Stalls`, faust_app workaround 13):
-records to read and the same read offset for `after` seconds, reported once per stall."""
+records to read and the same read offset for `after` seconds, reported once per stall; and a
+table recovery that stops reading its changelog (`report_recovery_stalls`)."""
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
+from types import SimpleNamespace
+
+import pytest
+from aiokafka import TopicPartition
+
+from services.scoring.adapters.faust_app import report_recovery_stalls
 from services.scoring.adapters.stalls import Stalls
 
 
@@ -37,3 +46,43 @@ def test_a_partition_no_longer_assigned_is_forgotten() -> None:
     assert stalls.observe(35, {"p1": 5}, {"p1": 10}) == []  # its wait starts again
     assert stalls.observe(65, {"p1": 5}, {"p1": 10}) == ["p1"]
 
+
+CHANGELOG = "lead-state-changelog"
+
+
+def _recovering_app(offsets: dict[TopicPartition, int],
+                    highwaters: dict[TopicPartition, int]) -> SimpleNamespace:
+    """What `report_recovery_stalls` reads of a faust app in recovery: the recovery's offsets
+    (faust's Counters) and a consumer (read best effort, so a bare one will do)."""
+    recovery = SimpleNamespace(active_tps=set(offsets), active_offsets=Counter(offsets),
+                               active_highwaters=Counter(highwaters))
+    return SimpleNamespace(tables=SimpleNamespace(recovery=recovery), in_recovery=True,
+                           consumer=SimpleNamespace(flow_active=True), monitor=None)
+
+
+def test_a_recovery_that_stops_reading_its_changelog_is_reported(
+        caplog: pytest.LogCaptureFixture) -> None:
+    stuck, done = TopicPartition(CHANGELOG, 1), TopicPartition(CHANGELOG, 0)
+    app = _recovering_app({stuck: 3, done: 9}, {stuck: 12, done: 9})
+    stalls = Stalls(after=30)
+    with caplog.at_level(logging.WARNING, logger="services.scoring.adapters.faust_app"):
+        report_recovery_stalls(app, stalls, 0)
+        report_recovery_stalls(app, stalls, 29)
+        assert caplog.records == []
+        report_recovery_stalls(app, stalls, 30)
+    [record] = caplog.records
+    assert record.partitions == ["lead-state-changelog[1]"]  # type: ignore[attr-defined]
+    assert record.recovery == {  # type: ignore[attr-defined]
+        "lead-state-changelog[1]": {"read": 3, "last": 12}}
+    assert record.consumer["flow_active"] is True  # type: ignore[attr-defined]
+
+
+def test_a_recovery_that_reads_on_is_not_reported(caplog: pytest.LogCaptureFixture) -> None:
+    tp = TopicPartition(CHANGELOG, 0)
+    app = _recovering_app({tp: 3}, {tp: 12})
+    stalls = Stalls(after=30)
+    with caplog.at_level(logging.WARNING, logger="services.scoring.adapters.faust_app"):
+        report_recovery_stalls(app, stalls, 0)
+        app.tables.recovery.active_offsets[tp] = 4
+        report_recovery_stalls(app, stalls, 40)
+    assert caplog.records == []
