@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiokafka.structs import ConsumerRecord
-from sqlalchemy import func, select, text, update
+from sqlalchemy import event, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.backtest import scored_lines
@@ -52,6 +52,7 @@ from services.orchestrator.settings import OrchestratorSettings
 
 BATCH = 500
 TIMER_SPREAD_SECONDS = 3.0
+HOP_BATCH = 20  # about what one poll brings the orchestrator at 600 events/s end to end
 
 
 def records(lines: list[bytes], topic: str) -> list[ConsumerRecord[bytes, bytes]]:
@@ -212,6 +213,53 @@ async def burst_fire(orch: Orchestrator) -> float:
     return rate(fired, clock()) if pending else 0.0
 
 
+class RoundTrips:
+    """Counts the statements a unit of work sends (BEGIN and COMMIT included) and the wall
+    time inside the driver's execute calls (parameter encoding, the round trip, PostgreSQL's
+    work), through SQLAlchemy's engine events."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.count, self.seconds, self._started = 0, 0.0, 0.0
+        sync = engine.sync_engine
+        event.listen(sync, "before_cursor_execute", self._before)
+        event.listen(sync, "after_cursor_execute", self._after)
+        event.listen(sync, "begin", self._one)
+        event.listen(sync, "commit", self._one)
+
+    def _before(self, *_: Any) -> None:
+        self._started = time.perf_counter()
+
+    def _after(self, *_: Any) -> None:
+        self.count += 1
+        self.seconds += time.perf_counter() - self._started
+
+    def _one(self, *_: Any) -> None:
+        self.count += 1
+
+
+async def hop_batches(infra: Infra, recs: list[ConsumerRecord[bytes, bytes]]
+                      ) -> dict[str, Any]:
+    """Where a batch of the size the end-to-end hop sees goes: per batch, its wall time, the
+    statements it sends and the time inside them (`RoundTrips`), and the orchestrator's own
+    CPU (all the events, in a schema of its own)."""
+    orch = await orchestrator(infra, "hop")
+    batches = [recs[i:i + HOP_BATCH] for i in range(0, len(recs), HOP_BATCH)]
+    try:
+        await orch.handlers.handle_scored_events(batches[0])  # statements prepared once
+        trips = RoundTrips(orch.engine)
+        clock, cpu = Stopwatch(), time.process_time()
+        for batch in batches[1:]:
+            await orch.handlers.handle_scored_events(batch)
+        seconds, cpu = clock(), time.process_time() - cpu
+    finally:
+        await orch.engine.dispose()
+    n = len(batches) - 1
+    return {"events_per_batch": HOP_BATCH, "batches": n, "wall_ms": round(seconds * 1e3 / n, 2),
+            "round_trips": round(trips.count / n, 1),
+            "in_statements_ms": round(trips.seconds * 1e3 / n, 2),
+            "cpu_ms": round(cpu * 1e3 / n, 2)}
+
+
 async def run(infra: Infra, sizes: Sizes) -> dict[str, Any]:
     n = sizes.orch_events
     items = events(n, max(10, n // 4), seed=6, hot_share=0.1)
@@ -228,6 +276,7 @@ async def run(infra: Infra, sizes: Sizes) -> dict[str, Any]:
             await naive.handlers.handle_scored_events([rec])
         naive_seconds, naive_cpu = clock(), time.process_time() - cpu
         real_counts, naive_counts = await counts(real.engine), await counts(naive.engine)
+        hop = await hop_batches(infra, recs)
         timers = await fire_timers(real, sizes.timers)
         burst = await burst_fire(naive)
         small = await score_timers(infra, 1000, sizes.timers // 2)
@@ -247,7 +296,7 @@ async def run(infra: Infra, sizes: Sizes) -> dict[str, Any]:
                      "stage_transitions_per_s": rate(transitions, real_seconds),
                      "commands_and_records_written_per_s": rate(real_counts["outbox_rows"],
                                                                 real_seconds),
-                     "timer_loop": timers, "timer_burst_per_s": burst,
+                     "hop_batch": hop, "timer_loop": timers, "timer_burst_per_s": burst,
                      "score_timers": {"small": small, "large": large},
                      "ranking": {"small": few, "large": many}},
         "comparisons": [
@@ -261,6 +310,9 @@ async def run(infra: Infra, sizes: Sizes) -> dict[str, Any]:
             compare("orchestrator stage transitions", rate(transitions, real_seconds),
                     rate(naive_counts["stage_transitions"], naive_seconds), target=10.0,
                     unit="transitions/s", baseline_name="one transaction per event"),
+            absolute(f"orchestrator batch of {HOP_BATCH} (a hop's size): wall time", hop["wall_ms"],
+                     unit="ms", target=None, higher_is_better=False, extra={
+                         k: hop[k] for k in ("round_trips", "in_statements_ms", "cpu_ms")}),
             absolute("timer lateness p99", timers["lateness"]["p99_ms"], unit="ms",
                      target=1000.0, higher_is_better=False),
             absolute("timer firing (all due at once, rounds of 200)", burst, unit="timers/s",

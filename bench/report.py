@@ -82,6 +82,13 @@ def extras(name: str, comp: dict[str, Any]) -> list[str]:
                   f"3 s fired, lateness p50 {_num(tl['lateness']['p50_ms'])} ms, p99 "
                   f"{_num(tl['lateness']['p99_ms'])} ms. Same writes on both sides: "
                   f"{m['real'] == m['naive']} ({m['real']})."]
+    if name == "orchestrator" and "hop_batch" in m:
+        hop = m["hop_batch"]
+        lines += ["", f"A batch of {hop['events_per_batch']} (a hop's size, {hop['batches']} "
+                  f"batches): {_num(hop['wall_ms'])} ms, {_num(hop['round_trips'])} statements "
+                  f"(BEGIN and COMMIT included) taking {_num(hop['in_statements_ms'])} ms "
+                  f"(encoding, round trips, PostgreSQL), {_num(hop['cpu_ms'])} ms of the "
+                  "orchestrator's CPU."]
     if name == "e2e" and "steps" in m:
         lines += ["", "| run | offered events/s | sustained | sends | p50 ms | p99 ms |",
                   "|---|---:|---|---:|---:|---:|"]
