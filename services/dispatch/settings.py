@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.common.webhooks import secret_key
 
 _URL = r"^https?://[^\s/]+(/[^\s]*)?$"
 Guarantee = Literal["at-most-once", "at-least-once"]
@@ -96,8 +98,8 @@ class DispatchSettings(BaseSettings):
     unset: such tasks go out with owner_id null and the CRM's own assignment rules decide"""
     webhook_url: str | None = Field(default=None, pattern=_URL,
                                     description="webhook endpoint (webhooks off when unset)")
-    webhook_secret: SecretStr | None = Field(default=None,
-                                             description="signing secret: whsec_<base64> or text")
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="signing secret: whsec_<base64> or text, at least 16 bytes")
     http_timeout_seconds: float = Field(default=10.0, gt=0)
     """timeout of SMS, CRM and webhook requests"""
     follow_suppressions: bool = Field(
@@ -156,6 +158,13 @@ class DispatchSettings(BaseSettings):
         "pruned (a group re-reading the topic, offsets lost) would be sent again")
     prune_interval_seconds: float = Field(
         default=300.0, gt=0, description="how often deliveries past the retention are deleted")
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _usable_secret(cls, secret: SecretStr | None) -> SecretStr | None:
+        if secret is not None:
+            secret_key(secret.get_secret_value())  # ValueError: not base64, or too short
+        return secret
 
     @model_validator(mode="after")
     def _complete(self) -> DispatchSettings:

@@ -15,9 +15,9 @@ from services.common.clock import Clock, SystemClock, following
 from services.common.config.settings import KafkaSettings
 from services.common.kafka.topics import Topics
 from services.common.observability.metrics import service_registry
+from services.common.webhooks import secret_key
 from services.ingest.adapters.key_file import KeyRing
 from services.ingest.adapters.publisher import KafkaPublisher, Publisher
-from services.ingest.domain.providers import secret_key
 from services.ingest.domain.ratelimit import RateLimiter
 from services.ingest.metrics import IngestMetrics
 from services.ingest.service_layer.handlers import Handlers

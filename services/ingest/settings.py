@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from pathlib import Path
 from typing import Literal
 
@@ -21,6 +19,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.common.webhooks import secret_key
 from services.ingest.domain.auth import BROWSER_TYPES
 
 
@@ -114,18 +113,8 @@ class IngestSettings(BaseSettings):
     @field_validator("email_webhook_secret")
     @classmethod
     def _usable_secret(cls, secret: SecretStr | None) -> SecretStr | None:
-        if secret is None:
-            return None
-        value = secret.get_secret_value()
-        if value.startswith("whsec_"):
-            try:
-                key = base64.b64decode(value.removeprefix("whsec_"), validate=True)
-            except (binascii.Error, ValueError):
-                raise ValueError("whsec_ secret is not base64 after the prefix") from None
-        else:
-            key = value.encode()
-        if len(key) < 16:
-            raise ValueError("the email webhook secret is too short (at least 16 bytes)")
+        if secret is not None:
+            secret_key(secret.get_secret_value())  # ValueError: not base64, or too short
         return secret
 
     @field_validator("api_keys_file")

@@ -18,11 +18,12 @@ from sqlalchemy import update
 
 from schemas import validate_event
 from services.common.config.settings import KafkaSettings
+from services.common.webhooks import secret_key, signature
 from services.dispatch.adapters import repository as repo
 from services.dispatch.adapters import tables as t
 from services.dispatch.adapters.crm import HttpTaskApi
 from services.dispatch.adapters.sms import TwilioConfig, TwilioSms
-from services.dispatch.adapters.webhook import HttpWebhookSender, secret_key, signature
+from services.dispatch.adapters.webhook import HttpWebhookSender
 from services.dispatch.domain.errors import HandoffRefused
 from services.dispatch.domain.messages import Sms, Task, Webhook
 from tests.dispatch.integration.dispatch_harness import (

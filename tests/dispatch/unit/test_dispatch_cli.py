@@ -39,6 +39,10 @@ def test_help_lists_the_environment() -> None:
      "NURTURE_TRACKING_SECRET"),
     ({"DATABASE_URL": "postgresql+asyncpg://u@h/db", "NURTURE_DISPATCH_TEMPLATES": "/nowhere"},
      "NURTURE_DISPATCH_TEMPLATES"),
+    ({"DATABASE_URL": "postgresql+asyncpg://u@h/db", "NURTURE_DISPATCH_WEBHOOK_SECRET": "short"},
+     "NURTURE_DISPATCH_WEBHOOK_SECRET"),
+    ({"DATABASE_URL": "postgresql+asyncpg://u@h/db",
+      "NURTURE_DISPATCH_WEBHOOK_SECRET": "whsec_***"}, "NURTURE_DISPATCH_WEBHOOK_SECRET"),
 ])
 def test_bad_settings_stop_start_up_naming_the_variable(env: dict[str, str],
                                                         named: str) -> None:

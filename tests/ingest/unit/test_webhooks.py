@@ -17,7 +17,7 @@ from pydantic import SecretStr, ValidationError
 
 from schemas import validate_event
 from services.common.config.settings import KafkaSettings
-from services.dispatch.adapters.webhook import secret_key, signed_headers
+from services.common.webhooks import secret_key, signed_headers
 from services.ingest.adapters.publisher import FakePublisher
 from services.ingest.bootstrap import bootstrap
 from services.ingest.domain.auth import hash_key
