@@ -142,7 +142,12 @@ from services.common.kafka.topics import Topics, create_topic
 from services.scoring.adapters.eager import Eager
 from services.scoring.adapters.flow import keep_running_flow
 from services.scoring.adapters.record_batches import RecordBatches
-from services.scoring.adapters.stalls import Stalls, consumer_state, partition_name
+from services.scoring.adapters.stalls import (
+    Stalls,
+    consumer_state,
+    partition_name,
+    watched_tasks,
+)
 from services.scoring.domain.state import LeadState
 from services.scoring.entrypoints.probes import BEAT_SECONDS, Health
 from services.scoring.metrics import ScoringMetrics
@@ -267,7 +272,7 @@ def _add_lag_timer(app: faust.App, topics: Topics, metrics: ScoringMetrics) -> N
                         "them from their committed offsets", stalls.after,
                         extra={"partitions": sorted(map(partition_name, stalled)),
                                "lag": {partition_name(tp): lag[tp] for tp in stalled},
-                               "consumer": consumer_state(app)})
+                               "consumer": consumer_state(app), "tasks": watched_tasks()})
             await _reread(app, stalled)
 
 
@@ -733,24 +738,36 @@ class Heartbeat(mode.Service):
             await self.sleep(LAG_SECONDS)
             app = self.health.app
             if app is not None and app.in_recovery:
-                report_recovery_stalls(app, self.recovery_stalls, time.monotonic())
+                stalled = report_recovery_stalls(app, self.recovery_stalls, time.monotonic())
+                await _reread_changelog(app, stalled)
 
 
-def report_recovery_stalls(app: Any, stalls: Stalls, now: float) -> None:
+def report_recovery_stalls(app: Any, stalls: Stalls, now: float) -> list[Any]:
     """Warn of each changelog partition the table recovery still has records to read from and
-    has read none of for `stalls.after` seconds, with what the consumer holds."""
+    has read none of for `stalls.after` seconds, with what the consumer holds and where faust's
+    fetch loop waits; those partitions."""
     recovery = app.tables.recovery
     offsets, highwaters = recovery.active_offsets, recovery.active_highwaters
     lag = {tp: max(0, highwaters[tp] - offsets[tp]) for tp in list(recovery.active_tps)}
     stalled = stalls.observe(now, lag, offsets)
     if stalled:
         log.warning("the table recovery has changelog records to read and has read none for "
-                    "%.0f s", stalls.after, extra={
+                    "%.0f s; re-reading them", stalls.after, extra={
                         "partitions": sorted(map(partition_name, stalled)),
                         "recovery": {partition_name(tp): {"read": offsets[tp],
                                                           "last": highwaters[tp]}
                                      for tp in stalled},
-                        "consumer": consumer_state(app)})
+                        "consumer": consumer_state(app), "tasks": watched_tasks()})
+    return stalled
+
+
+async def _reread_changelog(app: Any, stalled: list[Any]) -> None:
+    """Seek each stalled changelog partition to the record after the last one the recovery
+    read (a record read twice is written to the table twice, with the same value)."""
+    offsets = app.tables.recovery.active_offsets
+    for tp in stalled:
+        if app.in_recovery and app.consumer.flow_active:
+            await app.consumer.seek(tp, offsets[tp] + 1)
 
 
 def watch(health: Health, app: Any, source: str | None = None) -> None:

@@ -13,11 +13,13 @@ for this report only)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 STALL_SECONDS = 30.0
+WATCHED_TASKS = ("_drain_messages", "_slurp_changelogs")  # faust's fetch loop, its recovery
 
 
 @dataclass
@@ -90,3 +92,32 @@ def consumer_state(app: Any) -> dict[str, Any]:
         except RuntimeError as exc:  # "dictionary changed size during iteration"
             state["fetch"] = repr(exc)
     return state
+
+
+def await_chain(coro: Any) -> list[str]:
+    """Where a coroutine waits: each coroutine (or generator) it awaits, as `name:line`, and
+    last what the innermost one waits for (a future, an event)."""
+    chain = []
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is None:
+            chain.append(type(coro).__name__)
+            break
+        chain.append(f"{frame.f_code.co_qualname}:{frame.f_lineno}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return chain
+
+
+def watched_tasks(names: Iterable[str] = WATCHED_TASKS) -> dict[str, list[str]]:
+    """The await chains of this loop's tasks that run any of `names` (faust's fetch loop and
+    its recovery's changelog reader): where each waits when records stop arriving."""
+    found: dict[str, list[str]] = {}
+    try:
+        tasks = asyncio.all_tasks()
+    except RuntimeError:  # no running loop
+        return found
+    for task in tasks:
+        chain = await_chain(task.get_coro())
+        if any(name in step for step in chain for name in names):
+            found[task.get_name()] = chain
+    return found

@@ -4,6 +4,7 @@ table recovery that stops reading its changelog (`report_recovery_stalls`)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
 from types import SimpleNamespace
@@ -11,8 +12,8 @@ from types import SimpleNamespace
 import pytest
 from aiokafka import TopicPartition
 
-from services.scoring.adapters.faust_app import report_recovery_stalls
-from services.scoring.adapters.stalls import Stalls
+from services.scoring.adapters.faust_app import _reread_changelog, report_recovery_stalls
+from services.scoring.adapters.stalls import Stalls, watched_tasks
 
 
 def test_a_partition_behind_and_not_moving_is_reported_once_after_the_wait() -> None:
@@ -86,3 +87,39 @@ def test_a_recovery_that_reads_on_is_not_reported(caplog: pytest.LogCaptureFixtu
         app.tables.recovery.active_offsets[tp] = 4
         report_recovery_stalls(app, stalls, 40)
     assert caplog.records == []
+
+
+def test_a_stalled_recovery_is_returned_and_its_partitions_re_read_after_the_last_read() -> None:
+    stuck = TopicPartition(CHANGELOG, 1)
+    app = _recovering_app({stuck: 3}, {stuck: 12})
+    sought: list[tuple[TopicPartition, int]] = []
+
+    async def seek(tp: TopicPartition, offset: int) -> None:
+        sought.append((tp, offset))
+    app.consumer.seek = seek
+    stalls = Stalls(after=30)
+    assert report_recovery_stalls(app, stalls, 0) == []
+    stalled = report_recovery_stalls(app, stalls, 30)
+    assert stalled == [stuck]
+    asyncio.run(_reread_changelog(app, stalled))
+    assert sought == [(stuck, 4)]
+    app.in_recovery = False  # recovered meanwhile: nothing to re-read
+    asyncio.run(_reread_changelog(app, stalled))
+    assert sought == [(stuck, 4)]
+
+
+async def _drain_messages(never: asyncio.Event) -> None:  # named as faust's fetch loop
+    await never.wait()
+
+
+async def test_the_report_says_where_the_watched_tasks_wait() -> None:
+    never = asyncio.Event()
+    task = asyncio.create_task(_drain_messages(never), name="fetcher")
+    await asyncio.sleep(0)  # it starts and waits
+    try:
+        chain = watched_tasks()["fetcher"]
+    finally:
+        task.cancel()
+    assert chain[0].startswith("_drain_messages:")
+    assert any(step.startswith("Event.wait:") for step in chain)
+    assert chain[-1].startswith("Future")  # what Event.wait awaits
