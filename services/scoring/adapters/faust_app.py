@@ -737,9 +737,13 @@ class Heartbeat(mode.Service):
         while not self.should_stop:
             await self.sleep(LAG_SECONDS)
             app = self.health.app
-            if app is not None and app.in_recovery:
+            if app is None or not app.in_recovery:
+                continue
+            try:  # a report that fails must not stop the liveness beat's service
                 stalled = report_recovery_stalls(app, self.recovery_stalls, time.monotonic())
                 await _reread_changelog(app, stalled)
+            except Exception:
+                log.exception("the table recovery's stall report failed")
 
 
 def report_recovery_stalls(app: Any, stalls: Stalls, now: float) -> list[Any]:
