@@ -91,12 +91,17 @@ Workarounds, each with the upstream reports it covers (faust-streaming 0.15 pinn
    eager tasks would; only a callback that has to wait (the flow paused, a queue full) goes
    on through `mode`'s. Measured as in 11: 201 against 154 µs per event. No upstream report
    found.
-13. **Stalled partitions reported** (`_add_lag_timer`, `stalls.py`). After a rebalance a worker
-   was seen, rarely, to stop receiving some or all of its partitions' records with no error
-   (with and without workaround 12; docs/architecture.md, known problem). A partition with
-   records to read and no read for `STALL_SECONDS` is logged as a warning with what faust's
-   consumer and aiokafka's fetcher hold for it, and sought back to its committed offset
-   (`_reread`), a safety net behind workaround 14, which removes the cause the report found.
+13. **Stalled partitions reported and re-read** (`_add_lag_timer`, `Heartbeat`, `stalls.py`).
+   After a rebalance a worker was seen, rarely, to stop receiving some or all of its
+   partitions' records with no error (with and without workaround 12; docs/architecture.md,
+   known problem). An input partition with records to read and no read for `STALL_SECONDS`
+   is logged as a warning with what faust's consumer and aiokafka's fetcher hold for it and
+   where faust's fetch loop waits, and sought back to its committed offset (`_reread`): a
+   safety net behind workaround 14, which removes the cause the report found. A table
+   recovery that reads nothing of a changelog partition with records for as long is reported
+   alike by the heartbeat service (the app's timers wait for the recovery) and that partition
+   sought to the record after the recovery's last (`_reread_changelog`); its cause is not
+   known yet.
 14. **A running flow's records kept** (`flow.py`). faust's recovery resumes its flow control
    once more after it has resumed and sought the stream partitions, and each resume clears
    the streams' queues: records fetched in that window were dropped while faust and aiokafka

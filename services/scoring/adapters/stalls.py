@@ -1,15 +1,14 @@
 """Partitions with records to read that the worker has stopped reading (faust_app, workaround 13).
 
-A worker sometimes stops receiving the records of some or all of its partitions after a
-rebalance: it logged "Worker ready" (or is still recovering its table), the broker holds records
-for it, and nothing reaches the agent, with no error. The integration tests have caught it a few
-times in a hundred runs (tests/scoring/integration/test_worker.py, the two-worker and kill -9
-tests). Its first report found the cause of the stream form (docs/architecture.md, known
-problem): records fetched while faust's recovery resumes the streams, then cleared from the
-stream's queue by `flow_control.resume()`. This module makes a stall visible and explains it, in
-a warning the worker logs: `Stalls` decides which partitions are stalled, `consumer_state`
-describes what faust's consumer and aiokafka's fetcher beneath it hold (private attributes, read
-for this report only)."""
+A worker sometimes stopped receiving the records of some or all of its partitions after a
+rebalance: its agent waited for events the broker held, or its table's recovery for changelog
+records aiokafka had fetched, with no error (docs/architecture.md, known problem). The first
+report found the cause of the stream form (records fetched while faust's recovery resumed the
+streams, then cleared from the stream's queue by `flow_control.resume()`; workaround 14 keeps
+them). This module makes a stall visible and explains it: `Stalls` decides which partitions are
+stalled, `consumer_state` describes what faust's consumer and aiokafka's fetcher beneath it
+hold (private attributes, read for this report only), `watched_tasks` where faust's fetch loop
+and changelog reader wait."""
 
 from __future__ import annotations
 
