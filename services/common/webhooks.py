@@ -17,6 +17,7 @@ import hmac
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
+from pydantic import SecretStr
 from standardwebhooks import Webhook
 
 PREFIX = "whsec_"
@@ -42,6 +43,14 @@ def secret_key(secret: str) -> bytes:
     if len(key) < MIN_KEY_BYTES:
         raise ValueError(f"the secret is too short (a key of at least {MIN_KEY_BYTES} bytes)")
     return key
+
+
+def usable_secret(secret: SecretStr | None) -> SecretStr | None:
+    """For a settings field: the secret as it is when it makes a key (`secret_key`), else the
+    ValueError saying why, which the settings report under the variable's name."""
+    if secret is not None:
+        secret_key(secret.get_secret_value())
+    return secret
 
 
 def signature(key: bytes, *, msg_id: str, timestamp: int, body: bytes) -> str:

@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.common.webhooks import secret_key
+from services.common.webhooks import usable_secret
 
 _URL = r"^https?://[^\s/]+(/[^\s]*)?$"
 Guarantee = Literal["at-most-once", "at-least-once"]
@@ -159,12 +159,7 @@ class DispatchSettings(BaseSettings):
     prune_interval_seconds: float = Field(
         default=300.0, gt=0, description="how often deliveries past the retention are deleted")
 
-    @field_validator("webhook_secret")
-    @classmethod
-    def _usable_secret(cls, secret: SecretStr | None) -> SecretStr | None:
-        if secret is not None:
-            secret_key(secret.get_secret_value())  # ValueError: not base64, or too short
-        return secret
+    _usable_secret = field_validator("webhook_secret")(usable_secret)
 
     @model_validator(mode="after")
     def _complete(self) -> DispatchSettings:

@@ -19,7 +19,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.common.webhooks import secret_key
+from services.common.webhooks import usable_secret
 from services.ingest.domain.auth import BROWSER_TYPES
 
 
@@ -110,12 +110,7 @@ class IngestSettings(BaseSettings):
                     "plain text); the endpoint answers 404 without it",
     )
 
-    @field_validator("email_webhook_secret")
-    @classmethod
-    def _usable_secret(cls, secret: SecretStr | None) -> SecretStr | None:
-        if secret is not None:
-            secret_key(secret.get_secret_value())  # ValueError: not base64, or too short
-        return secret
+    _usable_secret = field_validator("email_webhook_secret")(usable_secret)
 
     @field_validator("api_keys_file")
     @classmethod
