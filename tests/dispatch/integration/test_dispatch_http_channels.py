@@ -206,7 +206,8 @@ async def test_the_http_channels_reach_the_hand_off_before_the_request_goes_out(
             .send(Sms("m1", "+14155550123", "Hi"), handoff=h),
             lambda h: HttpTaskApi(client, url=f"{peer.url}/crm", token=None).create(
                 Task("m1", {"title": "Call"}), handoff=h),
-            lambda h: HttpWebhookSender(client, url=f"{peer.url}/hooks", secret="s").send(
+            lambda h: HttpWebhookSender(client, url=f"{peer.url}/hooks",
+                                        secret=WEBHOOK_SECRET).send(
                 Webhook("m1", {"type": "x"}), now=datetime.now(UTC), handoff=h)]
         for send in sends:
             with pytest.raises(HandoffRefused):
