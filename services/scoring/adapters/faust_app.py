@@ -100,8 +100,8 @@ Workarounds, each with the upstream reports it covers (faust-streaming 0.15 pinn
    safety net behind workaround 14, which removes the cause the report found. A table
    recovery that reads nothing of a changelog partition with records for as long is reported
    alike by the heartbeat service (the app's timers wait for the recovery) and that partition
-   sought to the record after the recovery's last (`_reread_changelog`); its cause is not
-   known yet.
+   sought to the record after the recovery's last (`_reread_changelog`; seen to heal one):
+   faust's fetch loop was idle, so faust's `getmany` dropped them; which check, not known yet.
 14. **A running flow's records kept** (`flow.py`). faust's recovery resumes its flow control
    once more after it has resumed and sought the stream partitions, and each resume clears
    the streams' queues: records fetched in that window were dropped while faust and aiokafka
